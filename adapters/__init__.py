@@ -1,0 +1,1 @@
+"""One module per way a merchant's catalog is reached (feed files today)."""

@@ -1,0 +1,271 @@
+"""Product feeds from files: UCP/ACP JSON Lines and Google Merchant Center TSV, optionally gzip.
+
+Parsing streams the file row by row; every row is validated into the UCP `Product` model and a
+row that fails is reported with its line number and reason instead of stopping the import.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+from urllib.parse import urljoin, urlparse
+
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from catalog.models import Merchant
+from catalog.product import Product
+from catalog.store import product_row, replace_catalog
+from core.errors import FeedError, InvalidInput
+from core.money import money_from_major
+
+GMC_REQUIRED = ("id", "title", "price")
+GMC_PRICE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+([A-Z]{3})\s*$")
+GMC_AVAILABLE = {"in_stock", "in stock", "preorder", "backorder"}
+MAX_REPORTED_ERRORS = 1000
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    reason: str
+
+
+@dataclass
+class FeedReport:
+    """What an import did: products imported and each rejected row with its reason."""
+
+    imported: int = 0
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def add_error(self, error: RowError) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(error)
+
+    def as_dict(self) -> dict:
+        return {
+            "imported": self.imported,
+            "rejected": self.rejected,
+            "errors": [{"line": e.line, "reason": e.reason} for e in self.errors],
+        }
+
+
+def feed_format(path: Path) -> str:
+    """'jsonl' or 'tsv' from the file name (a trailing `.gz` is allowed).
+
+    Raises:
+        FeedError: the extension is not one of the supported feed formats.
+    """
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if name.endswith((".tsv", ".txt")):
+        return "tsv"
+    raise FeedError(f"{path.name}: not a supported feed (use .jsonl or .tsv, optionally .gz)")
+
+
+def _open_text(path: Path) -> IO[str]:
+    try:
+        raw: IO[bytes] = gzip.open(path, "rb") if path.name.lower().endswith(".gz") \
+            else path.open("rb")
+    except OSError as exc:
+        raise FeedError(f"{path}: cannot open feed ({exc.strerror or exc})") from None
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "product"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _resolve(url: str | None, base_url: str | None) -> str | None:
+    if not url:
+        return url
+    if urlparse(url).scheme in ("http", "https"):
+        return url
+    if base_url:
+        return urljoin(base_url.rstrip("/") + "/", url.lstrip("/"))
+    raise ValueError(f"link {url!r} is not an absolute http(s) URL")
+
+
+def _finish(product: Product, base_url: str | None) -> Product:
+    product.url = _resolve(product.url, base_url)
+    for item in product.media:
+        item.url = _resolve(item.url, base_url) or item.url
+    return product
+
+
+def _jsonl_rows(text: IO[str], base_url: str | None) -> Iterator[tuple[int, Product | RowError]]:
+    for line_no, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield line_no, RowError(line_no, f"not valid JSON ({exc.msg})")
+            continue
+        if not isinstance(doc, dict):
+            yield line_no, RowError(line_no, "not a JSON object")
+            continue
+        try:
+            yield line_no, _finish(Product.model_validate(doc), base_url)
+        except ValidationError as exc:
+            yield line_no, RowError(line_no, _reason(exc))
+        except ValueError as exc:
+            yield line_no, RowError(line_no, str(exc))
+
+
+def _gmc_tags(row: dict[str, str]) -> list[str]:
+    tags: list[str] = []
+    for key in ("custom_label_0", "custom_label_1", "custom_label_2", "custom_label_3",
+                "custom_label_4"):
+        tags.extend(t.strip() for t in (row.get(key) or "").split(",") if t.strip())
+    return tags
+
+
+def gmc_row_to_product(row: dict[str, str]) -> Product:
+    """Map one Google Merchant Center row to the UCP product shape.
+
+    Raises:
+        ValueError: a required field is missing or the price is not like `49.95 USD`.
+    """
+    missing = [k for k in GMC_REQUIRED if not (row.get(k) or "").strip()]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    price_text = (row.get("sale_price") or "").strip() or row["price"]
+    match = GMC_PRICE_RE.match(price_text)
+    if not match:
+        raise ValueError(f"price {price_text!r} is not like '49.95 USD'")
+    try:
+        price = money_from_major(match.group(1), match.group(2))
+    except InvalidInput as exc:
+        raise ValueError(exc.reason) from None
+    available = (row.get("availability") or "in_stock").strip().lower() in GMC_AVAILABLE
+    doc: dict = {
+        "id": row["id"].strip(),
+        "title": row["title"].strip(),
+        "description": {"plain": (row.get("description") or "").strip()},
+        "url": (row.get("link") or "").strip() or None,
+        "categories": [{"value": v.strip(), "taxonomy": t} for v, t in (
+            (row.get("product_type") or "", "merchant"),
+            (row.get("google_product_category") or "", "google_product_category"),
+        ) if v.strip()],
+        "media": [{"type": "image", "url": row["image_link"].strip(), "alt_text": row["title"]}]
+        if (row.get("image_link") or "").strip() else [],
+        "variants": [{
+            "id": row["id"].strip(),
+            "title": row["title"].strip(),
+            "price": price.as_dict(),
+            "availability": {"available": available,
+                             "status": (row.get("availability") or "in_stock").strip()},
+            "sku": (row.get("mpn") or "").strip() or None,
+        }],
+        "tags": _gmc_tags(row),
+        "metadata": {k: row[k].strip() for k in ("brand", "gtin", "mpn", "condition")
+                     if (row.get(k) or "").strip()},
+    }
+    rating = (row.get("product_rating") or "").strip()
+    if rating:
+        count = (row.get("product_rating_count") or "").strip()
+        doc["rating"] = {"value": rating, "scale_max": 5, "count": int(count) if count else None}
+    return Product.model_validate(doc)
+
+
+def _tsv_rows(text: IO[str], base_url: str | None) -> Iterator[tuple[int, Product | RowError]]:
+    reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        return
+    missing = [k for k in GMC_REQUIRED if k not in header]
+    if missing:
+        raise FeedError(f"not a Google Merchant Center TSV feed: header lacks {', '.join(missing)}")
+    for cells in reader:
+        line_no = reader.line_num
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            yield line_no, RowError(line_no, f"has {len(cells)} fields, header has {len(header)}")
+            continue
+        try:
+            yield line_no, _finish(gmc_row_to_product(dict(zip(header, cells))), base_url)
+        except ValidationError as exc:
+            yield line_no, RowError(line_no, _reason(exc))
+        except (ValueError, InvalidInput) as exc:
+            yield line_no, RowError(line_no, str(exc))
+
+
+def read_feed(path: Path, *, base_url: str | None = None
+              ) -> Iterator[tuple[int, Product | RowError]]:
+    """Stream `(line, Product | RowError)` from a feed file.
+
+    Args:
+        path: a `.jsonl`/`.ndjson` or `.tsv` file, optionally gzip-compressed.
+        base_url: links that are site-relative (`/media/x.svg`) are resolved against it;
+            without it they make the row invalid.
+
+    Raises:
+        FeedError: the file cannot be opened, decompressed or decoded, or is not a feed.
+    """
+    fmt = feed_format(path)
+    text = _open_text(path)
+    rows = _jsonl_rows(text, base_url) if fmt == "jsonl" else _tsv_rows(text, base_url)
+    try:
+        yield from rows
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise FeedError(f"{path.name}: cannot read feed ({exc})") from None
+    except UnicodeDecodeError:
+        raise FeedError(f"{path.name}: not a UTF-8 text feed") from None
+    except csv.Error as exc:
+        raise FeedError(f"{path.name}: malformed TSV ({exc})") from None
+    finally:
+        text.close()
+
+
+def import_feed(*, session: Session, merchant: Merchant, path: Path, currency: str,
+                base_url: str | None = None) -> FeedReport:
+    """Replace a merchant's catalog with a feed's valid products, in the caller's transaction.
+
+    Rows priced in another currency than the merchant's market are rejected with a reason.
+
+    Raises:
+        FeedError: the file is not a feed, or not one row of it is a valid product (the old
+            catalog is kept).
+    """
+    report = FeedReport()
+    seen: dict[str, int] = {}
+
+    def valid_rows() -> Iterator[dict]:
+        for line, item in read_feed(path, base_url=base_url):
+            if isinstance(item, RowError):
+                report.add_error(item)
+            elif item.id in seen:
+                report.add_error(RowError(line, f"duplicate id {item.id!r} "
+                                                f"(first on line {seen[item.id]})"))
+            elif item.currency != currency:
+                report.add_error(RowError(line, f"price in {item.currency}, but the "
+                                                f"merchant's market sells in {currency}"))
+            else:
+                seen[item.id] = line
+                yield product_row(merchant_id=merchant.id or 0, product=item)
+
+    report.imported = replace_catalog(session=session, merchant=merchant, rows=valid_rows())
+    if report.imported == 0:
+        first = f" (line {report.errors[0].line}: {report.errors[0].reason})" \
+            if report.errors else ""
+        raise FeedError(f"{path.name}: no valid products in feed{first}")
+    return report

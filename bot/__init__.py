@@ -1,0 +1,1 @@
+"""Conversation side: understanding, memory, conversation state and channel rendering."""

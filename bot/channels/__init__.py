@@ -1,0 +1,1 @@
+"""Channels: each turns its platform's messages into `Assistant.handle` calls and back."""

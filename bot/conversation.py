@@ -1,0 +1,331 @@
+"""The conversation: a message or a button press in, localised messages with cards out.
+
+Every channel (web chat API, terminal, and later Telegram and WhatsApp) calls
+`Assistant.handle`; `Assistant.recommend` is the same understanding and ranking without a
+conversation, for the `recommend` command.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from bot import memory
+from bot.intent import Intent, IntentParser
+from bot.models import Conversation
+from bot.replies import (STATUS_LABELS, Message, Reply, confirmation_message, facts_text, help_message,
+                         no_results_text, payment_message, results_text, who)
+from catalog.cards import Card, build_cards
+from catalog.search import CatalogSearch, SearchRequest
+from catalog.text import stems
+from checkout import service as checkout
+from checkout.rails import PaymentRail
+from core.db import session_scope, utcnow
+from core.i18n import Translator, language_of
+from core.markets import Market, get_market
+from core.money import Money
+from core.outbox import take_pending
+from core.settings import Settings
+from ops.events import EventKind, record_event
+
+MAX_REMEMBERED_REFS = 60
+CONVERSATION_IDLE = timedelta(hours=24)
+
+
+@dataclass
+class Recommendation:
+    """The answer to one request: what was understood, the cards, and the reply line."""
+
+    query: str
+    market: Market
+    intent: Intent
+    request: SearchRequest
+    cards: list[Card]
+    reply: str
+    remembered: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"query": self.query, "market": self.market.code,
+                "intent": self.intent.as_dict(),
+                "cards": [c.model_dump(include=CARD_FIELDS) for c in self.cards],
+                "reply": self.reply}
+
+
+CARD_FIELDS = {"product_id", "merchant", "merchant_id", "title", "price", "price_text", "url",
+               "image_url", "reason", "sponsored", "rating", "rating_count", "position"}
+
+
+class Assistant:
+    """Understands requests, keeps each shopper's conversation, and drives checkout."""
+
+    def __init__(self, *, engine: Engine, search: CatalogSearch, parser: IntentParser,
+                 rails: dict[str, PaymentRail], settings: Settings) -> None:
+        self.engine = engine
+        self.search = search
+        self.parser = parser
+        self.rails = rails
+        self.settings = settings
+
+    # -- recommendation without a conversation ----------------------------------------------
+
+    def recommend(self, text: str, *, market: Market, user_key: str | None = None,
+                  limit: int | None = None, language: str | None = None,
+                  reply_language: str | None = None, exclude: set[str] | None = None,
+                  session: Session | None = None) -> Recommendation:
+        """Understand `text` and rank cards; with a user, use and extend their memory.
+
+        `language` is the shopper's usual language, used when the text does not tell;
+        `reply_language` forces the reply's language whatever the text is written in.
+        """
+        intent = self.parser.parse(text, market=market, language=language)
+        if reply_language:
+            intent.language = language_of(reply_language)
+        learned: list[str] = []
+        if user_key and session is not None:
+            learned = [f"{f.kind}:{f.value}" for f in
+                       memory.learn(session=session, user_key=user_key, intent=intent)]
+            memory.recall(session=session, user_key=user_key, intent=intent)
+        elif user_key:
+            with session_scope(self.engine) as own:
+                learned = [f"{f.kind}:{f.value}" for f in
+                           memory.learn(session=own, user_key=user_key, intent=intent)]
+                memory.recall(session=own, user_key=user_key, intent=intent)
+        request = self.search_request(intent, market, limit=limit, exclude=exclude)
+        t = Translator(intent.language)
+        ranked = self.search.search(request)
+        cards = build_cards(ranked, request, market, t)
+        budget = Money(request.budget_max, market.currency) if request.budget_max else None
+        reply = (results_text(intent, len(cards), budget, market, t) if cards
+                 else no_results_text(intent, budget, market, t))
+        note = None
+        person = who(intent, t)
+        if learned and person:
+            note = t.gettext("Noted about {who}: {facts}. I will remember it.").format(
+                who=person, facts=facts_text(intent, t, learned))
+        elif intent.remembered and person:
+            note = t.gettext("I remembered about {who}: {facts}.").format(
+                who=person, facts=facts_text(intent, t, intent.remembered))
+        return Recommendation(query=text, market=market, intent=intent, request=request,
+                              cards=cards, reply=reply, remembered=note)
+
+    def search_request(self, intent: Intent, market: Market, *, limit: int | None = None,
+                       exclude: set[str] | None = None) -> SearchRequest:
+        budget = intent.budget if intent.budget and intent.budget.currency == market.currency \
+            else None
+        return SearchRequest(
+            market=market.code, currency=market.currency, terms=list(intent.product_terms),
+            soft_terms=[], tags=intent.concept_tags(),
+            budget_min=budget.min if budget else None,
+            budget_max=budget.max if budget else None,
+            exclude=set(exclude or ()), limit=limit or self.settings.default_card_limit,
+        )
+
+    # -- the conversation -------------------------------------------------------------------
+
+    def handle(self, *, user_key: str, text: str | None = None, action: str | None = None,
+               market: str | None = None, locale: str | None = None) -> Reply:
+        """Answer one message or button press.
+
+        Raises:
+            UnknownMarket: `market` is not a configured market.
+        """
+        chosen_market = get_market(market) if market else None
+        with session_scope(self.engine) as session:
+            conv = self._conversation(session, user_key, chosen_market, locale)
+            messages = [Message(text=n.text) for n in take_pending(session, user_key=user_key)]
+            if action:
+                messages += self._action(session, conv, action.strip(), locale)
+            elif text is not None:
+                messages += self._text(session, conv, text, locale)
+            else:
+                messages.append(help_message(conv.language, Translator(conv.language)))
+            conv.updated_at = utcnow()
+            session.add(conv)
+        return Reply(messages=messages)
+
+    def pending(self, *, user_key: str) -> Reply:
+        """Messages queued for a shopper since their last turn."""
+        with session_scope(self.engine) as session:
+            return Reply(messages=[Message(text=n.text)
+                                   for n in take_pending(session, user_key=user_key)])
+
+    def _conversation(self, session: Session, user_key: str, market: Market | None,
+                      locale: str | None) -> Conversation:
+        conv = session.get(Conversation, user_key)
+        if conv is None:
+            m = market or get_market(self.settings.default_market)
+            conv = Conversation(user_key=user_key, conversation_id=_new_id(), market=m.code,
+                                language=language_of(locale) if locale else m.language)
+        else:
+            updated = conv.updated_at if conv.updated_at.tzinfo else \
+                conv.updated_at.replace(tzinfo=utcnow().tzinfo)
+            if utcnow() - updated > CONVERSATION_IDLE:
+                conv.conversation_id = _new_id()
+                conv.shown, conv.excluded, conv.last_query = [], [], {}
+            if market and market.code != conv.market:
+                conv.market = market.code
+                conv.shown, conv.excluded, conv.last_query = [], [], {}
+            if locale:
+                conv.language = language_of(locale)
+        return conv
+
+    def _text(self, session: Session, conv: Conversation, text: str,
+              locale: str | None) -> list[Message]:
+        started = time.perf_counter()
+        market = get_market(conv.market)
+        stripped = text.strip()
+        record_event(session, EventKind.MESSAGE_RECEIVED, user_key=conv.user_key,
+                     text=stripped or None, conversation_id=conv.conversation_id,
+                     market=market.code, language=conv.language)
+        t = Translator(conv.language)
+        if len(stripped) > self.settings.max_message_chars:
+            return [Message(text=t.gettext(
+                "That message is too long for me ({limit} characters at most). Tell me in a "
+                "sentence or two who the gift is for and your budget.").format(
+                    limit=self.settings.max_message_chars))]
+        if not any(ch.isalnum() for ch in stripped):
+            return [help_message(conv.language, t, greeting=not stripped)]
+
+        rec = self.recommend(stripped, market=market, user_key=conv.user_key,
+                             language=conv.language,
+                             reply_language=conv.language if locale else None,
+                             exclude=set(conv.excluded), session=session)
+        conv.language = rec.intent.language
+        if rec.intent.is_empty():
+            return [help_message(conv.language, Translator(conv.language), greeting=True)]
+        record_event(session, EventKind.INTENT_UNDERSTOOD, user_key=conv.user_key,
+                     conversation_id=conv.conversation_id, market=market.code,
+                     language=conv.language)
+        conv.last_query = {"text": stripped}
+        return self._show(session, conv, rec, started)
+
+    def _show(self, session: Session, conv: Conversation, rec: Recommendation,
+              started: float) -> list[Message]:
+        latency = int((time.perf_counter() - started) * 1000)
+        common = dict(user_key=conv.user_key, conversation_id=conv.conversation_id,
+                      market=conv.market, language=conv.language, latency_ms=latency)
+        if not rec.cards:
+            record_event(session, EventKind.CARDS_SHOWN, text=rec.query, **common)
+        for card in rec.cards:
+            record_event(session, EventKind.CARDS_SHOWN, merchant=card.merchant_id,
+                         product_id=card.product_id, position=card.position, score=card.score,
+                         sponsored=card.sponsored, amount=card.price.amount,
+                         currency=card.price.currency, **common)
+        conv.shown = (conv.shown + [c.ref for c in rec.cards])[-MAX_REMEMBERED_REFS:]
+        messages = []
+        if rec.remembered:
+            messages.append(Message(text=rec.remembered))
+        messages.append(Message(text=rec.reply, cards=rec.cards))
+        return messages
+
+    def _action(self, session: Session, conv: Conversation, action: str,
+                locale: str | None) -> list[Message]:
+        verb, _, arg = action.partition(":")
+        t = Translator(conv.language)
+        market = get_market(conv.market)
+        if verb == "say" and arg.strip():
+            return self._text(session, conv, arg, locale)
+        if verb in ("buy", "more", "skip") and arg in conv.shown:
+            merchant_slug, _, product_id = arg.partition(":")
+            if verb == "buy":
+                return self._buy(session, conv, market, merchant_slug, product_id, t)
+            if verb == "more":
+                return self._more_like(session, conv, market, arg, t)
+            return self._not_for_me(session, conv, market, arg, t)
+        if verb in ("confirm", "cancel"):
+            order = checkout.find_order(session=session, order_id=arg, user_key=conv.user_key)
+            if order is not None:
+                return self._confirm(session, order, market, t) if verb == "confirm" \
+                    else self._cancel(session, order, t)
+        if verb == "forget":
+            count = memory.forget_all(session=session, user_key=conv.user_key)
+            return [Message(text=t.ngettext("Done: I forgot {n} thing you told me.",
+                                            "Done: I forgot {n} things you told me.", count)
+                            .format(n=count))]
+        return [Message(text=t.gettext("That button is no longer valid. Tell me what you are "
+                                       "looking for and I will show fresh options."))]
+
+    def _buy(self, session: Session, conv: Conversation, market: Market, merchant_slug: str,
+             product_id: str, t: Translator) -> list[Message]:
+        record_event(session, EventKind.CARD_CLICKED, user_key=conv.user_key,
+                     conversation_id=conv.conversation_id, market=market.code,
+                     language=conv.language, merchant=merchant_slug, product_id=product_id)
+        started = checkout.start_checkout(session=session, user_key=conv.user_key,
+                                          conversation_id=conv.conversation_id, market=market,
+                                          language=conv.language, merchant_slug=merchant_slug,
+                                          product_id=product_id)
+        if started.order is None:
+            return [Message(text=t.gettext("Sorry, that product is no longer available. "
+                                           "Want to see other options?"))]
+        return [confirmation_message(started.order, market, t)]
+
+    def _confirm(self, session: Session, order: checkout.Order, market: Market,
+                 t: Translator) -> list[Message]:
+        result = checkout.confirm_order(session=session, order=order, rails=self.rails)
+        if result.outcome == checkout.ConfirmOutcome.CONFIRMED and result.instructions:
+            return [payment_message(order, result.instructions, market, t)]
+        if result.outcome == checkout.ConfirmOutcome.PRICE_CHANGED:
+            return [confirmation_message(order, market, t, price_changed_from=result.old_total)]
+        if result.outcome == checkout.ConfirmOutcome.OUT_OF_STOCK:
+            return [Message(text=t.gettext("Sorry, that product sold out before you confirmed. "
+                                           "Nothing was charged."))]
+        return [Message(text=t.gettext("Order {order} is already {status}.").format(
+            order=order.id, status=t.gettext(STATUS_LABELS.get(order.status, order.status))))]
+
+    def _cancel(self, session: Session, order: checkout.Order, t: Translator) -> list[Message]:
+        if checkout.cancel_order(session=session, order=order):
+            return [Message(text=t.gettext("Canceled. Nothing was charged."))]
+        return [Message(text=t.gettext("Order {order} can no longer be canceled here.")
+                        .format(order=order.id))]
+
+    def _more_like(self, session: Session, conv: Conversation, market: Market, ref: str,
+                   t: Translator) -> list[Message]:
+        started = time.perf_counter()
+        index = self.search.index(market.code)
+        product = index.get(ref)
+        record_event(session, EventKind.MORE_LIKE_THIS, user_key=conv.user_key,
+                     conversation_id=conv.conversation_id, market=market.code,
+                     merchant=ref.partition(":")[0], product_id=ref.partition(":")[2])
+        if product is None:
+            return [Message(text=t.gettext("Sorry, that product is no longer available. "
+                                           "Want to see other options?"))]
+        category = product.categories.split(">")[-1] if product.categories else product.title
+        request = SearchRequest(
+            market=market.code, currency=market.currency, terms=stems(category),
+            soft_terms=stems(product.title), tags=sorted(product.tags),
+            exclude=set(conv.shown) | set(conv.excluded), limit=self.settings.default_card_limit)
+        ranked = self.search.search(request)
+        cards = build_cards(ranked, request, market, t)
+        text = t.gettext("More like {title}:").format(title=product.title) if cards else \
+            t.gettext("I have nothing else like {title} right now.").format(title=product.title)
+        rec = Recommendation(query=product.title, market=market,
+                             intent=Intent(text=product.title, language=conv.language),
+                             request=request, cards=cards, reply=text)
+        return self._show(session, conv, rec, started)
+
+    def _not_for_me(self, session: Session, conv: Conversation, market: Market, ref: str,
+                    t: Translator) -> list[Message]:
+        started = time.perf_counter()
+        record_event(session, EventKind.NOT_FOR_ME, user_key=conv.user_key,
+                     conversation_id=conv.conversation_id, market=market.code,
+                     merchant=ref.partition(":")[0], product_id=ref.partition(":")[2])
+        conv.excluded = (conv.excluded + [ref])[-MAX_REMEMBERED_REFS:]
+        last = conv.last_query.get("text")
+        if not last:
+            return [Message(text=t.gettext("Got it, I will not show that again."))]
+        rec = self.recommend(last, market=market, user_key=conv.user_key,
+                             language=conv.language, exclude=set(conv.excluded) | set(conv.shown[-3:]),
+                             session=session)
+        rec.remembered = None
+        rec.reply = t.gettext("Got it. Some other options:") if rec.cards else \
+            t.gettext("Got it. I have no other options for that right now.")
+        return self._show(session, conv, rec, started)
+
+
+def _new_id() -> str:
+    return "cnv_" + secrets.token_hex(8)

@@ -1,0 +1,36 @@
+"""Conversation tables: per-shopper state and remembered facts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.db import utcnow
+
+
+class Conversation(SQLModel, table=True):
+    """Where a shopper's conversation stands; keyed by channel and the channel's user id."""
+
+    user_key: str = Field(primary_key=True, max_length=200)
+    conversation_id: str = Field(max_length=40)
+    market: str = Field(max_length=2)
+    language: str = Field(max_length=5)
+    last_query: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    shown: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    excluded: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class MemoryFact(SQLModel, table=True):
+    """Something the shopper told about someone they buy for ("mother", "interest", "gardening")."""
+
+    __table_args__ = (UniqueConstraint("user_key", "subject", "kind", "value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_key: str = Field(index=True, max_length=200)
+    subject: str = Field(max_length=40)
+    kind: str = Field(max_length=20)
+    value: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)

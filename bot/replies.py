@@ -1,0 +1,167 @@
+"""What the assistant says: reply shapes and the localised sentences they carry."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from bot.intent import Intent
+from catalog.cards import Button, Card
+from catalog.explain import INTEREST_LABELS
+from checkout.models import Order
+from checkout.rails import PaymentInstructions
+from core.i18n import N_, Translator
+from core.markets import Market
+from core.money import Money
+
+
+class Message(BaseModel):
+    """One chat bubble: text, optional product cards, optional buttons."""
+
+    text: str
+    cards: list[Card] = Field(default_factory=list)
+    buttons: list[Button] = Field(default_factory=list)
+
+
+class Reply(BaseModel):
+    messages: list[Message]
+
+
+RECIPIENT_PHRASES = {
+    "mother": N_("your mother"), "mother_in_law": N_("your mother-in-law"),
+    "father": N_("your father"), "father_in_law": N_("your father-in-law"),
+    "grandmother": N_("your grandmother"), "grandfather": N_("your grandfather"),
+    "wife": N_("your wife"), "husband": N_("your husband"), "partner": N_("your partner"),
+    "friend": N_("your friend"), "sister": N_("your sister"), "brother": N_("your brother"),
+    "child": N_("the child"), "teen": N_("the teenager"), "baby": N_("the baby"),
+    "colleague": N_("your colleague"), "self": N_("you"),
+}
+
+EXAMPLES = {
+    "pt": ["presente para minha mãe de 60 anos até R$200",
+           "fone de ouvido bluetooth até R$300",
+           "algo para meu pai que gosta de churrasco"],
+    "es": ["regalo para mi mamá de 60 años, menos de 50.000 pesos",
+           "algo para mi papá que le gusta el asado",
+           "un libro para mi abuela"],
+    "en": ["birthday gift for my 60-year-old mom under $50",
+           "a toy for my 10-year-old nephew",
+           "something for my dad who loves coffee"],
+}
+
+STATUS_LABELS = {
+    "awaiting_confirmation": N_("awaiting your confirmation"),
+    "awaiting_payment": N_("awaiting payment"), "pending_collection": N_("confirmed"),
+    "paid": N_("paid"), "failed": N_("failed"), "canceled": N_("canceled"),
+}
+
+RAIL_LABELS = {"pix": N_("Pix"), "cod": N_("cash on delivery"),
+               "sandbox": N_("card (secure checkout page)")}
+
+
+def who(intent: Intent, t: Translator) -> str | None:
+    if not intent.recipient:
+        return None
+    return t.gettext(RECIPIENT_PHRASES.get(intent.recipient, intent.recipient))
+
+
+def facts_text(intent: Intent, t: Translator, kinds: list[str]) -> str:
+    """"60 years old, gardening" for the given fact kinds of an intent."""
+    parts: list[str] = []
+    for entry in kinds:
+        kind, _, value = entry.partition(":")
+        if kind == "age":
+            parts.append(t.ngettext("{n} year old", "{n} years old", int(value))
+                         .format(n=value))
+        elif kind == "interest":
+            parts.append(t.gettext(INTEREST_LABELS.get(value, value)))
+    return ", ".join(parts)
+
+
+def results_text(intent: Intent, n: int, budget: Money | None, market: Market,
+                 t: Translator) -> str:
+    person = who(intent, t)
+    limit = market.format_price(budget) if budget else None
+    if person and limit:
+        text = t.ngettext("Here is {n} idea for {who}, up to {budget}:",
+                          "Here are {n} ideas for {who}, up to {budget}:", n)
+    elif person:
+        text = t.ngettext("Here is {n} idea for {who}:", "Here are {n} ideas for {who}:", n)
+    elif limit:
+        text = t.ngettext("Here is {n} idea up to {budget}:",
+                          "Here are {n} ideas up to {budget}:", n)
+    else:
+        text = t.ngettext("Here is {n} idea:", "Here are {n} ideas:", n)
+    return text.format(n=n, who=person, budget=limit)
+
+
+def no_results_text(intent: Intent, budget: Money | None, market: Market,
+                    t: Translator) -> str:
+    if budget:
+        return t.gettext("I found nothing in stock up to {budget} for that. Try a higher "
+                         "budget or other words.").format(budget=market.format_price(budget))
+    return t.gettext("I found nothing in stock for that. Try other words, or tell me who "
+                     "the gift is for and what they like.")
+
+
+def help_message(language: str, t: Translator, *, greeting: bool = False) -> Message:
+    text = t.gettext("Tell me who the gift is for, their age or what they like, and your "
+                     "budget. For example:")
+    if greeting:
+        text = t.gettext("Hi! I help you find the right gift.") + " " + text
+    return Message(text=text, buttons=[Button(label=example, action=f"say:{example}")
+                                       for example in EXAMPLES.get(language, EXAMPLES["en"])])
+
+
+def confirmation_message(order: Order, market: Market, t: Translator,
+                         *, price_changed_from: int | None = None) -> Message:
+    total = market.format_price(Money(order.total, order.currency))
+    lines = []
+    if price_changed_from is not None:
+        lines.append(t.gettext("The price changed from {old} to {new}. Please confirm again.")
+                     .format(old=market.format_price(Money(price_changed_from, order.currency)),
+                             new=total))
+    lines += [
+        t.gettext("Please confirm your order:"),
+        order.title,
+        t.gettext("Sold by {merchant}").format(merchant=order.merchant_name),
+    ]
+    if order.fee:
+        lines.append(t.gettext("Cash on delivery fee: {fee}").format(
+            fee=market.format_price(Money(order.fee, order.currency))))
+    lines += [
+        t.gettext("Total: {total}").format(total=total),
+        t.gettext("Payment: {rail}").format(rail=t.gettext(RAIL_LABELS.get(order.rail,
+                                                                          order.rail))),
+        t.gettext("Delivery is arranged by {merchant}.").format(merchant=order.merchant_name),
+    ]
+    return Message(text="\n".join(lines), buttons=[
+        Button(label=t.gettext("Confirm"), action=f"confirm:{order.id}"),
+        Button(label=t.gettext("Cancel"), action=f"cancel:{order.id}"),
+    ])
+
+
+def payment_message(order: Order, instructions: PaymentInstructions, market: Market,
+                    t: Translator) -> Message:
+    total = market.format_price(Money(order.total, order.currency))
+    if instructions.rail == "pix":
+        text = "\n".join([
+            t.gettext("Order {order} is reserved. Pay {total} with Pix: copy the code below "
+                      "and paste it in your bank app (Pix copia e cola).")
+            .format(order=order.id, total=total),
+            "",
+            instructions.copy_code or "",
+            "",
+            t.gettext("I will tell you here as soon as the payment is confirmed."),
+        ])
+    elif instructions.rail == "cod":
+        text = t.gettext("Order {order} is confirmed! You will pay {total} in cash on delivery. "
+                         "{merchant} will contact you to arrange the delivery.").format(
+            order=order.id, total=total, merchant=order.merchant_name)
+    else:
+        text = "\n".join([
+            t.gettext("Order {order} is reserved. Pay {total} on the secure checkout page:")
+            .format(order=order.id, total=total),
+            instructions.url or "",
+            t.gettext("I will tell you here as soon as the payment is confirmed."),
+        ])
+    return Message(text=text)

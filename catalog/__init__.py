@@ -1,0 +1,1 @@
+"""Federated catalog: products in the UCP shape, search, ranking and explanations."""

@@ -1,0 +1,107 @@
+"""One line on why a product fits, in the shopper's language, built only from product data.
+
+Every fact in a reason comes from the merchant's data (tags, price, rating, category, brand)
+or from what the shopper said (the budget); nothing is invented.
+"""
+
+from __future__ import annotations
+
+from babel.numbers import format_decimal
+
+from catalog.search import IndexedProduct, RankedProduct, SearchRequest
+from core.i18n import N_, Translator
+from core.markets import Market
+from core.money import Money
+
+INTEREST_LABELS = {
+    "gardening": N_("gardening"), "cooking": N_("cooking"), "baking": N_("baking"),
+    "coffee": N_("coffee"), "tea": N_("tea"), "wine": N_("wine"),
+    "barbecue": N_("barbecue"), "mate": N_("mate"), "reading": N_("reading"),
+    "wellness": N_("wellness"), "beauty": N_("beauty"), "fitness": N_("fitness"),
+    "running": N_("running"), "yoga": N_("yoga"), "football": N_("football"),
+    "cycling": N_("cycling"), "outdoors": N_("the outdoors"), "travel": N_("travel"),
+    "music": N_("music"), "tech": N_("technology"), "gaming": N_("video games"),
+    "photography": N_("photography"), "art": N_("art"), "crafts": N_("crafts"),
+    "fashion": N_("fashion"), "jewelry": N_("jewelry"), "home": N_("home decor"),
+    "pets": N_("pets"), "games": N_("board games"), "learning": N_("learning"),
+    "science": N_("science"), "building": N_("building toys"),
+}
+
+RECIPIENT_LABELS = {
+    "mother": N_("mothers"), "father": N_("fathers"), "grandmother": N_("grandmothers"),
+    "grandfather": N_("grandfathers"), "wife": N_("wives"), "husband": N_("husbands"),
+    "partner": N_("couples"), "friend": N_("friends"), "sister": N_("sisters"),
+    "brother": N_("brothers"), "child": N_("children"), "teen": N_("teenagers"),
+    "baby": N_("babies"), "colleague": N_("colleagues"), "self": N_("treating yourself"),
+}
+
+AGE_LABELS = {
+    "0-2": N_("ages 0 to 2"), "3-5": N_("ages 3 to 5"), "6-8": N_("ages 6 to 8"),
+    "9-12": N_("ages 9 to 12"), "13-17": N_("teenagers"), "adult": N_("adults"),
+    "senior": N_("people over 60"),
+}
+
+
+def _tag_value(tags: list[str], family: str) -> str | None:
+    for tag in tags:
+        kind, _, value = tag.partition(":")
+        if kind == family:
+            return value
+    return None
+
+
+def format_rating(product: IndexedProduct, market: Market, t: Translator) -> str | None:
+    if product.rating_value is None or not product.rating_scale:
+        return None
+    value = format_decimal(round(product.rating_value, 1), format="0.0", locale=market.locale)
+    scale = format_decimal(product.rating_scale, format="0.#", locale=market.locale)
+    count = product.rating_count or 0
+    if count:
+        reviews = t.ngettext("{n} review", "{n} reviews", count).format(
+            n=format_decimal(count, locale=market.locale))
+        return t.gettext("rated {value} of {scale} ({reviews})").format(
+            value=value, scale=scale, reviews=reviews)
+    return t.gettext("rated {value} of {scale}").format(value=value, scale=scale)
+
+
+def reason_for(ranked: RankedProduct, request: SearchRequest, market: Market,
+               t: Translator) -> str:
+    """The one-line reason shown on a card."""
+    product = ranked.product
+    facts: list[str] = []
+    interest = _tag_value(ranked.matched_tags, "interest")
+    recipient = _tag_value(ranked.matched_tags, "recipient")
+    age = _tag_value(ranked.matched_tags, "age")
+    if interest and recipient and recipient in RECIPIENT_LABELS and recipient != "self":
+        facts.append(t.gettext("made for {recipients} who love {interest}").format(
+            recipients=t.gettext(RECIPIENT_LABELS[recipient]),
+            interest=t.gettext(INTEREST_LABELS.get(interest, interest))))
+    elif interest:
+        facts.append(t.gettext("for someone who loves {interest}").format(
+            interest=t.gettext(INTEREST_LABELS.get(interest, interest))))
+    elif recipient and recipient in RECIPIENT_LABELS:
+        facts.append(t.gettext("a gift suited to {recipients}").format(
+            recipients=t.gettext(RECIPIENT_LABELS[recipient])))
+    elif age and age in AGE_LABELS:
+        facts.append(t.gettext("suited to {ages}").format(ages=t.gettext(AGE_LABELS[age])))
+    elif ranked.matched_terms and product.categories:
+        category = product.categories.split(">")[-1].strip()
+        if product.brand:
+            facts.append(t.gettext("{category} by {brand}").format(category=category,
+                                                                   brand=product.brand))
+        else:
+            facts.append(category)
+
+    if request.budget_max is not None:
+        facts.append(t.gettext("{price}, within your budget of {budget}").format(
+            price=market.format_price(Money(product.price_amount, product.currency)),
+            budget=market.format_price(Money(request.budget_max, request.currency))))
+    rating = format_rating(product, market, t)
+    if rating and len(facts) < 2:
+        facts.append(rating)
+    if not facts and product.brand:
+        facts.append(t.gettext("by {brand}").format(brand=product.brand))
+    if not facts:
+        facts.append(product.title)
+    line = " · ".join(facts[:2])
+    return line[:1].upper() + line[1:]

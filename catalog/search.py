@@ -1,0 +1,277 @@
+"""Search and ranking over one market's catalogs.
+
+An in-memory inverted index per market with BM25F-style field weights, typo tolerance with
+rapidfuzz for words the catalog does not contain, the budget and stock as hard filters, the
+gift tags (`recipient:`, `age:`, `interest:`, `occasion:`) and the rating as ranking signals.
+The index is rebuilt when any merchant of the market changes its catalog.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from rapidfuzz import fuzz, process
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from catalog.models import CatalogProduct, Merchant
+from catalog.store import catalog_revision, products_for_market
+from catalog.text import stems
+
+FIELD_WEIGHTS = {"title": 3.0, "brand": 2.5, "categories": 2.0, "tags": 2.0, "description": 1.0}
+K1 = 1.2
+B = 0.75
+TAG_WEIGHTS = {"recipient": 1.0, "age": 0.8, "interest": 1.5, "occasion": 0.5}
+AGE_MISMATCH_PENALTY = 2.0
+FUZZY_CUTOFF = 80
+SOFT_TERM_WEIGHT = 0.6
+DIVERSITY_PENALTY = 0.25
+
+
+@dataclass(frozen=True)
+class IndexedProduct:
+    """What search needs of one product; a read-only snapshot of the catalog row."""
+
+    ref: str  # "merchant-slug:product-id"
+    product_id: str
+    merchant_slug: str
+    merchant_name: str
+    title: str
+    brand: str | None
+    categories: str
+    description: str
+    url: str | None
+    image_url: str | None
+    price_amount: int
+    currency: str
+    in_stock: bool
+    rating_value: float | None
+    rating_scale: float | None
+    rating_count: int | None
+    tags: frozenset[str]
+    words: frozenset[str]  # stems of title, brand and categories, for explanations
+
+
+@dataclass
+class SearchRequest:
+    """One search in one market; amounts are minor units of the market's currency."""
+
+    market: str
+    currency: str
+    terms: list[str] = field(default_factory=list)
+    soft_terms: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    budget_min: int | None = None
+    budget_max: int | None = None
+    exclude: set[str] = field(default_factory=set)
+    penalise: set[str] = field(default_factory=set)
+    limit: int = 3
+
+
+@dataclass
+class RankedProduct:
+    product: IndexedProduct
+    score: float
+    matched_terms: list[str]
+    matched_tags: list[str]
+
+
+def product_ref(merchant_slug: str, product_id: str) -> str:
+    return f"{merchant_slug}:{product_id}"
+
+
+class CatalogIndex:
+    """An inverted index over one market's products."""
+
+    def __init__(self, rows: list[tuple[CatalogProduct, Merchant]]) -> None:
+        self.products: list[IndexedProduct] = []
+        field_stems: list[dict[str, list[str]]] = []
+        for row, merchant in rows:
+            free_tags = " ".join(t for t in row.tags if ":" not in t)
+            fields = {
+                "title": stems(row.title),
+                "brand": stems(row.brand or ""),
+                "categories": stems(row.categories),
+                "tags": stems(free_tags),
+                "description": stems(row.description),
+            }
+            field_stems.append(fields)
+            self.products.append(IndexedProduct(
+                ref=product_ref(merchant.slug, row.product_id), product_id=row.product_id,
+                merchant_slug=merchant.slug, merchant_name=merchant.name, title=row.title,
+                brand=row.brand, categories=row.categories, description=row.description,
+                url=row.url, image_url=row.image_url, price_amount=row.price_amount,
+                currency=row.currency, in_stock=row.in_stock, rating_value=row.rating_value,
+                rating_scale=row.rating_scale, rating_count=row.rating_count,
+                tags=frozenset(t for t in row.tags if ":" in t),
+                words=frozenset(fields["title"] + fields["brand"] + fields["categories"]),
+            ))
+        self.by_ref = {p.ref: i for i, p in enumerate(self.products)}
+        self.postings = self._build_postings(field_stems)
+        self.vocabulary = list(self.postings)
+        n = max(len(self.products), 1)
+        self.idf = {t: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5))
+                    for t, p in self.postings.items()}
+        self._fuzzy_cache: dict[str, list[tuple[str, float]]] = {}
+
+    @staticmethod
+    def _build_postings(field_stems: list[dict[str, list[str]]]) -> dict[str, list[tuple[int, float]]]:
+        avg = {f: (sum(len(d[f]) for d in field_stems) / len(field_stems) or 1.0)
+               if field_stems else 1.0 for f in FIELD_WEIGHTS}
+        postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for doc, fields in enumerate(field_stems):
+            weighted: dict[str, float] = defaultdict(float)
+            for name, words in fields.items():
+                if not words:
+                    continue
+                norm = 1 - B + B * len(words) / avg[name]
+                for word in words:
+                    weighted[word] += FIELD_WEIGHTS[name] / norm
+            for word, wtf in weighted.items():
+                postings[word].append((doc, wtf * (K1 + 1) / (wtf + K1)))
+        return dict(postings)
+
+    def expand(self, term: str) -> list[tuple[str, float]]:
+        """The index words a query word stands for: itself, or close spellings of it."""
+        if term in self.postings:
+            return [(term, 1.0)]
+        if len(term) < 4:
+            return []
+        cached = self._fuzzy_cache.get(term)
+        if cached is None:
+            matches = process.extract(term, self.vocabulary, scorer=fuzz.ratio,
+                                      score_cutoff=FUZZY_CUTOFF, limit=3)
+            cached = [(word, (score / 100) ** 2) for word, score, _ in matches]
+            if len(self._fuzzy_cache) < 10000:
+                self._fuzzy_cache[term] = cached
+        return cached
+
+    def text_scores(self, words: list[str], weight: float,
+                    scores: dict[int, float], hits: dict[int, set[str]]) -> None:
+        for word in dict.fromkeys(words):
+            for variant, similarity in self.expand(word):
+                idf = self.idf[variant] * similarity * weight
+                for doc, sat in self.postings[variant]:
+                    scores[doc] = scores.get(doc, 0.0) + idf * sat
+                    hits.setdefault(doc, set()).add(word)
+
+    def search(self, request: SearchRequest) -> list[RankedProduct]:
+        """Rank in-stock products within budget for a request; best first."""
+        terms = [s for t in request.terms for s in stems(t)]
+        soft = [s for t in request.soft_terms for s in stems(t)]
+        hard_scores: dict[int, float] = {}
+        hard_hits: dict[int, set[str]] = {}
+        soft_scores: dict[int, float] = {}
+        soft_hits: dict[int, set[str]] = {}
+        self.text_scores(terms, 1.0, hard_scores, hard_hits)
+        self.text_scores(soft, SOFT_TERM_WEIGHT, soft_scores, soft_hits)
+
+        if terms:
+            candidates = set(hard_scores)
+        else:
+            wanted = set(request.tags)
+            candidates = {i for i, p in enumerate(self.products) if p.tags & wanted}
+            candidates |= set(soft_scores)
+            if not candidates:
+                candidates = set(range(len(self.products)))
+
+        wanted_tags = list(dict.fromkeys(request.tags))
+        wanted_age = {t for t in wanted_tags if t.startswith("age:")}
+        max_text = max((hard_scores.get(i, 0.0) + soft_scores.get(i, 0.0) for i in candidates),
+                       default=0.0) or 1.0
+        ranked: list[RankedProduct] = []
+        for i in candidates:
+            product = self.products[i]
+            if not self._eligible(product, request):
+                continue
+            text = (hard_scores.get(i, 0.0) + soft_scores.get(i, 0.0)) / max_text
+            if terms:
+                coverage = len(hard_hits.get(i, ())) / len(set(terms))
+                text *= 0.5 + 0.5 * coverage
+            matched_tags = [t for t in wanted_tags if t in product.tags]
+            tag_score = sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5) for t in matched_tags)
+            product_ages = {t for t in product.tags if t.startswith("age:")}
+            if wanted_age and product_ages and not (wanted_age & product_ages):
+                tag_score -= AGE_MISMATCH_PENALTY
+            score = 3.0 * text + tag_score + rating_signal(product)
+            if product.ref in request.penalise:
+                score -= 1.5
+            matched = sorted(hard_hits.get(i, set()) | soft_hits.get(i, set()))
+            ranked.append(RankedProduct(product, score, matched, matched_tags))
+        ranked.sort(key=lambda r: (-r.score, r.product.price_amount, r.product.ref))
+        return diversify(ranked, request.limit)
+
+    @staticmethod
+    def _eligible(product: IndexedProduct, request: SearchRequest) -> bool:
+        if not product.in_stock or product.currency != request.currency:
+            return False
+        if product.ref in request.exclude:
+            return False
+        if request.budget_max is not None and product.price_amount > request.budget_max:
+            return False
+        if request.budget_min is not None and product.price_amount < request.budget_min:
+            return False
+        return True
+
+    def get(self, ref: str) -> IndexedProduct | None:
+        i = self.by_ref.get(ref)
+        return self.products[i] if i is not None else None
+
+
+def rating_signal(product: IndexedProduct) -> float:
+    """A small bonus for well-rated products, trusting ratings with more reviews more."""
+    if product.rating_value is None or not product.rating_scale:
+        return 0.0
+    share = product.rating_value / product.rating_scale
+    confidence = (product.rating_count or 0) / ((product.rating_count or 0) + 20)
+    return confidence * (share - 0.7) * 2.0
+
+
+def diversify(ranked: list[RankedProduct], limit: int, window: int = 50) -> list[RankedProduct]:
+    """Pick `limit` results, discounting near-duplicates of what was already picked."""
+    pool = ranked[:max(window, limit)]
+    picked: list[RankedProduct] = []
+    seen_titles: set[str] = set()
+    while pool and len(picked) < limit:
+        best = max(pool, key=lambda r: r.score - DIVERSITY_PENALTY * abs(r.score) * sum(
+            1 for p in picked if _family(p.product) == _family(r.product) != ""))
+        pool.remove(best)
+        title_key = best.product.title.casefold()
+        if title_key in seen_titles:
+            continue
+        seen_titles.add(title_key)
+        picked.append(best)
+    return picked
+
+
+def _family(product: IndexedProduct) -> str:
+    return product.categories.split(">", 1)[0].strip().casefold()
+
+
+class CatalogSearch:
+    """Search over every merchant of a market, with one index per market kept fresh."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._indexes: dict[str, tuple[tuple[int, int], CatalogIndex]] = {}
+        self._lock = threading.Lock()
+
+    def index(self, market: str) -> CatalogIndex:
+        with Session(self._engine) as session:
+            revision = catalog_revision(session=session, market=market)
+            cached = self._indexes.get(market)
+            if cached and cached[0] == revision:
+                return cached[1]
+            with self._lock:
+                cached = self._indexes.get(market)
+                if cached and cached[0] == revision:
+                    return cached[1]
+                index = CatalogIndex(products_for_market(session=session, market=market))
+                self._indexes[market] = (revision, index)
+                return index
+
+    def search(self, request: SearchRequest) -> list[RankedProduct]:
+        return self.index(request.market).search(request)

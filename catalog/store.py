@@ -1,0 +1,157 @@
+"""Queries on merchants and their products."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import delete, func
+from sqlmodel import Session, select
+
+from catalog.models import CatalogProduct, Merchant, MerchantCreate
+from core.db import utcnow
+from catalog.product import Product
+from core.errors import InvalidInput, NotFound
+from core.markets import get_market
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def slugify(name: str) -> str:
+    """A URL-safe merchant slug from a display name ("Jardim & Cia" -> "jardim-cia")."""
+    import unicodedata
+
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:64]
+
+
+def get_merchant(*, session: Session, slug: str) -> Merchant:
+    """The merchant with this slug.
+
+    Raises:
+        NotFound: no such merchant.
+    """
+    merchant = session.exec(select(Merchant).where(Merchant.slug == slug)).first()
+    if merchant is None:
+        raise NotFound(f"unknown merchant {slug!r}", merchant=slug)
+    return merchant
+
+
+def find_merchant(*, session: Session, slug: str) -> Merchant | None:
+    return session.exec(select(Merchant).where(Merchant.slug == slug)).first()
+
+
+def create_merchant(*, session: Session, merchant_in: MerchantCreate) -> Merchant:
+    """Register a merchant (not committed: the caller owns the transaction).
+
+    Raises:
+        InvalidInput: bad slug or name, unknown market, or the slug is taken.
+    """
+    if not SLUG_RE.match(merchant_in.slug):
+        raise InvalidInput(f"merchant slug must be lower-case letters, digits and '-': "
+                           f"{merchant_in.slug!r}")
+    if not merchant_in.name.strip():
+        raise InvalidInput("merchant name must not be empty")
+    market = get_market(merchant_in.market)
+    if find_merchant(session=session, slug=merchant_in.slug) is not None:
+        raise InvalidInput(f"merchant {merchant_in.slug!r} already exists")
+    merchant = Merchant(slug=merchant_in.slug, name=merchant_in.name.strip(), market=market.code,
+                        feed_source=merchant_in.feed_source)
+    session.add(merchant)
+    session.flush()
+    return merchant
+
+
+def list_merchants(*, session: Session, market: str | None = None) -> list[Merchant]:
+    query = select(Merchant).order_by(Merchant.market, Merchant.slug)
+    if market:
+        query = query.where(Merchant.market == market)
+    return list(session.exec(query))
+
+
+def product_row(*, merchant_id: int, product: Product) -> dict:
+    """Flatten a validated UCP product into a `catalogproduct` row."""
+    cheapest = product.cheapest_available() or min(product.variants, key=lambda v: v.price.amount)
+    rating = product.rating
+    return {
+        "merchant_id": merchant_id,
+        "product_id": product.id,
+        "title": product.title,
+        "description": product.description.text(),
+        "brand": product.brand,
+        "url": product.url,
+        "image_url": product.image_url(),
+        "categories": " > ".join(c.value for c in product.categories),
+        "tags": product.tags,
+        "price_amount": cheapest.price.amount,
+        "currency": product.currency,
+        "in_stock": product.in_stock(),
+        "rating_value": rating.value if rating else None,
+        "rating_scale": rating.scale_max if rating else None,
+        "rating_count": rating.count if rating else None,
+        "document": product.model_dump(mode="json", exclude_none=True),
+    }
+
+
+def replace_catalog(*, session: Session, merchant: Merchant, rows: Iterable[dict],
+                    batch_size: int = 1000) -> int:
+    """Swap a merchant's whole catalog for `rows` inside the caller's transaction.
+
+    Readers keep seeing the previous catalog until the caller commits.
+    """
+    session.execute(delete(CatalogProduct).where(CatalogProduct.merchant_id == merchant.id))
+    count = 0
+    batch: list[dict] = []
+    table = CatalogProduct.__table__  # type: ignore[attr-defined]
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= batch_size:
+            session.execute(table.insert(), batch)
+            count += len(batch)
+            batch = []
+    if batch:
+        session.execute(table.insert(), batch)
+        count += len(batch)
+    merchant.revision += 1
+    merchant.product_count = count
+    merchant.synced_at = utcnow()
+    session.add(merchant)
+    return count
+
+
+def catalog_revision(*, session: Session, market: str) -> tuple[int, int]:
+    """A cheap fingerprint of a market's catalogs: changes whenever any of them changes."""
+    row = session.exec(
+        select(func.count(Merchant.id), func.coalesce(func.sum(Merchant.revision), 0))
+        .where(Merchant.market == market)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def products_for_market(*, session: Session, market: str) -> list[tuple[CatalogProduct, Merchant]]:
+    """Every product of every merchant in a market, with its merchant."""
+    query = (
+        select(CatalogProduct, Merchant)
+        .join(Merchant, CatalogProduct.merchant_id == Merchant.id)
+        .where(Merchant.market == market)
+    )
+    return [(p, m) for p, m in session.exec(query)]
+
+
+def get_product(*, session: Session, merchant_slug: str,
+                product_id: str) -> tuple[CatalogProduct, Merchant]:
+    """One product by its merchant's slug and the merchant's own product id.
+
+    Raises:
+        NotFound: no such merchant or product.
+    """
+    merchant = get_merchant(session=session, slug=merchant_slug)
+    product = session.exec(
+        select(CatalogProduct).where(CatalogProduct.merchant_id == merchant.id,
+                                     CatalogProduct.product_id == product_id)
+    ).first()
+    if product is None:
+        raise NotFound(f"unknown product {product_id!r} of {merchant_slug!r}",
+                       merchant=merchant_slug, product=product_id)
+    return product, merchant

@@ -1,0 +1,45 @@
+"""Text normalisation shared by understanding and search: case, accents, tokens, light stems."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+TOKEN_RE = re.compile(r"[a-z0-9]+")
+
+
+@lru_cache(maxsize=65536)
+def fold(text: str) -> str:
+    """Lower-case and strip accents ("Mãe Jardinagem" -> "mae jardinagem")."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+@lru_cache(maxsize=131072)
+def stem(token: str) -> str:
+    """A light plural-folding stem that works alike for Portuguese, Spanish and English.
+
+    It only has to map a word and its plural to the same key ("flores"/"flor",
+    "livros"/"livro", "batteries"/"battery"), applied identically to queries and products.
+    """
+    t = token
+    if len(t) > 4 and t.endswith(("oes", "aes")):
+        return t[:-3] + "ao"
+    if len(t) > 4 and t.endswith("ies"):
+        return t[:-3] + "y"
+    if len(t) > 3 and t.endswith("s") and not t.endswith("ss"):
+        t = t[:-1]
+    if len(t) > 4 and t.endswith("e"):
+        t = t[:-1]
+    return t
+
+
+def tokens(text: str) -> list[str]:
+    """Folded word tokens of a text."""
+    return TOKEN_RE.findall(fold(text))
+
+
+def stems(text: str) -> list[str]:
+    """Stemmed tokens of a text, in order (duplicates kept for term frequency)."""
+    return [stem(t) for t in TOKEN_RE.findall(fold(text))]

@@ -1,0 +1,1 @@
+"""Checkout: orders, one-tap approval, payment rails and payment webhooks."""

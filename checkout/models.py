@@ -1,0 +1,59 @@
+"""Checkout tables: orders and the payment provider events already processed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.db import utcnow
+
+
+class OrderStatus(StrEnum):
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PENDING_COLLECTION = "pending_collection"
+    PAID = "paid"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class Order(SQLModel, table=True):
+    """One product bought from one merchant, from confirmation to payment."""
+
+    id: str = Field(primary_key=True, max_length=40)
+    user_key: str = Field(index=True, max_length=200)
+    conversation_id: str = Field(max_length=40)
+    market: str = Field(max_length=2)
+    language: str = Field(max_length=5)
+    merchant_slug: str = Field(max_length=64)
+    merchant_name: str
+    product_id: str = Field(max_length=200)
+    title: str
+    amount: int
+    shipping: int = 0
+    fee: int = 0
+    total: int
+    currency: str = Field(max_length=3)
+    rail: str = Field(max_length=20)
+    status: OrderStatus = Field(default=OrderStatus.AWAITING_CONFIRMATION, index=True)
+    txid: str | None = Field(default=None, unique=True, max_length=40)
+    payment: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+    confirmed_at: datetime | None = None
+    paid_at: datetime | None = None
+
+
+class PaymentEvent(SQLModel, table=True):
+    """A provider event already applied; a repeat of the same id has no second effect."""
+
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=30)
+    event_id: str = Field(max_length=200)
+    txid: str | None = Field(default=None, max_length=40)
+    outcome: str = Field(max_length=20)
+    received_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,1 @@
+"""Small shared pieces: settings, database engine, money, markets, errors, translations."""

@@ -1,0 +1,42 @@
+"""Vitrine's exceptions: real failures only; expected outcomes are values.
+
+    VitrineError
+    ├── InvalidInput            bad input from a shopper, merchant or operator (has a reason)
+    │   ├── UnknownMarket
+    │   └── FeedError           a file that is not a readable product feed
+    ├── NotFound                a merchant, product, checkout or order that does not exist
+    └── SignatureError          a webhook whose signature does not verify
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VitrineError(Exception):
+    """Root of every exception Vitrine raises on purpose; carries context for the logs."""
+
+    def __init__(self, reason: str, **context: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.context = context
+
+
+class InvalidInput(VitrineError):
+    """The input cannot be used; `reason` says why in words a caller can act on."""
+
+
+class UnknownMarket(InvalidInput):
+    """A market code that Vitrine has no configuration for."""
+
+
+class FeedError(InvalidInput):
+    """A file or payload that is not a product feed Vitrine can read."""
+
+
+class NotFound(VitrineError):
+    """A merchant, product, checkout or order that does not exist."""
+
+
+class SignatureError(VitrineError):
+    """A webhook whose signature is missing or does not verify."""

@@ -1,0 +1,57 @@
+"""Markets: the locale, currency and payment rails of each country Vitrine sells in.
+
+The table lives in `markets.json` beside this module so that adding a market or reordering
+its rails is a data change, not a code change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from core.errors import UnknownMarket
+from core.money import Money, format_money
+
+
+@dataclass(frozen=True)
+class Market:
+    """One country: how prices are written there and which rails its shoppers pay with."""
+
+    code: str
+    name: str
+    locale: str
+    language: str
+    currency: str
+    rails: tuple[str, ...]
+    whole_units: bool = False
+    cod_fee: int = 0
+
+    def format_price(self, money: Money) -> str:
+        """Format an amount the way shops in this market write it."""
+        return format_money(money, self.locale, whole_units=self.whole_units)
+
+
+@lru_cache
+def all_markets() -> dict[str, Market]:
+    """Every configured market, keyed by ISO 3166 country code."""
+    raw = json.loads((Path(__file__).with_name("markets.json")).read_text("utf-8"))
+    return {
+        code: Market(code=code, **{**spec, "rails": tuple(spec["rails"])})
+        for code, spec in raw.items()
+    }
+
+
+def get_market(code: str | None) -> Market:
+    """Look up a market by code (case-insensitive).
+
+    Raises:
+        UnknownMarket: no market has that code.
+    """
+    key = (code or "").strip().upper()
+    market = all_markets().get(key)
+    if market is None:
+        known = ", ".join(sorted(all_markets()))
+        raise UnknownMarket(f"unknown market {code!r}; known markets: {known}", market=code)
+    return market

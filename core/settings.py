@@ -1,0 +1,54 @@
+"""The one place that reads Vitrine's configuration from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"dev-sandbox-secret", "dev-ops-token"}
+
+
+class Settings(BaseSettings):
+    """Vitrine configuration; every field is read from a `VITRINE_`-prefixed variable."""
+
+    model_config = SettingsConfigDict(env_prefix="VITRINE_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///./var/vitrine.db"
+    public_url: str = "http://127.0.0.1:8000"
+    default_market: str = "BR"
+
+    ops_token: str = "dev-ops-token"
+    sandbox_secret: str = "dev-sandbox-secret"
+
+    # Pix receiving account used for static BR Codes.
+    pix_key: str = "pagamentos@vitrine.dev"
+    pix_merchant_name: str = "Vitrine Pagamentos"
+    pix_merchant_city: str = "Sao Paulo"
+
+    max_message_chars: int = 2000
+    default_card_limit: int = 3
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> "Settings":
+        if self.env == "production":
+            weak = [
+                name
+                for name in ("ops_token", "sandbox_secret")
+                if getattr(self, name) in PLACEHOLDER_SECRETS or len(getattr(self, name)) < 16
+            ]
+            if weak:
+                raise ValueError(
+                    "refusing to start in production with placeholder secrets: "
+                    + ", ".join(f"VITRINE_{n.upper()}" for n in weak)
+                )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once."""
+    return Settings()

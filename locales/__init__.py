@@ -1,0 +1,1 @@
+"""Gettext catalogs (en is the source language; pt_BR and es are translations)."""

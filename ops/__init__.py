@@ -1,0 +1,1 @@
+"""Ops: conversion events and the funnel."""

@@ -1,0 +1,33 @@
+"""Ops HTTP API, behind the ops bearer token."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sqlmodel import Session
+
+from core.errors import SignatureError
+from ops.funnel import funnel
+
+router = APIRouter(prefix="/api/ops", tags=["ops"])
+
+
+def require_ops_token(request: Request, authorization: str | None = Header(default=None)) -> None:
+    """Reject requests without `Authorization: Bearer <VITRINE_OPS_TOKEN>`."""
+    expected = request.app.state.runtime.settings.ops_token
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                             expected.encode()):
+        raise SignatureError("missing or wrong ops bearer token")
+
+
+@router.get("/funnel", dependencies=[Depends(require_ops_token)])
+def get_funnel(request: Request, since: datetime | None = Query(default=None, alias="from"),
+               until: datetime | None = Query(default=None, alias="to"),
+               market: str | None = Query(default=None, max_length=2),
+               channel: str | None = Query(default=None, max_length=20)) -> dict:
+    """Funnel stage counts and conversion rates."""
+    with Session(request.app.state.runtime.engine) as session:
+        return funnel(session=session, since=since, until=until, market=market, channel=channel)

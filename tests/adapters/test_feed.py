@@ -1,0 +1,176 @@
+import gzip
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from adapters.feed import gmc_row_to_product, read_feed
+from catalog.merchants import add_merchant_from_feed
+from catalog.models import CatalogProduct, Merchant
+from core.errors import FeedError, InvalidInput
+from tests.conftest import SHARED
+from tests.factories import ucp_product, write_jsonl, write_tsv
+
+
+def _products(runtime, slug):
+    with Session(runtime.engine) as session:
+        merchant = session.exec(select(Merchant).where(Merchant.slug == slug)).one()
+        rows = session.exec(select(CatalogProduct)
+                            .where(CatalogProduct.merchant_id == merchant.id)).all()
+        return {r.product_id: r for r in rows}
+
+
+def test_jsonl_feed_imports_products_in_the_ucp_shape(runtime, tmp_path):
+    feed = write_jsonl(tmp_path / "shop.jsonl", [
+        ucp_product("A1", "Regador", 8990, rating=4.6),
+        ucp_product("A2", "Luva de Jardinagem", 2990, available=False),
+    ])
+    merchant, report = add_merchant_from_feed(engine=runtime.engine, name="Loja", market="BR",
+                                              feed=feed)
+    assert (merchant.slug, report.imported, report.rejected) == ("loja", 2, 0)
+    rows = _products(runtime, "loja")
+    assert rows["A1"].price_amount == 8990 and rows["A1"].currency == "BRL"
+    assert rows["A1"].rating_value == 4.6 and rows["A1"].brand == "Tramontina"
+    assert rows["A1"].image_url == "https://shop.example/img/A1.jpg"
+    assert rows["A2"].in_stock is False
+
+
+def test_bad_rows_are_reported_with_line_and_reason_and_good_rows_kept(runtime, tmp_path):
+    feed = write_jsonl(tmp_path / "shop.jsonl", [
+        ucp_product("OK1"),
+        "{not json",
+        ucp_product("NEG", amount=-5),
+        {"id": "NOVAR", "title": "No variants", "variants": []},
+        ucp_product("USD", currency="USD"),
+        ucp_product("FLOAT", amount=12.5),
+        ucp_product("OK1", title="duplicate id"),
+        "[1, 2]",
+        ucp_product("OK2"),
+    ])
+    _, report = add_merchant_from_feed(engine=runtime.engine, name="Loja", market="BR", feed=feed)
+    assert report.imported == 2
+    reasons = {e.line: e.reason for e in report.errors}
+    assert set(reasons) == {2, 3, 4, 5, 6, 7, 8}
+    assert "not valid JSON" in reasons[2]
+    assert "amount" in reasons[3]
+    assert "variants" in reasons[4]
+    assert "USD" in reasons[5] and "BRL" in reasons[5]
+    assert "amount" in reasons[6]
+    assert "duplicate id 'OK1'" in reasons[7]
+    assert "not a JSON object" in reasons[8]
+    assert set(_products(runtime, "loja")) == {"OK1", "OK2"}
+
+
+def test_gmc_tsv_gz_feed_with_prices_like_49_95_usd(runtime, tmp_path):
+    feed = write_tsv(tmp_path / "gmc.tsv.gz", [
+        ["G1", "Kindle Paperwhite", "E-reader 6.8 in", "https://s.example/g1",
+         "https://s.example/g1.jpg", "in_stock", "149.99 USD", "Amazon", "Electronics > Readers",
+         "recipient:mother,interest:reading"],
+        ["G2", "Headphones", "Wireless", "https://s.example/g2", "https://s.example/g2.jpg",
+         "out_of_stock", "49.95 USD", "Sony", "Electronics", ""],
+        ["G3", "Bad price", "x", "https://s.example/g3", "", "in_stock", "49,95 dollars", "X",
+         "", ""],
+        ["G4", "Too few fields"],
+    ], gz=True)
+    _, report = add_merchant_from_feed(engine=runtime.engine, name="Gifts", market="US", feed=feed)
+    assert report.imported == 2
+    assert [(e.line, "price" in e.reason or "fields" in e.reason) for e in report.errors] == \
+        [(4, True), (5, True)]
+    rows = _products(runtime, "gifts")
+    assert rows["G1"].price_amount == 14999 and rows["G1"].currency == "USD"
+    assert "recipient:mother" in rows["G1"].tags and rows["G1"].categories == \
+        "Electronics > Readers"
+    assert rows["G2"].in_stock is False
+
+
+def test_gmc_row_mapping_reads_ratings_and_labels():
+    product = gmc_row_to_product({"id": "X", "title": "T", "price": "10.00 BRL",
+                                  "product_rating": "4.5", "product_rating_count": "12",
+                                  "custom_label_0": "age:senior, interest:tea",
+                                  "brand": "Natura"})
+    assert product.rating and product.rating.value == 4.5 and product.rating.count == 12
+    assert product.tags == ["age:senior", "interest:tea"] and product.brand == "Natura"
+
+
+def test_site_relative_links_are_resolved_against_the_base_url(tmp_path):
+    feed = write_jsonl(tmp_path / "f.jsonl", [ucp_product(
+        "R1", media=[{"type": "image", "url": "/media/demo/x.svg"}], url="/p/r1")])
+    [(line, product)] = list(read_feed(feed, base_url="http://vitrine.local:8000"))
+    assert product.image_url() == "http://vitrine.local:8000/media/demo/x.svg"
+    [(line, error)] = list(read_feed(feed))
+    assert "not an absolute" in error.reason
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("catalog.csv", b"id,title\n", "not a supported feed"),
+    ("feed.jsonl", b"\x89PNG\r\n\x1a\n\x00\x00binary", "UTF-8"),
+    ("feed.jsonl", b"hello\nworld\n", "no valid products"),
+    ("feed.tsv", b"sku\tname\n1\tx\n", "header lacks"),
+    ("feed.jsonl.gz", b"not gzip at all", "cannot read"),
+    ("feed.jsonl", b"", "no valid products"),
+])
+def test_a_file_that_is_not_a_feed_is_refused_with_a_reason(runtime, tmp_path, name, content,
+                                                            message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(FeedError, match=message):
+        add_merchant_from_feed(engine=runtime.engine, name="Loja", market="BR", feed=path)
+    with Session(runtime.engine) as session:
+        assert session.exec(select(Merchant)).all() == []  # nothing half-written
+
+
+def test_a_failed_reimport_leaves_the_old_catalog_intact(runtime, tmp_path):
+    good = write_jsonl(tmp_path / "good.jsonl", [ucp_product("A1"), ucp_product("A2")])
+    add_merchant_from_feed(engine=runtime.engine, name="Loja", market="BR", feed=good)
+    # A feed that breaks off half-way (truncated gzip) after some valid rows.
+    whole = gzip.compress(("\n".join(
+        __import__("json").dumps(ucp_product(f"N{i}")) for i in range(2000)) + "\n").encode())
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(FeedError, match="cannot read"):
+        add_merchant_from_feed(engine=runtime.engine, name="Loja", market="BR", feed=broken,
+                               slug="loja", replace=True)
+    assert set(_products(runtime, "loja")) == {"A1", "A2"}
+
+
+def test_adding_the_same_merchant_twice_is_refused(runtime, tmp_path):
+    feed = write_jsonl(tmp_path / "f.jsonl", [ucp_product()])
+    add_merchant_from_feed(engine=runtime.engine, name="Loja", market="BR", feed=feed)
+    with pytest.raises(InvalidInput, match="already exists"):
+        add_merchant_from_feed(engine=runtime.engine, name="Loja", market="BR", feed=feed)
+
+
+def test_missing_feed_and_unknown_market_are_refused(runtime, tmp_path):
+    with pytest.raises(FeedError, match="not found"):
+        add_merchant_from_feed(engine=runtime.engine, name="Loja", market="BR",
+                               feed=tmp_path / "nope.jsonl")
+    feed = write_jsonl(tmp_path / "f.jsonl", [ucp_product()])
+    with pytest.raises(InvalidInput, match="unknown market"):
+        add_merchant_from_feed(engine=runtime.engine, name="Loja", market="XX", feed=feed)
+
+
+ICECAT = SHARED / "data" / "icecat"
+
+
+@pytest.mark.skipif(not ICECAT.is_dir(), reason="shared Icecat data not present")
+@pytest.mark.parametrize("name", ["products.ucp.jsonl.gz", "products.gmc.tsv.gz"])
+def test_the_icecat_feeds_read_in_both_formats(name):
+    seen = 0
+    for line, item in read_feed(ICECAT / name):
+        assert not hasattr(item, "reason"), (line, item)
+        assert item.currency == "USD"
+        seen += 1
+        if seen == 500:
+            break
+    assert seen == 500
+
+
+def test_demo_feeds_import_without_rejections(demo_runtime):
+    with Session(demo_runtime.engine) as session:
+        merchants = session.exec(select(Merchant)).all()
+    assert {m.market for m in merchants} >= {"BR", "AR", "US"}
+    assert sum(m.product_count for m in merchants) >= 150
+    demo_dir = Path(__file__).resolve().parents[2] / "catalog" / "demo"
+    for feed in (demo_dir / "feeds").iterdir():
+        assert all(not hasattr(item, "reason")
+                   for _, item in read_feed(feed, base_url="http://x")), feed

@@ -1,0 +1,57 @@
+"""Shared fixtures: a real SQLite file per test, the real app over its ASGI transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.settings import Settings, get_settings
+from vitrine.app import create_app
+from vitrine.runtime import Runtime, build_runtime, seed_demo
+
+SANDBOX_SECRET = "test-sandbox-secret-0123456789"
+OPS_TOKEN = "test-ops-token-0123456789"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads a developer's .env or real environment by accident."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("VITRINE_DATABASE_URL", "VITRINE_OPS_TOKEN", "VITRINE_SANDBOX_SECRET",
+                 "VITRINE_ENV", "VITRINE_PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(env="test", database_url=f"sqlite:///{tmp_path / 'vitrine.db'}",
+                    sandbox_secret=SANDBOX_SECRET, ops_token=OPS_TOKEN,
+                    public_url="http://testserver")
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Runtime:
+    return build_runtime(settings)
+
+
+@pytest.fixture
+def demo_runtime(runtime: Runtime) -> Runtime:
+    seed_demo(runtime)
+    return runtime
+
+
+@pytest.fixture
+async def client(demo_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(demo_runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c

@@ -1,0 +1,72 @@
+"""The HTTP app: wires routers, static demo media and error responses. Nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from bot.channels import web
+from checkout import sandbox_page, webhooks
+from core.errors import InvalidInput, NotFound, SignatureError, VitrineError
+from ops import api as ops_api
+from vitrine.runtime import DEMO_DIR, Runtime, build_runtime
+
+log = logging.getLogger("vitrine")
+
+
+def _error(status: int, code: str, reason: str) -> JSONResponse:
+    return JSONResponse({"error": code, "reason": reason}, status_code=status)
+
+
+def create_app(runtime: Runtime | None = None) -> FastAPI:
+    """Build the FastAPI app around a runtime (one is built from settings if not given)."""
+    app = FastAPI(title="Vitrine", version="0.1.0")
+    app.state.runtime = runtime or build_runtime()
+
+    app.include_router(web.router)
+    app.include_router(webhooks.router)
+    app.include_router(sandbox_page.router)
+    app.include_router(ops_api.router)
+    app.mount("/media/demo", StaticFiles(directory=DEMO_DIR / "media"), name="demo-media")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """Report that the process is up."""
+        return {"status": "ok"}
+
+    @app.exception_handler(SignatureError)
+    async def _unauthorized(_: Request, exc: SignatureError) -> JSONResponse:
+        return _error(401, "unauthorized", exc.reason)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, "not_found", exc.reason)
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return _error(400, "invalid_input", exc.reason)
+
+    @app.exception_handler(VitrineError)
+    async def _vitrine(_: Request, exc: VitrineError) -> JSONResponse:
+        log.error("request failed: %s %s", exc.reason, exc.context)
+        return _error(500, "internal_error", "the request could not be completed")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return JSONResponse({"error": "invalid_request", "reason": f"{where}: {first['msg']}",
+                             "detail": [{"loc": list(e.get("loc", ())), "msg": e.get("msg")}
+                                        for e in errors]}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(500, "internal_error", "the request could not be completed")
+
+    return app

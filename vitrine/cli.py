@@ -1,0 +1,202 @@
+"""The `vitrine` command: serve, chat, recommend, merchants, sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.errors import VitrineError
+from core.markets import get_market
+from core.settings import get_settings
+
+
+def _runtime():  # noqa: ANN202 - imported lazily so `--help` stays fast
+    from vitrine.runtime import build_runtime
+
+    return build_runtime()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from vitrine.app import create_app
+    from vitrine.runtime import has_merchants, seed_demo
+
+    runtime = _runtime()
+    if not args.no_demo and not has_merchants(runtime.engine):
+        for merchant, report in seed_demo(runtime):
+            print(f"demo merchant {merchant.slug} ({merchant.market}): "
+                  f"{report.imported} products", file=sys.stderr)
+    print(f"Vitrine on http://{args.host}:{args.port}  (chat API: POST /api/chat)",
+          file=sys.stderr)
+    uvicorn.run(create_app(runtime), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    market = get_market(args.market)
+    runtime = _runtime()
+    user_key = f"cli:{args.user}" if args.user else None
+    if args.batch:
+        try:
+            lines = Path(args.batch).read_text("utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VitrineError(f"cannot read {args.batch}: {exc}") from None
+        queries = [line.strip() for line in lines if line.strip()]
+    elif args.text is not None:
+        queries = [args.text]
+    else:
+        raise VitrineError("give a request text or --batch FILE")
+    for query in queries:
+        rec = runtime.assistant.recommend(query, market=market, user_key=user_key,
+                                          limit=args.limit)
+        if args.json:
+            print(json.dumps(rec.as_dict(), ensure_ascii=False), flush=True)
+        else:
+            if rec.remembered:
+                print(rec.remembered)
+            print(rec.reply)
+            for card in rec.cards:
+                print(f"  {card.position}. {card.title} — {card.price_text} ({card.merchant})")
+                print(f"     {card.reason}")
+    return 0
+
+
+def cmd_merchants_add(args: argparse.Namespace) -> int:
+    from catalog.merchants import add_merchant_from_feed
+
+    runtime = _runtime()
+    merchant, report = add_merchant_from_feed(
+        engine=runtime.engine, name=args.name, market=args.market, feed=Path(args.feed),
+        slug=args.slug, base_url=args.base_url, replace=args.replace)
+    if args.json:
+        print(json.dumps({"merchant": merchant.slug, "market": merchant.market,
+                          **report.as_dict()}, ensure_ascii=False))
+    else:
+        print(f"{merchant.slug}: imported {report.imported} products, "
+              f"rejected {report.rejected} rows")
+        for error in report.errors[:20]:
+            print(f"  line {error.line}: {error.reason}")
+        if report.rejected > 20:
+            print(f"  ... and {report.rejected - 20} more")
+    return 0
+
+
+def cmd_merchants_list(args: argparse.Namespace) -> int:
+    from sqlmodel import Session
+
+    from catalog.store import list_merchants
+
+    runtime = _runtime()
+    with Session(runtime.engine) as session:
+        merchants = list_merchants(session=session, market=args.market)
+    rows = [{"id": m.slug, "name": m.name, "market": m.market, "products": m.product_count,
+             "feed": m.feed_source,
+             "synced_at": m.synced_at.isoformat() if m.synced_at else None}
+            for m in merchants]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        for row in rows:
+            print(f"{row['id']:24} {row['market']}  {row['products']:>6} products  {row['name']}")
+    return 0
+
+
+def cmd_sandbox_pay(args: argparse.Namespace) -> int:
+    import secrets
+
+    import httpx
+
+    from checkout.signatures import hmac_sha256_hex
+
+    settings = get_settings()
+    body = json.dumps({"event_id": args.event_id or "evt_" + secrets.token_hex(8),
+                       "txid": args.txid, "status": args.status}).encode()
+    signature = "sha256=" + hmac_sha256_hex(settings.sandbox_secret, body)
+    url = (args.url or settings.public_url).rstrip("/") + "/api/payments/sandbox/webhook"
+    try:
+        response = httpx.post(url, content=body, timeout=10.0, headers={
+            "Content-Type": "application/json", "X-Vitrine-Signature": signature})
+    except httpx.HTTPError as exc:
+        raise VitrineError(f"cannot reach {url}: {exc}") from None
+    print(f"{response.status_code} {response.text}")
+    return 0 if response.is_success else 1
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from bot.channels.terminal import run_terminal_chat
+
+    return run_terminal_chat(_runtime(), user=args.user, market=args.market,
+                             locale=args.locale)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitrine", description="Conversational commerce.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API (seeds demo merchants if empty)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-demo", action="store_true", help="do not seed demo merchants")
+    serve.set_defaults(func=cmd_serve)
+
+    chat = sub.add_parser("chat", help="a conversation in the terminal")
+    chat.add_argument("--user", default="me")
+    chat.add_argument("--market", default=None)
+    chat.add_argument("--locale", default=None)
+    chat.set_defaults(func=cmd_chat)
+
+    rec = sub.add_parser("recommend", help="rank cards for a request")
+    rec.add_argument("text", nargs="?")
+    rec.add_argument("--batch", help="a file with one request per line")
+    rec.add_argument("--market", required=True)
+    rec.add_argument("--user")
+    rec.add_argument("--limit", type=int, default=3)
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(func=cmd_recommend)
+
+    merchants = sub.add_parser("merchants", help="register and list merchants")
+    msub = merchants.add_subparsers(dest="merchants_command", required=True)
+    add = msub.add_parser("add", help="register a merchant and import its feed")
+    add.add_argument("name")
+    add.add_argument("--market", required=True)
+    add.add_argument("--feed", required=True)
+    add.add_argument("--slug")
+    add.add_argument("--base-url", help="resolve site-relative links in the feed against it")
+    add.add_argument("--replace", action="store_true", help="re-import an existing merchant")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(func=cmd_merchants_add)
+    lst = msub.add_parser("list", help="list merchants")
+    lst.add_argument("--market")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_merchants_list)
+
+    sandbox = sub.add_parser("sandbox", help="the development payment provider")
+    ssub = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    pay = ssub.add_parser("pay", help="send a signed payment webhook to a running server")
+    pay.add_argument("txid")
+    pay.add_argument("--status", choices=("paid", "failed"), default="paid")
+    pay.add_argument("--event-id")
+    pay.add_argument("--url", help="server base URL (default VITRINE_PUBLIC_URL)")
+    pay.set_defaults(func=cmd_sandbox_pay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "limit", 1) is not None and getattr(args, "limit", 1) < 1:
+        print("vitrine: error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except VitrineError as exc:
+        print(f"vitrine: error: {exc.reason}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

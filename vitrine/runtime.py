@@ -1,0 +1,85 @@
+"""Builds Vitrine's parts once, from settings, and wires them together."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, select
+
+from adapters.feed import FeedReport
+from bot.conversation import Assistant
+from bot.intent import RuleIntentParser
+from catalog.merchants import add_merchant_from_feed
+from catalog.models import Merchant
+from catalog.search import CatalogSearch
+from checkout.rails import PaymentRail
+from checkout.rails.cod import CashOnDeliveryRail
+from checkout.rails.pix import PixRail
+from checkout.rails.sandbox import SandboxRail
+from core.db import make_engine
+from core.settings import Settings, get_settings
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "catalog" / "demo"
+
+
+def create_tables(engine: Engine) -> None:
+    """Create every table (idempotent); importing the models registers them."""
+    import bot.models  # noqa: F401
+    import catalog.models  # noqa: F401
+    import checkout.models  # noqa: F401
+    import core.outbox  # noqa: F401
+    import ops.events  # noqa: F401
+
+    SQLModel.metadata.create_all(engine)
+
+
+def build_rails(settings: Settings) -> dict[str, PaymentRail]:
+    """Every payment rail by its stable name; markets pick from these in `markets.json`."""
+    return {
+        "pix": PixRail(key=settings.pix_key, merchant_name=settings.pix_merchant_name,
+                       merchant_city=settings.pix_merchant_city),
+        "cod": CashOnDeliveryRail(),
+        "sandbox": SandboxRail(public_url=settings.public_url),
+    }
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    search: CatalogSearch
+    assistant: Assistant
+    rails: dict[str, PaymentRail]
+
+
+def build_runtime(settings: Settings | None = None) -> Runtime:
+    """Connect to the database, create tables, and build the services."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+    create_tables(engine)
+    search = CatalogSearch(engine)
+    rails = build_rails(settings)
+    assistant = Assistant(engine=engine, search=search, parser=RuleIntentParser(), rails=rails,
+                          settings=settings)
+    return Runtime(settings=settings, engine=engine, search=search, assistant=assistant,
+                   rails=rails)
+
+
+def has_merchants(engine: Engine) -> bool:
+    with Session(engine) as session:
+        return session.exec(select(Merchant.id).limit(1)).first() is not None
+
+
+def seed_demo(runtime: Runtime) -> list[tuple[Merchant, FeedReport]]:
+    """Import the demo merchants' feeds through the ordinary feed adapter."""
+    specs = json.loads((DEMO_DIR / "merchants.json").read_text("utf-8"))
+    results = []
+    for spec in specs:
+        results.append(add_merchant_from_feed(
+            engine=runtime.engine, name=spec["name"], market=spec["market"],
+            feed=DEMO_DIR / spec["feed"], slug=spec["slug"],
+            base_url=runtime.settings.public_url, replace=True))
+    return results
