@@ -22,7 +22,6 @@ from bot.replies import (STATUS_LABELS, Message, Reply, confirmation_message, fa
                          no_results_text, payment_message, results_text, who)
 from catalog.cards import Card, build_cards
 from catalog.search import CatalogSearch, SearchRequest
-from catalog.text import stems
 from checkout import service as checkout
 from checkout.rails import PaymentRail
 from core.db import session_scope, utcnow
@@ -294,10 +293,11 @@ class Assistant:
         if product is None:
             return [Message(text=t.gettext("Sorry, that product is no longer available. "
                                            "Want to see other options?"))]
-        category = product.categories.split(">")[-1] if product.categories else product.title
+        # Similar = same kind of product for the same kind of person: the category and title
+        # words raise relevance, the gift tags select; nothing is required word for word.
         request = SearchRequest(
-            market=market.code, currency=market.currency, terms=stems(category),
-            soft_terms=stems(product.title), tags=sorted(product.tags),
+            market=market.code, currency=market.currency,
+            soft_terms=[product.categories, product.title], tags=sorted(product.tags),
             exclude=set(conv.shown) | set(conv.excluded), limit=self.settings.default_card_limit)
         ranked = self.search.search(request)
         cards = build_cards(ranked, request, market, t)

@@ -92,13 +92,14 @@ def reason_for(ranked: RankedProduct, request: SearchRequest, market: Market,
         else:
             facts.append(category)
 
-    if request.budget_max is not None:
+    # The card already shows the price, so a rating says more than "within budget" does.
+    rating = format_rating(product, market, t)
+    if rating:
+        facts.append(rating)
+    if request.budget_max is not None and len(facts) < 2:
         facts.append(t.gettext("{price}, within your budget of {budget}").format(
             price=market.format_price(Money(product.price_amount, product.currency)),
             budget=market.format_price(Money(request.budget_max, request.currency))))
-    rating = format_rating(product, market, t)
-    if rating and len(facts) < 2:
-        facts.append(rating)
     if not facts and product.brand:
         facts.append(t.gettext("by {brand}").format(brand=product.brand))
     if not facts:

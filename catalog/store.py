@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 
 from sqlalchemy import delete, func
+from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
 from catalog.models import CatalogProduct, Merchant, MerchantCreate
@@ -130,13 +131,16 @@ def catalog_revision(*, session: Session, market: str) -> tuple[int, int]:
 
 
 def products_for_market(*, session: Session, market: str) -> list[tuple[CatalogProduct, Merchant]]:
-    """Every product of every merchant in a market, with its merchant."""
-    query = (
-        select(CatalogProduct, Merchant)
-        .join(Merchant, CatalogProduct.merchant_id == Merchant.id)
-        .where(Merchant.market == market)
-    )
-    return [(p, m) for p, m in session.exec(query)]
+    """Every product of every merchant in a market, with its merchant.
+
+    The full UCP document is left out: search never needs it, and it is most of the bytes.
+    """
+    merchants = {m.id: m for m in session.exec(select(Merchant).where(Merchant.market == market))}
+    if not merchants:
+        return []
+    query = select(CatalogProduct).options(defer(CatalogProduct.document)).where(  # type: ignore[arg-type]
+        CatalogProduct.merchant_id.in_(list(merchants)))  # type: ignore[attr-defined]
+    return [(p, merchants[p.merchant_id]) for p in session.exec(query)]
 
 
 def get_product(*, session: Session, merchant_slug: str,

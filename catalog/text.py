@@ -12,7 +12,10 @@ TOKEN_RE = re.compile(r"[a-z0-9]+")
 @lru_cache(maxsize=65536)
 def fold(text: str) -> str:
     """Lower-case and strip accents ("Mãe Jardinagem" -> "mae jardinagem")."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
+    low = text.lower()
+    if low.isascii():
+        return low
+    decomposed = unicodedata.normalize("NFKD", low)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 

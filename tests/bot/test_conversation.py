@@ -1,0 +1,80 @@
+"""Conversation v0: memory, refinements from card buttons, and stale prices."""
+
+from sqlmodel import Session, select
+
+from catalog.models import CatalogProduct
+
+
+def _cards(reply):
+    return [c for m in reply.messages for c in m.cards]
+
+
+def test_what_the_shopper_says_about_mom_is_used_later(demo_runtime):
+    bot = demo_runtime.assistant
+    first = bot.handle(user_key="web:ana", text="minha mãe tem 60 anos e adora jardinagem",
+                       market="BR")
+    assert any("jardinagem" in m.text for m in first.messages)
+    later = bot.handle(user_key="web:ana", text="um presente para minha mãe")
+    cards = _cards(later)
+    assert cards and all("jardinagem" in c.reason.lower() for c in cards)
+    assert any("Lembrei" in m.text for m in later.messages)
+    # Memory is per shopper.
+    stranger = bot.handle(user_key="web:bia", text="um presente para minha mãe", market="BR")
+    assert not any("jardinagem" in c.reason.lower() for c in _cards(stranger))
+
+
+def test_forget_erases_what_was_remembered(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="minha mãe tem 60 anos e adora jardinagem", market="BR")
+    bot.handle(user_key="web:ana", action="forget")
+    later = bot.handle(user_key="web:ana", text="um presente para minha mãe")
+    assert not any("Lembrei" in m.text for m in later.messages)
+
+
+def test_not_for_me_replaces_the_card_and_never_shows_it_again(demo_runtime):
+    bot = demo_runtime.assistant
+    first = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe até R$200",
+                              market="BR"))
+    rejected = first[0]
+    again = _cards(bot.handle(user_key="web:ana", action=f"skip:{rejected.ref}"))
+    assert again and rejected.ref not in {c.ref for c in again}
+    later = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe até R$200"))
+    assert rejected.ref not in {c.ref for c in later}
+
+
+def test_more_like_this_shows_similar_new_products(demo_runtime):
+    bot = demo_runtime.assistant
+    first = _cards(bot.handle(user_key="web:joe", text="gift for my mom who loves gardening",
+                              market="US"))
+    more = _cards(bot.handle(user_key="web:joe", action=f"more:{first[0].ref}"))
+    assert more and not ({c.ref for c in more} & {c.ref for c in first})
+
+
+def test_a_price_change_before_confirm_asks_again_and_is_never_charged_stale(demo_runtime):
+    bot = demo_runtime.assistant
+    card = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe até R$200",
+                             market="BR"))[0]
+    confirmation = bot.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
+    with Session(demo_runtime.engine) as session:
+        row = session.exec(select(CatalogProduct)
+                           .where(CatalogProduct.product_id == card.product_id)).one()
+        row.price_amount += 1000
+        session.add(row)
+        session.commit()
+    confirm = confirmation.buttons[0].action
+    asked_again = bot.handle(user_key="web:ana", action=confirm).messages[0]
+    assert "000201" not in asked_again.text and asked_again.buttons
+    paid = bot.handle(user_key="web:ana", action=asked_again.buttons[0].action).messages[0]
+    cents = card.price.amount + 1000
+    assert f"54{len(f'{cents // 100}.{cents % 100:02d}'):02d}{cents // 100}.{cents % 100:02d}" \
+        in paid.text
+
+
+def test_conversation_state_survives_a_restart(demo_runtime, settings):
+    from vitrine.runtime import build_runtime
+
+    bot = demo_runtime.assistant
+    card = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe", market="BR"))[0]
+    restarted = build_runtime(settings).assistant
+    confirmation = restarted.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
+    assert card.title in confirmation.text

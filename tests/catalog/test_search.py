@@ -1,0 +1,81 @@
+from catalog.merchants import add_merchant_from_feed
+from catalog.search import SearchRequest
+from tests.factories import ucp_product, write_jsonl
+
+
+def _shop(runtime, tmp_path, products, market="BR", name="Loja"):
+    feed = write_jsonl(tmp_path / f"{name}.jsonl", products)
+    add_merchant_from_feed(engine=runtime.engine, name=name, market=market, feed=feed)
+    return runtime.search
+
+
+def _request(**kw):
+    return SearchRequest(market="BR", currency="BRL", **kw)
+
+
+def test_budget_is_a_hard_filter_and_out_of_stock_is_never_shown(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("CHEAP", "Regador pequeno", 5000),
+        ucp_product("PRICEY", "Regador grande", 25000),
+        ucp_product("GONE", "Regador esgotado", 4000, available=False),
+    ])
+    ids = [r.product.product_id for r in search.search(_request(terms=["regador"], limit=10,
+                                                                budget_max=20000))]
+    assert ids == ["CHEAP"]
+
+
+def test_typos_still_find_the_product(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("K", "Chaleira Elétrica Inox", 19900, tags=["cozinha"]),
+        ucp_product("V", "Vaso de Cerâmica", 9900, tags=["jardim"]),
+    ])
+    ranked = search.search(_request(terms=["chaleria"]))
+    assert [r.product.product_id for r in ranked] == ["K"]
+
+
+def test_title_matches_outrank_description_mentions(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("BAG", "Bolsa para notebook", 9900,
+                    description={"plain": "Protege seu notebook"}),
+        ucp_product("NB", "Notebook Lenovo IdeaPad 15", 299900,
+                    description={"plain": "Notebook leve"}),
+    ])
+    ranked = search.search(_request(terms=["notebook", "lenovo"], limit=2))
+    assert ranked[0].product.product_id == "NB"
+
+
+def test_gift_tags_rank_when_the_request_names_no_product(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("TOY", "Boneca", 9900, tags=["recipient:child", "age:3-5"], rating=4.9),
+        ucp_product("GARDEN", "Kit jardinagem", 9900,
+                    tags=["recipient:mother", "age:senior", "interest:gardening"], rating=4.2),
+    ])
+    ranked = search.search(_request(tags=["recipient:mother", "age:senior",
+                                          "interest:gardening"], limit=2))
+    assert [r.product.product_id for r in ranked] == ["GARDEN"]
+    assert ranked[0].matched_tags == ["recipient:mother", "age:senior", "interest:gardening"]
+
+
+def test_rating_breaks_ties_between_equally_relevant_products(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("LOW", "Caneca de cerâmica azul", 5000, rating=3.1),
+        ucp_product("HIGH", "Caneca de cerâmica verde", 5000, rating=4.9),
+    ])
+    ranked = search.search(_request(terms=["caneca"], limit=2))
+    assert ranked[0].product.product_id == "HIGH"
+
+
+def test_the_index_follows_a_reimported_catalog(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [ucp_product("OLD", "Regador antigo", 5000)])
+    assert search.search(_request(terms=["regador"]))[0].product.product_id == "OLD"
+    feed = write_jsonl(tmp_path / "new.jsonl", [ucp_product("NEW", "Regador novo", 5000)])
+    add_merchant_from_feed(engine=runtime.engine, name="Loja", market="BR", feed=feed,
+                           slug="loja", replace=True)
+    assert [r.product.product_id for r in search.search(_request(terms=["regador"]))] == ["NEW"]
+
+
+def test_markets_do_not_mix(runtime, tmp_path):
+    _shop(runtime, tmp_path, [ucp_product("BR1", "Caneca", 5000)])
+    search = _shop(runtime, tmp_path, [ucp_product("US1", "Mug", 500, currency="USD")],
+                   market="US", name="Shop")
+    assert search.search(SearchRequest(market="US", currency="USD", terms=["caneca"])) == []

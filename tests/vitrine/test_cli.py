@@ -1,0 +1,124 @@
+"""The `vitrine` command's public contract."""
+
+import json
+
+import pytest
+
+from core.settings import get_settings
+from tests.factories import ucp_product, write_jsonl
+from vitrine.cli import main
+from vitrine.runtime import DEMO_DIR
+
+CARD_KEYS = {"product_id", "merchant", "title", "price", "price_text", "url", "image_url",
+             "reason", "sponsored"}
+
+
+@pytest.fixture
+def db(monkeypatch, tmp_path):
+    monkeypatch.setenv("VITRINE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def add_demo_us(capsys):
+    return run(capsys, "merchants", "add", "Giftwell", "--market", "US", "--feed",
+               str(DEMO_DIR / "feeds" / "giftwell.jsonl"), "--base-url", "http://localhost")
+
+
+def test_merchants_add_and_list(db, capsys):
+    code, out, _ = add_demo_us(capsys)
+    assert code == 0 and "imported 47" in out
+    code, out, _ = run(capsys, "merchants", "list", "--json")
+    [row] = json.loads(out)
+    assert row["name"] == "Giftwell" and row["market"] == "US" and row["products"] == 47
+
+
+def test_recommend_prints_one_json_object_with_the_card_contract(db, capsys):
+    add_demo_us(capsys)
+    code, out, _ = run(capsys, "recommend", "birthday gift for my 60-year-old mom",
+                       "--market", "US", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) >= {"query", "market", "intent", "cards", "reply"}
+    assert result["market"] == "US" and len(result["cards"]) == 3
+    for card in result["cards"]:
+        assert CARD_KEYS <= set(card)
+        assert isinstance(card["price"]["amount"], int) and card["price"]["currency"] == "USD"
+    assert result["intent"]["recipient"] == "mother" and result["intent"]["age"] == 60
+
+
+def test_recommend_batch_prints_json_lines_in_order(db, capsys, tmp_path):
+    add_demo_us(capsys)
+    batch = tmp_path / "queries.txt"
+    batch.write_text("coffee\n\nheadphones\nlego\n", encoding="utf-8")
+    code, out, _ = run(capsys, "recommend", "--batch", str(batch), "--market", "US",
+                       "--limit", "10", "--json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["query"] for r in lines] == ["coffee", "headphones", "lego"]
+    assert all(len(r["cards"]) <= 10 for r in lines)
+
+
+def test_recommend_with_a_user_remembers(db, capsys):
+    add_demo_us(capsys)
+    run(capsys, "recommend", "my mom is 60 and loves gardening", "--market", "US",
+        "--user", "u1", "--json")
+    _, out, _ = run(capsys, "recommend", "gift for my mom", "--market", "US", "--user", "u1",
+                    "--json")
+    assert json.loads(out)["intent"]["interests"] == ["gardening"]
+
+
+def test_other_commands_never_seed_the_demo(db, capsys):
+    code, out, _ = run(capsys, "recommend", "gift for mom", "--market", "US", "--json")
+    assert code == 0 and json.loads(out)["cards"] == []
+    _, out, _ = run(capsys, "merchants", "list", "--json")
+    assert json.loads(out) == []
+
+
+@pytest.mark.parametrize("argv, reason", [
+    (["merchants", "add", "Shop", "--market", "XX", "--feed", "x.jsonl"], "unknown market"),
+    (["merchants", "add", "Shop", "--market", "BR", "--feed", "missing.jsonl"], "not found"),
+    (["recommend", "x", "--market", "ZZ", "--json"], "unknown market"),
+    (["recommend", "--batch", "missing.txt", "--market", "US"], "cannot read"),
+])
+def test_errors_exit_non_zero_with_one_line(db, capsys, argv, reason):
+    code, out, err = run(capsys, *argv)
+    assert code != 0 and out == ""
+    assert len(err.strip().splitlines()) == 1 and reason in err
+
+
+def test_a_bad_feed_is_refused_and_nothing_is_registered(db, capsys, tmp_path):
+    feed = write_jsonl(tmp_path / "bad.jsonl", ["not json", "{}"])
+    code, _, err = run(capsys, "merchants", "add", "Shop", "--market", "BR", "--feed", str(feed))
+    assert code == 1 and "no valid products" in err
+    _, out, _ = run(capsys, "merchants", "list", "--json")
+    assert json.loads(out) == []
+
+
+def test_partially_bad_feed_reports_lines(db, capsys, tmp_path):
+    feed = write_jsonl(tmp_path / "f.jsonl", [ucp_product("A"), "oops"])
+    code, out, _ = run(capsys, "merchants", "add", "Shop", "--market", "BR", "--feed", str(feed))
+    assert code == 0 and "line 2" in out and "rejected 1" in out
+
+
+def test_terminal_chat_runs_a_purchase_to_paid(db, capsys, tmp_path):
+    import io
+
+    from bot.channels.terminal import run_terminal_chat
+    from vitrine.runtime import build_runtime, seed_demo
+
+    runtime = build_runtime()
+    seed_demo(runtime)
+    out = io.StringIO()
+    # 1 = Buy on the first card, then 1 = Confirm, then /pay.
+    run_terminal_chat(runtime, user="t", market="BR", locale=None, stdout=out,
+                      stdin=io.StringIO("presente para minha mãe até R$200\n1\n1\n/pay\n"))
+    text = out.getvalue()
+    assert "000201" in text and "-> 200" in text
+    assert text.count("R$") >= 3
