@@ -151,6 +151,7 @@ def payment_message(order: Order, instructions: PaymentInstructions, market: Mar
             "",
             instructions.copy_code or "",
             "",
+            t.gettext("Reference: {txid}").format(txid=instructions.txid),
             t.gettext("I will tell you here as soon as the payment is confirmed."),
         ])
     elif instructions.rail == "cod":

@@ -18,17 +18,28 @@ def _runtime():  # noqa: ANN202 - imported lazily so `--help` stays fast
     return build_runtime()
 
 
+def prepare_serve(*, host: str, port: int, demo: bool):  # noqa: ANN201
+    """The runtime `serve` runs: demo merchants seeded into an empty database if asked."""
+    from vitrine.runtime import build_runtime, has_merchants, seed_demo
+
+    settings = get_settings()
+    if "public_url" not in settings.model_fields_set:
+        # Links to media served by this process must point at where it listens.
+        settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
+    runtime = build_runtime(settings)
+    if demo and not has_merchants(runtime.engine):
+        for merchant, report in seed_demo(runtime):
+            print(f"demo merchant {merchant.slug} ({merchant.market}): "
+                  f"{report.imported} products", file=sys.stderr)
+    return runtime
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from vitrine.app import create_app
-    from vitrine.runtime import has_merchants, seed_demo
 
-    runtime = _runtime()
-    if not args.no_demo and not has_merchants(runtime.engine):
-        for merchant, report in seed_demo(runtime):
-            print(f"demo merchant {merchant.slug} ({merchant.market}): "
-                  f"{report.imported} products", file=sys.stderr)
+    runtime = prepare_serve(host=args.host, port=args.port, demo=not args.no_demo)
     print(f"Vitrine on http://{args.host}:{args.port}  (chat API: POST /api/chat)",
           file=sys.stderr)
     uvicorn.run(create_app(runtime), host=args.host, port=args.port, log_level="info")

@@ -122,3 +122,22 @@ def test_terminal_chat_runs_a_purchase_to_paid(db, capsys, tmp_path):
     text = out.getvalue()
     assert "000201" in text and "-> 200" in text
     assert text.count("R$") >= 3
+
+
+def test_serve_seeds_the_demo_into_an_empty_database_only(db, capsys):
+    from sqlmodel import Session
+
+    from catalog.store import list_merchants
+    from vitrine.cli import prepare_serve
+
+    runtime = prepare_serve(host="127.0.0.1", port=9999, demo=False)
+    with Session(runtime.engine) as session:
+        assert list_merchants(session=session) == []
+    runtime = prepare_serve(host="127.0.0.1", port=9999, demo=True)
+    with Session(runtime.engine) as session:
+        merchants = list_merchants(session=session)
+    assert {m.market for m in merchants} == {"BR", "AR", "US"}
+    assert runtime.settings.public_url == "http://127.0.0.1:9999"
+    runtime.search.index("BR")
+    card = runtime.search.index("BR").products[0]
+    assert card.image_url.startswith("http://127.0.0.1:9999/media/demo/")
