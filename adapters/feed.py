@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 from urllib.parse import urljoin, urlparse
 
 from pydantic import ValidationError
@@ -77,8 +77,8 @@ def feed_format(path: Path) -> str:
 
 def _open_text(path: Path) -> IO[str]:
     try:
-        raw: IO[bytes] = gzip.open(path, "rb") if path.name.lower().endswith(".gz") \
-            else path.open("rb")
+        raw = cast(IO[bytes], gzip.open(path, "rb") if path.name.lower().endswith(".gz")
+                   else path.open("rb"))
     except OSError as exc:
         raise FeedError(f"{path}: cannot open feed ({exc.strerror or exc})") from None
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
@@ -202,7 +202,8 @@ def _tsv_rows(text: IO[str], base_url: str | None) -> Iterator[tuple[int, Produc
             yield line_no, RowError(line_no, f"has {len(cells)} fields, header has {len(header)}")
             continue
         try:
-            yield line_no, _finish(gmc_row_to_product(dict(zip(header, cells))), base_url)
+            row = dict(zip(header, cells, strict=True))
+            yield line_no, _finish(gmc_row_to_product(row), base_url)
         except ValidationError as exc:
             yield line_no, RowError(line_no, _reason(exc))
         except (ValueError, InvalidInput) as exc:

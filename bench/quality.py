@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from catalog.merchants import add_merchant_from_feed  # noqa: E402
-from core.markets import get_market  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from vitrine.runtime import build_runtime  # noqa: E402
+from catalog.merchants import add_merchant_from_feed
+from core.markets import get_market
+from core.settings import Settings
+from vitrine.runtime import build_runtime
 
 
 def ndcg(ranked: list[str], judged: dict[str, int], k: int = 10) -> float:

@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from catalog.merchants import add_merchant_from_feed  # noqa: E402
-from core.markets import get_market  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from vitrine.runtime import build_runtime, seed_demo  # noqa: E402
+from catalog.merchants import add_merchant_from_feed
+from core.markets import get_market
+from core.settings import Settings
+from vitrine.runtime import build_runtime, seed_demo
 
 DEMO_QUERIES = [
     ("BR", "presente para minha mãe de 60 anos até R$200"),

@@ -11,6 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -18,8 +19,18 @@ from sqlmodel import Session
 from bot import memory
 from bot.intent import Intent, IntentParser
 from bot.models import Conversation
-from bot.replies import (STATUS_LABELS, Message, Reply, confirmation_message, facts_text, help_message,
-                         no_results_text, payment_message, results_text, who)
+from bot.replies import (
+    STATUS_LABELS,
+    Message,
+    Reply,
+    confirmation_message,
+    facts_text,
+    help_message,
+    no_results_text,
+    payment_message,
+    results_text,
+    who,
+)
 from catalog.cards import Card, build_cards
 from catalog.search import CatalogSearch, SearchRequest
 from checkout import service as checkout
@@ -206,7 +217,7 @@ class Assistant:
     def _show(self, session: Session, conv: Conversation, rec: Recommendation,
               started: float) -> list[Message]:
         latency = int((time.perf_counter() - started) * 1000)
-        common = dict(user_key=conv.user_key, conversation_id=conv.conversation_id,
+        common: dict[str, Any] = dict(user_key=conv.user_key, conversation_id=conv.conversation_id,
                       market=conv.market, language=conv.language, latency_ms=latency)
         if not rec.cards:
             record_event(session, EventKind.CARDS_SHOWN, text=rec.query, **common)
@@ -319,8 +330,8 @@ class Assistant:
         if not last:
             return [Message(text=t.gettext("Got it, I will not show that again."))]
         rec = self.recommend(last, market=market, user_key=conv.user_key,
-                             language=conv.language, exclude=set(conv.excluded) | set(conv.shown[-3:]),
-                             session=session)
+                             language=conv.language,
+                             exclude=set(conv.excluded) | set(conv.shown[-3:]), session=session)
         rec.remembered = None
         rec.reply = t.gettext("Got it. Some other options:") if rec.cards else \
             t.gettext("Got it. I have no other options for that right now.")

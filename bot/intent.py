@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Protocol
 
 from catalog.text import fold
+from core.errors import InvalidInput
 from core.markets import Market
 from core.money import money_from_major
-from core.errors import InvalidInput
 
 LEXICON_PATH = Path(__file__).with_name("lexicon.json")
 
@@ -184,6 +184,8 @@ def _currency(before: str | None, after: str | None, market: Market) -> str:
 
 def _amount(groups: tuple[str | None, ...], market: Market) -> tuple[int, str] | None:
     before, number, after = groups
+    if number is None:
+        return None
     value = parse_number(number)
     unit = (after or "").replace(" ", "")
     if unit in ("mil", "k", "milpesos", "milreais", "lucas", "luca"):
@@ -213,10 +215,10 @@ class RuleIntentParser:
         self._markers = {lang: {fold(w) for w in words}
                          for lang, words in lex["language_markers"].items()}
         number_words = lex["number_words"]
+        words = "|".join(sorted(number_words, key=len, reverse=True))
+        # "sessenta e cinco anos" -> "65 anos": spelled-out ages become digits.
         self._number_word_re = re.compile(
-            r"\b(" + "|".join(sorted(number_words, key=len, reverse=True)) + r")(?:\s+e\s+|\s+y\s+|-|\s+)?"
-            r"(" + "|".join(sorted(number_words, key=len, reverse=True)) + r")?"
-            r"(?=\s*(?:anos|ano|years?)\b)")
+            rf"\b({words})(?:\s+e\s+|\s+y\s+|-|\s+)?({words})?(?=\s*(?:anos|ano|years?)\b)")
         self._number_words = number_words
 
     def parse(self, text: str, *, market: Market, language: str | None = None) -> Intent:

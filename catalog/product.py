@@ -68,7 +68,7 @@ class Rating(BaseModel):
     count: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
-    def _value_on_scale(self) -> "Rating":
+    def _value_on_scale(self) -> Rating:
         if self.value > self.scale_max:
             raise ValueError(f"rating {self.value} is above its scale maximum {self.scale_max}")
         return self
@@ -111,7 +111,7 @@ class Product(BaseModel):
         return value.strip()
 
     @model_validator(mode="after")
-    def _one_currency(self) -> "Product":
+    def _one_currency(self) -> Product:
         currencies = {v.price.currency for v in self.variants}
         if len(currencies) > 1:
             raise ValueError(f"variants mix currencies: {sorted(currencies)}")

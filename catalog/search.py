@@ -118,7 +118,9 @@ class CatalogIndex:
         self._fuzzy_cache: dict[str, list[tuple[str, float]]] = {}
 
     @staticmethod
-    def _build_postings(field_stems: list[dict[str, list[str]]]) -> dict[str, list[tuple[int, float]]]:
+    def _build_postings(
+        field_stems: list[dict[str, list[str]]],
+    ) -> dict[str, list[tuple[int, float]]]:
         avg = {f: (sum(len(d[f]) for d in field_stems) / len(field_stems) or 1.0)
                if field_stems else 1.0 for f in FIELD_WEIGHTS}
         postings: dict[str, list[tuple[int, float]]] = defaultdict(list)

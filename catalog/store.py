@@ -7,11 +7,11 @@ from collections.abc import Iterable
 
 from sqlalchemy import delete, func
 from sqlalchemy.orm import defer
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from catalog.models import CatalogProduct, Merchant, MerchantCreate
-from core.db import utcnow
 from catalog.product import Product
+from core.db import utcnow
 from core.errors import InvalidInput, NotFound
 from core.markets import get_market
 
@@ -101,7 +101,7 @@ def replace_catalog(*, session: Session, merchant: Merchant, rows: Iterable[dict
 
     Readers keep seeing the previous catalog until the caller commits.
     """
-    session.execute(delete(CatalogProduct).where(CatalogProduct.merchant_id == merchant.id))
+    session.execute(delete(CatalogProduct).where(col(CatalogProduct.merchant_id) == merchant.id))
     count = 0
     batch: list[dict] = []
     table = CatalogProduct.__table__  # type: ignore[attr-defined]
@@ -124,7 +124,7 @@ def replace_catalog(*, session: Session, merchant: Merchant, rows: Iterable[dict
 def catalog_revision(*, session: Session, market: str) -> tuple[int, int]:
     """A cheap fingerprint of a market's catalogs: changes whenever any of them changes."""
     row = session.exec(
-        select(func.count(Merchant.id), func.coalesce(func.sum(Merchant.revision), 0))
+        select(func.count(col(Merchant.id)), func.coalesce(func.sum(Merchant.revision), 0))
         .where(Merchant.market == market)
     ).one()
     return int(row[0]), int(row[1])

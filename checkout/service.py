@@ -10,8 +10,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -76,6 +77,14 @@ class PaymentResult:
     order: Order | None = None
 
 
+def record_order_event(session: Session, kind: EventKind, order: Order) -> None:
+    """Log a funnel step about an order, with its merchant, product and value."""
+    record_event(session, kind, user_key=order.user_key, conversation_id=order.conversation_id,
+                 market=order.market, language=order.language, merchant=order.merchant_slug,
+                 product_id=order.product_id, order_id=order.id, amount=order.total,
+                 currency=order.currency)
+
+
 def _current(session: Session, order: Order) -> CatalogProduct | None:
     try:
         product, _ = get_product(session=session, merchant_slug=order.merchant_slug,
@@ -105,10 +114,7 @@ def start_checkout(*, session: Session, user_key: str, conversation_id: str, mar
         currency=product.currency, rail=rail,
     )
     session.add(order)
-    record_event(session, EventKind.CHECKOUT_STARTED, user_key=user_key,
-                 conversation_id=conversation_id, market=market.code, language=language,
-                 merchant=merchant.slug, product_id=product.product_id, order_id=order.id,
-                 amount=order.total, currency=order.currency)
+    record_order_event(session, EventKind.CHECKOUT_STARTED, order)
     return CheckoutStart(StartOutcome.STARTED, order)
 
 
@@ -143,12 +149,8 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
     order.status = OrderStatus(instructions.status)
     order.confirmed_at = utcnow()
     session.add(order)
-    common = dict(user_key=order.user_key, conversation_id=order.conversation_id,
-                  market=order.market, language=order.language, merchant=order.merchant_slug,
-                  product_id=order.product_id, order_id=order.id, amount=order.total,
-                  currency=order.currency)
-    record_event(session, EventKind.CHECKOUT_CONFIRMED, **common)
-    record_event(session, EventKind.PAYMENT_PENDING, **common)
+    record_order_event(session, EventKind.CHECKOUT_CONFIRMED, order)
+    record_order_event(session, EventKind.PAYMENT_PENDING, order)
     return Confirmation(ConfirmOutcome.CONFIRMED, order, instructions)
 
 
@@ -158,9 +160,7 @@ def cancel_order(*, session: Session, order: Order) -> bool:
         return False
     order.status = OrderStatus.CANCELED
     session.add(order)
-    record_event(session, EventKind.CHECKOUT_CANCELED, user_key=order.user_key,
-                 conversation_id=order.conversation_id, market=order.market,
-                 merchant=order.merchant_slug, product_id=order.product_id, order_id=order.id)
+    record_order_event(session, EventKind.CHECKOUT_CANCELED, order)
     return True
 
 
@@ -189,16 +189,13 @@ def apply_payment_event(*, session: Session, provider: str, event_id: str, txid:
     else:
         return PaymentResult(EventOutcome.IGNORED, order)
     now = utcnow()
-    changed = session.execute(
+    changed = cast(CursorResult, session.execute(
         update(Order)
         .where(Order.id == order.id, Order.status == OrderStatus.AWAITING_PAYMENT)  # type: ignore[arg-type]
         .values(status=new_status, paid_at=now if new_status == OrderStatus.PAID else None)
-    ).rowcount
+    )).rowcount
     if not changed:
         return PaymentResult(EventOutcome.IGNORED, order)
     session.refresh(order)
-    record_event(session, kind, user_key=order.user_key, conversation_id=order.conversation_id,
-                 market=order.market, language=order.language, merchant=order.merchant_slug,
-                 product_id=order.product_id, order_id=order.id, amount=order.total,
-                 currency=order.currency)
+    record_order_event(session, kind, order)
     return PaymentResult(EventOutcome.APPLIED, order)

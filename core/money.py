@@ -33,7 +33,7 @@ class Money:
         """The amount in major units, exact."""
         return Decimal(self.amount).scaleb(-self.exponent)
 
-    def __add__(self, other: "Money") -> "Money":
+    def __add__(self, other: Money) -> Money:
         if other.currency != self.currency:
             raise InvalidInput(f"cannot add {other.currency} to {self.currency}")
         return Money(self.amount + other.amount, self.currency)

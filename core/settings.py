@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     default_card_limit: int = 3
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> "Settings":
+    def _refuse_placeholder_secrets(self) -> Settings:
         if self.env == "production":
             weak = [
                 name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlmodel import Session
@@ -24,10 +25,11 @@ def require_ops_token(request: Request, authorization: str | None = Header(defau
 
 
 @router.get("/funnel", dependencies=[Depends(require_ops_token)])
-def get_funnel(request: Request, since: datetime | None = Query(default=None, alias="from"),
-               until: datetime | None = Query(default=None, alias="to"),
-               market: str | None = Query(default=None, max_length=2),
-               channel: str | None = Query(default=None, max_length=20)) -> dict:
+def get_funnel(request: Request,
+               since: Annotated[datetime | None, Query(alias="from")] = None,
+               until: Annotated[datetime | None, Query(alias="to")] = None,
+               market: Annotated[str | None, Query(max_length=2)] = None,
+               channel: Annotated[str | None, Query(max_length=20)] = None) -> dict:
     """Funnel stage counts and conversion rates."""
     with Session(request.app.state.runtime.engine) as session:
         return funnel(session=session, since=since, until=until, market=market, channel=channel)

@@ -45,10 +45,10 @@ def funnel(*, session: Session, since: datetime | None = None, until: datetime |
         "paid": counts.get(EventKind.ORDER_PAID, 0),
     }
     rates = {}
-    for before, after in zip(STAGES, STAGES[1:]):
+    for before, after in zip(STAGES, STAGES[1:], strict=False):
         rates[f"{before}_to_{after}"] = round(stages[after] / stages[before], 4) \
             if stages[before] else None
-    revenue = {cur: int(total) for cur, total in session.exec(
+    revenue = {cur: int(total or 0) for cur, total in session.exec(
         select(ConversionEvent.currency, func.sum(ConversionEvent.amount))
         .where(*filters, ConversionEvent.kind == EventKind.ORDER_PAID)
         .group_by(ConversionEvent.currency)

@@ -35,6 +35,10 @@ def write_jsonl(path: Path, rows: list[dict | str], *, gz: bool = False) -> Path
     """Write rows (dicts as JSON, strings verbatim) one per line."""
     text = "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n"
                    for r in rows)
+    return _write(path, text, gz=gz)
+
+
+def _write(path: Path, text: str, *, gz: bool) -> Path:
     if gz:
         with gzip.open(path, "wt", encoding="utf-8") as fh:
             fh.write(text)
@@ -50,10 +54,4 @@ GMC_HEADER = ["id", "title", "description", "link", "image_link", "availability"
 def write_tsv(path: Path, rows: list[list[str]], header: list[str] | None = None,
               *, gz: bool = False) -> Path:
     lines = ["\t".join(header or GMC_HEADER)] + ["\t".join(r) for r in rows]
-    text = "\n".join(lines) + "\n"
-    if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
+    return _write(path, "\n".join(lines) + "\n", gz=gz)

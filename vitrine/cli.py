@@ -12,13 +12,13 @@ from core.markets import get_market
 from core.settings import get_settings
 
 
-def _runtime():  # noqa: ANN202 - imported lazily so `--help` stays fast
+def _runtime():
     from vitrine.runtime import build_runtime
 
     return build_runtime()
 
 
-def prepare_serve(*, host: str, port: int, demo: bool):  # noqa: ANN201
+def prepare_serve(*, host: str, port: int, demo: bool):
     """The runtime `serve` runs: demo merchants seeded into an empty database if asked."""
     from vitrine.runtime import build_runtime, has_merchants, seed_demo
 

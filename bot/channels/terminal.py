@@ -41,7 +41,7 @@ def render(reply: Reply, out: TextIO) -> list[str]:
     return actions
 
 
-def _pay_latest(runtime, user_key: str) -> str:  # noqa: ANN001
+def _pay_latest(runtime, user_key: str) -> str:
     from vitrine.app import create_app
 
     with Session(runtime.engine) as session:
@@ -68,7 +68,7 @@ def _pay_latest(runtime, user_key: str) -> str:  # noqa: ANN001
     return f"(sandbox provider: webhook for {order.txid} -> {response.status_code})"
 
 
-def run_terminal_chat(runtime, *, user: str, market: str | None, locale: str | None,  # noqa: ANN001
+def run_terminal_chat(runtime, *, user: str, market: str | None, locale: str | None,
                       stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     """Chat until end of input; a number presses that button, `/pay` simulates a payment."""
     user_key = f"terminal:{user}"
