@@ -207,7 +207,11 @@ class Assistant:
                              exclude=set(conv.excluded), session=session)
         conv.language = rec.intent.language
         if rec.intent.is_empty():
-            return [help_message(conv.language, Translator(conv.language), greeting=True)]
+            t = Translator(conv.language)
+            if rec.intent.thanks:
+                return [Message(text=t.gettext("You are welcome! Tell me whenever you need "
+                                               "another gift."))]
+            return [help_message(conv.language, t, greeting=True)]
         record_event(session, EventKind.INTENT_UNDERSTOOD, user_key=conv.user_key,
                      conversation_id=conv.conversation_id, market=market.code,
                      language=conv.language)

@@ -45,6 +45,7 @@ class Intent:
     product_terms: list[str] = field(default_factory=list)
     interests: list[str] = field(default_factory=list)
     remembered: list[str] = field(default_factory=list)
+    thanks: bool = False
 
     @property
     def age_band(self) -> str | None:
@@ -212,6 +213,8 @@ class RuleIntentParser:
         self._accents = {re.compile(rf"(?<!\w){re.escape(k)}(?!\w)"): v
                          for k, v in lex["accent_significant"].items()}
         self._filler = {fold(w) for words in lex["filler"].values() for w in words}
+        self._thanks_re = re.compile(r"(?<![a-z])(?:" + "|".join(
+            re.escape(fold(w)) for w in sorted(lex["thanks"], key=len, reverse=True)) + r")(?![a-z])")
         self._markers = {lang: {fold(w) for w in words}
                          for lang, words in lex["language_markers"].items()}
         number_words = lex["number_words"]
@@ -228,7 +231,7 @@ class RuleIntentParser:
         s = fold(low)
         s = self._number_word_re.sub(self._spell_number, s)
         lang = self._language(s, language or market.language)
-        intent = Intent(text=text, language=lang)
+        intent = Intent(text=text, language=lang, thanks=bool(self._thanks_re.search(s)))
 
         s = self._take_age(s, intent)
         s = self._take_budget(s, intent, market)

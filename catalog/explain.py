@@ -84,8 +84,8 @@ def reason_for(ranked: RankedProduct, request: SearchRequest, market: Market,
             recipients=t.gettext(RECIPIENT_LABELS[recipient])))
     elif age and age in AGE_LABELS:
         facts.append(t.gettext("suited to {ages}").format(ages=t.gettext(AGE_LABELS[age])))
-    elif ranked.matched_terms and product.categories:
-        category = product.categories.split(">")[-1].strip()
+    elif ranked.matched_terms and product.category_path:
+        category = product.category_path[-1]
         if product.brand:
             facts.append(t.gettext("{category} by {brand}").format(category=category,
                                                                    brand=product.brand))

@@ -41,7 +41,7 @@ class IndexedProduct:
     merchant_name: str
     title: str
     brand: str | None
-    categories: str
+    categories: str  # category paths joined by " | ", the merchant's own first
     description: str
     url: str | None
     image_url: str | None
@@ -53,6 +53,12 @@ class IndexedProduct:
     rating_count: int | None
     tags: frozenset[str]
     words: frozenset[str]  # stems of title, brand and categories, for explanations
+
+    @property
+    def category_path(self) -> list[str]:
+        """The segments of the primary category ("Garden > Tools" -> ["Garden", "Tools"])."""
+        primary = self.categories.split("|", 1)[0]
+        return [s.strip() for s in primary.split(">") if s.strip()]
 
 
 @dataclass
@@ -250,7 +256,8 @@ def diversify(ranked: list[RankedProduct], limit: int, window: int = 50) -> list
 
 
 def _family(product: IndexedProduct) -> str:
-    return product.categories.split(">", 1)[0].strip().casefold()
+    path = product.category_path
+    return path[0].casefold() if path else ""
 
 
 class CatalogSearch:

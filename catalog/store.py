@@ -15,6 +15,7 @@ from core.db import utcnow
 from core.errors import InvalidInput, NotFound
 from core.markets import get_market
 
+CATEGORY_SEPARATOR = " | "
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
@@ -83,7 +84,9 @@ def product_row(*, merchant_id: int, product: Product) -> dict:
         "brand": product.brand,
         "url": product.url,
         "image_url": product.image_url(),
-        "categories": " > ".join(c.value for c in product.categories),
+        # The merchant's own category first: it is the one shown and used for variety.
+        "categories": CATEGORY_SEPARATOR.join(c.value for c in sorted(
+            product.categories, key=lambda c: c.taxonomy not in (None, "merchant"))),
         "tags": product.tags,
         "price_amount": cheapest.price.amount,
         "currency": product.currency,

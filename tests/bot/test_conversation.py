@@ -78,3 +78,9 @@ def test_conversation_state_survives_a_restart(demo_runtime, settings):
     restarted = build_runtime(settings).assistant
     confirmation = restarted.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
     assert card.title in confirmation.text
+
+
+def test_thanks_gets_a_reply_not_the_greeting(demo_runtime):
+    reply = demo_runtime.assistant.handle(user_key="web:ana", text="obrigada!", market="BR")
+    [message] = reply.messages
+    assert message.text.startswith("Por nada") and not message.buttons

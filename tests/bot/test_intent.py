@@ -73,3 +73,13 @@ def test_numbers_are_read_the_way_each_market_writes_them(text, value):
 def test_emoji_and_empty_text_have_no_intent():
     assert parse("🎁🎁🎁").is_empty()
     assert parse("").is_empty()
+
+
+def test_budget_words_never_become_product_words():
+    assert parse("presente até R\\$200 para minha mãe").product_terms == []
+    assert parse("something under about $50", "US").product_terms == []
+
+
+def test_thanks_is_recognised_in_each_language():
+    assert parse("obrigado!").thanks and parse("muchas gracias", "AR").thanks
+    assert parse("thanks a lot", "US").thanks and not parse("presente para mãe").thanks
