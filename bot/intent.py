@@ -213,8 +213,8 @@ class RuleIntentParser:
         self._accents = {re.compile(rf"(?<!\w){re.escape(k)}(?!\w)"): v
                          for k, v in lex["accent_significant"].items()}
         self._filler = {fold(w) for words in lex["filler"].values() for w in words}
-        self._thanks_re = re.compile(r"(?<![a-z])(?:" + "|".join(
-            re.escape(fold(w)) for w in sorted(lex["thanks"], key=len, reverse=True)) + r")(?![a-z])")
+        thanks = "|".join(re.escape(fold(w)) for w in sorted(lex["thanks"], key=len, reverse=True))
+        self._thanks_re = re.compile(rf"(?<![a-z])(?:{thanks})(?![a-z])")
         self._markers = {lang: {fold(w) for w in words}
                          for lang, words in lex["language_markers"].items()}
         number_words = lex["number_words"]
