@@ -44,7 +44,6 @@ from core.settings import Settings
 from ops.events import EventKind, record_event
 
 MAX_REMEMBERED_REFS = 60
-CONVERSATION_IDLE = timedelta(hours=24)
 
 
 @dataclass
@@ -174,7 +173,8 @@ class Assistant:
         else:
             updated = conv.updated_at if conv.updated_at.tzinfo else \
                 conv.updated_at.replace(tzinfo=utcnow().tzinfo)
-            if utcnow() - updated > CONVERSATION_IDLE:
+            idle = timedelta(minutes=self.settings.conversation_idle_minutes)
+            if utcnow() - updated > idle:
                 conv.conversation_id = _new_id()
                 conv.shown, conv.excluded, conv.last_query = [], [], {}
             if market and market.code != conv.market:

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     pix_merchant_city: str = "Sao Paulo"
 
     max_message_chars: int = 2000
+    # A conversation idle longer than this starts afresh (memory about people is kept).
+    conversation_idle_minutes: int = 24 * 60
     default_card_limit: int = 3
 
     @model_validator(mode="after")

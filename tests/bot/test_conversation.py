@@ -84,3 +84,26 @@ def test_thanks_gets_a_reply_not_the_greeting(demo_runtime):
     reply = demo_runtime.assistant.handle(user_key="web:ana", text="obrigada!", market="BR")
     [message] = reply.messages
     assert message.text.startswith("Por nada") and not message.buttons
+
+
+def test_an_idle_conversation_starts_afresh_but_memory_stays(demo_runtime):
+    from datetime import timedelta
+
+    from bot.models import Conversation
+
+    bot = demo_runtime.assistant
+    card = _cards(bot.handle(user_key="web:ana", text="minha mãe tem 60 anos e adora jardinagem",
+                             market="BR"))[0]
+    with Session(demo_runtime.engine) as session:
+        conv = session.get(Conversation, "web:ana")
+        old_id = conv.conversation_id
+        conv.updated_at = conv.updated_at - timedelta(
+            minutes=demo_runtime.settings.conversation_idle_minutes + 1)
+        session.add(conv)
+        session.commit()
+    stale = bot.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
+    assert not stale.buttons  # the old cards' buttons no longer act
+    later = bot.handle(user_key="web:ana", text="presente para minha mãe")
+    assert any("Lembrei" in m.text for m in later.messages)
+    with Session(demo_runtime.engine) as session:
+        assert session.get(Conversation, "web:ana").conversation_id != old_id
