@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,8 @@ from typing import IO, cast
 from urllib.parse import urljoin, urlparse
 
 from pydantic import ValidationError
-from sqlmodel import Session
 
-from catalog.models import Merchant
 from catalog.product import Product
-from catalog.store import product_row, replace_catalog
 from core.errors import FeedError, InvalidInput
 from core.money import money_from_major
 
@@ -81,7 +79,8 @@ def _open_text(path: Path) -> IO[str]:
                    else path.open("rb"))
     except OSError as exc:
         raise FeedError(f"{path}: cannot open feed ({exc.strerror or exc})") from None
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
 
 
 def _reason(exc: ValidationError) -> str:
@@ -95,11 +94,13 @@ def _reason(exc: ValidationError) -> str:
 def _resolve(url: str | None, base_url: str | None) -> str | None:
     if not url:
         return url
-    if urlparse(url).scheme in ("http", "https"):
-        return url
-    if base_url:
-        return urljoin(base_url.rstrip("/") + "/", url.lstrip("/"))
-    raise ValueError(f"link {url!r} is not an absolute http(s) URL")
+    resolved = urljoin(base_url.rstrip("/") + "/", url.lstrip("/")) \
+        if base_url and not urlparse(url).scheme else url
+    parsed = urlparse(resolved)
+    # Only web links reach a shopper's screen: never javascript:, data: or file: links.
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"link {url!r} is not an absolute http(s) URL")
+    return resolved
 
 
 def _finish(product: Product, base_url: str | None) -> Product:
@@ -227,7 +228,7 @@ def read_feed(path: Path, *, base_url: str | None = None
     rows = _jsonl_rows(text, base_url) if fmt == "jsonl" else _tsv_rows(text, base_url)
     try:
         yield from rows
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise FeedError(f"{path.name}: cannot read feed ({exc})") from None
     except UnicodeDecodeError:
         raise FeedError(f"{path.name}: not a UTF-8 text feed") from None
@@ -235,38 +236,3 @@ def read_feed(path: Path, *, base_url: str | None = None
         raise FeedError(f"{path.name}: malformed TSV ({exc})") from None
     finally:
         text.close()
-
-
-def import_feed(*, session: Session, merchant: Merchant, path: Path, currency: str,
-                base_url: str | None = None) -> FeedReport:
-    """Replace a merchant's catalog with a feed's valid products, in the caller's transaction.
-
-    Rows priced in another currency than the merchant's market are rejected with a reason.
-
-    Raises:
-        FeedError: the file is not a feed, or not one row of it is a valid product (the old
-            catalog is kept).
-    """
-    report = FeedReport()
-    seen: dict[str, int] = {}
-
-    def valid_rows() -> Iterator[dict]:
-        for line, item in read_feed(path, base_url=base_url):
-            if isinstance(item, RowError):
-                report.add_error(item)
-            elif item.id in seen:
-                report.add_error(RowError(line, f"duplicate id {item.id!r} "
-                                                f"(first on line {seen[item.id]})"))
-            elif item.currency != currency:
-                report.add_error(RowError(line, f"price in {item.currency}, but the "
-                                                f"merchant's market sells in {currency}"))
-            else:
-                seen[item.id] = line
-                yield product_row(merchant_id=merchant.id or 0, product=item)
-
-    report.imported = replace_catalog(session=session, merchant=merchant, rows=valid_rows())
-    if report.imported == 0:
-        first = f" (line {report.errors[0].line}: {report.errors[0].reason})" \
-            if report.errors else ""
-        raise FeedError(f"{path.name}: no valid products in feed{first}")
-    return report

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from bot import memory
 from bot.intent import Intent, IntentParser
 from bot.models import Conversation
 from bot.replies import (
+    RAIL_LABELS,
     STATUS_LABELS,
     Message,
     Reply,
@@ -38,12 +40,13 @@ from checkout.rails import PaymentRail
 from core.db import session_scope, utcnow
 from core.i18n import Translator, language_of
 from core.markets import Market, get_market
-from core.money import Money
+from core.money import Money, format_money
 from core.outbox import take_pending
 from core.settings import Settings
 from ops.events import EventKind, record_event
 
 MAX_REMEMBERED_REFS = 60
+TURN_ATTEMPTS = 3
 
 
 @dataclass
@@ -56,13 +59,13 @@ class Recommendation:
     request: SearchRequest
     cards: list[Card]
     reply: str
-    remembered: str | None = None
+    notes: list[str] = field(default_factory=list)  # what was remembered, what was ignored
 
     def as_dict(self) -> dict:
         return {"query": self.query, "market": self.market.code,
                 "intent": self.intent.as_dict(),
                 "cards": [c.model_dump(include=CARD_FIELDS) for c in self.cards],
-                "reply": self.reply}
+                "reply": self.reply, "notes": self.notes}
 
 
 CARD_FIELDS = {"product_id", "merchant", "merchant_id", "title", "price", "price_text", "url",
@@ -106,21 +109,31 @@ class Assistant:
                 memory.recall(session=own, user_key=user_key, intent=intent)
         request = self.search_request(intent, market, limit=limit, exclude=exclude)
         t = Translator(intent.language)
-        ranked = self.search.search(request)
-        cards = build_cards(ranked, request, market, t)
-        budget = Money(request.budget_max, market.currency) if request.budget_max else None
+        if intent.is_empty():
+            return Recommendation(query=text, market=market, intent=intent, request=request,
+                                  cards=[], reply=help_message(intent.language, t).text)
+        cards = build_cards(self.search.search(request), request, market, t)
+        budget = Money(request.budget_max, market.currency) \
+            if request.budget_max is not None else None
         reply = (results_text(intent, len(cards), budget, market, t) if cards
                  else no_results_text(intent, budget, market, t))
-        note = None
+        notes = []
         person = who(intent, t)
         if learned and person:
-            note = t.gettext("Noted about {who}: {facts}. I will remember it.").format(
-                who=person, facts=facts_text(intent, t, learned))
+            notes.append(t.gettext("Noted about {who}: {facts}. I will remember it.").format(
+                who=person, facts=facts_text(intent, t, learned)))
         elif intent.remembered and person:
-            note = t.gettext("I remembered about {who}: {facts}.").format(
-                who=person, facts=facts_text(intent, t, intent.remembered))
+            notes.append(t.gettext("I remembered about {who}: {facts}.").format(
+                who=person, facts=facts_text(intent, t, intent.remembered)))
+        if intent.budget and intent.budget.currency != market.currency:
+            limit_amount = intent.budget.max if intent.budget.max is not None \
+                else intent.budget.min or 0
+            notes.append(t.gettext(
+                "Prices here are in {currency}, so I could not use your budget of {budget}.")
+                .format(currency=market.currency, budget=format_money(
+                    Money(limit_amount, intent.budget.currency), market.locale)))
         return Recommendation(query=text, market=market, intent=intent, request=request,
-                              cards=cards, reply=reply, remembered=note)
+                              cards=cards, reply=reply, notes=notes)
 
     def search_request(self, intent: Intent, market: Market, *, limit: int | None = None,
                        exclude: set[str] | None = None) -> SearchRequest:
@@ -144,18 +157,27 @@ class Assistant:
             UnknownMarket: `market` is not a configured market.
         """
         chosen_market = get_market(market) if market else None
-        with session_scope(self.engine) as session:
-            conv = self._conversation(session, user_key, chosen_market, locale)
-            messages = [Message(text=n.text) for n in take_pending(session, user_key=user_key)]
-            if action:
-                messages += self._action(session, conv, action.strip(), locale)
-            elif text is not None:
-                messages += self._text(session, conv, text, locale)
-            else:
-                messages.append(help_message(conv.language, Translator(conv.language)))
-            conv.updated_at = utcnow()
-            session.add(conv)
-        return Reply(messages=messages)
+        for attempt in range(TURN_ATTEMPTS):
+            try:
+                with session_scope(self.engine) as session:
+                    conv = self._conversation(session, user_key, chosen_market, locale)
+                    messages = [Message(text=n.text)
+                                for n in take_pending(session, user_key=user_key)]
+                    if action:
+                        messages += self._action(session, conv, action.strip(), locale)
+                    elif text is not None:
+                        messages += self._text(session, conv, text, locale)
+                    else:
+                        messages.append(help_message(conv.language, Translator(conv.language)))
+                    conv.updated_at = utcnow()
+                    session.add(conv)
+                return Reply(messages=messages)
+            except IntegrityError:
+                # Two first messages of a new shopper raced to create the conversation; the
+                # whole turn was rolled back, so running it again is safe.
+                if attempt == TURN_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def pending(self, *, user_key: str) -> Reply:
         """Messages queued for a shopper since their last turn."""
@@ -169,19 +191,19 @@ class Assistant:
         if conv is None:
             m = market or get_market(self.settings.default_market)
             conv = Conversation(user_key=user_key, conversation_id=_new_id(), market=m.code,
-                                language=language_of(locale) if locale else m.language)
+                                language=language_of(locale, default=m.language))
         else:
             updated = conv.updated_at if conv.updated_at.tzinfo else \
                 conv.updated_at.replace(tzinfo=utcnow().tzinfo)
             idle = timedelta(minutes=self.settings.conversation_idle_minutes)
             if utcnow() - updated > idle:
                 conv.conversation_id = _new_id()
-                conv.shown, conv.excluded, conv.last_query = [], [], {}
+                conv.shown, conv.excluded, conv.last_query, conv.quoted = [], [], {}, {}
             if market and market.code != conv.market:
                 conv.market = market.code
-                conv.shown, conv.excluded, conv.last_query = [], [], {}
+                conv.shown, conv.excluded, conv.last_query, conv.quoted = [], [], {}, {}
             if locale:
-                conv.language = language_of(locale)
+                conv.language = language_of(locale, default=conv.language)
         return conv
 
     def _text(self, session: Session, conv: Conversation, text: str,
@@ -203,7 +225,8 @@ class Assistant:
 
         rec = self.recommend(stripped, market=market, user_key=conv.user_key,
                              language=conv.language,
-                             reply_language=conv.language if locale else None,
+                             reply_language=conv.language
+                             if language_of(locale, default="") else None,
                              exclude=set(conv.excluded), session=session)
         conv.language = rec.intent.language
         if rec.intent.is_empty():
@@ -231,9 +254,10 @@ class Assistant:
                          sponsored=card.sponsored, amount=card.price.amount,
                          currency=card.price.currency, **common)
         conv.shown = (conv.shown + [c.ref for c in rec.cards])[-MAX_REMEMBERED_REFS:]
-        messages = []
-        if rec.remembered:
-            messages.append(Message(text=rec.remembered))
+        conv.quoted = {ref: amount for ref, amount in
+                       {**conv.quoted, **{c.ref: c.price.amount for c in rec.cards}}.items()
+                       if ref in conv.shown}
+        messages = [Message(text=note) for note in rec.notes]
         messages.append(Message(text=rec.reply, cards=rec.cards))
         return messages
 
@@ -266,17 +290,22 @@ class Assistant:
 
     def _buy(self, session: Session, conv: Conversation, market: Market, merchant_slug: str,
              product_id: str, t: Translator) -> list[Message]:
-        record_event(session, EventKind.CARD_CLICKED, user_key=conv.user_key,
-                     conversation_id=conv.conversation_id, market=market.code,
-                     language=conv.language, merchant=merchant_slug, product_id=product_id)
         started = checkout.start_checkout(session=session, user_key=conv.user_key,
                                           conversation_id=conv.conversation_id, market=market,
                                           language=conv.language, merchant_slug=merchant_slug,
                                           product_id=product_id)
-        if started.order is None:
+        if started.outcome != checkout.StartOutcome.REOPENED:
+            record_event(session, EventKind.CARD_CLICKED, user_key=conv.user_key,
+                         conversation_id=conv.conversation_id, market=market.code,
+                         language=conv.language, merchant=merchant_slug, product_id=product_id)
+        order = started.order
+        if order is None:
             return [Message(text=t.gettext("Sorry, that product is no longer available. "
                                            "Want to see other options?"))]
-        return [confirmation_message(started.order, market, t)]
+        quoted = conv.quoted.get(f"{merchant_slug}:{product_id}")
+        changed_from = quoted + order.fee if quoted is not None and quoted != order.amount \
+            else None
+        return [confirmation_message(order, market, t, price_changed_from=changed_from)]
 
     def _confirm(self, session: Session, order: checkout.Order, market: Market,
                  t: Translator) -> list[Message]:
@@ -285,6 +314,10 @@ class Assistant:
             return [payment_message(order, result.instructions, market, t)]
         if result.outcome == checkout.ConfirmOutcome.PRICE_CHANGED:
             return [confirmation_message(order, market, t, price_changed_from=result.old_total)]
+        if result.outcome == checkout.ConfirmOutcome.RAIL_REFUSED:
+            return [Message(text=t.gettext("Sorry, this order cannot be paid with {rail}. "
+                                           "Nothing was charged.").format(
+                rail=t.gettext(RAIL_LABELS.get(order.rail, order.rail))))]
         if result.outcome == checkout.ConfirmOutcome.OUT_OF_STOCK:
             return [Message(text=t.gettext("Sorry, that product sold out before you confirmed. "
                                            "Nothing was charged."))]
@@ -336,7 +369,7 @@ class Assistant:
         rec = self.recommend(last, market=market, user_key=conv.user_key,
                              language=conv.language,
                              exclude=set(conv.excluded) | set(conv.shown[-3:]), session=session)
-        rec.remembered = None
+        rec.notes = []
         rec.reply = t.gettext("Got it. Some other options:") if rec.cards else \
             t.gettext("Got it. I have no other options for that right now.")
         return self._show(session, conv, rec, started)

@@ -46,11 +46,14 @@ class Intent:
     interests: list[str] = field(default_factory=list)
     remembered: list[str] = field(default_factory=list)
     thanks: bool = False
+    age_hint: str | None = None  # an age band implied by words like "teenage"
 
     @property
     def age_band(self) -> str | None:
         if self.age is not None:
             return age_band(self.age)
+        if self.age_hint:
+            return self.age_hint
         if self.recipient:
             return lexicon()["recipient_age"].get(self.recipient)
         return None
@@ -128,7 +131,9 @@ _CUR_AFTER = (r"(mil\s+pesos|mil\s+reais|reais|real|pesos|peso|dolares|dolar|dol
               r"bucks|usd|brl|ars|cop|mxn|euros|eur|lucas|luca|mil|k)")
 _AMOUNT = rf"(?:{_CUR_BEFORE}\s*)?{_NUM}(?:\s*{_CUR_AFTER}\b)?"
 
-_MAX_WORDS = (r"ate|no maximo|maximo|max|hasta|como maximo|menos de|menor que|abaixo de|"
+_MAX_WORDS = (r"orcamento de|orcamento|orcamento e de|presupuesto de|presupuesto|budget of|"
+              r"budget is|budget|gastar ate|gastar hasta|spend up to|spend|"
+              r"ate|no maximo|maximo|max|hasta|como maximo|menos de|menor que|abaixo de|"
               r"debajo de|por debajo de|no mas de|nao mais que|under|below|less than|up to|"
               r"no more than|at most|cheaper than|<=|<")
 _MIN_WORDS = r"mais de|acima de|a partir de|mas de|desde|over|above|more than|at least|>=|>"
@@ -139,6 +144,8 @@ _RANGE_RE = re.compile(rf"(?<![a-z0-9])(?:entre|between|de|from)\s+{_AMOUNT}\s+"
                        rf"(?:e|y|and|a|to|-)\s+{_AMOUNT}")
 _BOUND_RE = re.compile(rf"(?<![a-z0-9])(?P<op>{_MAX_WORDS}|{_MIN_WORDS}|{_AROUND_WORDS})\s*"
                        rf"{_AMOUNT}")
+# "$50-$100", "R$100 a R$200": a range written with a dash or "a"/"to" between two amounts.
+_DASH_RANGE_RE = re.compile(rf"(?<![a-z0-9]){_AMOUNT}\s*(?:-|–|a|to|ate|hasta)\s*{_AMOUNT}")
 _PLAIN_RE = re.compile(rf"(?<![a-z0-9]){_AMOUNT}")
 _MAX_SET = set(_MAX_WORDS.split("|"))
 _MIN_SET = set(_MIN_WORDS.split("|"))
@@ -148,10 +155,16 @@ _AGE_RES = [
     re.compile(r"\b(?:faz|fara|fazendo|vai fazer|completa|completando|cumple|cumplira|turning|"
                r"turns|turned|aged|age|idade de|edad de|de edad)\s+(\d{1,3})\b(?!\s*(?:reais|"
                r"pesos|dolares|dollars|bucks|mil|k|lucas|%))"),
+    re.compile(r"\b(?:she|he)(?:'s|\s+is)\s+(\d{1,2})\b(?!\s*(?:dollars|bucks|k|%))"),
+    re.compile(r"\b(?:ela|ele|el|ella)\s+(?:tem|tiene)\s+(\d{1,3})\b(?!\s*(?:reais|pesos|mil|%))"),
 ]
 
 _BARE_AGE_RE = re.compile(r"(?<![a-z0-9])(?:de|of)\s+(\d{1,3})(?![\d.,])(?!\s*(?:reais|pesos|"
                           r"dolares|dollars|bucks|mil|k|lucas|%|cm|kg|g|ml|l|m|gb|tb|pol|in)\b)")
+
+
+LANGUAGE_SWITCH_MARGIN = 2
+MAX_BUDGET_DIGITS = 12  # more than this is not a budget anyone means
 
 
 def parse_number(text: str) -> Decimal:
@@ -185,7 +198,7 @@ def _currency(before: str | None, after: str | None, market: Market) -> str:
 
 def _amount(groups: tuple[str | None, ...], market: Market) -> tuple[int, str] | None:
     before, number, after = groups
-    if number is None:
+    if number is None or sum(ch.isdigit() for ch in number) > MAX_BUDGET_DIGITS:
         return None
     value = parse_number(number)
     unit = (after or "").replace(" ", "")
@@ -221,7 +234,8 @@ class RuleIntentParser:
         words = "|".join(sorted(number_words, key=len, reverse=True))
         # "sessenta e cinco anos" -> "65 anos": spelled-out ages become digits.
         self._number_word_re = re.compile(
-            rf"\b({words})(?:\s+e\s+|\s+y\s+|-|\s+)?({words})?(?=\s*(?:anos|ano|years?)\b)")
+            rf"\b({words})(?:\s+e\s+|\s+y\s+|-|\s+)?({words})?"
+            rf"(?=\s*(?:anos|ano|years?|reais|real|pesos|dolares|dollars|bucks|mil)\b)")
         self._number_words = number_words
 
     def parse(self, text: str, *, market: Market, language: str | None = None) -> Intent:
@@ -249,6 +263,9 @@ class RuleIntentParser:
                 intent.occasion = concept
             elif kind == "recipients" and intent.recipient is None:
                 intent.recipient = concept
+            elif kind == "recipients" and concept in ("teen", "baby") and intent.age is None:
+                # "my teenage son": the second word says how old, not who.
+                intent.age_hint = lexicon()["recipient_age"][concept]
             elif kind == "interests" and concept not in intent.interests:
                 intent.interests.append(concept)
         rest.append(s[pos:])
@@ -268,11 +285,12 @@ class RuleIntentParser:
         words = re.findall(r"[a-z']+", folded)
         scores = {lang: sum(1 for w in words if w in markers)
                   for lang, markers in self._markers.items()}
-        best = max(scores.values())
-        if best == 0:
-            return fallback
-        leaders = [lang for lang, score in scores.items() if score == best]
-        return fallback if fallback in leaders else leaders[0]
+        # Stay in the shopper's language unless the text clearly speaks another: a shared
+        # word like "no" or "para" must not flip a Brazilian conversation into Spanish.
+        best_lang = max(scores, key=lambda lang: (scores[lang], lang == fallback))
+        if scores[best_lang] >= scores.get(fallback, 0) + LANGUAGE_SWITCH_MARGIN:
+            return best_lang
+        return fallback
 
     def _take_age(self, s: str, intent: Intent) -> str:
         for pattern in _AGE_RES:
@@ -296,6 +314,14 @@ class RuleIntentParser:
             low = _amount(match.groups()[0:3], market)
             high = _amount(match.groups()[3:6], market)
             if low and high:
+                lo, hi = sorted((low[0], high[0]))
+                intent.budget = Budget(currency=high[1], min=lo, max=hi)
+                return s[:match.start()] + " " + s[match.end():]
+        match = _DASH_RANGE_RE.search(s)
+        if match and (match.group(1) or match.group(3) or match.group(4) or match.group(6)):
+            low = _amount(match.groups()[0:3], market)
+            high = _amount(match.groups()[3:6], market)
+            if low and high and low[1] == high[1]:
                 lo, hi = sorted((low[0], high[0]))
                 intent.budget = Budget(currency=high[1], min=lo, max=hi)
                 return s[:match.start()] + " " + s[match.end():]

@@ -19,6 +19,8 @@ class Conversation(SQLModel, table=True):
     language: str = Field(max_length=5)
     last_query: dict = Field(default_factory=dict, sa_column=Column(JSON))
     shown: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    # The price each shown card carried, so a change before "buy" is pointed out.
+    quoted: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
     excluded: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     updated_at: datetime = Field(default_factory=utcnow)
 

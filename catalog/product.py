@@ -63,8 +63,8 @@ class Availability(BaseModel):
 class Rating(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    value: float = Field(ge=0)
-    scale_max: float = Field(ge=1)
+    value: float = Field(ge=0, allow_inf_nan=False)
+    scale_max: float = Field(ge=1, le=100, allow_inf_nan=False)
     count: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")

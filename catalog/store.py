@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any, TypedDict
 
 from sqlalchemy import delete, func
 from sqlalchemy.orm import defer
@@ -72,7 +73,28 @@ def list_merchants(*, session: Session, market: str | None = None) -> list[Merch
     return list(session.exec(query))
 
 
-def product_row(*, merchant_id: int, product: Product) -> dict:
+class ProductRow(TypedDict):
+    """One `catalogproduct` row as inserted in bulk."""
+
+    merchant_id: int
+    product_id: str
+    title: str
+    description: str
+    brand: str | None
+    url: str | None
+    image_url: str | None
+    categories: str
+    tags: list[str]
+    price_amount: int
+    currency: str
+    in_stock: bool
+    rating_value: float | None
+    rating_scale: float | None
+    rating_count: int | None
+    document: dict[str, Any]
+
+
+def product_row(*, merchant_id: int, product: Product) -> ProductRow:
     """Flatten a validated UCP product into a `catalogproduct` row."""
     cheapest = product.cheapest_available() or min(product.variants, key=lambda v: v.price.amount)
     rating = product.rating
@@ -98,7 +120,7 @@ def product_row(*, merchant_id: int, product: Product) -> dict:
     }
 
 
-def replace_catalog(*, session: Session, merchant: Merchant, rows: Iterable[dict],
+def replace_catalog(*, session: Session, merchant: Merchant, rows: Iterable[ProductRow],
                     batch_size: int = 1000) -> int:
     """Swap a merchant's whole catalog for `rows` inside the caller's transaction.
 
@@ -106,7 +128,7 @@ def replace_catalog(*, session: Session, merchant: Merchant, rows: Iterable[dict
     """
     session.execute(delete(CatalogProduct).where(col(CatalogProduct.merchant_id) == merchant.id))
     count = 0
-    batch: list[dict] = []
+    batch: list[ProductRow] = []
     table = CatalogProduct.__table__  # type: ignore[attr-defined]
     for row in rows:
         batch.append(row)

@@ -7,8 +7,6 @@ verification and exactly-once code path. It is not served in production.
 from __future__ import annotations
 
 import html
-import json
-import secrets
 
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
@@ -16,8 +14,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session, select
 
 from checkout.models import Order
-from checkout.signatures import hmac_sha256_hex
-from checkout.webhooks import process_sandbox_webhook
+from checkout.webhooks import SANDBOX_SIGNATURE_HEADER, process_sandbox_webhook, sandbox_event
 from core.errors import NotFound
 from core.markets import get_market
 from core.money import Money
@@ -45,8 +42,10 @@ def _order(request: Request, txid: str) -> Order:
         raise NotFound("the sandbox provider is not available in production")
     with Session(runtime.engine) as session:
         order = session.exec(select(Order).where(Order.txid == txid)).first()
-    if order is None:
-        raise NotFound(f"no payment with reference {txid!r}")
+    # Only payments the sandbox itself hosts: a Pix or cash order is settled elsewhere, and
+    # paying it here would let a shopper mark their own order paid.
+    if order is None or order.rail != "sandbox":
+        raise NotFound(f"no sandbox payment with reference {txid!r}")
     return order
 
 
@@ -72,10 +71,9 @@ async def pay(txid: str, request: Request, status: str = Form(pattern="^(paid|fa
     """Pay or decline, which sends the provider's signed webhook to Vitrine."""
     _order(request, txid)
     runtime = request.app.state.runtime
-    body = json.dumps({"event_id": "evt_" + secrets.token_hex(8), "txid": txid,
-                       "status": status}).encode()
-    signature = "sha256=" + hmac_sha256_hex(runtime.settings.sandbox_secret, body)
+    secret = runtime.settings.sandbox_secret
+    body, headers = sandbox_event(secret=secret, txid=txid, status=status)
     outcome = await run_in_threadpool(process_sandbox_webhook, engine=runtime.engine,
-                                      secret=runtime.settings.sandbox_secret, body=body,
-                                      signature=signature)
+                                      secret=secret, body=body,
+                                      signature=headers[SANDBOX_SIGNATURE_HEADER])
     return _page(_order(request, txid), note=f"Webhook delivered: {outcome.value}")

@@ -14,14 +14,14 @@ from typing import cast
 
 from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from catalog.models import CatalogProduct
 from catalog.store import get_product
 from checkout.models import Order, OrderStatus, PaymentEvent
 from checkout.rails import PaymentInstructions, PaymentRail, RailOutcome
 from core.db import utcnow
-from core.errors import NotFound
+from core.errors import InvalidInput, NotFound
 from core.markets import Market
 from ops.events import EventKind, record_event
 
@@ -39,6 +39,7 @@ def new_order_id() -> str:
 
 class StartOutcome(StrEnum):
     STARTED = "started"
+    REOPENED = "reopened"  # the same product was already awaiting this shopper's confirmation
     OUT_OF_STOCK = "out_of_stock"
     UNKNOWN_PRODUCT = "unknown_product"
 
@@ -54,6 +55,7 @@ class ConfirmOutcome(StrEnum):
     PRICE_CHANGED = "price_changed"
     OUT_OF_STOCK = "out_of_stock"
     NOT_PENDING = "not_pending"
+    RAIL_REFUSED = "rail_refused"
 
 
 @dataclass
@@ -102,10 +104,20 @@ def start_checkout(*, session: Session, user_key: str, conversation_id: str, mar
                                         product_id=product_id)
     except NotFound:
         return CheckoutStart(StartOutcome.UNKNOWN_PRODUCT)
-    if not product.in_stock or merchant.market != market.code:
+    if not product.in_stock or merchant.market != market.code or product.price_amount <= 0:
         return CheckoutStart(StartOutcome.OUT_OF_STOCK)
     rail = market.rails[0]
     fee = market.cod_fee if rail == "cod" else 0
+    open_order = session.exec(select(Order).where(
+        Order.user_key == user_key, Order.merchant_slug == merchant.slug,
+        Order.product_id == product.product_id,
+        Order.status == OrderStatus.AWAITING_CONFIRMATION)).first()
+    if open_order is not None:
+        # A second tap on Buy reopens the same order, priced again from the catalog.
+        open_order.amount, open_order.currency = product.price_amount, product.currency
+        open_order.total = open_order.amount + open_order.fee
+        session.add(open_order)
+        return CheckoutStart(StartOutcome.REOPENED, open_order)
     order = Order(
         id=new_order_id(), user_key=user_key, conversation_id=conversation_id,
         market=market.code, language=language, merchant_slug=merchant.slug,
@@ -143,7 +155,12 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
         session.add(order)
         return Confirmation(ConfirmOutcome.PRICE_CHANGED, order, old_total=old_total)
     txid = new_txid()
-    instructions = rails[order.rail].initiate(order, txid=txid)
+    try:
+        instructions = rails[order.rail].initiate(order, txid=txid)
+    except InvalidInput:
+        order.status = OrderStatus.CANCELED
+        session.add(order)
+        return Confirmation(ConfirmOutcome.RAIL_REFUSED, order)
     order.txid = txid
     order.payment = instructions.as_dict()
     order.status = OrderStatus(instructions.status)
@@ -189,9 +206,13 @@ def apply_payment_event(*, session: Session, provider: str, event_id: str, txid:
     else:
         return PaymentResult(EventOutcome.IGNORED, order)
     now = utcnow()
+    # Money that arrives after a failed attempt (a static Pix code paid again) still counts.
+    waiting = [OrderStatus.AWAITING_PAYMENT]
+    if new_status == OrderStatus.PAID:
+        waiting.append(OrderStatus.FAILED)
     changed = cast(CursorResult, session.execute(
         update(Order)
-        .where(Order.id == order.id, Order.status == OrderStatus.AWAITING_PAYMENT)  # type: ignore[arg-type]
+        .where(col(Order.id) == order.id, col(Order.status).in_(waiting))
         .values(status=new_status, paid_at=now if new_status == OrderStatus.PAID else None)
     )).rowcount
     if not changed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -14,7 +15,7 @@ from checkout.models import OrderStatus
 from checkout.notices import failed_text, paid_text
 from checkout.rails import RailOutcome
 from checkout.service import EventOutcome, apply_payment_event
-from checkout.signatures import verify_sha256_header
+from checkout.signatures import hmac_sha256_hex, verify_sha256_header
 from core.db import session_scope
 from core.errors import InvalidInput, SignatureError
 from core.i18n import Translator
@@ -35,6 +36,15 @@ class SandboxEvent(BaseModel):
 SANDBOX_OUTCOMES = {"paid": RailOutcome.CAPTURED, "failed": RailOutcome.FAILED}
 
 
+def sandbox_event(*, secret: str, txid: str, status: str,
+                  event_id: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """The body and headers the sandbox provider sends for a payment's outcome."""
+    body = json.dumps({"event_id": event_id or "evt_" + secrets.token_hex(8), "txid": txid,
+                       "status": status}).encode()
+    return body, {"Content-Type": "application/json",
+                  SANDBOX_SIGNATURE_HEADER: "sha256=" + hmac_sha256_hex(secret, body)}
+
+
 def process_sandbox_webhook(*, engine: Engine, secret: str, body: bytes,
                             signature: str | None) -> EventOutcome:
     """Verify, parse and apply one sandbox provider event; tell the shopper the result.
@@ -47,7 +57,7 @@ def process_sandbox_webhook(*, engine: Engine, secret: str, body: bytes,
         raise SignatureError("missing or invalid X-Vitrine-Signature")
     try:
         event = SandboxEvent.model_validate(json.loads(body))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("body is not JSON") from None
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -25,10 +25,10 @@ def N_(message: str) -> str:
     return message
 
 
-def language_of(locale: str | None) -> str:
-    """The two-letter language of a locale ("pt_BR" -> "pt"), defaulting to English."""
-    lang = (locale or "en").replace("-", "_").split("_", 1)[0].lower()
-    return lang if lang in SUPPORTED_LANGUAGES else "en"
+def language_of(locale: str | None, default: str = "en") -> str:
+    """The two-letter language of a locale ("pt_BR" -> "pt"); `default` if not supported."""
+    lang = (locale or "").replace("-", "_").split("_", 1)[0].lower()
+    return lang if lang in SUPPORTED_LANGUAGES else default
 
 
 @lru_cache

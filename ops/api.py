@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlmodel import Session
 
 from core.errors import SignatureError
-from ops.funnel import funnel
+from ops.funnel import Funnel, funnel
 
 router = APIRouter(prefix="/api/ops", tags=["ops"])
 
@@ -24,12 +24,20 @@ def require_ops_token(request: Request, authorization: str | None = Header(defau
         raise SignatureError("missing or wrong ops bearer token")
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Dates and times without a zone are read as UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
 @router.get("/funnel", dependencies=[Depends(require_ops_token)])
 def get_funnel(request: Request,
                since: Annotated[datetime | None, Query(alias="from")] = None,
                until: Annotated[datetime | None, Query(alias="to")] = None,
                market: Annotated[str | None, Query(max_length=2)] = None,
-               channel: Annotated[str | None, Query(max_length=20)] = None) -> dict:
+               channel: Annotated[str | None, Query(max_length=20)] = None) -> Funnel:
     """Funnel stage counts and conversion rates."""
+    since, until = as_utc(since), as_utc(until)
     with Session(request.app.state.runtime.engine) as session:
         return funnel(session=session, since=since, until=until, market=market, channel=channel)

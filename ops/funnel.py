@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Session, select
 
@@ -12,8 +13,26 @@ from ops.events import ConversionEvent, EventKind
 STAGES = ("messages", "recommendations", "clicks", "checkouts", "paid")
 
 
+class FunnelStages(BaseModel):
+    messages: int
+    recommendations: int
+    clicks: int
+    checkouts: int
+    paid: int
+
+
+class Funnel(BaseModel):
+    """Stage counts, step-to-step rates, requests that found nothing, revenue per currency."""
+
+    stages: FunnelStages
+    rates: dict[str, float | None]
+    no_results: int
+    revenue: dict[str, int]
+    events: dict[str, int]
+
+
 def funnel(*, session: Session, since: datetime | None = None, until: datetime | None = None,
-           market: str | None = None, channel: str | None = None) -> dict:
+           market: str | None = None, channel: str | None = None) -> Funnel:
     """Stage counts, step-to-step conversion rates, and paid revenue per currency."""
     filters = []
     if since:
@@ -53,5 +72,5 @@ def funnel(*, session: Session, since: datetime | None = None, until: datetime |
         .where(*filters, ConversionEvent.kind == EventKind.ORDER_PAID)
         .group_by(ConversionEvent.currency)
     ).all() if cur}
-    return {"stages": stages, "rates": rates, "no_results": int(no_results),
-            "revenue": revenue, "events": {k: v for k, v in sorted(counts.items())}}
+    return Funnel(stages=FunnelStages(**stages), rates=rates, no_results=int(no_results),
+                  revenue=revenue, events=dict(sorted(counts.items())))

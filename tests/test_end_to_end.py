@@ -173,3 +173,44 @@ async def test_us_orders_pay_on_the_sandbox_checkout_page(client):
     assert "applied" in paid.text
     updates = await client.get("/api/chat/updates", params={"user": "ana"})
     assert any("Payment confirmed" in m["text"] for m in updates.json()["messages"])
+
+
+async def _reserved_pix_order(client) -> str:
+    messages = await chat(client, text="presente para minha mãe até R$200", market="BR")
+    buy = messages[-1]["cards"][0]["buttons"][0]["action"]
+    [confirmation] = await chat(client, action=buy)
+    return tlv(tlv(pix_code(await chat(client, action=confirmation["buttons"][0]["action"])))
+               ["62"])["05"]
+
+
+async def test_the_sandbox_page_cannot_pay_a_pix_order(client):
+    txid = await _reserved_pix_order(client)
+    assert (await client.get(f"/sandbox/pay/{txid}")).status_code == 404
+    response = await client.post(f"/sandbox/pay/{txid}", data={"status": "paid"})
+    assert response.status_code == 404
+    assert (await funnel(client))["paid"] == 0
+
+
+async def test_money_arriving_after_a_failed_attempt_still_pays_the_order(client):
+    txid = await _reserved_pix_order(client)
+    for event_id, status, outcome in (("e1", "failed", "applied"), ("e2", "paid", "applied"),
+                                      ("e3", "failed", "ignored")):
+        body, headers = signed({"event_id": event_id, "txid": txid, "status": status})
+        response = await client.post("/api/payments/sandbox/webhook", content=body,
+                                     headers=headers)
+        assert response.json()["status"] == outcome, event_id
+    assert (await funnel(client))["paid"] == 1
+
+
+async def test_deeply_nested_webhook_json_is_a_400(client):
+    body = b"[" * 100_000 + b"]" * 100_000
+    headers = {"X-Vitrine-Signature": "sha256=" + hmac_sha256_hex(SANDBOX_SECRET, body)}
+    response = await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
+    assert response.status_code == 400
+
+
+async def test_funnel_accepts_plain_dates(client):
+    response = await client.get("/api/ops/funnel",
+                                params={"from": "2020-01-01", "to": "2999-01-01"},
+                                headers={"Authorization": f"Bearer {OPS_TOKEN}"})
+    assert response.status_code == 200 and "stages" in response.json()

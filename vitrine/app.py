@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.channels import web
 from checkout import sandbox_page, webhooks
@@ -54,6 +55,13 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     async def _vitrine(_: Request, exc: VitrineError) -> JSONResponse:
         log.error("request failed: %s %s", exc.reason, exc.context)
         return _error(500, "internal_error", "the request could not be completed")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {400: "bad_request", 401: "unauthorized", 404: "not_found",
+                405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "reason": str(exc.detail)},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

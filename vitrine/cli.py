@@ -10,15 +10,16 @@ from pathlib import Path
 from core.errors import VitrineError
 from core.markets import get_market
 from core.settings import get_settings
+from vitrine.runtime import Runtime
 
 
-def _runtime():
+def _runtime() -> Runtime:
     from vitrine.runtime import build_runtime
 
     return build_runtime()
 
 
-def prepare_serve(*, host: str, port: int, demo: bool):
+def prepare_serve(*, host: str, port: int, demo: bool) -> Runtime:
     """The runtime `serve` runs: demo merchants seeded into an empty database if asked."""
     from vitrine.runtime import build_runtime, has_merchants, seed_demo
 
@@ -66,8 +67,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rec.as_dict(), ensure_ascii=False), flush=True)
         else:
-            if rec.remembered:
-                print(rec.remembered)
+            for note in rec.notes:
+                print(note)
             print(rec.reply)
             for card in rec.cards:
                 print(f"  {card.position}. {card.title} — {card.price_text} ({card.merchant})")
@@ -116,31 +117,61 @@ def cmd_merchants_list(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox_pay(args: argparse.Namespace) -> int:
-    import secrets
-
     import httpx
 
-    from checkout.signatures import hmac_sha256_hex
+    from checkout.webhooks import sandbox_event
 
     settings = get_settings()
-    body = json.dumps({"event_id": args.event_id or "evt_" + secrets.token_hex(8),
-                       "txid": args.txid, "status": args.status}).encode()
-    signature = "sha256=" + hmac_sha256_hex(settings.sandbox_secret, body)
+    body, headers = sandbox_event(secret=settings.sandbox_secret, txid=args.txid,
+                                  status=args.status, event_id=args.event_id)
     url = (args.url or settings.public_url).rstrip("/") + "/api/payments/sandbox/webhook"
     try:
-        response = httpx.post(url, content=body, timeout=10.0, headers={
-            "Content-Type": "application/json", "X-Vitrine-Signature": signature})
+        response = httpx.post(url, content=body, timeout=10.0, headers=headers)
     except httpx.HTTPError as exc:
         raise VitrineError(f"cannot reach {url}: {exc}") from None
     print(f"{response.status_code} {response.text}")
     return 0 if response.is_success else 1
 
 
+def pay_latest_order(runtime: Runtime, user_key: str) -> str:
+    """Play the sandbox provider: a signed webhook for the shopper's latest unpaid order,
+    sent through the real HTTP route in process."""
+    import anyio
+    import httpx
+    from sqlmodel import Session, col, select
+
+    from checkout.models import Order, OrderStatus
+    from checkout.webhooks import sandbox_event
+    from vitrine.app import create_app
+
+    with Session(runtime.engine) as session:
+        order = session.exec(
+            select(Order).where(Order.user_key == user_key,
+                                Order.status == OrderStatus.AWAITING_PAYMENT)
+            .order_by(col(Order.created_at).desc())
+        ).first()
+    if order is None or not order.txid:
+        return "(no order is awaiting payment)"
+    body, headers = sandbox_event(secret=runtime.settings.sandbox_secret, txid=order.txid,
+                                  status="paid")
+    transport = httpx.ASGITransport(app=create_app(runtime))
+
+    async def send() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://vitrine") as client:
+            return await client.post("/api/payments/sandbox/webhook", content=body,
+                                     headers=headers)
+
+    response = anyio.run(send)
+    return f"(sandbox provider: webhook for {order.txid} -> {response.status_code})"
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from bot.channels.terminal import run_terminal_chat
 
-    return run_terminal_chat(_runtime(), user=args.user, market=args.market,
-                             locale=args.locale)
+    runtime = _runtime()
+    return run_terminal_chat(runtime.assistant, user=args.user, market=args.market,
+                             locale=args.locale,
+                             pay=lambda user_key: pay_latest_order(runtime, user_key))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,22 +1,17 @@
 """`vitrine chat`: the conversation in a terminal, buttons as numbers.
 
-`/pay` plays the payment provider for the latest order awaiting payment: it sends a signed
-sandbox webhook through the real HTTP route, in process.
+`/pay` asks the development payment provider, when one is given, to pay the shopper's latest
+order awaiting payment.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
-import httpx
-from sqlmodel import Session, select
-
+from bot.conversation import Assistant
 from bot.replies import Message, Reply
-from checkout.models import Order, OrderStatus
-from checkout.signatures import hmac_sha256_hex
 
 
 def render(reply: Reply, out: TextIO) -> list[str]:
@@ -41,36 +36,10 @@ def render(reply: Reply, out: TextIO) -> list[str]:
     return actions
 
 
-def _pay_latest(runtime, user_key: str) -> str:
-    from vitrine.app import create_app
-
-    with Session(runtime.engine) as session:
-        order = session.exec(
-            select(Order).where(Order.user_key == user_key,
-                                Order.status == OrderStatus.AWAITING_PAYMENT)
-            .order_by(Order.created_at.desc())  # type: ignore[attr-defined]
-        ).first()
-    if order is None or not order.txid:
-        return "(no order is awaiting payment)"
-    body = json.dumps({"event_id": "evt_" + secrets.token_hex(8), "txid": order.txid,
-                       "status": "paid"}).encode()
-    signature = "sha256=" + hmac_sha256_hex(runtime.settings.sandbox_secret, body)
-    transport = httpx.ASGITransport(app=create_app(runtime))
-
-    async def send() -> httpx.Response:
-        async with httpx.AsyncClient(transport=transport, base_url="http://vitrine") as client:
-            return await client.post("/api/payments/sandbox/webhook", content=body,
-                                     headers={"X-Vitrine-Signature": signature})
-
-    import anyio
-
-    response = anyio.run(send)
-    return f"(sandbox provider: webhook for {order.txid} -> {response.status_code})"
-
-
-def run_terminal_chat(runtime, *, user: str, market: str | None, locale: str | None,
+def run_terminal_chat(assistant: Assistant, *, user: str, market: str | None,
+                      locale: str | None, pay: Callable[[str], str] | None = None,
                       stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
-    """Chat until end of input; a number presses that button, `/pay` simulates a payment."""
+    """Chat until end of input; a number presses that button, `/pay` calls `pay(user_key)`."""
     user_key = f"terminal:{user}"
     print("Vitrine — type a request, a button number, /pay (sandbox payment) or /quit.",
           file=stdout)
@@ -80,14 +49,14 @@ def run_terminal_chat(runtime, *, user: str, market: str | None, locale: str | N
         text = line.strip()
         if text in ("/quit", "/exit"):
             break
-        if text == "/pay":
-            print(_pay_latest(runtime, user_key), file=stdout)
-            reply = runtime.assistant.pending(user_key=user_key)
+        if text == "/pay" and pay is not None:
+            print(pay(user_key), file=stdout)
+            reply = assistant.pending(user_key=user_key)
         elif text.isdigit() and 1 <= int(text) <= len(actions):
-            reply = runtime.assistant.handle(user_key=user_key, action=actions[int(text) - 1],
+            reply = assistant.handle(user_key=user_key, action=actions[int(text) - 1],
                                              market=market if first else None, locale=locale)
         else:
-            reply = runtime.assistant.handle(user_key=user_key, text=text,
+            reply = assistant.handle(user_key=user_key, text=text,
                                              market=market if first else None, locale=locale)
         first = False
         new_actions = render(reply, stdout)

@@ -11,6 +11,7 @@ from core.errors import InvalidInput
 from core.money import Money
 
 GUI = "br.gov.bcb.pix"
+MAX_AMOUNT_CENTS = 999_999_999_999  # field 54 holds at most 13 characters: "9999999999.99"
 
 
 def _field(tag: str, value: str) -> str:
@@ -39,6 +40,8 @@ def static_brcode(*, key: str, merchant_name: str, merchant_city: str,
     """
     if amount is not None and amount.currency != "BRL":
         raise InvalidInput(f"Pix charges BRL only, not {amount.currency}")
+    if amount is not None and not 0 < amount.amount <= MAX_AMOUNT_CENTS:
+        raise InvalidInput("a Pix amount is between R$ 0,01 and R$ 9.999.999.999,99")
     if txid is not None and not (txid.isascii() and txid.isalnum() and 1 <= len(txid) <= 25):
         raise InvalidInput("a static Pix txid has 1 to 25 letters and digits")
     account = _field("00", GUI) + _field("01", key)

@@ -174,3 +174,44 @@ def test_demo_feeds_import_without_rejections(demo_runtime):
     for feed in (demo_dir / "feeds").iterdir():
         assert all(not hasattr(item, "reason")
                    for _, item in read_feed(feed, base_url="http://x")), feed
+
+
+def test_a_corrupt_gzip_stream_is_a_feed_error(runtime, tmp_path):
+    path = tmp_path / "c.jsonl.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00garbage-that-is-not-deflate")
+    with pytest.raises(FeedError):
+        add_merchant_from_feed(engine=runtime.engine, name="Loja", market="BR", feed=path)
+
+
+def test_a_byte_order_mark_does_not_hide_the_header(runtime, tmp_path):
+    tsv = tmp_path / "bom.tsv"
+    tsv.write_bytes("\ufeffid\ttitle\tprice\tlink\n1\tCaneca\t10.00 BRL\thttps://x.example/1\n"
+                    .encode())
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(("\ufeff" + __import__("json").dumps(ucp_product("B1")) + "\n").encode())
+    assert add_merchant_from_feed(engine=runtime.engine, name="A", market="BR",
+                                  feed=tsv)[1].imported == 1
+    assert add_merchant_from_feed(engine=runtime.engine, name="B", market="BR",
+                                  feed=jsonl)[1].imported == 1
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "data:text/html,<b>x</b>",
+                                  "file:///etc/passwd"])
+def test_only_web_links_are_accepted_even_with_a_base_url(tmp_path, link):
+    feed = write_jsonl(tmp_path / "f.jsonl", [ucp_product("J", url=link)])
+    [(_, item)] = list(read_feed(feed, base_url="https://shop.example"))
+    assert "not an absolute" in item.reason
+
+
+def test_infinite_ratings_are_rejected(tmp_path):
+    feed = write_jsonl(tmp_path / "f.jsonl", [
+        '{"id": "X", "title": "T", "variants": [{"id": "X", "title": "T", "price": '
+        '{"amount": 100, "currency": "BRL"}}], "rating": {"value": 1e308, "scale_max": 1e309}}'])
+    [(_, item)] = list(read_feed(feed))
+    assert "rating" in item.reason
+
+
+def test_a_merchant_name_too_long_is_refused_with_a_reason(runtime, tmp_path):
+    feed = write_jsonl(tmp_path / "f.jsonl", [ucp_product()])
+    with pytest.raises(InvalidInput, match="1 to 200"):
+        add_merchant_from_feed(engine=runtime.engine, name="L" * 300, market="BR", feed=feed)

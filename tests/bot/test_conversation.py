@@ -107,3 +107,65 @@ def test_an_idle_conversation_starts_afresh_but_memory_stays(demo_runtime):
     assert any("Lembrei" in m.text for m in later.messages)
     with Session(demo_runtime.engine) as session:
         assert session.get(Conversation, "web:ana").conversation_id != old_id
+
+
+def test_a_new_shoppers_simultaneous_first_messages_all_get_answers(demo_runtime):
+    import threading
+
+    bot = demo_runtime.assistant
+    barrier = threading.Barrier(5)
+    results: list[object] = []
+
+    def first_message() -> None:
+        barrier.wait(timeout=10)
+        try:
+            results.append(bot.handle(user_key="web:double-tap", text="presente para minha mãe",
+                                      market="BR"))
+        except Exception as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=first_message) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 5
+    assert all(not isinstance(r, Exception) for r in results), results
+
+
+def test_a_price_change_before_buy_is_pointed_out(demo_runtime):
+    bot = demo_runtime.assistant
+    card = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe até R$200",
+                             market="BR"))[0]
+    with Session(demo_runtime.engine) as session:
+        row = session.exec(select(CatalogProduct)
+                           .where(CatalogProduct.product_id == card.product_id)).one()
+        row.price_amount += 500
+        session.add(row)
+        session.commit()
+    confirmation = bot.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
+    assert card.price_text in confirmation.text and "mudou" in confirmation.text
+
+
+def test_tapping_buy_twice_reopens_one_order(demo_runtime):
+    from checkout.models import Order
+
+    bot = demo_runtime.assistant
+    card = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe", market="BR"))[0]
+    first = bot.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
+    second = bot.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
+    assert first.buttons[0].action == second.buttons[0].action
+    with Session(demo_runtime.engine) as session:
+        assert len(session.exec(select(Order)).all()) == 1
+
+
+def test_a_budget_in_another_currency_is_explained_not_silently_dropped(demo_runtime):
+    reply = demo_runtime.assistant.handle(user_key="web:joe", market="US",
+                                          text="gift for mom under 50 euros")
+    assert any("USD" in m.text and "50" in m.text for m in reply.messages)
+
+
+def test_a_zero_budget_is_still_a_budget(demo_runtime):
+    reply = demo_runtime.assistant.handle(user_key="web:ana", market="BR",
+                                          text="presente para minha mãe até R$ 0")
+    assert not _cards(reply) and "R$ 0,00" in reply.messages[-1].text

@@ -83,3 +83,36 @@ def test_budget_words_never_become_product_words():
 def test_thanks_is_recognised_in_each_language():
     assert parse("obrigado!").thanks and parse("muchas gracias", "AR").thanks
     assert parse("thanks a lot", "US").thanks and not parse("presente para mãe").thanks
+
+
+@pytest.mark.parametrize("text, market, budget", [
+    ("gift for dad $50-$100", "US", (5000, 10000)),
+    ("presente R$100-R$200", "BR", (10000, 20000)),
+    ("presente para minha esposa, orçamento 300", "BR", (None, 30000)),
+    ("algo con un presupuesto de 30000", "AR", (None, 3000000)),
+    ("gift for my mom under fifty dollars", "US", (None, 5000)),
+    ("presente de cem reais", "BR", (None, 10000)),
+])
+def test_more_ways_of_writing_a_budget(text, market, budget):
+    intent = parse(text, market)
+    assert intent.budget and (intent.budget.min, intent.budget.max) == budget
+    assert intent.product_terms == []
+
+
+def test_absurdly_long_amounts_are_not_budgets():
+    assert parse("presente até R$ 99999999999999999999999999999").budget is None
+
+
+def test_teenage_and_shes_16_give_an_age_band():
+    assert parse("gift ideas for my teenage son", "US").age_band == "13-17"
+    assert parse("gift ideas for my teenage son", "US").product_terms == []
+    assert parse("something for my niece, she's 16", "US").age == 16
+
+
+def test_the_conversation_language_holds_unless_the_text_clearly_changes_it():
+    assert PARSER.parse("no máximo R$150", market=get_market("BR"), language="pt").language \
+        == "pt"
+    assert PARSER.parse("regalo para mi abuela", market=get_market("BR"),
+                        language="pt").language == "es"
+    assert PARSER.parse("gift for my mom", market=get_market("BR"), language="pt").language \
+        == "en"

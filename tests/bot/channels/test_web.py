@@ -90,3 +90,27 @@ async def test_a_card_not_shown_to_this_shopper_cannot_be_bought(client):
     buy = shown.json()["messages"][-1]["cards"][0]["buttons"][0]["action"]
     other = (await post(client, user="bob", action=buy, market="BR")).json()["messages"][0]
     assert not other["buttons"]
+
+
+async def test_an_absurd_budget_is_not_a_crash(client):
+    response = await post(client, user="u", market="BR",
+                          text="presente até R$ 99999999999999999999999999999")
+    assert response.status_code == 200
+
+
+async def test_a_body_that_is_not_utf8_gets_the_error_shape(client):
+    response = await client.post("/api/chat", content=b'{"user": "\xff\xfe"}',
+                                 headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500
+    assert "reason" in response.json()
+
+
+async def test_an_unknown_locale_falls_back_to_the_markets_language(client):
+    response = await post(client, user="u", market="BR", locale="xx",
+                          text="presente para minha mãe")
+    assert "sua mãe" in response.json()["messages"][-1]["text"]
+
+
+async def test_a_shared_word_does_not_switch_a_brazilian_to_spanish(client):
+    response = await post(client, user="u", market="BR", text="no máximo R$150")
+    assert response.json()["messages"][-1]["text"].startswith("Aqui")

@@ -50,3 +50,9 @@ def test_non_brl_and_bad_txids_are_refused():
         static_brcode(key="k", merchant_name="n", merchant_city="c", txid="has space")
     with pytest.raises(InvalidInput):
         static_brcode(key="k", merchant_name="n", merchant_city="c", txid="X" * 26)
+
+
+@pytest.mark.parametrize("cents", [0, 1_000_000_000_000])
+def test_amounts_outside_what_field_54_holds_are_refused(cents):
+    with pytest.raises(InvalidInput):
+        static_brcode(key="k", merchant_name="n", merchant_city="c", amount=Money(cents, "BRL"))
