@@ -5,6 +5,16 @@ from sqlmodel import Session, select
 from catalog.models import CatalogProduct
 
 
+def raise_price(runtime, product_id: str, *, by: int) -> None:
+    """The merchant changes a price behind the shopper's back."""
+    with Session(runtime.engine) as session:
+        row = session.exec(select(CatalogProduct)
+                           .where(CatalogProduct.product_id == product_id)).one()
+        row.price_amount += by
+        session.add(row)
+        session.commit()
+
+
 def _cards(reply):
     return [c for m in reply.messages for c in m.cards]
 
@@ -55,12 +65,7 @@ def test_a_price_change_before_confirm_asks_again_and_is_never_charged_stale(dem
     card = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe até R$200",
                              market="BR"))[0]
     confirmation = bot.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
-    with Session(demo_runtime.engine) as session:
-        row = session.exec(select(CatalogProduct)
-                           .where(CatalogProduct.product_id == card.product_id)).one()
-        row.price_amount += 1000
-        session.add(row)
-        session.commit()
+    raise_price(demo_runtime, card.product_id, by=1000)
     confirm = confirmation.buttons[0].action
     asked_again = bot.handle(user_key="web:ana", action=confirm).messages[0]
     assert "000201" not in asked_again.text and asked_again.buttons
@@ -137,12 +142,7 @@ def test_a_price_change_before_buy_is_pointed_out(demo_runtime):
     bot = demo_runtime.assistant
     card = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe até R$200",
                              market="BR"))[0]
-    with Session(demo_runtime.engine) as session:
-        row = session.exec(select(CatalogProduct)
-                           .where(CatalogProduct.product_id == card.product_id)).one()
-        row.price_amount += 500
-        session.add(row)
-        session.commit()
+    raise_price(demo_runtime, card.product_id, by=500)
     confirmation = bot.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
     assert card.price_text in confirmation.text and "mudou" in confirmation.text
 

@@ -143,3 +143,11 @@ def test_serve_seeds_the_demo_into_an_empty_database_only(db, capsys):
     runtime.search.index("BR")
     card = runtime.search.index("BR").products[0]
     assert card.image_url.startswith("http://127.0.0.1:9999/media/demo/")
+
+
+@pytest.mark.parametrize("text", ["", "🎁🎉"])
+def test_recommend_without_a_request_shows_no_cards_and_says_what_to_ask(db, capsys, text):
+    add_demo_us(capsys)
+    code, out, _ = run(capsys, "recommend", text, "--market", "US", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["cards"] == [] and "For example" in result["reply"]
