@@ -5,7 +5,9 @@
     │   ├── UnknownMarket
     │   └── FeedError           a file that is not a readable product feed
     ├── NotFound                a merchant, product, checkout or order that does not exist
-    └── SignatureError          a webhook whose signature does not verify
+    ├── SignatureError          a webhook whose signature does not verify
+    └── AdapterError            a merchant's catalog could not be reached or answered badly
+        └── AdapterTimeout      ... or did not answer before the deadline
 """
 
 from __future__ import annotations
@@ -40,3 +42,11 @@ class NotFound(VitrineError):
 
 class SignatureError(VitrineError):
     """A webhook whose signature is missing or does not verify."""
+
+
+class AdapterError(VitrineError):
+    """A merchant's catalog could not be reached or answered with an error."""
+
+
+class AdapterTimeout(AdapterError):
+    """A merchant's catalog did not answer before the deadline."""
