@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,18 +12,24 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from adapters.feed import FeedReport, RowError, feed_format, read_feed
-from catalog.models import Merchant, MerchantCreate
+from adapters.push import DeleteBatch, ItemError, PushReport, UpsertBatch, parse_batch
+from catalog.models import Merchant, MerchantCreate, MerchantKind
+from catalog.policy import blocked_reason
+from catalog.product import Product
 from catalog.store import (
     ProductRow,
     create_merchant,
+    delete_all_rows,
+    delete_rows,
     find_merchant,
     product_row,
     replace_catalog,
     slugify,
+    upsert_rows,
 )
-from core.db import session_scope
+from core.db import session_scope, utcnow
 from core.errors import FeedError, InvalidInput
-from core.markets import get_market
+from core.markets import Market, get_market
 
 MAX_NAME_CHARS = 200
 
@@ -55,16 +64,26 @@ def add_merchant_from_feed(*, engine: Engine, name: str, market: str, feed: Path
                 slug=slug, name=name, market=m.code, feed_source=str(feed)))
         else:
             merchant.feed_source = str(feed)
-        report = import_feed(session=session, merchant=merchant, path=feed,
-                             currency=m.currency, base_url=base_url)
+        report = import_feed(session=session, merchant=merchant, path=feed, market=m,
+                             base_url=base_url)
     return merchant, report
 
 
-def import_feed(*, session: Session, merchant: Merchant, path: Path, currency: str,
+def rejection_reason(product: Product, market: Market) -> str | None:
+    """Why a valid UCP product still cannot be listed in a market, or None if it can."""
+    if product.currency != market.currency:
+        return (f"price in {product.currency}, but the merchant's market sells in "
+                f"{market.currency}")
+    return blocked_reason(market.code, categories=[c.value for c in product.categories],
+                          tags=product.tags)
+
+
+def import_feed(*, session: Session, merchant: Merchant, path: Path, market: Market,
                 base_url: str | None = None) -> FeedReport:
     """Replace a merchant's catalog with a feed's valid products, in the caller's transaction.
 
-    Rows priced in another currency than the merchant's market are rejected with a reason.
+    Rows that cannot be listed in the market (other currency, blocked category) are rejected
+    with a reason, like rows that are not valid products.
 
     Raises:
         FeedError: the file is not a feed, or not one row of it is a valid product (the old
@@ -72,6 +91,7 @@ def import_feed(*, session: Session, merchant: Merchant, path: Path, currency: s
     """
     report = FeedReport()
     seen: dict[str, int] = {}
+    received_at = utcnow()
 
     def valid_rows() -> Iterator[ProductRow]:
         for line, item in read_feed(path, base_url=base_url):
@@ -80,16 +100,89 @@ def import_feed(*, session: Session, merchant: Merchant, path: Path, currency: s
             elif item.id in seen:
                 report.add_error(RowError(line, f"duplicate id {item.id!r} "
                                                 f"(first on line {seen[item.id]})"))
-            elif item.currency != currency:
-                report.add_error(RowError(line, f"price in {item.currency}, but the "
-                                                f"merchant's market sells in {currency}"))
+            elif reason := rejection_reason(item, market):
+                report.add_error(RowError(line, reason))
             else:
                 seen[item.id] = line
-                yield product_row(merchant_id=merchant.id or 0, product=item)
+                yield product_row(merchant_id=merchant.id or 0, product=item,
+                                  received_at=received_at)
 
     report.imported = replace_catalog(session=session, merchant=merchant, rows=valid_rows())
+    merchant.rejected_count = report.rejected
     if report.imported == 0:
         first = f" (line {report.errors[0].line}: {report.errors[0].reason})" \
             if report.errors else ""
         raise FeedError(f"{path.name}: no valid products in feed{first}")
     return report
+
+
+API_KEY_PREFIX = "vk_"
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def issue_api_key(merchant: Merchant) -> str:
+    """A new API key for a merchant; only its hash is kept, so it is shown once."""
+    key = f"{API_KEY_PREFIX}{merchant.slug}_{secrets.token_urlsafe(24)}"
+    merchant.api_key_hash = hash_api_key(key)
+    return key
+
+
+def api_key_matches(merchant: Merchant, key: str | None) -> bool:
+    """Constant-time check of a presented key against the merchant's stored hash."""
+    if not key or not merchant.api_key_hash:
+        return False
+    return hmac.compare_digest(hash_api_key(key), merchant.api_key_hash)
+
+
+def register_merchant(*, session: Session, merchant_in: MerchantCreate) -> tuple[Merchant, str]:
+    """Create a merchant and its API key (returned once) in the caller's transaction.
+
+    Raises:
+        InvalidInput: bad name, slug or market, the slug is taken, or the adapter settings
+            do not fit the kind (a feed needs `feed_source`, an MCP merchant `mcp_url`).
+    """
+    if merchant_in.kind == MerchantKind.FEED and not merchant_in.feed_source:
+        raise InvalidInput("a feed merchant needs feed_source (a path or an https URL)")
+    if merchant_in.kind == MerchantKind.MCP:
+        if not merchant_in.mcp_url or not merchant_in.mcp_url.startswith(("https://",
+                                                                           "http://")):
+            raise InvalidInput("an MCP merchant needs mcp_url, the http(s) URL of its server")
+    merchant = create_merchant(session=session, merchant_in=merchant_in)
+    return merchant, issue_api_key(merchant)
+
+
+def upsert_products(*, session: Session, merchant: Merchant, batch: UpsertBatch) -> PushReport:
+    """Insert or replace pushed products; each bad item is reported, the good ones applied."""
+    market = get_market(merchant.market)
+    valid, errors = parse_batch(batch)
+    report = PushReport(errors=errors)
+    rows = []
+    for index, product in valid:
+        reason = rejection_reason(product, market)
+        if reason:
+            report.errors.append(ItemError(index, product.id, reason))
+            continue
+        rows.append(product_row(merchant_id=merchant.id or 0, product=product))
+    report.errors.sort(key=lambda e: e.index)
+    if rows:
+        upsert_rows(session=session, merchant=merchant, rows=rows)
+    report.upserted = len(rows)
+    return report
+
+
+def delete_products(*, session: Session, merchant: Merchant, batch: DeleteBatch) -> PushReport:
+    """Remove products by the merchant's ids; unknown ids are reported, not errors of the batch."""
+    deleted = delete_rows(session=session, merchant=merchant, product_ids=batch.ids)
+    missing = [i for i in dict.fromkeys(batch.ids) if i not in deleted]
+    return PushReport(deleted=len(deleted), errors=[
+        ItemError(batch.ids.index(i), i, "no such product") for i in missing])
+
+
+def remove_merchant(*, session: Session, merchant: Merchant) -> int:
+    """Delete a merchant and its products; returns how many products went with it."""
+    count = delete_all_rows(session=session, merchant=merchant)
+    session.delete(merchant)
+    return count

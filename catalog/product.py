@@ -7,7 +7,14 @@ featured variant.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.money import Money
 
@@ -147,3 +154,12 @@ class Product(BaseModel):
             if item.type == "image":
                 return item.url
         return None
+
+
+def validation_reason(exc: ValidationError) -> str:
+    """A one-line reason from a validation error ("variants.0.price.amount: ...")."""
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "product"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

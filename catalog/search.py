@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from catalog.models import CatalogProduct, Merchant
+from catalog.policy import blocked_reason
 from catalog.store import catalog_revision, products_for_market
 from catalog.text import stems
 
@@ -96,6 +97,10 @@ class CatalogIndex:
         self.products: list[IndexedProduct] = []
         field_stems: list[dict[str, list[str]]] = []
         for row, merchant in rows:
+            # The blocklist may have grown since this product was imported.
+            if blocked_reason(merchant.market, categories=row.categories.split("|"),
+                              tags=row.tags):
+                continue
             free_tags = " ".join(t for t in row.tags if ":" not in t)
             fields = {
                 "title": stems(row.title),
@@ -265,7 +270,7 @@ class CatalogSearch:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._indexes: dict[str, tuple[tuple[int, int], CatalogIndex]] = {}
+        self._indexes: dict[str, tuple[tuple[int, int, int], CatalogIndex]] = {}
         self._lock = threading.Lock()
 
     def index(self, market: str) -> CatalogIndex:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, TypedDict
 
 from sqlalchemy import delete, func
@@ -60,7 +61,8 @@ def create_merchant(*, session: Session, merchant_in: MerchantCreate) -> Merchan
     if find_merchant(session=session, slug=merchant_in.slug) is not None:
         raise InvalidInput(f"merchant {merchant_in.slug!r} already exists")
     merchant = Merchant(slug=merchant_in.slug, name=merchant_in.name.strip(), market=market.code,
-                        feed_source=merchant_in.feed_source)
+                        kind=merchant_in.kind, feed_source=merchant_in.feed_source,
+                        mcp_url=merchant_in.mcp_url, refresh_seconds=merchant_in.refresh_seconds)
     session.add(merchant)
     session.flush()
     return merchant
@@ -92,9 +94,11 @@ class ProductRow(TypedDict):
     rating_scale: float | None
     rating_count: int | None
     document: dict[str, Any]
+    updated_at: datetime
 
 
-def product_row(*, merchant_id: int, product: Product) -> ProductRow:
+def product_row(*, merchant_id: int, product: Product,
+                received_at: datetime | None = None) -> ProductRow:
     """Flatten a validated UCP product into a `catalogproduct` row."""
     cheapest = product.cheapest_available() or min(product.variants, key=lambda v: v.price.amount)
     rating = product.rating
@@ -117,6 +121,7 @@ def product_row(*, merchant_id: int, product: Product) -> ProductRow:
         "rating_scale": rating.scale_max if rating else None,
         "rating_count": rating.count if rating else None,
         "document": product.model_dump(mode="json", exclude_none=True),
+        "updated_at": received_at or utcnow(),
     }
 
 
@@ -146,13 +151,50 @@ def replace_catalog(*, session: Session, merchant: Merchant, rows: Iterable[Prod
     return count
 
 
-def catalog_revision(*, session: Session, market: str) -> tuple[int, int]:
+def _catalog_changed(session: Session, merchant: Merchant) -> None:
+    merchant.revision += 1
+    merchant.product_count = session.exec(
+        select(func.count()).where(col(CatalogProduct.merchant_id) == merchant.id)).one()
+    merchant.synced_at = utcnow()
+    session.add(merchant)
+
+
+def upsert_rows(*, session: Session, merchant: Merchant, rows: list[ProductRow]) -> None:
+    """Insert products, replacing those with the same merchant id, in the caller's transaction."""
+    ids = [r["product_id"] for r in rows]
+    session.execute(delete(CatalogProduct).where(
+        col(CatalogProduct.merchant_id) == merchant.id, col(CatalogProduct.product_id).in_(ids)))
+    session.execute(CatalogProduct.__table__.insert(), rows)  # type: ignore[attr-defined]
+    _catalog_changed(session, merchant)
+
+
+def delete_rows(*, session: Session, merchant: Merchant, product_ids: list[str]) -> set[str]:
+    """Delete some of a merchant's products; returns the ids that existed."""
+    existing = set(session.exec(select(CatalogProduct.product_id).where(
+        col(CatalogProduct.merchant_id) == merchant.id,
+        col(CatalogProduct.product_id).in_(product_ids))))
+    if existing:
+        session.execute(delete(CatalogProduct).where(
+            col(CatalogProduct.merchant_id) == merchant.id,
+            col(CatalogProduct.product_id).in_(list(existing))))
+        _catalog_changed(session, merchant)
+    return existing
+
+
+def delete_all_rows(*, session: Session, merchant: Merchant) -> int:
+    count = merchant.product_count
+    session.execute(delete(CatalogProduct).where(col(CatalogProduct.merchant_id) == merchant.id))
+    return count
+
+
+def catalog_revision(*, session: Session, market: str) -> tuple[int, int, int]:
     """A cheap fingerprint of a market's catalogs: changes whenever any of them changes."""
     row = session.exec(
-        select(func.count(col(Merchant.id)), func.coalesce(func.sum(Merchant.revision), 0))
+        select(func.count(col(Merchant.id)), func.coalesce(func.sum(Merchant.revision), 0),
+               func.coalesce(func.max(Merchant.id), 0))
         .where(Merchant.market == market)
     ).one()
-    return int(row[0]), int(row[1])
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
 
 
 def products_for_market(*, session: Session, market: str) -> list[tuple[CatalogProduct, Merchant]]:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = {"dev-sandbox-secret", "dev-ops-token"}
+PLACEHOLDER_SECRETS = {"dev-sandbox-secret", "dev-ops-token", "dev-admin-token"}
 
 
 class Settings(BaseSettings):
@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     default_market: str = "BR"
 
     ops_token: str = "dev-ops-token"
+    admin_token: str = "dev-admin-token"
     sandbox_secret: str = "dev-sandbox-secret"
 
     # Pix receiving account used for static BR Codes.
@@ -39,7 +40,7 @@ class Settings(BaseSettings):
         if self.env == "production":
             weak = [
                 name
-                for name in ("ops_token", "sandbox_secret")
+                for name in ("ops_token", "sandbox_secret", "admin_token")
                 if getattr(self, name) in PLACEHOLDER_SECRETS or len(getattr(self, name)) < 16
             ]
             if weak:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlmodel import Session
 
-from core.errors import SignatureError
+from core.auth import require_bearer
 from ops.funnel import Funnel, funnel
 
 router = APIRouter(prefix="/api/ops", tags=["ops"])
@@ -17,11 +16,7 @@ router = APIRouter(prefix="/api/ops", tags=["ops"])
 
 def require_ops_token(request: Request, authorization: str | None = Header(default=None)) -> None:
     """Reject requests without `Authorization: Bearer <VITRINE_OPS_TOKEN>`."""
-    expected = request.app.state.runtime.settings.ops_token
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                             expected.encode()):
-        raise SignatureError("missing or wrong ops bearer token")
+    require_bearer(authorization, request.app.state.runtime.settings.ops_token, what="ops")
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

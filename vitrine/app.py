@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.channels import web
+from catalog import api as merchants_api
 from checkout import sandbox_page, webhooks
 from core.errors import InvalidInput, NotFound, SignatureError, VitrineError
 from ops import api as ops_api
@@ -32,6 +33,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(sandbox_page.router)
     app.include_router(ops_api.router)
+    app.include_router(merchants_api.router)
     app.mount("/media/demo", StaticFiles(directory=DEMO_DIR / "media"), name="demo-media")
 
     @app.get("/healthz")

@@ -1,0 +1,113 @@
+"""Merchant API: registration (admin), health, and products pushed with the merchant's key."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from adapters.push import DeleteBatch, UpsertBatch
+from catalog.health import MerchantHealth, merchant_health
+from catalog.merchants import (
+    api_key_matches,
+    delete_products,
+    register_merchant,
+    upsert_products,
+)
+from catalog.models import Merchant, MerchantCreate, MerchantKind, MerchantPublic
+from catalog.store import get_merchant, slugify
+from core.auth import bearer, require_bearer
+from core.db import session_scope
+from core.errors import InvalidInput, SignatureError
+
+router = APIRouter(prefix="/api/merchants", tags=["merchants"])
+
+
+class MerchantRegistration(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    market: str = Field(min_length=2, max_length=2)
+    kind: MerchantKind = MerchantKind.PUSH
+    slug: str | None = Field(default=None, max_length=64)
+    feed_url: str | None = Field(default=None, max_length=2000)
+    refresh: str | None = Field(default=None, max_length=10)
+    mcp_url: str | None = Field(default=None, max_length=2000)
+
+
+class Registered(BaseModel):
+    merchant: MerchantPublic
+    api_key: str
+    api_key_note: str = "shown once: store it now, Vitrine keeps only its hash"
+
+
+def _runtime(request: Request):
+    return request.app.state.runtime
+
+
+def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None
+                  ) -> None:
+    """Reject requests without `Authorization: Bearer <VITRINE_ADMIN_TOKEN>`."""
+    require_bearer(authorization, _runtime(request).settings.admin_token, what="admin")
+
+
+def _merchant_for_key(session: Session, slug: str, authorization: str | None) -> Merchant:
+    merchant = get_merchant(session=session, slug=slug)
+    if not api_key_matches(merchant, bearer(authorization)):
+        raise SignatureError(f"missing or wrong API key for merchant {slug!r}")
+    return merchant
+
+
+@router.post("", status_code=201, response_model=Registered,
+             dependencies=[Depends(require_admin)])
+def register(body: MerchantRegistration, request: Request) -> Registered:
+    """Register a merchant; its API key is in the answer and nowhere else."""
+    if body.kind == MerchantKind.FEED and not (body.feed_url or "").startswith(("https://",
+                                                                                 "http://")):
+        raise InvalidInput("a feed merchant registered over the API needs feed_url, an "
+                           "http(s) URL")
+    merchant_in = MerchantCreate(
+        name=body.name, market=body.market.upper(), slug=body.slug or slugify(body.name),
+        kind=body.kind, feed_source=body.feed_url, mcp_url=body.mcp_url)
+    with session_scope(_runtime(request).engine) as session:
+        merchant, key = register_merchant(session=session, merchant_in=merchant_in)
+        public = MerchantPublic.model_validate(merchant, from_attributes=True)
+    return Registered(merchant=public, api_key=key)
+
+
+@router.get("/{slug}/health", response_model=MerchantHealth)
+def health(slug: str, request: Request,
+           authorization: Annotated[str | None, Header()] = None) -> MerchantHealth:
+    """A merchant's status, last sync, product count, error rate and p95 latency."""
+    runtime = _runtime(request)
+    with Session(runtime.engine) as session:
+        token = bearer(authorization)
+        merchant = get_merchant(session=session, slug=slug)
+        is_admin = token is not None and hmac.compare_digest(
+            token.encode(), runtime.settings.admin_token.encode())
+        if not is_admin and not api_key_matches(merchant, token):
+            raise SignatureError("health needs the admin token or the merchant's API key")
+        return merchant_health(session=session, merchant=merchant)
+
+
+@router.put("/{slug}/products")
+def put_products(slug: str, body: UpsertBatch, request: Request,
+                 authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
+    """Upsert a batch of the merchant's products; each bad item is reported on its own."""
+    with session_scope(_runtime(request).engine) as session:
+        merchant = _merchant_for_key(session, slug, authorization)
+        report = upsert_products(session=session, merchant=merchant, batch=body)
+    status = 200 if report.upserted or not report.errors else 422
+    return JSONResponse(report.as_dict(), status_code=status)
+
+
+@router.delete("/{slug}/products")
+def remove_products(slug: str, body: DeleteBatch, request: Request,
+                    authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
+    """Delete some of the merchant's products by their ids."""
+    with session_scope(_runtime(request).engine) as session:
+        merchant = _merchant_for_key(session, slug, authorization)
+        report = delete_products(session=session, merchant=merchant, batch=body)
+    return JSONResponse(report.as_dict())
