@@ -34,7 +34,8 @@ from bot.replies import (
     who,
 )
 from catalog.cards import Card, build_cards
-from catalog.search import CatalogSearch, SearchRequest
+from catalog.live import FederatedSearch
+from catalog.search import SearchRequest
 from checkout import service as checkout
 from checkout.rails import PaymentRail
 from core.db import session_scope, utcnow
@@ -75,7 +76,7 @@ CARD_FIELDS = {"product_id", "merchant", "merchant_id", "title", "price", "price
 class Assistant:
     """Understands requests, keeps each shopper's conversation, and drives checkout."""
 
-    def __init__(self, *, engine: Engine, search: CatalogSearch, parser: IntentParser,
+    def __init__(self, *, engine: Engine, search: FederatedSearch, parser: IntentParser,
                  rails: dict[str, PaymentRail], settings: Settings) -> None:
         self.engine = engine
         self.search = search
@@ -112,7 +113,8 @@ class Assistant:
         if intent.is_empty():
             return Recommendation(query=text, market=market, intent=intent, request=request,
                                   cards=[], reply=help_message(intent.language, t).text)
-        cards = build_cards(self.search.search(request), request, market, t)
+        found = self.search.search(request, language=intent.language)
+        cards = build_cards(found.ranked, request, market, t)
         budget = Money(request.budget_max, market.currency) \
             if request.budget_max is not None else None
         reply = (results_text(intent, len(cards), budget, market, t) if cards
@@ -125,6 +127,9 @@ class Assistant:
         elif intent.remembered and person:
             notes.append(t.gettext("I remembered about {who}: {facts}.").format(
                 who=person, facts=facts_text(intent, t, intent.remembered)))
+        if found.unanswered:
+            notes.append(t.gettext("{shops} did not answer in time, so these ideas come from "
+                                   "the other shops.").format(shops=", ".join(found.unanswered)))
         if intent.budget and intent.budget.currency != market.currency:
             limit_amount = intent.budget.max if intent.budget.max is not None \
                 else intent.budget.min or 0
@@ -140,7 +145,8 @@ class Assistant:
         budget = intent.budget if intent.budget and intent.budget.currency == market.currency \
             else None
         return SearchRequest(
-            market=market.code, currency=market.currency, terms=list(intent.product_terms),
+            market=market.code, currency=market.currency, text=intent.text,
+            terms=list(intent.product_terms),
             soft_terms=[], tags=intent.concept_tags(),
             budget_min=budget.min if budget else None,
             budget_max=budget.max if budget else None,
@@ -333,8 +339,7 @@ class Assistant:
     def _more_like(self, session: Session, conv: Conversation, market: Market, ref: str,
                    t: Translator) -> list[Message]:
         started = time.perf_counter()
-        index = self.search.index(market.code)
-        product = index.get(ref)
+        product = self.search.product(market.code, ref)
         record_event(session, EventKind.MORE_LIKE_THIS, user_key=conv.user_key,
                      conversation_id=conv.conversation_id, market=market.code,
                      merchant=ref.partition(":")[0], product_id=ref.partition(":")[2])
@@ -345,10 +350,11 @@ class Assistant:
         # words raise relevance, the gift tags select; nothing is required word for word.
         request = SearchRequest(
             market=market.code, currency=market.currency,
-            soft_terms=[product.categories, product.title], tags=sorted(product.tags),
-            exclude=set(conv.shown) | set(conv.excluded), limit=self.settings.default_card_limit)
-        ranked = self.search.search(request)
-        cards = build_cards(ranked, request, market, t)
+            text=product.title, soft_terms=[product.categories, product.title],
+            tags=sorted(product.tags), exclude=set(conv.shown) | set(conv.excluded),
+            limit=self.settings.default_card_limit)
+        found = self.search.search(request, language=conv.language)
+        cards = build_cards(found.ranked, request, market, t)
         text = t.gettext("More like {title}:").format(title=product.title) if cards else \
             t.gettext("I have nothing else like {title} right now.").format(title=product.title)
         rec = Recommendation(query=product.title, market=market,

@@ -68,6 +68,7 @@ class SearchRequest:
 
     market: str
     currency: str
+    text: str = ""  # the shopper's words, for merchants that search on their own
     terms: list[str] = field(default_factory=list)
     soft_terms: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)

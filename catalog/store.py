@@ -11,7 +11,7 @@ from sqlalchemy import delete, func
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from catalog.models import CatalogProduct, Merchant, MerchantCreate
+from catalog.models import CatalogProduct, Merchant, MerchantCreate, MerchantKind
 from catalog.product import Product
 from core.db import utcnow
 from core.errors import InvalidInput, NotFound
@@ -159,13 +159,18 @@ def _catalog_changed(session: Session, merchant: Merchant) -> None:
     session.add(merchant)
 
 
-def upsert_rows(*, session: Session, merchant: Merchant, rows: list[ProductRow]) -> None:
-    """Insert products, replacing those with the same merchant id, in the caller's transaction."""
+def upsert_rows(*, session: Session, merchant: Merchant, rows: list[ProductRow],
+                reindex: bool = True) -> None:
+    """Insert products, replacing those with the same merchant id, in the caller's transaction.
+
+    `reindex=False` keeps the market's search index as it is (live merchants' cached rows).
+    """
     ids = [r["product_id"] for r in rows]
     session.execute(delete(CatalogProduct).where(
         col(CatalogProduct.merchant_id) == merchant.id, col(CatalogProduct.product_id).in_(ids)))
     session.execute(CatalogProduct.__table__.insert(), rows)  # type: ignore[attr-defined]
-    _catalog_changed(session, merchant)
+    if reindex:
+        _catalog_changed(session, merchant)
 
 
 def delete_rows(*, session: Session, merchant: Merchant, product_ids: list[str]) -> set[str]:
@@ -202,7 +207,9 @@ def products_for_market(*, session: Session, market: str) -> list[tuple[CatalogP
 
     The full UCP document is left out: search never needs it, and it is most of the bytes.
     """
-    merchants = {m.id: m for m in session.exec(select(Merchant).where(Merchant.market == market))}
+    # Live merchants are asked at query time; their rows here are only a cache for checkout.
+    merchants = {m.id: m for m in session.exec(select(Merchant).where(
+        Merchant.market == market, Merchant.kind != MerchantKind.MCP))}
     if not merchants:
         return []
     query = select(CatalogProduct).options(defer(CatalogProduct.document)).where(  # type: ignore[arg-type]

@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     pix_merchant_name: str = "Vitrine Pagamentos"
     pix_merchant_city: str = "Sao Paulo"
 
+    # Live merchants (their own UCP MCP servers): total budget of one search, each merchant's
+    # share, how long an answer is reused, and when a failing merchant stops being called.
+    live_deadline_ms: int = 1500
+    live_merchant_timeout_ms: int = 1200
+    live_cache_seconds: float = 60.0
+    breaker_failures: int = 3
+    breaker_cooldown_seconds: float = 30.0
+    ucp_agent_profile: str = "https://vitrine.dev/profiles/ucp-agent.json"
+
     max_message_chars: int = 2000
     # A conversation idle longer than this starts afresh (memory about people is kept).
     conversation_idle_minutes: int = 24 * 60

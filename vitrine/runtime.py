@@ -12,6 +12,8 @@ from sqlmodel import Session, SQLModel, select
 from adapters.feed import FeedReport
 from bot.conversation import Assistant
 from bot.intent import RuleIntentParser
+from catalog.federation import CircuitBreaker, Federation, ResultCache
+from catalog.live import FederatedSearch
 from catalog.merchants import add_merchant_from_feed
 from catalog.models import Merchant
 from catalog.search import CatalogSearch
@@ -51,6 +53,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     search: CatalogSearch
+    federated: FederatedSearch
     assistant: Assistant
     rails: dict[str, PaymentRail]
 
@@ -61,11 +64,17 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     engine = make_engine(settings.database_url)
     create_tables(engine)
     search = CatalogSearch(engine)
+    federated = FederatedSearch(engine=engine, local=search, federation=Federation(
+        breaker=CircuitBreaker(failures_to_open=settings.breaker_failures,
+                               cooldown_s=settings.breaker_cooldown_seconds),
+        cache=ResultCache(ttl_s=settings.live_cache_seconds),
+        total_deadline_s=settings.live_deadline_ms / 1000,
+        per_merchant_s=settings.live_merchant_timeout_ms / 1000))
     rails = build_rails(settings)
-    assistant = Assistant(engine=engine, search=search, parser=RuleIntentParser(), rails=rails,
-                          settings=settings)
-    return Runtime(settings=settings, engine=engine, search=search, assistant=assistant,
-                   rails=rails)
+    assistant = Assistant(engine=engine, search=federated, parser=RuleIntentParser(),
+                          rails=rails, settings=settings)
+    return Runtime(settings=settings, engine=engine, search=search, federated=federated,
+                   assistant=assistant, rails=rails)
 
 
 def has_merchants(engine: Engine) -> bool:

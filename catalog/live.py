@@ -1,0 +1,143 @@
+"""Federated search: the local index plus every live merchant of the market, one ranking.
+
+Live merchants' products are validated, checked against the market's rules, ranked with the
+same scoring as local products, lowered by the merchant's recent error rate, and kept in the
+catalog table as a cache so that checkout can price them from merchant data and re-check
+them when they are old.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+from sqlalchemy import case
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from adapters.base import CatalogAdapter, CatalogQuery, ShopperContext
+from catalog.federation import Federation, LiveAnswer
+from catalog.health import WINDOW, record_call
+from catalog.merchants import rejection_reason
+from catalog.models import CatalogProduct, Merchant, MerchantCall, MerchantKind
+from catalog.search import (
+    CatalogIndex,
+    CatalogSearch,
+    IndexedProduct,
+    RankedProduct,
+    SearchRequest,
+    diversify,
+)
+from catalog.store import product_row, upsert_rows
+from core.db import session_scope
+from core.markets import get_market
+
+FLAKY_PENALTY = 1.5  # score lost by a merchant that failed every recent call
+LIVE_LIMIT = 20  # products asked of each live merchant
+RECENT_LIVE = 5000  # live products remembered for "more like this" and buying
+
+
+@dataclass
+class FederatedResult:
+    ranked: list[RankedProduct]
+    unanswered: list[str] = field(default_factory=list)  # names of merchants that did not answer
+    dropped: int = 0  # live items that failed validation or the market's rules
+
+
+class FederatedSearch:
+    """One search over local catalogs and live merchants."""
+
+    def __init__(self, *, engine: Engine, local: CatalogSearch,
+                 adapter_for: Callable[[Merchant], CatalogAdapter] | None = None,
+                 federation: Federation | None = None) -> None:
+        self.engine = engine
+        self.local = local
+        self.adapter_for = adapter_for
+        self.federation = federation or Federation()
+        self._recent: OrderedDict[str, IndexedProduct] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def product(self, market: str, ref: str) -> IndexedProduct | None:
+        """A product shown recently, local or live, by its ref."""
+        found = self.local.index(market).get(ref)
+        if found is not None:
+            return found
+        with self._lock:
+            return self._recent.get(ref)
+
+    def search(self, request: SearchRequest, *, language: str) -> FederatedResult:
+        wide = SearchRequest(**{**request.__dict__, "limit": max(request.limit * 3, 10)})
+        local = self.local.search(wide)
+        with Session(self.engine) as session:
+            live = list(session.exec(select(Merchant).where(
+                Merchant.market == request.market, Merchant.kind == MerchantKind.MCP)))
+            error_rates = _error_rates(session, [m.id for m in live if m.id is not None])
+        if not live:
+            return FederatedResult(ranked=diversify(local, request.limit))
+        if self.adapter_for is None:
+            return FederatedResult(ranked=diversify(local, request.limit),
+                                   unanswered=[m.name for m in live])
+        query = CatalogQuery(
+            text=request.text or " ".join(request.terms + request.soft_terms),
+            context=ShopperContext(country=request.market, language=language,
+                                   currency=request.currency, intent=request.text or None),
+            price_min=request.budget_min, price_max=request.budget_max, limit=LIVE_LIMIT)
+        adapters = [self.adapter_for(m) for m in live]
+        answers = anyio.run(self.federation.search, adapters, query)
+        ranked, dropped = self._rank_live(live, answers, wide, error_rates)
+        merged = sorted(local + ranked, key=lambda r: (-r.score, r.product.price_amount,
+                                                        r.product.ref))
+        return FederatedResult(
+            ranked=diversify(merged, request.limit), dropped=dropped,
+            unanswered=[m.name for m, a in zip(live, answers, strict=True) if not a.ok])
+
+    def _rank_live(self, merchants: list[Merchant], answers: list[LiveAnswer],
+                   request: SearchRequest, error_rates: dict[int, float]
+                   ) -> tuple[list[RankedProduct], int]:
+        market = get_market(request.market)
+        rows: list[tuple[CatalogProduct, Merchant]] = []
+        dropped = 0
+        with session_scope(self.engine) as session:
+            for merchant, answer in zip(merchants, answers, strict=True):
+                if not answer.cached and not answer.skipped:
+                    record_call(session, merchant=merchant, operation="search", ok=answer.ok,
+                                latency_ms=answer.latency_ms, dropped=answer.dropped)
+                dropped += answer.dropped
+                fresh = []
+                for product in answer.products:
+                    if rejection_reason(product, market):
+                        dropped += 1
+                        continue
+                    fresh.append(product_row(merchant_id=merchant.id or 0, product=product))
+                if fresh and not answer.cached:
+                    # Kept as a cache for checkout; the local index never lists live merchants.
+                    upsert_rows(session=session, merchant=merchant, rows=fresh, reindex=False)
+                rows.extend((CatalogProduct(**row), merchant) for row in fresh)
+        index = CatalogIndex(rows)
+        ranked = index.search(request)
+        for item in ranked:
+            merchant_id = next(m.id for m in merchants if m.slug == item.product.merchant_slug)
+            item.score -= FLAKY_PENALTY * error_rates.get(merchant_id or 0, 0.0)
+        with self._lock:
+            for shown in index.products:
+                self._recent[shown.ref] = shown
+                self._recent.move_to_end(shown.ref)
+            while len(self._recent) > RECENT_LIVE:
+                self._recent.popitem(last=False)
+        return ranked, dropped
+
+
+def _error_rates(session: Session, merchant_ids: list[int]) -> dict[int, float]:
+    """Each merchant's share of failed calls among its recent ones."""
+    rates = {}
+    for merchant_id in merchant_ids:
+        recent = select(MerchantCall.ok).where(MerchantCall.merchant_id == merchant_id) \
+            .order_by(col(MerchantCall.id).desc()).limit(WINDOW).subquery()
+        failures = func.sum(case((recent.c.ok.is_(False), 1), else_=0))
+        total, failed = session.exec(select(func.count(), failures)).one()
+        if total:
+            rates[merchant_id] = float(failed or 0) / total
+    return rates
