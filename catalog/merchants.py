@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -32,14 +32,21 @@ from core.errors import FeedError, InvalidInput
 from core.markets import Market, get_market
 
 MAX_NAME_CHARS = 200
+PROGRESS_EVERY = 5000  # rows between progress reports of a long import
 
 
 def add_merchant_from_feed(*, engine: Engine, name: str, market: str, feed: Path,
                            slug: str | None = None, base_url: str | None = None,
-                           replace: bool = False) -> tuple[Merchant, FeedReport]:
+                           replace: bool = False, source: str | None = None,
+                           refresh_seconds: int | None = None, etag: str | None = None,
+                           last_modified: str | None = None,
+                           on_rows: Callable[[int], None] | None = None
+                           ) -> tuple[Merchant, FeedReport]:
     """Register a merchant and import its feed; nothing is stored if the feed is unusable.
 
     With `replace`, an existing merchant of the same slug gets its catalog swapped instead.
+    `source` is where the feed comes from when `feed` is a downloaded copy (its URL), with
+    the `etag` / `last_modified` of that download and how often to fetch it again.
 
     Raises:
         InvalidInput: bad name or market, slug taken (without `replace`).
@@ -61,11 +68,14 @@ def add_merchant_from_feed(*, engine: Engine, name: str, market: str, feed: Path
             raise InvalidInput(f"merchant {slug!r} already exists")
         if merchant is None:
             merchant = create_merchant(session=session, merchant_in=MerchantCreate(
-                slug=slug, name=name, market=m.code, feed_source=str(feed)))
+                slug=slug, name=name, market=m.code, feed_source=source or str(feed),
+                refresh_seconds=refresh_seconds))
         else:
-            merchant.feed_source = str(feed)
+            merchant.feed_source = source or str(feed)
+            merchant.refresh_seconds = refresh_seconds or merchant.refresh_seconds
+        merchant.feed_etag, merchant.feed_last_modified = etag, last_modified
         report = import_feed(session=session, merchant=merchant, path=feed, market=m,
-                             base_url=base_url)
+                             base_url=base_url, on_rows=on_rows)
     return merchant, report
 
 
@@ -79,7 +89,8 @@ def rejection_reason(product: Product, market: Market) -> str | None:
 
 
 def import_feed(*, session: Session, merchant: Merchant, path: Path, market: Market,
-                base_url: str | None = None) -> FeedReport:
+                base_url: str | None = None,
+                on_rows: Callable[[int], None] | None = None) -> FeedReport:
     """Replace a merchant's catalog with a feed's valid products, in the caller's transaction.
 
     Rows that cannot be listed in the market (other currency, blocked category) are rejected
@@ -94,7 +105,9 @@ def import_feed(*, session: Session, merchant: Merchant, path: Path, market: Mar
     received_at = utcnow()
 
     def valid_rows() -> Iterator[ProductRow]:
-        for line, item in read_feed(path, base_url=base_url):
+        for count, (line, item) in enumerate(read_feed(path, base_url=base_url), start=1):
+            if on_rows is not None and count % PROGRESS_EVERY == 0:
+                on_rows(count)
             if isinstance(item, RowError):
                 report.add_error(item)
             elif item.id in seen:

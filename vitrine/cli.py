@@ -10,6 +10,7 @@ from pathlib import Path
 from core.errors import VitrineError
 from core.markets import get_market
 from core.settings import get_settings
+from vitrine.cli_merchants import add_parsers as add_merchant_parsers
 from vitrine.runtime import Runtime
 
 
@@ -73,46 +74,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             for card in rec.cards:
                 print(f"  {card.position}. {card.title} — {card.price_text} ({card.merchant})")
                 print(f"     {card.reason}")
-    return 0
-
-
-def cmd_merchants_add(args: argparse.Namespace) -> int:
-    from catalog.merchants import add_merchant_from_feed
-
-    runtime = _runtime()
-    merchant, report = add_merchant_from_feed(
-        engine=runtime.engine, name=args.name, market=args.market, feed=Path(args.feed),
-        slug=args.slug, base_url=args.base_url, replace=args.replace)
-    if args.json:
-        print(json.dumps({"merchant": merchant.slug, "market": merchant.market,
-                          **report.as_dict()}, ensure_ascii=False))
-    else:
-        print(f"{merchant.slug}: imported {report.imported} products, "
-              f"rejected {report.rejected} rows")
-        for error in report.errors[:20]:
-            print(f"  line {error.line}: {error.reason}")
-        if report.rejected > 20:
-            print(f"  ... and {report.rejected - 20} more")
-    return 0
-
-
-def cmd_merchants_list(args: argparse.Namespace) -> int:
-    from sqlmodel import Session
-
-    from catalog.store import list_merchants
-
-    runtime = _runtime()
-    with Session(runtime.engine) as session:
-        merchants = list_merchants(session=session, market=args.market)
-    rows = [{"id": m.slug, "name": m.name, "market": m.market, "products": m.product_count,
-             "feed": m.feed_source,
-             "synced_at": m.synced_at.isoformat() if m.synced_at else None}
-            for m in merchants]
-    if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
-    else:
-        for row in rows:
-            print(f"{row['id']:24} {row['market']}  {row['products']:>6} products  {row['name']}")
     return 0
 
 
@@ -199,21 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_recommend)
 
-    merchants = sub.add_parser("merchants", help="register and list merchants")
-    msub = merchants.add_subparsers(dest="merchants_command", required=True)
-    add = msub.add_parser("add", help="register a merchant and import its feed")
-    add.add_argument("name")
-    add.add_argument("--market", required=True)
-    add.add_argument("--feed", required=True)
-    add.add_argument("--slug")
-    add.add_argument("--base-url", help="resolve site-relative links in the feed against it")
-    add.add_argument("--replace", action="store_true", help="re-import an existing merchant")
-    add.add_argument("--json", action="store_true")
-    add.set_defaults(func=cmd_merchants_add)
-    lst = msub.add_parser("list", help="list merchants")
-    lst.add_argument("--market")
-    lst.add_argument("--json", action="store_true")
-    lst.set_defaults(func=cmd_merchants_list)
+    add_merchant_parsers(sub)
 
     sandbox = sub.add_parser("sandbox", help="the development payment provider")
     ssub = sandbox.add_subparsers(dest="sandbox_command", required=True)

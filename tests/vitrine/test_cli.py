@@ -151,3 +151,47 @@ def test_recommend_without_a_request_shows_no_cards_and_says_what_to_ask(db, cap
     code, out, _ = run(capsys, "recommend", text, "--market", "US", "--json")
     result = json.loads(out)
     assert code == 0 and result["cards"] == [] and "For example" in result["reply"]
+
+
+def test_merchants_add_a_feed_url_with_refresh_then_sync_and_remove(db, capsys):
+    from tests.feed_server import running_feed_server
+
+    tsv = (b"id\ttitle\tprice\tlink\n1\tCaneca Azul\t10.00 BRL\thttps://x.example/1\n"
+           b"2\tCaneca Verde\t12.00 BRL\thttps://x.example/2\n")
+    with running_feed_server() as feeds:
+        feeds.publish("/catalog.tsv", tsv, {"Content-Type": "text/tab-separated-values"})
+        code, out, _ = run(capsys, "merchants", "add", "Loja URL", "--market", "BR",
+                           "--feed", feeds.url("/catalog.tsv"), "--refresh", "1h", "--json")
+        assert code == 0 and json.loads(out)["imported"] == 2
+        code, out, _ = run(capsys, "merchants", "sync", "loja-url", "--json")
+        assert code == 0 and json.loads(out)["status"] == "not_modified"
+        feeds.publish("/catalog.tsv", tsv.replace(b"Verde", b"Rosa"))
+        code, out, _ = run(capsys, "merchants", "sync", "--all", "--json")
+        assert code == 0 and json.loads(out)["imported"] == 2
+        _, out, _ = run(capsys, "merchants", "list", "--json")
+        [row] = json.loads(out)
+        assert row["refresh_seconds"] == 3600 and row["feed"] == feeds.url("/catalog.tsv")
+        feeds.publish("/catalog.tsv", b"", status=500, etag=False)
+        code, _, err = run(capsys, "merchants", "sync", "loja-url")
+        assert code == 1 and "500" in err
+    code, out, _ = run(capsys, "merchants", "check", "loja-url")
+    assert code == 1 and '"degraded"' in out
+    code, out, _ = run(capsys, "merchants", "remove", "loja-url")
+    assert code == 0 and "2 products" in out
+    _, out, _ = run(capsys, "merchants", "list", "--json")
+    assert json.loads(out) == []
+
+
+@pytest.mark.parametrize("argv, reason", [
+    (["merchants", "add", "X", "--market", "BR", "--feed", "f.jsonl", "--refresh", "1h"],
+     "feed URL"),
+    (["merchants", "add", "X", "--market", "BR", "--feed", "https://x.example/f.jsonl",
+      "--refresh", "soon"], "refresh interval"),
+    (["merchants", "add", "X", "--market", "BR", "--feed", "ftp://x.example/f.jsonl"],
+     "ftp"),
+    (["merchants", "sync"], "--all"),
+    (["merchants", "remove", "nobody"], "unknown merchant"),
+])
+def test_merchant_command_errors_are_one_line(db, capsys, argv, reason):
+    code, out, err = run(capsys, *argv)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and reason in err, err

@@ -1,0 +1,100 @@
+"""Syncing a merchant's feed: fetch it if it changed, import it in one transaction, record how.
+
+A feed URL is fetched with conditional requests (ETag / If-Modified-Since); an unchanged feed
+costs one 304. Whatever happens, the merchant's last error is recorded so its health says
+why a sync failed, and the previous catalog stays in place.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from adapters.feed import FeedReport
+from adapters.feed_source import FeedFetcher, is_due
+from catalog.merchants import import_feed
+from catalog.models import Merchant, MerchantKind
+from catalog.store import get_merchant
+from core.db import session_scope, utcnow
+from core.errors import FeedError, InvalidInput
+from core.markets import get_market
+
+
+@dataclass
+class SyncResult:
+    merchant: str
+    status: str  # imported | not_modified | failed
+    report: FeedReport | None = None
+    error: str | None = None
+    downloaded_bytes: int = 0
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(("https://", "http://"))
+
+
+def sync_due(merchant: Merchant) -> bool:
+    """Whether a feed merchant's refresh interval has passed since its last sync."""
+    refresh = timedelta(seconds=merchant.refresh_seconds) if merchant.refresh_seconds else None
+    synced = merchant.synced_at
+    if synced is not None and synced.tzinfo is None:
+        synced = synced.replace(tzinfo=utcnow().tzinfo)
+    return is_due(synced, refresh, utcnow())
+
+
+async def sync_merchant(*, engine: Engine, slug: str, client: httpx.AsyncClient,
+                        base_url: str | None = None,
+                        on_rows: Callable[[int], None] | None = None) -> SyncResult:
+    """Fetch (if changed) and import one feed merchant's catalog.
+
+    Raises:
+        NotFound: no such merchant.
+        InvalidInput: the merchant has no feed.
+    """
+    with Session(engine) as session:
+        merchant = get_merchant(session=session, slug=slug)
+    if merchant.kind != MerchantKind.FEED or not merchant.feed_source:
+        raise InvalidInput(f"merchant {slug!r} has no feed to sync ({merchant.kind})")
+    source = merchant.feed_source
+    with tempfile.TemporaryDirectory(prefix="vitrine-feed-") as workdir:
+        try:
+            etag, last_modified, size = merchant.feed_etag, merchant.feed_last_modified, 0
+            if is_url(source):
+                fetched = await FeedFetcher(client).fetch(
+                    source, directory=Path(workdir), etag=etag, last_modified=last_modified)
+                if fetched.status == "not_modified" or fetched.path is None:
+                    _finish(engine, slug, error=None, touch=True)
+                    return SyncResult(slug, "not_modified")
+                path, etag, last_modified, size = (fetched.path, fetched.etag,
+                                                   fetched.last_modified, fetched.bytes)
+            else:
+                path = Path(source)
+                if not path.is_file():
+                    raise FeedError(f"feed file not found: {source}")
+            with session_scope(engine) as session:
+                current = get_merchant(session=session, slug=slug)
+                report = import_feed(session=session, merchant=current, path=path,
+                                     market=get_market(current.market), base_url=base_url,
+                                     on_rows=on_rows)
+                current.feed_etag, current.feed_last_modified = etag, last_modified
+                current.last_error = None
+            return SyncResult(slug, "imported", report=report, downloaded_bytes=size)
+        except FeedError as exc:
+            _finish(engine, slug, error=exc.reason, touch=False)
+            return SyncResult(slug, "failed", error=exc.reason)
+
+
+def _finish(engine: Engine, slug: str, *, error: str | None, touch: bool) -> None:
+    with session_scope(engine) as session:
+        merchant = get_merchant(session=session, slug=slug)
+        merchant.last_error = error
+        if touch:
+            merchant.synced_at = utcnow()
+        session.add(merchant)
