@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-import anyio
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 from sqlalchemy import case
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
@@ -35,9 +37,41 @@ from catalog.store import product_row, upsert_rows
 from core.db import session_scope
 from core.markets import get_market
 
+T = TypeVar("T")
 FLAKY_PENALTY = 1.5  # score lost by a merchant that failed every recent call
 LIVE_LIMIT = 20  # products asked of each live merchant
 RECENT_LIVE = 5000  # live products remembered for "more like this" and buying
+
+
+class LiveLoop:
+    """One long-lived event loop, on its own thread, for every call to live merchants.
+
+    Searches come from worker threads; running each fan-out on a fresh loop would throw away
+    the HTTP connections to merchants every time. Started on first use.
+    """
+
+    def __init__(self) -> None:
+        self._portal: BlockingPortal | None = None
+        self._context: AbstractContextManager[BlockingPortal] | None = None
+        self._lock = threading.Lock()
+
+    def call(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
+        with self._lock:
+            if self._portal is None:
+                self._context = start_blocking_portal()
+                self._portal = self._context.__enter__()
+            portal = self._portal
+        return portal.call(func, *args)
+
+    @property
+    def started(self) -> bool:
+        return self._portal is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._context is not None:
+                self._context.__exit__(None, None, None)
+            self._portal = self._context = None
 
 
 @dataclass
@@ -57,6 +91,7 @@ class FederatedSearch:
         self.local = local
         self.adapter_for = adapter_for
         self.federation = federation or Federation()
+        self.loop = LiveLoop()
         self._recent: OrderedDict[str, IndexedProduct] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -86,7 +121,7 @@ class FederatedSearch:
                                    currency=request.currency, intent=request.text or None),
             price_min=request.budget_min, price_max=request.budget_max, limit=LIVE_LIMIT)
         adapters = [self.adapter_for(m) for m in live]
-        answers = anyio.run(self.federation.search, adapters, query)
+        answers = self.loop.call(self.federation.search, adapters, query)
         ranked, dropped = self._rank_live(live, answers, wide, error_rates)
         merged = sorted(local + ranked, key=lambda r: (-r.score, r.product.price_amount,
                                                         r.product.ref))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -40,8 +40,10 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def runtime(settings: Settings) -> Runtime:
-    return build_runtime(settings)
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    runtime = build_runtime(settings)
+    yield runtime
+    runtime.close()
 
 
 @pytest.fixture
@@ -52,6 +54,9 @@ def demo_runtime(runtime: Runtime) -> Runtime:
 
 @pytest.fixture
 async def client(demo_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(demo_runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+    app = create_app(demo_runtime)
+    transport = httpx.ASGITransport(app=app)
+    # httpx's ASGI transport sends no lifespan events: run the app's lifespan around it.
+    async with app.router.lifespan_context(app), \
+            httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c

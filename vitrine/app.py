@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from bot.channels import web
+from bot.channels.mcp import build_vitrine_mcp_app
 from catalog import api as merchants_api
+from catalog.ucp_server import build_merchant_mcp_app
 from checkout import sandbox_page, webhooks
 from core.errors import InvalidInput, NotFound, SignatureError, VitrineError
+from core.markets import get_market
 from ops import api as ops_api
 from vitrine.runtime import DEMO_DIR, Runtime, build_runtime
 
@@ -26,8 +33,19 @@ def _error(status: int, code: str, reason: str) -> JSONResponse:
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
     """Build the FastAPI app around a runtime (one is built from settings if not given)."""
-    app = FastAPI(title="Vitrine", version="0.1.0")
-    app.state.runtime = runtime or build_runtime()
+    runtime = runtime or build_runtime()
+    merchant_mcp = build_merchant_mcp_app(runtime.engine)
+    vitrine_mcp = build_vitrine_mcp_app(lambda text, market, limit: runtime.assistant.recommend(
+        text, market=get_market(market), limit=limit).as_dict())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with merchant_mcp.lifespan(), vitrine_mcp.lifespan():
+            yield
+        await anyio.to_thread.run_sync(runtime.close)
+
+    app = FastAPI(title="Vitrine", version="0.1.0", lifespan=lifespan)
+    app.state.runtime = runtime
 
     app.include_router(web.router)
     app.include_router(webhooks.router)
@@ -35,6 +53,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(ops_api.router)
     app.include_router(merchants_api.router)
     app.mount("/media/demo", StaticFiles(directory=DEMO_DIR / "media"), name="demo-media")
+    app.mount("/mcp/merchants", merchant_mcp.app)
+    # An exact route: `/mcp` must not redirect to `/mcp/`, MCP clients do not follow it.
+    app.router.routes.append(Route("/mcp", vitrine_mcp.app))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -11,7 +11,7 @@ from core.errors import VitrineError
 from core.markets import get_market
 from core.settings import get_settings
 from vitrine.cli_merchants import add_parsers as add_merchant_parsers
-from vitrine.runtime import Runtime
+from vitrine.runtime import Runtime, close_all
 
 
 def _runtime() -> Runtime:
@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        close_all()
 
 
 if __name__ == "__main__":

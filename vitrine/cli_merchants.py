@@ -94,7 +94,7 @@ def _add_mcp(runtime: Runtime, args: argparse.Namespace) -> int:
     slug = args.slug or slugify(args.name)
     merchant_in = MerchantCreate(name=args.name, slug=slug, market=args.market.upper(),
                                  kind=MerchantKind.MCP, mcp_url=args.mcp)
-    report = anyio.run(_conformance, runtime, merchant_in)
+    report = runtime.call_live(_conformance, runtime, merchant_in)
     if not report.ok and not args.force:
         print(report.as_text(), file=sys.stderr)
         raise InvalidInput(f"{args.mcp} failed the UCP conformance check (see above; "
@@ -181,7 +181,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     with Session(runtime.engine) as session:
         merchant = get_merchant(session=session, slug=args.name)
     if merchant.kind == MerchantKind.MCP:
-        report = anyio.run(_conformance, runtime, MerchantCreate(
+        report = runtime.call_live(_conformance, runtime, MerchantCreate(
             name=merchant.name, slug=merchant.slug, market=merchant.market,
             kind=merchant.kind, mcp_url=merchant.mcp_url))
         print(report.as_text())

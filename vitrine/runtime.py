@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import httpx2
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 from adapters.feed import FeedReport
+from adapters.ucp_mcp import HTTP_TIMEOUT, UcpMcpAdapter
 from bot.conversation import Assistant
 from bot.intent import RuleIntentParser
 from catalog.federation import CircuitBreaker, Federation, ResultCache
@@ -24,6 +29,8 @@ from checkout.rails.sandbox import SandboxRail
 from core.db import make_engine
 from core.settings import Settings, get_settings
 
+T = TypeVar("T")
+_RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
 DEMO_DIR = Path(__file__).resolve().parent.parent / "catalog" / "demo"
 
 
@@ -48,7 +55,7 @@ def build_rails(settings: Settings) -> dict[str, PaymentRail]:
     }
 
 
-@dataclass
+@dataclass(eq=False)
 class Runtime:
     settings: Settings
     engine: Engine
@@ -56,9 +63,30 @@ class Runtime:
     federated: FederatedSearch
     assistant: Assistant
     rails: dict[str, PaymentRail]
+    mcp_http: httpx2.AsyncClient  # one client for every live merchant's MCP server
+
+    def adapter_for_url(self, merchant: str, url: str) -> UcpMcpAdapter:
+        """The UCP MCP adapter of a live merchant."""
+        return UcpMcpAdapter(merchant=merchant, url=url,
+                             agent_profile=self.settings.ucp_agent_profile,
+                             http_client=self.mcp_http)
+
+    def adapter_for(self, merchant: Merchant) -> UcpMcpAdapter:
+        return self.adapter_for_url(merchant.slug, merchant.mcp_url or "")
+
+    def close(self) -> None:
+        """Close live merchants' connections and stop their event loop."""
+        if self.federated.loop.started:
+            self.federated.loop.call(self.mcp_http.aclose)
+        self.federated.loop.close()
+
+    def call_live(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
+        """Run a coroutine function against live merchants, on their event loop."""
+        return self.federated.loop.call(func, *args)
 
 
-def build_runtime(settings: Settings | None = None) -> Runtime:
+def build_runtime(settings: Settings | None = None, *,
+                  mcp_http: httpx2.AsyncClient | None = None) -> Runtime:
     """Connect to the database, create tables, and build the services."""
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)
@@ -73,8 +101,18 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     rails = build_rails(settings)
     assistant = Assistant(engine=engine, search=federated, parser=RuleIntentParser(),
                           rails=rails, settings=settings)
-    return Runtime(settings=settings, engine=engine, search=search, federated=federated,
-                   assistant=assistant, rails=rails)
+    runtime = Runtime(settings=settings, engine=engine, search=search, federated=federated,
+                      assistant=assistant, rails=rails,
+                      mcp_http=mcp_http or httpx2.AsyncClient(timeout=HTTP_TIMEOUT))
+    federated.adapter_for = runtime.adapter_for
+    _RUNTIMES.add(runtime)
+    return runtime
+
+
+def close_all() -> None:
+    """Close every runtime this process built (the command line calls it on exit)."""
+    for runtime in list(_RUNTIMES):
+        runtime.close()
 
 
 def has_merchants(engine: Engine) -> bool:

@@ -195,3 +195,43 @@ def test_merchants_add_a_feed_url_with_refresh_then_sync_and_remove(db, capsys):
 def test_merchant_command_errors_are_one_line(db, capsys, argv, reason):
     code, out, err = run(capsys, *argv)
     assert code != 0 and len(err.strip().splitlines()) == 1 and reason in err, err
+
+
+def test_an_mcp_merchant_registered_from_the_cli_is_recommended_live(db, capsys):
+    from tests.fake_ucp_server import FakeUcpServer
+    from tests.loopback import serve
+
+    shop = FakeUcpServer()
+    with serve(shop.app) as base:
+        code, out, err = run(capsys, "merchants", "add", "Fake Shop", "--market", "US",
+                             "--mcp", f"{base}/mcp")
+        assert code == 0, err
+        assert "registered" in out and "PASS" in out.upper()
+        code, out, _ = run(capsys, "recommend", "copper watering can", "--market", "US",
+                           "--json")
+        result = json.loads(out)
+        card = result["cards"][0]
+        assert (card["product_id"], card["merchant"]) == ("WCAN", "Fake Shop")
+        assert card["price"] == {"amount": 4500, "currency": "USD"}
+        searches = shop.calls("search_catalog")
+        assert searches and searches[-1]["meta"]["ucp-agent"]["profile"]
+        assert searches[-1]["catalog"]["context"]["address_country"] == "US"
+
+        shop.mode = "hanging"
+        code, out, _ = run(capsys, "recommend", "copper watering can", "--market", "US",
+                           "--json")
+        result = json.loads(out)
+        assert any("Fake Shop" in note for note in result["notes"])
+        assert all(c["merchant"] != "Fake Shop" for c in result["cards"])
+
+
+def test_an_mcp_server_that_fails_conformance_is_not_registered(db, capsys):
+    from tests.fake_ucp_server import FakeUcpServer
+    from tests.loopback import serve
+
+    with serve(FakeUcpServer(mode="erroring").app) as base:
+        code, out, err = run(capsys, "merchants", "add", "Bad Shop", "--market", "US",
+                             "--mcp", f"{base}/mcp")
+    assert code == 1 and "conformance" in err
+    _, out, _ = run(capsys, "merchants", "list", "--json")
+    assert json.loads(out) == []
