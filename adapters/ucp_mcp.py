@@ -295,6 +295,11 @@ class ConformanceReport:
         self.checks.append(Check(name, passed, detail))
         return passed
 
+    def as_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "merchant": self.merchant, "url": self.url,
+                "checks": [c._asdict() for c in self.checks], "latency_ms": self.latency_ms,
+                "products_seen": self.products_seen, "dropped": self.dropped}
+
     def as_text(self) -> str:
         """The report as lines of plain text, one per check."""
         lines = [f"UCP MCP conformance of {self.merchant} ({self.url}): "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
@@ -15,11 +15,11 @@ from catalog.health import MerchantHealth, merchant_health
 from catalog.merchants import (
     api_key_matches,
     delete_products,
-    register_merchant,
     upsert_products,
 )
-from catalog.models import Merchant, MerchantCreate, MerchantKind, MerchantPublic
-from catalog.store import get_merchant, slugify
+from catalog.models import Merchant, MerchantKind, MerchantPublic
+from catalog.onboarding import ConformanceFailed, Onboarding
+from catalog.store import get_merchant
 from core.auth import bearer, require_bearer
 from core.db import session_scope
 from core.errors import InvalidInput, SignatureError
@@ -41,6 +41,8 @@ class Registered(BaseModel):
     merchant: MerchantPublic
     api_key: str
     api_key_note: str = "shown once: store it now, Vitrine keeps only its hash"
+    feed: dict[str, Any] | None = None  # the first import: products, rejected rows, reasons
+    conformance: dict[str, Any] | None = None  # the MCP server's check, step by step
 
 
 def _runtime(request: Request):
@@ -62,19 +64,31 @@ def _merchant_for_key(session: Session, slug: str, authorization: str | None) ->
 
 @router.post("", status_code=201, response_model=Registered,
              dependencies=[Depends(require_admin)])
-def register(body: MerchantRegistration, request: Request) -> Registered:
-    """Register a merchant; its API key is in the answer and nowhere else."""
-    if body.kind == MerchantKind.FEED and not (body.feed_url or "").startswith(("https://",
-                                                                                 "http://")):
-        raise InvalidInput("a feed merchant registered over the API needs feed_url, an "
-                           "http(s) URL")
-    merchant_in = MerchantCreate(
-        name=body.name, market=body.market.upper(), slug=body.slug or slugify(body.name),
-        kind=body.kind, feed_source=body.feed_url, mcp_url=body.mcp_url)
-    with session_scope(_runtime(request).engine) as session:
-        merchant, key = register_merchant(session=session, merchant_in=merchant_in)
-        public = MerchantPublic.model_validate(merchant, from_attributes=True)
-    return Registered(merchant=public, api_key=key)
+def register(body: MerchantRegistration, request: Request) -> Registered | JSONResponse:
+    """Register a merchant after checking its catalog; the API key is shown only here."""
+    onboarding: Onboarding = _runtime(request).onboarding
+    if body.kind == MerchantKind.FEED:
+        # A path would read the server's own files: over the API, feeds come by URL.
+        if not (body.feed_url or "").startswith(("https://", "http://")):
+            raise InvalidInput("a feed merchant registered over the API needs feed_url, an "
+                               "http(s) URL")
+        done = onboarding.feed(name=body.name, market=body.market, source=body.feed_url or "",
+                               slug=body.slug, refresh=body.refresh)
+    elif body.kind == MerchantKind.MCP:
+        try:
+            done = onboarding.mcp(name=body.name, market=body.market, url=body.mcp_url or "",
+                                  slug=body.slug)
+        except ConformanceFailed as exc:
+            return JSONResponse({"error": "conformance_failed", "reason": exc.reason,
+                                 "conformance": exc.report.as_dict(),
+                                 "report": exc.report.as_text()}, status_code=422)
+    else:
+        done = onboarding.push(name=body.name, market=body.market, slug=body.slug)
+    return Registered(
+        merchant=MerchantPublic.model_validate(done.merchant, from_attributes=True),
+        api_key=done.api_key,
+        feed=done.feed_report.as_dict() if done.feed_report else None,
+        conformance=done.conformance.as_dict() if done.conformance else None)
 
 
 @router.get("/{slug}/health", response_model=MerchantHealth)

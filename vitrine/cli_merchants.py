@@ -5,23 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import anyio
 import httpx
 from sqlmodel import Session
 
 from adapters.feed import FeedReport
-from adapters.feed_source import FeedFetcher, parse_refresh
-from catalog.merchants import add_merchant_from_feed, register_merchant, remove_merchant
-from catalog.models import MerchantCreate, MerchantKind
-from catalog.store import get_merchant, list_merchants, slugify
-from catalog.sync import is_url, sync_due, sync_merchant
+from catalog.merchants import remove_merchant
+from catalog.models import MerchantKind
+from catalog.onboarding import ConformanceFailed
+from catalog.store import get_merchant, list_merchants
+from catalog.sync import sync_due, sync_merchant
 from core.db import session_scope
 from core.errors import InvalidInput
-from vitrine.runtime import Runtime, build_runtime
+from vitrine.runtime import build_runtime
 
 
 class RowProgress:
@@ -62,63 +60,37 @@ def _http_client() -> httpx.AsyncClient:
 def cmd_add(args: argparse.Namespace) -> int:
     runtime = build_runtime()
     if args.mcp:
-        return _add_mcp(runtime, args)
+        try:
+            done = runtime.onboarding.mcp(name=args.name, market=args.market, url=args.mcp,
+                                          slug=args.slug, force=args.force)
+        except ConformanceFailed as exc:
+            print(exc.report.as_text(), file=sys.stderr)
+            raise InvalidInput(f"{exc.reason} (see above; --force registers it anyway)") from None
+        if args.json:
+            print(json.dumps({"merchant": done.merchant.slug, "market": done.merchant.market,
+                              "kind": "mcp", "api_key": done.api_key,
+                              "conformance_ok": bool(done.conformance and done.conformance.ok)}))
+        else:
+            print(done.conformance.as_text() if done.conformance else "")
+            print(f"{done.merchant.slug}: registered, searched live at {args.mcp}")
+            print(f"API key (shown once): {done.api_key}")
+        return 0
     if not args.feed:
         raise InvalidInput("give --feed PATH_OR_URL or --mcp URL")
-    refresh = int(parse_refresh(args.refresh).total_seconds()) if args.refresh else None
     progress = RowProgress(args.name)
-    with tempfile.TemporaryDirectory(prefix="vitrine-feed-") as workdir:
-        feed, etag, last_modified = Path(args.feed), None, None
-        if is_url(args.feed):
-            async def download():
-                async with _http_client() as client:
-                    return await FeedFetcher(client).fetch(args.feed, directory=Path(workdir))
-            fetched = anyio.run(download)
-            assert fetched.path is not None  # a first fetch has no validators: never a 304
-            feed, etag, last_modified = fetched.path, fetched.etag, fetched.last_modified
-        elif refresh:
-            raise InvalidInput("--refresh needs a feed URL: a local file is synced on demand")
-        try:
-            merchant, report = add_merchant_from_feed(
-                engine=runtime.engine, name=args.name, market=args.market, feed=feed,
-                slug=args.slug, replace=args.replace, source=args.feed, refresh_seconds=refresh,
-                etag=etag, last_modified=last_modified, on_rows=progress,
-                base_url=args.base_url or (args.feed if is_url(args.feed) else None))
-        finally:
-            progress.done()
-    _print_report(merchant.slug, report, args.json, market=merchant.market, kind="feed")
+    try:
+        done = runtime.onboarding.feed(name=args.name, market=args.market, source=args.feed,
+                                       slug=args.slug, refresh=args.refresh,
+                                       base_url=args.base_url, replace=args.replace,
+                                       on_rows=progress)
+    finally:
+        progress.done()
+    assert done.feed_report is not None
+    _print_report(done.merchant.slug, done.feed_report, args.json,
+                  market=done.merchant.market, kind="feed", api_key=done.api_key)
+    if not args.json:
+        print(f"API key (shown once): {done.api_key}")
     return 0
-
-
-def _add_mcp(runtime: Runtime, args: argparse.Namespace) -> int:
-    slug = args.slug or slugify(args.name)
-    merchant_in = MerchantCreate(name=args.name, slug=slug, market=args.market.upper(),
-                                 kind=MerchantKind.MCP, mcp_url=args.mcp)
-    report = runtime.call_live(_conformance, runtime, merchant_in)
-    if not report.ok and not args.force:
-        print(report.as_text(), file=sys.stderr)
-        raise InvalidInput(f"{args.mcp} failed the UCP conformance check (see above; "
-                           "--force registers it anyway)")
-    with session_scope(runtime.engine) as session:
-        merchant, _ = register_merchant(session=session, merchant_in=merchant_in)
-    if args.json:
-        print(json.dumps({"merchant": merchant.slug, "market": merchant.market, "kind": "mcp",
-                          "conformance_ok": report.ok}))
-    else:
-        print(report.as_text())
-        print(f"{merchant.slug}: registered, searched live at {args.mcp}")
-    return 0
-
-
-async def _conformance(runtime: Runtime, merchant_in: MerchantCreate):
-    from adapters.base import ShopperContext
-    from adapters.ucp_mcp import check_conformance
-    from core.markets import get_market
-
-    market = get_market(merchant_in.market)
-    adapter = runtime.adapter_for_url(merchant_in.slug, merchant_in.mcp_url or "")
-    return await check_conformance(adapter, context=ShopperContext(
-        country=market.code, language=market.language, currency=market.currency))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -181,9 +153,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     with Session(runtime.engine) as session:
         merchant = get_merchant(session=session, slug=args.name)
     if merchant.kind == MerchantKind.MCP:
-        report = runtime.call_live(_conformance, runtime, MerchantCreate(
-            name=merchant.name, slug=merchant.slug, market=merchant.market,
-            kind=merchant.kind, mcp_url=merchant.mcp_url))
+        report = runtime.onboarding.conformance(merchant.slug, merchant.mcp_url or "",
+                                                market=merchant.market)
         print(report.as_text())
         return 0 if report.ok else 1
     from catalog.health import merchant_health

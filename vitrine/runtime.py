@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,6 +21,7 @@ from catalog.federation import CircuitBreaker, Federation, ResultCache
 from catalog.live import FederatedSearch
 from catalog.merchants import add_merchant_from_feed
 from catalog.models import Merchant
+from catalog.onboarding import Onboarding
 from catalog.search import CatalogSearch
 from checkout.rails import PaymentRail
 from checkout.rails.cod import CashOnDeliveryRail
@@ -64,6 +65,7 @@ class Runtime:
     assistant: Assistant
     rails: dict[str, PaymentRail]
     mcp_http: httpx2.AsyncClient  # one client for every live merchant's MCP server
+    onboarding: Onboarding = field(init=False)
 
     def adapter_for_url(self, merchant: str, url: str) -> UcpMcpAdapter:
         """The UCP MCP adapter of a live merchant."""
@@ -105,6 +107,8 @@ def build_runtime(settings: Settings | None = None, *,
                       assistant=assistant, rails=rails,
                       mcp_http=mcp_http or httpx2.AsyncClient(timeout=HTTP_TIMEOUT))
     federated.adapter_for = runtime.adapter_for
+    runtime.onboarding = Onboarding(engine=engine, run_live=runtime.call_live,
+                                    adapter_for_url=runtime.adapter_for_url)
     _RUNTIMES.add(runtime)
     return runtime
 

@@ -144,3 +144,37 @@ async def test_health_is_for_the_admin_or_the_merchant(client):
                              headers={"Authorization": f"Bearer {ADMIN}"})
     assert admin.status_code == 200
     assert (await client.get("/api/merchants/loja-push/health")).status_code == 401
+
+
+async def test_a_feed_merchant_registers_with_its_first_import(client):
+    from tests.feed_server import running_feed_server
+
+    tsv = b"id\ttitle\tprice\tlink\n1\tCaneca\t10.00 BRL\thttps://x.example/1\n2\tX\tfree\t\n"
+    with running_feed_server() as feeds:
+        feeds.publish("/catalog.tsv", tsv, {"Content-Type": "text/tab-separated-values"})
+        response = await register(client, name="Loja Feed", kind="feed",
+                                  feed_url=feeds.url("/catalog.tsv"), refresh="6h")
+        broken = await register(client, name="Loja Quebrada", kind="feed",
+                                feed_url=feeds.url("/missing.tsv"))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["feed"]["imported"] == 1 and body["feed"]["errors"][0]["line"] == 3
+    assert body["merchant"]["refresh_seconds"] == 6 * 3600
+    assert broken.status_code == 400 and "404" in broken.json()["reason"]
+
+
+async def test_an_mcp_merchant_registers_only_after_the_conformance_check(client):
+    from tests.fake_ucp_server import FakeUcpServer
+    from tests.loopback import serve
+
+    with serve(FakeUcpServer().app) as good, serve(FakeUcpServer(mode="invalid").app) as bad:
+        ok = await register(client, name="Live Shop", market="US", kind="mcp",
+                            mcp_url=f"{good}/mcp")
+        refused = await register(client, name="Bad Shop", market="US", kind="mcp",
+                                 mcp_url=f"{bad}/mcp")
+    assert ok.status_code == 201 and ok.json()["conformance"]["ok"] is True
+    assert refused.status_code == 422
+    assert refused.json()["error"] == "conformance_failed"
+    assert "FAIL" in refused.json()["report"]
+    assert (await client.get("/api/merchants/bad-shop/health",
+                             headers={"Authorization": f"Bearer {ADMIN}"})).status_code == 404
