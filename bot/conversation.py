@@ -113,7 +113,7 @@ class Assistant:
         if intent.is_empty():
             return Recommendation(query=text, market=market, intent=intent, request=request,
                                   cards=[], reply=help_message(intent.language, t).text)
-        found = self.search.search(request, language=intent.language)
+        found = self.search.search(request, language=intent.language, session=session)
         cards = build_cards(found.ranked, request, market, t)
         budget = Money(request.budget_max, market.currency) \
             if request.budget_max is not None else None
@@ -296,6 +296,7 @@ class Assistant:
 
     def _buy(self, session: Session, conv: Conversation, market: Market, merchant_slug: str,
              product_id: str, t: Translator) -> list[Message]:
+        self._recheck(session, merchant_slug, product_id)
         started = checkout.start_checkout(session=session, user_key=conv.user_key,
                                           conversation_id=conv.conversation_id, market=market,
                                           language=conv.language, merchant_slug=merchant_slug,
@@ -313,8 +314,13 @@ class Assistant:
             else None
         return [confirmation_message(order, market, t, price_changed_from=changed_from)]
 
+    def _recheck(self, session: Session, merchant_slug: str, product_id: str) -> None:
+        self.search.recheck(merchant_slug, product_id, session=session,
+                            max_age=timedelta(minutes=self.settings.price_max_age_minutes))
+
     def _confirm(self, session: Session, order: checkout.Order, market: Market,
                  t: Translator) -> list[Message]:
+        self._recheck(session, order.merchant_slug, order.product_id)
         result = checkout.confirm_order(session=session, order=order, rails=self.rails)
         if result.outcome == checkout.ConfirmOutcome.CONFIRMED and result.instructions:
             return [payment_message(order, result.instructions, market, t)]
@@ -353,7 +359,7 @@ class Assistant:
             text=product.title, soft_terms=[product.categories, product.title],
             tags=sorted(product.tags), exclude=set(conv.shown) | set(conv.excluded),
             limit=self.settings.default_card_limit)
-        found = self.search.search(request, language=conv.language)
+        found = self.search.search(request, language=conv.language, session=session)
         cards = build_cards(found.ranked, request, market, t)
         text = t.gettext("More like {title}:").format(title=product.title) if cards else \
             t.gettext("I have nothing else like {title} right now.").format(title=product.title)

@@ -9,10 +9,12 @@ them when they are old.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, timedelta
 from typing import TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -20,7 +22,7 @@ from sqlalchemy import case
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from adapters.base import CatalogAdapter, CatalogQuery, ShopperContext
+from adapters.base import AdapterResult, CatalogAdapter, CatalogQuery, ShopperContext
 from catalog.federation import Federation, LiveAnswer
 from catalog.health import WINDOW, record_call
 from catalog.merchants import rejection_reason
@@ -33,8 +35,9 @@ from catalog.search import (
     SearchRequest,
     diversify,
 )
-from catalog.store import product_row, upsert_rows
-from core.db import session_scope
+from catalog.store import find_merchant, product_row, upsert_rows
+from core.db import session_scope, utcnow
+from core.errors import AdapterError
 from core.markets import get_market
 
 T = TypeVar("T")
@@ -95,6 +98,58 @@ class FederatedSearch:
         self._recent: OrderedDict[str, IndexedProduct] = OrderedDict()
         self._lock = threading.Lock()
 
+    def recheck(self, merchant_slug: str, product_id: str, *, max_age: timedelta,
+                session: Session | None = None) -> None:
+        """Ask a live merchant again for a product whose cached price is older than `max_age`.
+
+        The cached row is replaced by the merchant's answer, or marked out of stock if the
+        merchant no longer has it; if the merchant cannot answer, the row is left as it was
+        and checkout decides with what it has (it re-prices from the row before charging).
+        Writes go into `session` when given (the caller's transaction), else into their own.
+        """
+        with Session(self.engine) as reader:
+            merchant = find_merchant(session=reader, slug=merchant_slug)
+            if merchant is None or merchant.kind != MerchantKind.MCP or self.adapter_for is None:
+                return
+            row = reader.exec(select(CatalogProduct).where(
+                CatalogProduct.merchant_id == merchant.id,
+                CatalogProduct.product_id == product_id)).first()
+            updated = row.updated_at if row is not None else None
+        if updated is not None:
+            updated = updated if updated.tzinfo else updated.replace(tzinfo=UTC)
+            if utcnow() - updated <= max_age:
+                return
+        market = get_market(merchant.market)
+        adapter = self.adapter_for(merchant)
+        context = ShopperContext(country=market.code, language=market.language,
+                                 currency=market.currency)
+        started = time.monotonic()
+
+        async def lookup() -> AdapterResult:
+            return await adapter.lookup([product_id], context=context,
+                                        deadline=time.monotonic() + self.federation.per_merchant_s)
+
+        try:
+            result = self.loop.call(lookup)
+        except AdapterError:
+            with self._writer(session) as writer:
+                record_call(writer, merchant=merchant, operation="lookup", ok=False,
+                            latency_ms=(time.monotonic() - started) * 1000)
+            return
+        with self._writer(session) as session:
+            record_call(session, merchant=merchant, operation="lookup", ok=True,
+                        latency_ms=(time.monotonic() - started) * 1000, dropped=result.dropped)
+            found = [p for p in result.products if p.id == product_id
+                     and not rejection_reason(p, market)]
+            if found:
+                upsert_rows(session=session, merchant=merchant, reindex=False,
+                            rows=[product_row(merchant_id=merchant.id or 0, product=found[0])])
+            elif row is not None:
+                stale = session.get(CatalogProduct, row.id)
+                if stale is not None:
+                    stale.in_stock = False
+                    session.add(stale)
+
     def product(self, market: str, ref: str) -> IndexedProduct | None:
         """A product shown recently, local or live, by its ref."""
         found = self.local.index(market).get(ref)
@@ -103,13 +158,24 @@ class FederatedSearch:
         with self._lock:
             return self._recent.get(ref)
 
-    def search(self, request: SearchRequest, *, language: str) -> FederatedResult:
+    @contextmanager
+    def _writer(self, session: Session | None) -> Iterator[Session]:
+        """The caller's transaction if there is one (SQLite allows one writer at a time, so a
+        second transaction would wait on the first), else a transaction of its own."""
+        if session is not None:
+            yield session
+            return
+        with session_scope(self.engine) as own:
+            yield own
+
+    def search(self, request: SearchRequest, *, language: str,
+               session: Session | None = None) -> FederatedResult:
         wide = SearchRequest(**{**request.__dict__, "limit": max(request.limit * 3, 10)})
         local = self.local.search(wide)
-        with Session(self.engine) as session:
-            live = list(session.exec(select(Merchant).where(
+        with Session(self.engine) as reader:
+            live = list(reader.exec(select(Merchant).where(
                 Merchant.market == request.market, Merchant.kind == MerchantKind.MCP)))
-            error_rates = _error_rates(session, [m.id for m in live if m.id is not None])
+            error_rates = _error_rates(reader, [m.id for m in live if m.id is not None])
         if not live:
             return FederatedResult(ranked=diversify(local, request.limit))
         if self.adapter_for is None:
@@ -122,7 +188,7 @@ class FederatedSearch:
             price_min=request.budget_min, price_max=request.budget_max, limit=LIVE_LIMIT)
         adapters = [self.adapter_for(m) for m in live]
         answers = self.loop.call(self.federation.search, adapters, query)
-        ranked, dropped = self._rank_live(live, answers, wide, error_rates)
+        ranked, dropped = self._rank_live(live, answers, wide, error_rates, session)
         merged = sorted(local + ranked, key=lambda r: (-r.score, r.product.price_amount,
                                                         r.product.ref))
         return FederatedResult(
@@ -130,15 +196,15 @@ class FederatedSearch:
             unanswered=[m.name for m, a in zip(live, answers, strict=True) if not a.ok])
 
     def _rank_live(self, merchants: list[Merchant], answers: list[LiveAnswer],
-                   request: SearchRequest, error_rates: dict[int, float]
-                   ) -> tuple[list[RankedProduct], int]:
+                   request: SearchRequest, error_rates: dict[int, float],
+                   session: Session | None) -> tuple[list[RankedProduct], int]:
         market = get_market(request.market)
         rows: list[tuple[CatalogProduct, Merchant]] = []
         dropped = 0
-        with session_scope(self.engine) as session:
+        with self._writer(session) as writer:
             for merchant, answer in zip(merchants, answers, strict=True):
                 if not answer.cached and not answer.skipped:
-                    record_call(session, merchant=merchant, operation="search", ok=answer.ok,
+                    record_call(writer, merchant=merchant, operation="search", ok=answer.ok,
                                 latency_ms=answer.latency_ms, dropped=answer.dropped)
                 dropped += answer.dropped
                 fresh = []
@@ -149,7 +215,7 @@ class FederatedSearch:
                     fresh.append(product_row(merchant_id=merchant.id or 0, product=product))
                 if fresh and not answer.cached:
                     # Kept as a cache for checkout; the local index never lists live merchants.
-                    upsert_rows(session=session, merchant=merchant, rows=fresh, reindex=False)
+                    upsert_rows(session=writer, merchant=merchant, rows=fresh, reindex=False)
                 rows.extend((CatalogProduct(**row), merchant) for row in fresh)
         index = CatalogIndex(rows)
         ranked = index.search(request)

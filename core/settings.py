@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     breaker_failures: int = 3
     breaker_cooldown_seconds: float = 30.0
     ucp_agent_profile: str = "https://vitrine.dev/profiles/ucp-agent.json"
+    # A live merchant's price older than this is asked again before checkout.
+    price_max_age_minutes: int = 15
 
     max_message_chars: int = 2000
     # A conversation idle longer than this starts afresh (memory about people is kept).
