@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from catalog.product import Product
+from adapters.product import Product
 
 
 @dataclass(frozen=True)

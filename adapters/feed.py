@@ -25,7 +25,7 @@ from xml.parsers import expat
 
 from pydantic import ValidationError
 
-from catalog.product import Product, validation_reason
+from adapters.product import Product, validation_reason
 from core.errors import FeedError, InvalidInput
 from core.money import money_from_major
 
@@ -33,6 +33,8 @@ GMC_REQUIRED = ("id", "title", "price")
 GMC_PRICE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+([A-Z]{3})\s*$")
 GMC_AVAILABLE = {"in_stock", "in stock", "preorder", "backorder"}
 MAX_REPORTED_ERRORS = 1000
+# A description may be long; past csv's 128 KB default one row would abort the whole feed.
+csv.field_size_limit(16 * 2**20)
 GOOGLE_NS = "http://base.google.com/ns/1.0"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 XML_ROOTS = ("rss", f"{{{ATOM_NS}}}feed")
@@ -104,11 +106,15 @@ def _resolve(url: str | None, base_url: str | None) -> str | None:
         return url
     resolved = urljoin(base_url.rstrip("/") + "/", url.lstrip("/")) \
         if base_url and not urlparse(url).scheme else url
-    parsed = urlparse(resolved)
-    # Only web links reach a shopper's screen: never javascript:, data: or file: links.
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    if not is_web_link(resolved):
         raise ValueError(f"link {url!r} is not an absolute http(s) URL")
     return resolved
+
+
+def is_web_link(url: str) -> bool:
+    """Only web links reach a shopper's screen: never javascript:, data: or file: links."""
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
 def _finish(product: Product, base_url: str | None) -> Product:
@@ -126,6 +132,9 @@ def _jsonl_rows(text: IO[str], base_url: str | None) -> Iterator[tuple[int, Prod
             doc = json.loads(line)
         except json.JSONDecodeError as exc:
             yield line_no, RowError(line_no, f"not valid JSON ({exc.msg})")
+            continue
+        except RecursionError:
+            yield line_no, RowError(line_no, "JSON nested too deeply")
             continue
         if not isinstance(doc, dict):
             yield line_no, RowError(line_no, "not a JSON object")

@@ -8,10 +8,11 @@ are applied.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from catalog.product import Product, validation_reason
+from adapters.product import Product, validation_reason
 
 MAX_BATCH = 1000
 
@@ -19,7 +20,8 @@ MAX_BATCH = 1000
 class UpsertBatch(BaseModel):
     """ACP `upsert_products_request`: products in the UCP shape, validated one by one."""
 
-    products: list[dict] = Field(min_length=1, max_length=MAX_BATCH)
+    # Anything goes here: each item is validated on its own, so one bad item is one error.
+    products: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class DeleteBatch(BaseModel):

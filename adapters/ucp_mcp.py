@@ -43,7 +43,7 @@ from adapters.base import (
     ShopperContext,
     remaining,
 )
-from catalog.product import Product
+from adapters.product import Product
 from core.errors import AdapterError, AdapterTimeout
 
 log = logging.getLogger("vitrine.adapters.ucp_mcp")

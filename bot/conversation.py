@@ -165,7 +165,10 @@ class Assistant:
         chosen_market = get_market(market) if market else None
         for attempt in range(TURN_ATTEMPTS):
             try:
-                with session_scope(self.engine) as session:
+                # Nothing is written until the turn commits: live merchants may be asked during
+                # the turn, and on SQLite a written transaction would lock out every other
+                # writer for as long as they take.
+                with session_scope(self.engine) as session, session.no_autoflush:
                     conv = self._conversation(session, user_key, chosen_market, locale)
                     messages = [Message(text=n.text)
                                 for n in take_pending(session, user_key=user_key)]

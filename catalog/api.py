@@ -59,6 +59,9 @@ def _merchant_for_key(session: Session, slug: str, authorization: str | None) ->
     merchant = get_merchant(session=session, slug=slug)
     if not api_key_matches(merchant, bearer(authorization)):
         raise SignatureError(f"missing or wrong API key for merchant {slug!r}")
+    if merchant.kind != MerchantKind.PUSH:
+        raise InvalidInput(f"merchant {slug!r} sends its catalog as a {merchant.kind.value}; "
+                           "pushed products would never be shown")
     return merchant
 
 

@@ -19,7 +19,7 @@ from enum import StrEnum
 import anyio
 
 from adapters.base import AdapterResult, CatalogAdapter, CatalogQuery
-from catalog.product import Product
+from adapters.product import Product
 from core.errors import AdapterError, AdapterTimeout
 
 

@@ -12,12 +12,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import TypeVar
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+import anyio
+from anyio.from_thread import BlockingPortal
 from sqlalchemy import case
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
@@ -47,22 +48,39 @@ RECENT_LIVE = 5000  # live products remembered for "more like this" and buying
 
 
 class LiveLoop:
-    """One long-lived event loop, on its own thread, for every call to live merchants.
+    """One long-lived event loop, on its own daemon thread, for every call to live merchants.
 
     Searches come from worker threads; running each fan-out on a fresh loop would throw away
-    the HTTP connections to merchants every time. Started on first use.
+    the HTTP connections to merchants every time. Started on first use; being a daemon, it
+    never keeps the process from exiting, even if nobody closes it.
     """
 
     def __init__(self) -> None:
         self._portal: BlockingPortal | None = None
-        self._context: AbstractContextManager[BlockingPortal] | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    def _start(self) -> BlockingPortal:
+        ready = threading.Event()
+        box: list[BlockingPortal] = []
+
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                box.append(portal)
+                ready.set()
+                await portal.sleep_until_stopped()
+
+        self._thread = threading.Thread(target=anyio.run, args=(serve,), daemon=True,
+                                        name="vitrine-live")
+        self._thread.start()
+        if not ready.wait(timeout=10):
+            raise RuntimeError("the live merchants' event loop did not start")
+        return box[0]
 
     def call(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
         with self._lock:
             if self._portal is None:
-                self._context = start_blocking_portal()
-                self._portal = self._context.__enter__()
+                self._portal = self._start()
             portal = self._portal
         return portal.call(func, *args)
 
@@ -72,9 +90,12 @@ class LiveLoop:
 
     def close(self) -> None:
         with self._lock:
-            if self._context is not None:
-                self._context.__exit__(None, None, None)
-            self._portal = self._context = None
+            portal, thread = self._portal, self._thread
+            self._portal = self._thread = None
+        if portal is not None:
+            portal.call(portal.stop)
+        if thread is not None:
+            thread.join(timeout=10)
 
 
 @dataclass
@@ -208,10 +229,12 @@ class FederatedSearch:
                                 latency_ms=answer.latency_ms, dropped=answer.dropped)
                 dropped += answer.dropped
                 fresh = []
+                seen: set[str] = set()
                 for product in answer.products:
-                    if rejection_reason(product, market):
+                    if product.id in seen or rejection_reason(product, market):
                         dropped += 1
                         continue
+                    seen.add(product.id)
                     fresh.append(product_row(merchant_id=merchant.id or 0, product=product))
                 if fresh and not answer.cached:
                     # Kept as a cache for checkout; the local index never lists live merchants.

@@ -11,11 +11,11 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from adapters.feed import FeedReport, RowError, feed_format, read_feed
+from adapters.feed import FeedReport, RowError, feed_format, is_web_link, read_feed
+from adapters.product import Product
 from adapters.push import DeleteBatch, ItemError, PushReport, UpsertBatch, parse_batch
 from catalog.models import Merchant, MerchantCreate, MerchantKind
 from catalog.policy import blocked_reason
-from catalog.product import Product
 from catalog.store import (
     ProductRow,
     create_merchant,
@@ -66,6 +66,9 @@ def add_merchant_from_feed(*, engine: Engine, name: str, market: str, feed: Path
         merchant = find_merchant(session=session, slug=slug)
         if merchant is not None and not replace:
             raise InvalidInput(f"merchant {slug!r} already exists")
+        if merchant is not None and merchant.kind != MerchantKind.FEED:
+            raise InvalidInput(f"merchant {slug!r} is a {merchant.kind.value} merchant, not a "
+                               "feed: remove it first to change how its catalog is reached")
         if merchant is None:
             merchant = create_merchant(session=session, merchant_in=MerchantCreate(
                 slug=slug, name=name, market=m.code, feed_source=source or str(feed),
@@ -74,6 +77,7 @@ def add_merchant_from_feed(*, engine: Engine, name: str, market: str, feed: Path
             merchant.feed_source = source or str(feed)
             merchant.refresh_seconds = refresh_seconds or merchant.refresh_seconds
         merchant.feed_etag, merchant.feed_last_modified = etag, last_modified
+        merchant.feed_base_url = base_url
         report = import_feed(session=session, merchant=merchant, path=feed, market=m,
                              base_url=base_url, on_rows=on_rows)
     return merchant, report
@@ -84,6 +88,9 @@ def rejection_reason(product: Product, market: Market) -> str | None:
     if product.currency != market.currency:
         return (f"price in {product.currency}, but the merchant's market sells in "
                 f"{market.currency}")
+    for link in [product.url] + [m.url for m in product.media]:
+        if link and not is_web_link(link):
+            return f"link {link[:80]!r} is not an absolute http(s) URL"
     return blocked_reason(market.code, categories=[c.value for c in product.categories],
                           tags=product.tags)
 

@@ -38,6 +38,7 @@ class Merchant(MerchantBase, table=True):
     feed_source: str | None = None
     mcp_url: str | None = None
     refresh_seconds: int | None = None  # re-fetch a feed URL this often
+    feed_base_url: str | None = None  # site-relative links in the feed resolve against it
     feed_etag: str | None = None
     feed_last_modified: str | None = None
     api_key_hash: str | None = Field(default=None, max_length=64)

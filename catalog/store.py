@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from sqlalchemy import delete, func
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from catalog.models import CatalogProduct, Merchant, MerchantCreate, MerchantKind
-from catalog.product import Product
+from adapters.product import Product
+from catalog.models import CatalogProduct, Merchant, MerchantCall, MerchantCreate, MerchantKind
 from core.db import utcnow
 from core.errors import InvalidInput, NotFound
 from core.markets import get_market
@@ -64,7 +65,12 @@ def create_merchant(*, session: Session, merchant_in: MerchantCreate) -> Merchan
                         kind=merchant_in.kind, feed_source=merchant_in.feed_source,
                         mcp_url=merchant_in.mcp_url, refresh_seconds=merchant_in.refresh_seconds)
     session.add(merchant)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # Another registration of the same slug won the race since the check above.
+        raise InvalidInput(f"merchant {merchant_in.slug!r} already exists") from None
     return merchant
 
 
@@ -187,8 +193,10 @@ def delete_rows(*, session: Session, merchant: Merchant, product_ids: list[str])
 
 
 def delete_all_rows(*, session: Session, merchant: Merchant) -> int:
+    """Delete a merchant's products and call history; returns how many products it had."""
     count = merchant.product_count
     session.execute(delete(CatalogProduct).where(col(CatalogProduct.merchant_id) == merchant.id))
+    session.execute(delete(MerchantCall).where(col(MerchantCall.merchant_id) == merchant.id))
     return count
 
 

@@ -50,7 +50,6 @@ def sync_due(merchant: Merchant) -> bool:
 
 
 async def sync_merchant(*, engine: Engine, slug: str, client: httpx.AsyncClient,
-                        base_url: str | None = None,
                         on_rows: Callable[[int], None] | None = None) -> SyncResult:
     """Fetch (if changed) and import one feed merchant's catalog.
 
@@ -63,6 +62,8 @@ async def sync_merchant(*, engine: Engine, slug: str, client: httpx.AsyncClient,
     if merchant.kind != MerchantKind.FEED or not merchant.feed_source:
         raise InvalidInput(f"merchant {slug!r} has no feed to sync ({merchant.kind})")
     source = merchant.feed_source
+    base_url = merchant.feed_base_url or (source if is_url(source) else None)
+    path: Path | None = None
     with tempfile.TemporaryDirectory(prefix="vitrine-feed-") as workdir:
         try:
             etag, last_modified, size = merchant.feed_etag, merchant.feed_last_modified, 0
@@ -87,8 +88,11 @@ async def sync_merchant(*, engine: Engine, slug: str, client: httpx.AsyncClient,
                 current.last_error = None
             return SyncResult(slug, "imported", report=report, downloaded_bytes=size)
         except FeedError as exc:
-            _finish(engine, slug, error=exc.reason, touch=False)
-            return SyncResult(slug, "failed", error=exc.reason)
+            # A downloaded copy has a temporary name: say which feed it was instead.
+            reason = exc.reason.replace(path.name, source) if path is not None \
+                and path.name != Path(source).name else exc.reason
+            _finish(engine, slug, error=reason, touch=False)
+            return SyncResult(slug, "failed", error=reason)
 
 
 def _finish(engine: Engine, slug: str, *, error: str | None, touch: bool) -> None:

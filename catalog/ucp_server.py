@@ -35,7 +35,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -53,6 +53,7 @@ SEARCH = "dev.ucp.shopping.catalog.search"
 LOOKUP = "dev.ucp.shopping.catalog.lookup"
 MAX_PAGE = 50
 MAX_LOOKUP_IDS = 50
+VARIANT_SCAN_LIMIT = 20_000  # larger catalogs resolve product ids only
 SHOP_KEY = "vitrine.merchant"  # where the gate leaves the merchant in the ASGI scope
 LISTING_HINT: dict[CacheableMethod, CacheHint] = {
     "tools/list": CacheHint(ttl_ms=5 * 60 * 1000, scope="public")}
@@ -259,13 +260,21 @@ class MerchantCatalog:
                 col(CatalogProduct.product_id).in_(product_ids)))
             return {pid: dict(document) for pid, document in rows}
 
+    def _small(self, shop: Shop) -> bool:
+        with Session(self._engine) as session:
+            count = session.exec(select(func.count()).where(
+                CatalogProduct.merchant_id == shop.id)).one()
+        return int(count) <= VARIANT_SCAN_LIMIT
+
     def _resolve(self, shop: Shop, ids: list[str]) -> dict[str, tuple[dict[str, Any], str | None]]:
         """Each id found -> (its product's document, the variant id when it named a variant)."""
         by_product = self._documents(shop, ids)
         resolved: dict[str, tuple[dict[str, Any], str | None]] = {
             i: (by_product[i], None) for i in ids if i in by_product}
         rest = set(ids) - set(resolved)
-        if rest:  # variant ids live inside the documents: scan them only when needed
+        if rest and self._small(shop):
+            # Variant ids live inside the documents: scanned only for catalogs small enough
+            # that an anonymous lookup cannot make the server read millions of documents.
             with Session(self._engine) as session:
                 for stored in session.exec(select(CatalogProduct.document).where(
                         CatalogProduct.merchant_id == shop.id)):

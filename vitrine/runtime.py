@@ -66,6 +66,7 @@ class Runtime:
     rails: dict[str, PaymentRail]
     mcp_http: httpx2.AsyncClient  # one client for every live merchant's MCP server
     onboarding: Onboarding = field(init=False)
+    _adapters: dict[tuple[str, str], UcpMcpAdapter] = field(default_factory=dict)
 
     def adapter_for_url(self, merchant: str, url: str) -> UcpMcpAdapter:
         """The UCP MCP adapter of a live merchant."""
@@ -74,7 +75,13 @@ class Runtime:
                              http_client=self.mcp_http)
 
     def adapter_for(self, merchant: Merchant) -> UcpMcpAdapter:
-        return self.adapter_for_url(merchant.slug, merchant.mcp_url or "")
+        """The merchant's adapter, kept between searches: it remembers the server's protocol
+        version and tool list, which saves two round trips per search."""
+        key = (merchant.slug, merchant.mcp_url or "")
+        adapter = self._adapters.get(key)
+        if adapter is None:
+            adapter = self._adapters[key] = self.adapter_for_url(*key)
+        return adapter
 
     def close(self) -> None:
         """Close live merchants' connections and stop their event loop."""

@@ -413,3 +413,15 @@ def test_an_xml_feed_is_read_without_keeping_its_items(tmp_path):
     _peak_bytes_reading(small)  # the first validation builds pydantic's caches
     # Kept items would cost about a kilobyte each; a streaming read costs the same for both.
     assert _peak_bytes_reading(large) - _peak_bytes_reading(small) < 1_000_000
+
+
+def test_a_deeply_nested_line_or_a_huge_field_is_one_bad_row(runtime, tmp_path):
+    jsonl = write_jsonl(tmp_path / "deep.jsonl", ["[" * 100_000, ucp_product("OK")])
+    _, report = add_merchant_from_feed(engine=runtime.engine, name="A", market="BR", feed=jsonl)
+    assert report.imported == 1 and report.errors[0].line == 1
+    long_description = "x" * 300_000
+    tsv = write_tsv(tmp_path / "big.tsv", [
+        ["1", "Caneca", long_description, "https://x.example/1", "", "in_stock", "10.00 BRL",
+         "", "", ""]])
+    _, report = add_merchant_from_feed(engine=runtime.engine, name="B", market="BR", feed=tsv)
+    assert report.imported == 1

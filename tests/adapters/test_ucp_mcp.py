@@ -9,8 +9,8 @@ import httpx2
 import pytest
 
 from adapters.base import CatalogQuery, ShopperContext
+from adapters.product import Product
 from adapters.ucp_mcp import UcpMcpAdapter, check_conformance
-from catalog.product import Product
 from core.errors import AdapterError, AdapterTimeout
 from tests.fake_ucp_server import URL, FakeUcpServer, RecordingTransport
 

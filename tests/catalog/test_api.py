@@ -178,3 +178,28 @@ async def test_an_mcp_merchant_registers_only_after_the_conformance_check(client
     assert "FAIL" in refused.json()["report"]
     assert (await client.get("/api/merchants/bad-shop/health",
                              headers={"Authorization": f"Bearer {ADMIN}"})).status_code == 404
+
+
+async def test_each_bad_pushed_item_is_its_own_error(client):
+    key = (await register(client)).json()["api_key"]
+    batch = {"products": [ucp_product("OK"), 5, "text", None,
+                          ucp_product("JS", url="javascript:alert(1)")]}
+    response = await client.put("/api/merchants/loja-push/products", json=batch,
+                                headers=key_header(key))
+    report = response.json()
+    assert response.status_code == 200 and report["upserted"] == 1
+    assert [e["index"] for e in report["errors"]] == [1, 2, 3, 4]
+    assert "http" in report["errors"][3]["reason"]
+
+
+async def test_products_cannot_be_pushed_to_a_feed_merchant(client, demo_runtime):
+    from catalog.merchants import issue_api_key
+    from catalog.store import get_merchant
+    from core.db import session_scope
+
+    with session_scope(demo_runtime.engine) as session:
+        key = issue_api_key(get_merchant(session=session, slug="giftwell"))
+    response = await client.put("/api/merchants/giftwell/products",
+                                json={"products": [ucp_product("X", currency="USD")]},
+                                headers=key_header(key))
+    assert response.status_code == 400 and "feed" in response.json()["reason"]

@@ -8,8 +8,8 @@ import anyio
 import pytest
 
 from adapters.base import AdapterHealth, AdapterResult, CatalogQuery, ShopperContext
+from adapters.product import Product
 from catalog.federation import BreakerState, CircuitBreaker, Federation, ResultCache
-from catalog.product import Product
 from core.errors import AdapterError
 from tests.factories import ucp_product
 

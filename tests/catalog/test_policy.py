@@ -7,7 +7,7 @@ from catalog.policy import blocked_reason
     ("US", ["Sporting Goods > Firearms"], []),
     ("BR", ["Esporte > Armas de Fogo"], []),
     ("AR", ["Regalos"], ["cigarrillo electrónico"]),
-    ("CO", ["Moda > Réplica"], []),
+    ("CO", ["Moda > Réplicas de marca"], []),
     ("BR", ["Adult > Sex Toys"], []),
     ("US", ["Mature > Adult Content"], []),
 ])
@@ -21,6 +21,8 @@ def test_blocked_categories_are_caught_in_each_market(market, categories, tags):
     ("BR", ["Livros > Romance"], ["armazenamento"]),  # "arma" only as a whole word
     ("US", ["Books > Young Adult"], []),  # a book shelf, not adult content
     ("BR", ["Roupas > Tamanho Adulto"], []),
+    ("US", ["Toys > Water Guns"], []),  # regression: "guns" alone blocked water pistols
+    ("BR", ["Fantasias > Pirata"], ["aroma tabaco e baunilha"]),
 ])
 def test_ordinary_gifts_are_not_blocked(market, categories, tags):
     assert blocked_reason(market, categories=categories, tags=tags) is None

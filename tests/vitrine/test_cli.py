@@ -235,3 +235,45 @@ def test_an_mcp_server_that_fails_conformance_is_not_registered(db, capsys):
     assert code == 1 and "conformance" in err
     _, out, _ = run(capsys, "merchants", "list", "--json")
     assert json.loads(out) == []
+
+
+def test_the_demo_merchants_sync_again_with_their_relative_links(db, capsys):
+    from vitrine.cli import prepare_serve
+
+    prepare_serve(host="127.0.0.1", port=9999, demo=True)
+    code, out, err = run(capsys, "merchants", "sync", "--all", "--json")
+    assert code == 0, err
+    assert [json.loads(line)["rejected"] for line in out.splitlines()] == [0, 0, 0, 0]
+
+
+def test_a_live_merchant_with_duplicate_ids_can_be_searched_and_removed(db, capsys):
+    from tests.fake_ucp_server import CATALOG, FakeUcpServer
+    from tests.loopback import serve
+
+    with serve(FakeUcpServer(catalog=CATALOG + CATALOG[:1]).app) as base:
+        assert run(capsys, "merchants", "add", "Dup Shop", "--market", "US", "--mcp",
+                   f"{base}/mcp", "--force")[0] == 0
+        code, out, _ = run(capsys, "recommend", "copper watering can", "--market", "US",
+                           "--json")
+        assert code == 0 and json.loads(out)["cards"][0]["product_id"] == "WCAN"
+        code, out, err = run(capsys, "merchants", "add", "Dup Shop", "--market", "US",
+                             "--feed", str(DEMO_DIR / "feeds" / "giftwell.jsonl"), "--replace")
+        assert code == 1 and "mcp merchant" in err
+    code, out, err = run(capsys, "merchants", "remove", "dup-shop")
+    assert code == 0, err
+
+
+def test_a_runtime_nobody_closed_does_not_keep_the_process_alive(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "from core.settings import Settings\n"
+        "from vitrine.runtime import build_runtime\n"
+        f"r = build_runtime(Settings(env='test', database_url='sqlite:///{tmp_path}/x.db'))\n"
+        "async def nothing():\n    return 1\n"
+        "assert r.call_live(nothing) == 1\n"
+        "print('done')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and "done" in result.stdout
