@@ -147,7 +147,7 @@ class Assistant:
         return SearchRequest(
             market=market.code, currency=market.currency, text=intent.text,
             terms=list(intent.product_terms),
-            soft_terms=[], tags=intent.concept_tags(),
+            soft_terms=list(intent.interest_words), tags=intent.concept_tags(),
             budget_min=budget.min if budget else None,
             budget_max=budget.max if budget else None,
             exclude=set(exclude or ()), limit=limit or self.settings.default_card_limit,

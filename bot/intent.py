@@ -47,6 +47,7 @@ class Intent:
     remembered: list[str] = field(default_factory=list)
     thanks: bool = False
     age_hint: str | None = None  # an age band implied by words like "teenage"
+    interest_words: list[str] = field(default_factory=list)  # as written, for text matching
 
     @property
     def age_band(self) -> str | None:
@@ -266,13 +267,18 @@ class RuleIntentParser:
             elif kind == "recipients" and concept in ("teen", "baby") and intent.age is None:
                 # "my teenage son": the second word says how old, not who.
                 intent.age_hint = lexicon()["recipient_age"][concept]
-            elif kind == "interests" and concept not in intent.interests:
-                intent.interests.append(concept)
+            elif kind == "interests":
+                # The words themselves still describe the product ("gaming keyboard").
+                intent.interest_words.append(match.group(0))
+                if concept not in intent.interests:
+                    intent.interests.append(concept)
         rest.append(s[pos:])
         remaining = "".join(rest)
+        # Model numbers stay ("windows 10", "rtx 2060"); ages and budgets were taken out above.
         intent.product_terms = [
             t for t in re.findall(r"[a-z0-9]+", remaining)
-            if t not in self._filler and not t.isdigit() and len(t) > 1
+            if t not in self._filler and (len(t) > 1 or not t.isalpha())
+            and not (t.isdigit() and len(t) == 1)
         ]
         return intent
 

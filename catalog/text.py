@@ -6,7 +6,8 @@ import re
 import unicodedata
 from functools import lru_cache
 
-TOKEN_RE = re.compile(r"[a-z0-9]+")
+# Letters and digits split apart: "RTX2070" and "rtx 2070", "TN-2110" and "tn2110" meet.
+TOKEN_RE = re.compile(r"[a-z]+|[0-9]+")
 
 
 @lru_cache(maxsize=65536)
