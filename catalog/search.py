@@ -8,10 +8,13 @@ The index is rebuilt when any merchant of the market changes its catalog.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 from rapidfuzz import fuzz, process
 from sqlalchemy.engine import Engine
@@ -29,7 +32,32 @@ TAG_WEIGHTS = {"recipient": 1.0, "age": 0.8, "interest": 1.5, "occasion": 0.5}
 AGE_MISMATCH_PENALTY = 2.0
 FUZZY_CUTOFF = 80
 SOFT_TERM_WEIGHT = 0.6
+SYNONYM_WEIGHT = 0.5
+ACCESSORY_FACTOR = 0.55  # a query for a device ranks its accessories lower
+ACCESSORY_LINKS = frozenset({"for", "para", "pra", "de", "compatible", "compativel", "with"})
+VOCABULARY_PATH = Path(__file__).with_name("vocabulary.json")
 DIVERSITY_PENALTY = 0.25
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Stems of accessory words, and each synonym's other stems."""
+
+    accessories: frozenset[str]
+    synonyms: dict[str, tuple[str, ...]]
+
+
+@lru_cache
+def vocabulary() -> Vocabulary:
+    raw = json.loads(VOCABULARY_PATH.read_text("utf-8"))
+    accessories = frozenset(stem for word in raw["accessories"] for stem in stems(word)
+                            if " " not in word)
+    synonyms: dict[str, tuple[str, ...]] = {}
+    for group in raw["synonyms"]:
+        single = [stems(w)[0] for w in group if len(stems(w)) == 1]
+        for word in single:
+            synonyms[word] = tuple(other for other in single if other != word)
+    return Vocabulary(accessories=accessories, synonyms=synonyms)
 
 
 @dataclass(frozen=True)
@@ -54,6 +82,29 @@ class IndexedProduct:
     rating_count: int | None
     tags: frozenset[str]
     words: frozenset[str]  # stems of title, brand and categories, for explanations
+    title_stems: tuple[str, ...] = ()
+    accessory: bool = False  # its title has an accessory word (sleeve, case, toner...)
+
+    def accessory_of(self, terms: set[str]) -> bool:
+        """Whether the title names an accessory of what the terms name: "Laptop Sleeve"
+        (the accessory after the thing), or "Capa para Notebook" and "Sleeve for iPad"
+        (the accessory first, then a word like for / para / de, then the thing)."""
+        if not self.accessory:
+            return False
+        accessories = vocabulary().accessories
+        seen_term = pending = linked = False
+        for word in self.title_stems:
+            if word in terms:
+                if pending and linked:
+                    return True
+                seen_term = True
+            elif word in accessories:
+                if seen_term:
+                    return True
+                pending, linked = True, False
+            elif pending and word in ACCESSORY_LINKS:
+                linked = True
+        return False
 
     @property
     def category_path(self) -> list[str]:
@@ -97,6 +148,7 @@ class CatalogIndex:
     def __init__(self, rows: list[tuple[CatalogProduct, Merchant]]) -> None:
         self.products: list[IndexedProduct] = []
         field_stems: list[dict[str, list[str]]] = []
+        accessories = vocabulary().accessories
         for row, merchant in rows:
             # The blocklist may have grown since this product was imported.
             if blocked_reason(merchant.market, categories=row.categories.split("|"),
@@ -120,6 +172,8 @@ class CatalogIndex:
                 rating_scale=row.rating_scale, rating_count=row.rating_count,
                 tags=frozenset(t for t in row.tags if ":" in t),
                 words=frozenset(fields["title"] + fields["brand"] + fields["categories"]),
+                title_stems=tuple(fields["title"]),
+                accessory=bool(accessories.intersection(fields["title"])),
             ))
         self.by_ref = {p.ref: i for i, p in enumerate(self.products)}
         self.postings = self._build_postings(field_stems)
@@ -149,7 +203,14 @@ class CatalogIndex:
         return dict(postings)
 
     def expand(self, term: str) -> list[tuple[str, float]]:
-        """The index words a query word stands for: itself, or close spellings of it."""
+        """The index words a query word stands for: itself or close spellings of it, and
+        the words of its synonym group."""
+        found = self._spelled(term)
+        found += [(word, SYNONYM_WEIGHT) for word in vocabulary().synonyms.get(term, ())
+                  if word in self.postings]
+        return found
+
+    def _spelled(self, term: str) -> list[tuple[str, float]]:
         if term in self.postings:
             return [(term, 1.0)]
         if len(term) < 4:
@@ -193,6 +254,8 @@ class CatalogIndex:
                 candidates = set(range(len(self.products)))
 
         wanted_tags = list(dict.fromkeys(request.tags))
+        wants_accessory = bool(vocabulary().accessories.intersection(terms))
+        term_set = set(terms)
         wanted_age = {t for t in wanted_tags if t.startswith("age:")}
         max_text = max((hard_scores.get(i, 0.0) + soft_scores.get(i, 0.0) for i in candidates),
                        default=0.0) or 1.0
@@ -205,6 +268,8 @@ class CatalogIndex:
             if terms:
                 coverage = len(hard_hits.get(i, ())) / len(set(terms))
                 text *= 0.5 + 0.5 * coverage
+                if not wants_accessory and product.accessory_of(term_set):
+                    text *= ACCESSORY_FACTOR
             matched_tags = [t for t in wanted_tags if t in product.tags]
             tag_score = sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5) for t in matched_tags)
             product_ages = {t for t in product.tags if t.startswith("age:")}

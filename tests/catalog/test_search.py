@@ -75,7 +75,50 @@ def test_the_index_follows_a_reimported_catalog(runtime, tmp_path):
 
 
 def test_markets_do_not_mix(runtime, tmp_path):
-    _shop(runtime, tmp_path, [ucp_product("BR1", "Caneca", 5000)])
+    _shop(runtime, tmp_path, [ucp_product("BR1", "Regador", 5000)])
     search = _shop(runtime, tmp_path, [ucp_product("US1", "Mug", 500, currency="USD")],
                    market="US", name="Shop")
-    assert search.search(SearchRequest(market="US", currency="USD", terms=["caneca"])) == []
+    assert search.search(SearchRequest(market="US", currency="USD", terms=["regador"])) == []
+
+
+def test_a_device_ranks_above_its_accessories(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("SLV", "Capa Neoprene para Notebook 15", 9900, tags=[], rating=4.9),
+        ucp_product("NB", "Notebook Lenovo IdeaPad 15 polegadas", 299900, tags=[], rating=4.0),
+    ])
+    ranked = search.search(_request(terms=["notebook"], limit=2))
+    assert [r.product.product_id for r in ranked] == ["NB", "SLV"]
+    # Asking for the accessory still finds the accessory first.
+    ranked = search.search(_request(terms=["capa", "notebook"], limit=2))
+    assert ranked[0].product.product_id == "SLV"
+
+
+def test_a_word_finds_its_synonyms_in_other_languages(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("NB", "Laptop Dell Inspiron 14", 399900, tags=[]),
+        ucp_product("MUG", "Caneca de porcelana", 4900, tags=[]),
+    ])
+    assert [r.product.product_id for r in search.search(_request(terms=["notebook"]))] == ["NB"]
+    assert [r.product.product_id for r in search.search(_request(terms=["mug"]))] == ["MUG"]
+
+
+def test_model_numbers_meet_however_they_are_written(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("G1", "Placa de vídeo ASUS RTX2060 6GB", 199900, tags=[]),
+        ucp_product("G2", "Placa de vídeo ASUS RTX 3080", 599900, tags=[]),
+    ])
+    ranked = search.search(_request(terms=["rtx", "2060"], limit=2))
+    assert ranked[0].product.product_id == "G1"
+
+
+def test_a_gift_set_is_not_mistaken_for_an_accessory(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("KIT", "Kit de Jardinagem com 5 Ferramentas", 14990, tags=[]),
+        ucp_product("CAPA", "Capa de chuva para bicicleta", 5990, tags=[]),
+        ucp_product("SLV", "Laptop Sleeve 15in", 5990, tags=[]),
+    ])
+    products = {p.product_id: p for p in search.index("BR").products}
+    assert not products["KIT"].accessory_of({"jardinagem"})
+    assert products["CAPA"].accessory_of({"bicicleta"})
+    assert products["SLV"].accessory_of({"laptop"})
+    assert not products["SLV"].accessory_of({"sleeve"})
