@@ -311,17 +311,19 @@ def rating_signal(product: IndexedProduct) -> float:
 
 def diversify(ranked: list[RankedProduct], limit: int, window: int = 50) -> list[RankedProduct]:
     """Pick `limit` results, discounting near-duplicates of what was already picked."""
-    pool = ranked[:max(window, limit)]
+    pool = [(r, _family(r.product)) for r in ranked[:max(window, limit)]]
     picked: list[RankedProduct] = []
     seen_titles: set[str] = set()
+    family_count: dict[str, int] = {}
     while pool and len(picked) < limit:
-        best = max(pool, key=lambda r: r.score - DIVERSITY_PENALTY * abs(r.score) * sum(
-            1 for p in picked if _family(p.product) == _family(r.product) != ""))
-        pool.remove(best)
+        at = max(range(len(pool)), key=lambda i: pool[i][0].score - DIVERSITY_PENALTY * abs(
+            pool[i][0].score) * (family_count.get(pool[i][1], 0) if pool[i][1] else 0))
+        best, family = pool.pop(at)
         title_key = best.product.title.casefold()
         if title_key in seen_titles:
             continue
         seen_titles.add(title_key)
+        family_count[family] = family_count.get(family, 0) + 1
         picked.append(best)
     return picked
 

@@ -126,6 +126,30 @@ def pay_latest_order(runtime: Runtime, user_key: str) -> str:
     return f"(sandbox provider: webhook for {order.txid} -> {response.status_code})"
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from catalog.evaluation import evaluate, load_judgments
+    from catalog.merchants import add_merchant_from_feed
+    from core.settings import Settings
+    from vitrine.runtime import build_runtime
+
+    market = get_market(args.market)
+    judgments = load_judgments(Path(args.judgments))
+    with tempfile.TemporaryDirectory(prefix="vitrine-eval-") as tmp:
+        # A throwaway database: evaluation never touches the real catalog.
+        runtime = build_runtime(Settings(env="test", database_url=f"sqlite:///{tmp}/eval.db"))
+        add_merchant_from_feed(engine=runtime.engine, name="Evaluated", market=market.code,
+                               feed=Path(args.feed), base_url=args.base_url)
+        depth = max(args.k, 100)  # deep lists: nDCG counts judged results only
+        runtime.assistant.recommend("warm up", market=market, limit=depth)
+        result = evaluate(lambda q: [c.product_id for c in runtime.assistant.recommend(
+            q, market=market, limit=depth).cards], judgments, k=args.k)
+        runtime.close()
+    print(json.dumps(result.as_dict()))
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from bot.channels.terminal import run_terminal_chat
 
@@ -161,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=cmd_recommend)
 
     add_merchant_parsers(sub)
+
+    ev = sub.add_parser("eval", help="precision@3 and nDCG@k of a feed against judgments")
+    ev.add_argument("--feed", required=True)
+    ev.add_argument("--market", required=True)
+    ev.add_argument("--judgments", required=True, help="CSV with query,product_id,rating")
+    ev.add_argument("--k", type=int, default=10)
+    ev.add_argument("--base-url", help="resolve site-relative links in the feed against it")
+    ev.set_defaults(func=cmd_eval)
 
     sandbox = sub.add_parser("sandbox", help="the development payment provider")
     ssub = sandbox.add_subparsers(dest="sandbox_command", required=True)

@@ -277,3 +277,24 @@ def test_a_runtime_nobody_closed_does_not_keep_the_process_alive(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and "done" in result.stdout
+
+
+def test_eval_scores_a_feed_against_judgments(db, capsys, tmp_path):
+    feed = write_jsonl(tmp_path / "f.jsonl", [
+        ucp_product("NB", "Notebook Lenovo IdeaPad", 299900, tags=[]),
+        ucp_product("SLV", "Capa para Notebook", 9900, tags=[]),
+        ucp_product("MUG", "Caneca de porcelana", 4900, tags=[]),
+    ])
+    judgments = tmp_path / "j.csv"
+    judgments.write_text("query,product_id,rating\nnotebook,NB,3\nnotebook,SLV,1\n"
+                         "caneca,MUG,3\nnothing,MUG,0\n", encoding="utf-8")
+    code, out, _ = run(capsys, "eval", "--feed", str(feed), "--market", "BR",
+                       "--judgments", str(judgments))
+    result = json.loads(out)
+    assert code == 0 and result["queries"] == 2
+    assert result["ndcg@10"] == 1.0 and result["precision@3"] == pytest.approx(1 / 3, abs=1e-3)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("q,id\n", encoding="utf-8")
+    code, _, err = run(capsys, "eval", "--feed", str(feed), "--market", "BR",
+                       "--judgments", str(bad))
+    assert code == 1 and "query,product_id,rating" in err
