@@ -38,7 +38,7 @@ from catalog.live import FederatedSearch
 from catalog.search import SearchRequest
 from checkout import service as checkout
 from checkout.rails import PaymentRail
-from core.db import session_scope, utcnow
+from core.db import joined_or_own, session_scope, utcnow
 from core.i18n import Translator, language_of
 from core.markets import Market, get_market
 from core.money import Money, format_money
@@ -99,15 +99,11 @@ class Assistant:
         if reply_language:
             intent.language = language_of(reply_language)
         learned: list[str] = []
-        if user_key and session is not None:
-            learned = [f"{f.kind}:{f.value}" for f in
-                       memory.learn(session=session, user_key=user_key, intent=intent)]
-            memory.recall(session=session, user_key=user_key, intent=intent)
-        elif user_key:
-            with session_scope(self.engine) as own:
+        if user_key:
+            with joined_or_own(self.engine, session) as writer:
                 learned = [f"{f.kind}:{f.value}" for f in
-                           memory.learn(session=own, user_key=user_key, intent=intent)]
-                memory.recall(session=own, user_key=user_key, intent=intent)
+                           memory.learn(session=writer, user_key=user_key, intent=intent)]
+                memory.recall(session=writer, user_key=user_key, intent=intent)
         request = self.search_request(intent, market, limit=limit, exclude=exclude)
         t = Translator(intent.language)
         if intent.is_empty():

@@ -11,8 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import TypeVar
@@ -37,7 +36,7 @@ from catalog.search import (
     diversify,
 )
 from catalog.store import find_merchant, product_row, upsert_rows
-from core.db import session_scope, utcnow
+from core.db import joined_or_own, utcnow
 from core.errors import AdapterError
 from core.markets import get_market
 
@@ -153,11 +152,11 @@ class FederatedSearch:
         try:
             result = self.loop.call(lookup)
         except AdapterError:
-            with self._writer(session) as writer:
+            with joined_or_own(self.engine, session) as writer:
                 record_call(writer, merchant=merchant, operation="lookup", ok=False,
                             latency_ms=(time.monotonic() - started) * 1000)
             return
-        with self._writer(session) as session:
+        with joined_or_own(self.engine, session) as session:
             record_call(session, merchant=merchant, operation="lookup", ok=True,
                         latency_ms=(time.monotonic() - started) * 1000, dropped=result.dropped)
             found = [p for p in result.products if p.id == product_id
@@ -178,16 +177,6 @@ class FederatedSearch:
             return found
         with self._lock:
             return self._recent.get(ref)
-
-    @contextmanager
-    def _writer(self, session: Session | None) -> Iterator[Session]:
-        """The caller's transaction if there is one (SQLite allows one writer at a time, so a
-        second transaction would wait on the first), else a transaction of its own."""
-        if session is not None:
-            yield session
-            return
-        with session_scope(self.engine) as own:
-            yield own
 
     def search(self, request: SearchRequest, *, language: str,
                session: Session | None = None) -> FederatedResult:
@@ -222,7 +211,7 @@ class FederatedSearch:
         market = get_market(request.market)
         rows: list[tuple[CatalogProduct, Merchant]] = []
         dropped = 0
-        with self._writer(session) as writer:
+        with joined_or_own(self.engine, session) as writer:
             for merchant, answer in zip(merchants, answers, strict=True):
                 if not answer.cached and not answer.skipped:
                     record_call(writer, merchant=merchant, operation="search", ok=answer.ok,

@@ -48,3 +48,17 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def joined_or_own(engine: Engine, session: Session | None) -> Iterator[Session]:
+    """The caller's transaction when there is one, else a transaction of its own.
+
+    On SQLite only one transaction writes at a time, so work done during a caller's
+    transaction must join it rather than open a second one that would wait on the first.
+    """
+    if session is not None:
+        yield session
+        return
+    with session_scope(engine) as own:
+        yield own
