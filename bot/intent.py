@@ -30,6 +30,13 @@ class Budget:
     currency: str
     min: int | None = None
     max: int | None = None
+    # What the shopper named: the ceiling of "até 200", the centre of "around 40 bucks", the
+    # top of a range, or the floor of "more than 100".
+    amount: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.amount is None:
+            self.amount = self.max if self.max is not None else self.min
 
 
 @dataclass
@@ -48,6 +55,16 @@ class Intent:
     thanks: bool = False
     age_hint: str | None = None  # an age band implied by words like "teenage"
     interest_words: list[str] = field(default_factory=list)  # as written, for text matching
+    gender: str | None = None  # "female" / "male" when the words imply it ("minha mãe")
+    product_types: list[str] = field(default_factory=list)  # canonical kinds: "sneakers"
+    attributes: list[str] = field(default_factory=list)  # colour, size, material words
+    brands: list[str] = field(default_factory=list)  # brands asked for
+    avoid_brands: list[str] = field(default_factory=list)  # brands ruled out
+    exclusions: list[str] = field(default_factory=list)  # kinds ruled out: "perfume", "clothing"
+    # Which parser understood the message, and what it cost when a language model did.
+    parser: str = "rules"
+    tokens_in: int = 0
+    tokens_out: int = 0
 
     @property
     def age_band(self) -> str | None:
@@ -79,6 +96,8 @@ class Intent:
 
     def as_dict(self) -> dict:
         data = asdict(self)
+        for private in ("parser", "tokens_in", "tokens_out"):
+            data.pop(private)
         data["age_band"] = self.age_band
         data["tags"] = self.concept_tags()
         return data
@@ -343,7 +362,7 @@ class RuleIntentParser:
                     intent.budget = Budget(currency=currency, min=amount)
                 else:  # "around": allow a little above, and not much below
                     intent.budget = Budget(currency=currency, min=amount // 2,
-                                           max=amount * 115 // 100)
+                                           max=amount * 115 // 100, amount=amount)
                 return s[:match.start()] + " " + s[match.end():]
         for match in _PLAIN_RE.finditer(s):
             before, _, after = match.groups()

@@ -128,6 +128,17 @@ class SearchRequest:
     exclude: set[str] = field(default_factory=set)
     penalise: set[str] = field(default_factory=set)
     limit: int = 3
+    # What kind of product was asked for ("sneakers"): products of that kind rank first.
+    product_types: list[str] = field(default_factory=list)
+    # Kinds and tags gift knowledge suggests for an open request; they never override
+    # `product_types` or `terms`, only fill in when the shopper named no product.
+    suggested_types: list[str] = field(default_factory=list)
+    suggested_tags: list[str] = field(default_factory=list)
+    attributes: list[str] = field(default_factory=list)  # colour/size words, soft
+    brands: list[str] = field(default_factory=list)  # asked for: ranked up
+    avoid_brands: list[str] = field(default_factory=list)  # ruled out: filtered
+    excluded_terms: list[str] = field(default_factory=list)  # "nada de perfume": filtered
+    given: set[str] = field(default_factory=set)  # refs already given to this recipient
 
 
 @dataclass

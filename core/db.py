@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import MetaData, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -62,3 +62,27 @@ def joined_or_own(engine: Engine, session: Session | None) -> Iterator[Session]:
         return
     with session_scope(engine) as own:
         yield own
+
+
+def add_missing_columns(engine: Engine, metadata: MetaData) -> list[str]:
+    """Add columns a newer version declared to tables an older version created.
+
+    Only nullable columns (or ones with a server default) are added, which is all a new
+    optional field needs; anything else is left for a real migration. Returns what was added
+    as "table.column".
+    """
+    inspector = inspect(engine)
+    existing_tables = set(inspector.get_table_names())
+    added: list[str] = []
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            if table.name not in existing_tables:
+                continue
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have or not (column.nullable or column.server_default):
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+                added.append(f"{table.name}.{column.name}")
+    return added

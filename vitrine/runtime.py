@@ -27,7 +27,7 @@ from checkout.rails import PaymentRail
 from checkout.rails.cod import CashOnDeliveryRail
 from checkout.rails.pix import PixRail
 from checkout.rails.sandbox import SandboxRail
-from core.db import make_engine
+from core.db import add_missing_columns, make_engine
 from core.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -44,6 +44,7 @@ def create_tables(engine: Engine) -> None:
     import ops.events  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
+    add_missing_columns(engine, SQLModel.metadata)
 
 
 def build_rails(settings: Settings) -> dict[str, PaymentRail]:
