@@ -34,6 +34,7 @@ from catalog.search import (
     RankedProduct,
     SearchRequest,
     diversify,
+    rank,
 )
 from catalog.store import find_merchant, product_row, upsert_rows
 from core.db import joined_or_own, utcnow
@@ -230,7 +231,7 @@ class FederatedSearch:
                     upsert_rows(session=writer, merchant=merchant, rows=fresh, reindex=False)
                 rows.extend((CatalogProduct(**row), merchant) for row in fresh)
         index = CatalogIndex(rows)
-        ranked = index.search(request)
+        ranked = rank(index, request)
         for item in ranked:
             merchant_id = next(m.id for m in merchants if m.slug == item.product.merchant_slug)
             item.score -= FLAKY_PENALTY * error_rates.get(merchant_id or 0, 0.0)

@@ -43,7 +43,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catalog.models import CatalogProduct, Merchant, MerchantKind
-from catalog.search import CatalogIndex, SearchRequest
+from catalog.search import CatalogIndex, SearchRequest, rank
 from catalog.store import find_merchant
 from core.errors import InvalidInput
 from core.markets import get_market
@@ -191,7 +191,7 @@ class MerchantCatalog:
             c.strip().casefold() == w or c.strip().casefold().startswith(w + " >")
             for c in p.categories.split("|") for w in wanted)}
         offset, limit = _offset(request.pagination.cursor), min(request.pagination.limit, MAX_PAGE)
-        ranked = index.search(SearchRequest(
+        ranked = rank(index, SearchRequest(
             market=shop.market, currency=shop.currency,
             terms=[request.query] if request.query else [], budget_min=price.get("min"),
             budget_max=price.get("max"), exclude=exclude, limit=offset + limit + 1))
