@@ -12,6 +12,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,13 +20,16 @@ from rapidfuzz import fuzz, process
 
 from catalog.models import CatalogProduct, Merchant
 from catalog.policy import blocked_reason
-from catalog.text import stems
+from catalog.text import indexed_stems, stems
 
 FIELD_WEIGHTS = {"title": 3.0, "brand": 2.5, "categories": 2.0, "tags": 2.0, "description": 1.0}
 K1 = 1.2
 B = 0.75
 FUZZY_CUTOFF = 80
 SYNONYM_WEIGHT = 0.5
+# The letter and digit runs inside a model code ("AA352186") count for this share of a word.
+PART_WEIGHT = 0.25
+PARTS = "_parts"
 ACCESSORY_LINKS = frozenset({"for", "para", "pra", "de", "compatible", "compativel", "with"})
 VOCABULARY_PATH = Path(__file__).with_name("vocabulary.json")
 
@@ -75,6 +79,9 @@ class IndexedProduct:
     words: frozenset[str]  # stems of title, brand and categories, for explanations
     title_stems: tuple[str, ...] = ()
     accessory: bool = False  # its title has an accessory word (sleeve, case, toner...)
+    updated_at: float = 0.0  # when the merchant last sent its data, POSIX seconds
+    sponsored: bool = False  # the merchant pays to have it shown (see catalog.sponsorship)
+    health: float = 1.0  # its merchant's health, 1.0 = catalog syncing without errors
 
     def accessory_of(self, terms: set[str]) -> bool:
         """Whether the title names an accessory of what the terms name: "Laptop Sleeve"
@@ -108,11 +115,37 @@ def product_ref(merchant_slug: str, product_id: str) -> str:
     return f"{merchant_slug}:{product_id}"
 
 
+def _timestamp(moment: datetime | None) -> float:
+    if moment is None:
+        return 0.0
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def merchant_health_factor(merchant: Merchant) -> float:
+    """How far a merchant's catalog can be trusted right now, from 1.0 down to 0.5.
+
+    A feed whose last refresh failed, or that is more than three refresh intervals overdue,
+    may be showing prices and stock that no longer hold.
+    """
+    factor = 1.0
+    if merchant.last_error:
+        factor -= 0.25
+    if merchant.refresh_seconds and merchant.synced_at is not None:
+        synced = merchant.synced_at if merchant.synced_at.tzinfo else \
+            merchant.synced_at.replace(tzinfo=UTC)
+        overdue = (datetime.now(UTC) - synced).total_seconds() / merchant.refresh_seconds
+        if overdue > 3:
+            factor -= 0.25
+    return factor
+
+
 
 class CatalogIndex:
     """An inverted index over one market's products."""
 
-    def __init__(self, rows: list[tuple[CatalogProduct, Merchant]]) -> None:
+    def __init__(self, rows: list[tuple[CatalogProduct, Merchant]], *,
+                 sponsored: frozenset[str] = frozenset()) -> None:
+        """Index `rows`; `sponsored` holds the refs of products whose merchant boosts them."""
         self.products: list[IndexedProduct] = []
         field_stems: list[dict[str, list[str]]] = []
         accessories = vocabulary().accessories
@@ -122,16 +155,15 @@ class CatalogIndex:
                               tags=row.tags):
                 continue
             free_tags = " ".join(t for t in row.tags if ":" not in t)
-            fields = {
-                "title": stems(row.title),
-                "brand": stems(row.brand or ""),
-                "categories": stems(row.categories),
-                "tags": stems(free_tags),
-                "description": stems(row.description),
-            }
+            texts = {"title": row.title, "brand": row.brand or "", "categories": row.categories,
+                     "tags": free_tags, "description": row.description}
+            fields: dict[str, list[str]] = {}
+            for name, value in texts.items():
+                fields[name], fields[name + PARTS] = indexed_stems(value)
             field_stems.append(fields)
+            ref = product_ref(merchant.slug, row.product_id)
             self.products.append(IndexedProduct(
-                ref=product_ref(merchant.slug, row.product_id), product_id=row.product_id,
+                ref=ref, product_id=row.product_id,
                 merchant_slug=merchant.slug, merchant_name=merchant.name, title=row.title,
                 brand=row.brand, categories=row.categories, description=row.description,
                 url=row.url, image_url=row.image_url, price_amount=row.price_amount,
@@ -141,6 +173,8 @@ class CatalogIndex:
                 words=frozenset(fields["title"] + fields["brand"] + fields["categories"]),
                 title_stems=tuple(fields["title"]),
                 accessory=bool(accessories.intersection(fields["title"])),
+                updated_at=_timestamp(row.updated_at), health=merchant_health_factor(merchant),
+                sponsored=ref in sponsored,
             ))
         self.by_ref = {p.ref: i for i, p in enumerate(self.products)}
         self.postings = self._build_postings(field_stems)
@@ -154,17 +188,20 @@ class CatalogIndex:
     def _build_postings(
         field_stems: list[dict[str, list[str]]],
     ) -> dict[str, list[tuple[int, float]]]:
+        names = [f + suffix for f in FIELD_WEIGHTS for suffix in ("", PARTS)]
         avg = {f: (sum(len(d[f]) for d in field_stems) / len(field_stems) or 1.0)
-               if field_stems else 1.0 for f in FIELD_WEIGHTS}
+               if field_stems else 1.0 for f in names}
         postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
         for doc, fields in enumerate(field_stems):
             weighted: dict[str, float] = defaultdict(float)
             for name, words in fields.items():
                 if not words:
                     continue
+                base = name.removesuffix(PARTS)
+                weight = FIELD_WEIGHTS[base] * (PART_WEIGHT if name != base else 1.0)
                 norm = 1 - B + B * len(words) / avg[name]
                 for word in words:
-                    weighted[word] += FIELD_WEIGHTS[name] / norm
+                    weighted[word] += weight / norm
             for word, wtf in weighted.items():
                 postings[word].append((doc, wtf * (K1 + 1) / (wtf + K1)))
         return dict(postings)

@@ -24,7 +24,7 @@ class CatalogSearch:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._indexes: dict[str, tuple[tuple[int, int, int], CatalogIndex]] = {}
+        self._indexes: dict[str, tuple[tuple[int, ...], CatalogIndex]] = {}
         self._lock = threading.Lock()
 
     def index(self, market: str) -> CatalogIndex:

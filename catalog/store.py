@@ -200,14 +200,15 @@ def delete_all_rows(*, session: Session, merchant: Merchant) -> int:
     return count
 
 
-def catalog_revision(*, session: Session, market: str) -> tuple[int, int, int]:
-    """A cheap fingerprint of a market's catalogs: changes whenever any of them changes."""
+def catalog_revision(*, session: Session, market: str) -> tuple[int, ...]:
+    """A cheap fingerprint of a market's catalogs: changes whenever any of them changes, or
+    a merchant starts or stops failing (its health is part of ranking)."""
     row = session.exec(
         select(func.count(col(Merchant.id)), func.coalesce(func.sum(Merchant.revision), 0),
-               func.coalesce(func.max(Merchant.id), 0))
+               func.coalesce(func.max(Merchant.id), 0), func.count(col(Merchant.last_error)))
         .where(Merchant.market == market)
     ).one()
-    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+    return tuple(int(value or 0) for value in row)
 
 
 def products_for_market(*, session: Session, market: str) -> list[tuple[CatalogProduct, Merchant]]:

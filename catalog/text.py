@@ -47,3 +47,24 @@ def tokens(text: str) -> list[str]:
 def stems(text: str) -> list[str]:
     """Stemmed tokens of a text, in order (duplicates kept for term frequency)."""
     return [stem(t) for t in TOKEN_RE.findall(fold(text))]
+
+
+_WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+def indexed_stems(text: str) -> tuple[list[str], list[str]]:
+    """A product text's stems for the index: whole words, and the parts of model codes.
+
+    "Alienware AA352186 backpack" gives the words ["alienware", "aa352186", "backpack"] and
+    the parts ["aa", "352186"]: a query for "aa" batteries or "rtx 2060" still finds a code
+    written as one token, but weaker than a product where "AA" stands alone as a word.
+    """
+    words: list[str] = []
+    parts: list[str] = []
+    for token in _WORD_RE.findall(fold(text)):
+        if token.isalpha() or token.isdigit():
+            words.append(stem(token))
+        else:
+            words.append(token)
+            parts.extend(stem(p) for p in TOKEN_RE.findall(token))
+    return words, parts

@@ -122,3 +122,13 @@ def test_a_gift_set_is_not_mistaken_for_an_accessory(runtime, tmp_path):
     assert products["CAPA"].accessory_of({"bicicleta"})
     assert products["SLV"].accessory_of({"laptop"})
     assert not products["SLV"].accessory_of({"sleeve"})
+
+
+
+def test_a_word_standing_alone_beats_the_same_letters_inside_a_model_code(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("A1", "Alienware AA352186 backpack", 5000),
+        ucp_product("Z9", "Verbatim AA alkaline batteries", 5000),
+    ])
+    ranked = search.search(_request(terms=["aa"], limit=2))
+    assert [r.product.product_id for r in ranked] == ["Z9", "A1"]
