@@ -242,7 +242,8 @@ class Assistant:
             return [help_message(conv.language, t, greeting=True)]
         record_event(session, EventKind.INTENT_UNDERSTOOD, user_key=conv.user_key,
                      conversation_id=conv.conversation_id, market=market.code,
-                     language=conv.language)
+                     language=conv.language, parser=rec.intent.parser,
+                     tokens_in=rec.intent.tokens_in, tokens_out=rec.intent.tokens_out)
         conv.last_query = {"text": stripped}
         return self._show(session, conv, rec, started)
 

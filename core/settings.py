@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"dev-sandbox-secret", "dev-ops-token", "dev-admin-token"}
@@ -46,6 +47,25 @@ class Settings(BaseSettings):
     conversation_idle_minutes: int = 24 * 60
     default_card_limit: int = 3
 
+    # Optional language model (any OpenAI-compatible chat-completions API, e.g.
+    # https://api.openai.com/v1): it helps understand messages when base URL and model are set.
+    # It never chooses products or prices; when slow or wrong, the rule parser's reading stands.
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_ms: int = 2500
+    llm_max_output_tokens: int = 600
+    # USD per million tokens, so ops can turn the tokens in the conversion log into a cost.
+    llm_price_in_per_mtok: Decimal | None = None
+    llm_price_out_per_mtok: Decimal | None = None
+    # Let the model reword the intro line of a reply (off: replies stay deterministic).
+    llm_phrase_replies: bool = False
+
+    @property
+    def llm_enabled(self) -> bool:
+        """A language model helps understand messages only when it is fully named."""
+        return bool(self.llm_base_url and self.llm_model)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env == "production":
@@ -60,6 +80,14 @@ class Settings(BaseSettings):
                     + ", ".join(f"VITRINE_{n.upper()}" for n in weak)
                 )
         return self
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _llm_base_url_is_http(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("VITRINE_LLM_BASE_URL must be an http(s) URL, "
+                             "like https://api.openai.com/v1")
+        return value
 
 
 @lru_cache

@@ -34,5 +34,8 @@ def get_funnel(request: Request,
                channel: Annotated[str | None, Query(max_length=20)] = None) -> Funnel:
     """Funnel stage counts and conversion rates."""
     since, until = as_utc(since), as_utc(until)
-    with Session(request.app.state.runtime.engine) as session:
-        return funnel(session=session, since=since, until=until, market=market, channel=channel)
+    runtime = request.app.state.runtime
+    with Session(runtime.engine) as session:
+        return funnel(session=session, since=since, until=until, market=market, channel=channel,
+                      llm_price_in_per_mtok=runtime.settings.llm_price_in_per_mtok,
+                      llm_price_out_per_mtok=runtime.settings.llm_price_out_per_mtok)

@@ -47,6 +47,11 @@ class ConversionEvent(SQLModel, table=True):
     currency: str | None = Field(default=None, max_length=3)
     latency_ms: int | None = None
     text_hash: str | None = Field(default=None, max_length=64)
+    # On `intent_understood`: which parser understood the message ("rules" / "llm") and the
+    # language-model tokens it cost, so ops can compute the model's cost per sale.
+    parser: str | None = Field(default=None, max_length=10)
+    tokens_in: int | None = None
+    tokens_out: int | None = None
 
 
 def pseudonym(value: str) -> str:

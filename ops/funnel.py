@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from pydantic import BaseModel
-from sqlalchemy import func
-from sqlmodel import Session, select
+from pydantic import BaseModel, Field
+from sqlalchemy import case, func
+from sqlmodel import Session, col, select
 
 from ops.events import ConversionEvent, EventKind
 
 STAGES = ("messages", "recommendations", "clicks", "checkouts", "paid")
+MILLION = Decimal(1_000_000)
+COST_PLACES = Decimal("0.000001")  # USD to a millionth: one token of a cheap model shows
 
 
 class FunnelStages(BaseModel):
@@ -21,19 +24,35 @@ class FunnelStages(BaseModel):
     paid: int
 
 
+class LlmUsage(BaseModel):
+    """Language-model tokens spent understanding messages, and their cost in USD when the
+    price per million tokens is configured (otherwise null)."""
+
+    understood: int = 0  # messages whose understanding used the model's answer
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: Decimal | None = None
+    cost_per_paid_order_usd: Decimal | None = None
+
+
 class Funnel(BaseModel):
-    """Stage counts, step-to-step rates, requests that found nothing, revenue per currency."""
+    """Stage counts, step-to-step rates, requests that found nothing, revenue per currency,
+    and what the language model cost."""
 
     stages: FunnelStages
     rates: dict[str, float | None]
     no_results: int
     revenue: dict[str, int]
     events: dict[str, int]
+    llm: LlmUsage = Field(default_factory=LlmUsage)
 
 
 def funnel(*, session: Session, since: datetime | None = None, until: datetime | None = None,
-           market: str | None = None, channel: str | None = None) -> Funnel:
-    """Stage counts, step-to-step conversion rates, and paid revenue per currency."""
+           market: str | None = None, channel: str | None = None,
+           llm_price_in_per_mtok: Decimal | None = None,
+           llm_price_out_per_mtok: Decimal | None = None) -> Funnel:
+    """Stage counts, step-to-step conversion rates, paid revenue per currency, and language
+    model tokens (with their cost when both prices per million tokens are given)."""
     filters = []
     if since:
         filters.append(ConversionEvent.created_at >= since)
@@ -72,5 +91,26 @@ def funnel(*, session: Session, since: datetime | None = None, until: datetime |
         .where(*filters, ConversionEvent.kind == EventKind.ORDER_PAID)
         .group_by(ConversionEvent.currency)
     ).all() if cur}
+    llm = llm_usage(session=session, filters=filters, paid=stages["paid"],
+                    price_in=llm_price_in_per_mtok, price_out=llm_price_out_per_mtok)
     return Funnel(stages=FunnelStages(**stages), rates=rates, no_results=int(no_results),
-                  revenue=revenue, events=dict(sorted(counts.items())))
+                  revenue=revenue, events=dict(sorted(counts.items())), llm=llm)
+
+
+def llm_usage(*, session: Session, filters: list, paid: int, price_in: Decimal | None,
+              price_out: Decimal | None) -> LlmUsage:
+    """Tokens recorded on understood messages; cost = tokens x USD per million tokens."""
+    by_llm = case((col(ConversionEvent.parser) == "llm", 1), else_=0)
+    understood, tokens_in, tokens_out = session.exec(
+        select(func.sum(by_llm), func.sum(ConversionEvent.tokens_in),
+               func.sum(ConversionEvent.tokens_out))
+        .where(*filters, ConversionEvent.kind == EventKind.INTENT_UNDERSTOOD)
+    ).one()
+    usage = LlmUsage(understood=understood or 0, tokens_in=tokens_in or 0,
+                     tokens_out=tokens_out or 0)
+    if price_in is not None and price_out is not None:
+        cost = (usage.tokens_in * price_in + usage.tokens_out * price_out) / MILLION
+        usage.cost_usd = cost.quantize(COST_PLACES)
+        if paid:
+            usage.cost_per_paid_order_usd = (cost / paid).quantize(COST_PLACES)
+    return usage

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import httpx2
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
@@ -16,7 +17,10 @@ from sqlmodel import Session, SQLModel, select
 from adapters.feed import FeedReport
 from adapters.ucp_mcp import HTTP_TIMEOUT, UcpMcpAdapter
 from bot.conversation import Assistant
-from bot.intent import RuleIntentParser
+from bot.intent import IntentParser, RuleIntentParser
+from bot.llm_client import ChatCompletions
+from bot.llm_intent import LlmIntentParser
+from bot.llm_replies import ReplyPhraser
 from catalog.federation import CircuitBreaker, Federation, ResultCache
 from catalog.live import FederatedSearch
 from catalog.merchants import add_merchant_from_feed
@@ -66,6 +70,9 @@ class Runtime:
     assistant: Assistant
     rails: dict[str, PaymentRail]
     mcp_http: httpx2.AsyncClient  # one client for every live merchant's MCP server
+    llm_http: httpx.Client | None = None  # the language-model provider's, when configured
+    # Rewords reply intros when VITRINE_LLM_PHRASE_REPLIES is on; see docs/llm.md.
+    phraser: ReplyPhraser | None = None
     onboarding: Onboarding = field(init=False)
     _adapters: dict[tuple[str, str], UcpMcpAdapter] = field(default_factory=dict)
 
@@ -85,19 +92,40 @@ class Runtime:
         return adapter
 
     def close(self) -> None:
-        """Close live merchants' connections and stop their event loop."""
+        """Close live merchants' and the language model's connections; stop the event loop."""
         if self.federated.loop.started:
             self.federated.loop.call(self.mcp_http.aclose)
         self.federated.loop.close()
+        if self.llm_http is not None:
+            self.llm_http.close()
 
     def call_live(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
         """Run a coroutine function against live merchants, on their event loop."""
         return self.federated.loop.call(func, *args)
 
 
+def build_llm_chat(settings: Settings, http: httpx.Client | None = None
+                   ) -> ChatCompletions | None:
+    """The configured language model behind its OpenAI-compatible chat-completions API, or
+    None when base URL and model are not both set."""
+    if not (settings.llm_base_url and settings.llm_model):
+        return None
+    timeout_s = settings.llm_timeout_ms / 1000
+    return ChatCompletions(
+        http=http or httpx.Client(timeout=httpx.Timeout(timeout_s)),
+        base_url=settings.llm_base_url, model=settings.llm_model,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        timeout_s=timeout_s, max_output_tokens=settings.llm_max_output_tokens)
+
+
 def build_runtime(settings: Settings | None = None, *,
-                  mcp_http: httpx2.AsyncClient | None = None) -> Runtime:
-    """Connect to the database, create tables, and build the services."""
+                  mcp_http: httpx2.AsyncClient | None = None,
+                  llm_http: httpx.Client | None = None) -> Runtime:
+    """Connect to the database, create tables, and build the services.
+
+    `llm_http` is the client for the language-model provider (tests pass one with a fake
+    transport); it is made from settings when a model is configured and none is given.
+    """
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)
     create_tables(engine)
@@ -109,11 +137,20 @@ def build_runtime(settings: Settings | None = None, *,
         total_deadline_s=settings.live_deadline_ms / 1000,
         per_merchant_s=settings.live_merchant_timeout_ms / 1000))
     rails = build_rails(settings)
-    assistant = Assistant(engine=engine, search=federated, parser=RuleIntentParser(),
+    parser: IntentParser = RuleIntentParser()
+    phraser = None
+    chat = build_llm_chat(settings, llm_http)
+    if chat is not None:
+        llm_http = chat.http
+        parser = LlmIntentParser(rules=parser, chat=chat)
+        if settings.llm_phrase_replies:
+            phraser = ReplyPhraser(chat=chat)
+    assistant = Assistant(engine=engine, search=federated, parser=parser,
                           rails=rails, settings=settings)
     runtime = Runtime(settings=settings, engine=engine, search=search, federated=federated,
                       assistant=assistant, rails=rails,
-                      mcp_http=mcp_http or httpx2.AsyncClient(timeout=HTTP_TIMEOUT))
+                      mcp_http=mcp_http or httpx2.AsyncClient(timeout=HTTP_TIMEOUT),
+                      llm_http=llm_http, phraser=phraser)
     federated.adapter_for = runtime.adapter_for
     runtime.onboarding = Onboarding(engine=engine, run_live=runtime.call_live,
                                     adapter_for_url=runtime.adapter_for_url)
