@@ -134,6 +134,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from core.settings import Settings
     from vitrine.runtime import build_runtime
 
+    if args.gifts:
+        if args.feed or args.market or args.judgments:
+            raise VitrineError("give either --gifts FILE or --feed/--market/--judgments")
+        return eval_gifts(Path(args.gifts), as_json=args.json)
+    if not (args.feed and args.market and args.judgments):
+        raise VitrineError("give --gifts FILE, or --feed FILE --market M --judgments FILE")
     market = get_market(args.market)
     judgments = load_judgments(Path(args.judgments))
     with tempfile.TemporaryDirectory(prefix="vitrine-eval-") as tmp:
@@ -148,6 +154,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         runtime.close()
     print(json.dumps(result.as_dict()))
     return 0
+
+
+def eval_gifts(path: Path, *, as_json: bool) -> int:
+    """Run the multilingual gift set on the demo catalog; nonzero if a hard rule broke."""
+    import tempfile
+
+    from bot.evaluation import load_gift_set, run_gift_set
+    from core.settings import Settings
+    from vitrine.runtime import build_runtime, seed_demo
+
+    requests = load_gift_set(path)
+    with tempfile.TemporaryDirectory(prefix="vitrine-gifts-") as tmp:
+        # A throwaway database with only the demo merchants: the labels are about them.
+        runtime = build_runtime(Settings(env="test", database_url=f"sqlite:///{tmp}/gifts.db"))
+        try:
+            seed_demo(runtime)
+            report = run_gift_set(runtime.assistant, requests)
+        finally:
+            runtime.close()
+    print(json.dumps(report.as_dict(), ensure_ascii=False) if as_json else report.as_text())
+    return 1 if report.violations else 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -186,12 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_merchant_parsers(sub)
 
-    ev = sub.add_parser("eval", help="precision@3 and nDCG@k of a feed against judgments")
-    ev.add_argument("--feed", required=True)
-    ev.add_argument("--market", required=True)
-    ev.add_argument("--judgments", required=True, help="CSV with query,product_id,rating")
+    ev = sub.add_parser("eval", help="precision@3 and nDCG@k of a feed against judgments, "
+                                     "or of the demo catalog against a gift set")
+    ev.add_argument("--feed")
+    ev.add_argument("--market")
+    ev.add_argument("--judgments", help="CSV with query,product_id,rating")
     ev.add_argument("--k", type=int, default=10)
     ev.add_argument("--base-url", help="resolve site-relative links in the feed against it")
+    ev.add_argument("--gifts", help="a labelled gift set (JSONL), run on the demo catalog")
+    ev.add_argument("--json", action="store_true", help="the gift report as JSON")
     ev.set_defaults(func=cmd_eval)
 
     sandbox = sub.add_parser("sandbox", help="the development payment provider")
