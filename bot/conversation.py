@@ -70,7 +70,8 @@ class Recommendation:
 
 
 CARD_FIELDS = {"product_id", "merchant", "merchant_id", "title", "price", "price_text", "url",
-               "image_url", "reason", "sponsored", "rating", "rating_count", "position"}
+               "image_url", "reason", "sponsored", "label", "rating", "rating_count",
+               "position"}
 
 
 class Assistant:

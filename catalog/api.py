@@ -19,6 +19,7 @@ from catalog.merchants import (
 )
 from catalog.models import Merchant, MerchantKind, MerchantPublic
 from catalog.onboarding import ConformanceFailed, Onboarding
+from catalog.sponsorship import MAX_SPONSORED, set_sponsored, sponsored_ids
 from catalog.store import get_merchant
 from core.auth import bearer, require_bearer
 from core.db import session_scope
@@ -55,10 +56,15 @@ def require_admin(request: Request, authorization: Annotated[str | None, Header(
     require_bearer(authorization, _runtime(request).settings.admin_token, what="admin")
 
 
-def _merchant_for_key(session: Session, slug: str, authorization: str | None) -> Merchant:
+def _merchant_with_key(session: Session, slug: str, authorization: str | None) -> Merchant:
     merchant = get_merchant(session=session, slug=slug)
     if not api_key_matches(merchant, bearer(authorization)):
         raise SignatureError(f"missing or wrong API key for merchant {slug!r}")
+    return merchant
+
+
+def _merchant_for_key(session: Session, slug: str, authorization: str | None) -> Merchant:
+    merchant = _merchant_with_key(session, slug, authorization)
     if merchant.kind != MerchantKind.PUSH:
         raise InvalidInput(f"merchant {slug!r} sends its catalog as a {merchant.kind.value}; "
                            "pushed products would never be shown")
@@ -128,3 +134,31 @@ def remove_products(slug: str, body: DeleteBatch, request: Request,
         merchant = _merchant_for_key(session, slug, authorization)
         report = delete_products(session=session, merchant=merchant, batch=body)
     return JSONResponse(report.as_dict())
+
+
+class Sponsorship(BaseModel):
+    product_ids: list[str] = Field(max_length=1000)
+
+
+@router.get("/{slug}/sponsored")
+def get_sponsored(slug: str, request: Request,
+                  authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    """The merchant's sponsored products."""
+    with Session(_runtime(request).engine) as session:
+        merchant = _merchant_with_key(session, slug, authorization)
+        return {"sponsored": sponsored_ids(session=session, merchant=merchant),
+                "max": MAX_SPONSORED}
+
+
+@router.put("/{slug}/sponsored")
+def put_sponsored(slug: str, body: Sponsorship, request: Request,
+                  authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
+    """Replace the merchant's sponsored products; ids not in its catalog are reported."""
+    with session_scope(_runtime(request).engine) as session:
+        merchant = _merchant_with_key(session, slug, authorization)
+        sponsored, unknown = set_sponsored(session=session, merchant=merchant,
+                                           product_ids=body.product_ids)
+    body_out = {"sponsored": sponsored, "unknown": unknown,
+                "note": "a sponsored product is shown only when it is nearly as relevant as "
+                        "the best organic result, at most one per answer, labelled"}
+    return JSONResponse(body_out, status_code=422 if unknown and not sponsored else 200)

@@ -34,6 +34,7 @@ class Card(BaseModel):
     image_url: str | None
     reason: str
     sponsored: bool = False
+    label: str | None = None  # "Sponsored" in the shopper's language when `sponsored`
     rating: float | None = None
     rating_count: int | None = None
     position: int = 0
@@ -58,6 +59,8 @@ def build_cards(ranked: list[RankedProduct], request: SearchRequest, market: Mar
             price_text=market.format_price(Money(p.price_amount, p.currency)),
             url=p.url, image_url=p.image_url, reason=reason_for(item, request, market, t),
             rating=p.rating_value, rating_count=p.rating_count, position=position,
+            sponsored=item.sponsored,
+            label=t.gettext("Sponsored") if item.sponsored else None,
             score=round(item.score, 4),
             buttons=[
                 Button(label=t.gettext("Buy"), action=f"buy:{ref}"),

@@ -9,9 +9,13 @@ from __future__ import annotations
 from babel.numbers import format_decimal
 
 from catalog.search import IndexedProduct, RankedProduct, SearchRequest
+from catalog.text import fold
 from core.i18n import N_, Translator
 from core.markets import Market
 from core.money import Money
+
+MAX_FACTS = 3
+STARS = 5.0  # a rating out of five is shown as stars: "4,7★ em 320 avaliações"
 
 INTEREST_LABELS = {
     "gardening": N_("gardening"), "cooking": N_("cooking"), "baking": N_("baking"),
@@ -56,6 +60,10 @@ def format_rating(product: IndexedProduct, market: Market, t: Translator) -> str
     value = format_decimal(round(product.rating_value, 1), format="0.0", locale=market.locale)
     scale = format_decimal(product.rating_scale, format="0.#", locale=market.locale)
     count = product.rating_count or 0
+    if count and product.rating_scale == STARS:
+        reviews = t.ngettext("{n} review", "{n} reviews", count).format(
+            n=format_decimal(count, locale=market.locale))
+        return t.gettext("{value}★ from {reviews}").format(value=value, reviews=reviews)
     if count:
         reviews = t.ngettext("{n} review", "{n} reviews", count).format(
             n=format_decimal(count, locale=market.locale))
@@ -92,17 +100,21 @@ def reason_for(ranked: RankedProduct, request: SearchRequest, market: Market,
         else:
             facts.append(category)
 
-    # The card already shows the price, so a rating says more than "within budget" does.
+    if product.brand and fold(product.brand) in {fold(b) for b in request.brands}:
+        facts.append(t.gettext("{brand}, as you asked").format(brand=product.brand))
     rating = format_rating(product, market, t)
     if rating:
         facts.append(rating)
-    if request.budget_max is not None and len(facts) < 2:
-        facts.append(t.gettext("{price}, within your budget of {budget}").format(
-            price=market.format_price(Money(product.price_amount, product.currency)),
-            budget=market.format_price(Money(request.budget_max, request.currency))))
+    if request.budget_max is not None:
+        if facts:  # the card shows the price next to this line
+            facts.append(t.gettext("within your budget"))
+        else:
+            facts.append(t.gettext("{price}, within your budget of {budget}").format(
+                price=market.format_price(Money(product.price_amount, product.currency)),
+                budget=market.format_price(Money(request.budget_max, request.currency))))
     if not facts and product.brand:
         facts.append(t.gettext("by {brand}").format(brand=product.brand))
     if not facts:
         facts.append(product.title)
-    line = " · ".join(facts[:2])
+    line = " · ".join(facts[:MAX_FACTS])
     return line[:1].upper() + line[1:]

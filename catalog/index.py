@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -140,6 +140,17 @@ def merchant_health_factor(merchant: Merchant) -> float:
 
 
 
+@dataclass
+class TextMatch:
+    """What `CatalogIndex.match` found: candidates and their text scores."""
+
+    candidates: set[int] = field(default_factory=set)
+    scores: dict[int, float] = field(default_factory=dict)  # from required terms
+    hits: dict[int, set[str]] = field(default_factory=dict)  # required terms matched
+    soft_scores: dict[int, float] = field(default_factory=dict)
+    soft_hits: dict[int, set[str]] = field(default_factory=dict)
+
+
 class CatalogIndex:
     """An inverted index over one market's products."""
 
@@ -236,6 +247,35 @@ class CatalogIndex:
                 for doc, sat in self.postings[variant]:
                     scores[doc] = scores.get(doc, 0.0) + idf * sat
                     hits.setdefault(doc, set()).add(word)
+
+    def match(self, terms: list[str], soft_terms: list[str], soft_weight: float,
+              tags: list[str]) -> TextMatch:
+        """The products a request's words and tags reach, with their text scores.
+
+        Args:
+            terms: stems the shopper asked for; when there are any, only products matching
+                at least one of them are candidates.
+            soft_terms: stems that raise a product's relevance (interests, attributes)
+                without being required; weighted by `soft_weight`.
+            tags: gift tags (`interest:gardening`...); with no `terms`, products carrying
+                any of them are candidates too.
+
+        Returns:
+            Scores and matched query words per candidate (document number). With neither
+            terms, soft terms nor tags reaching anything, every product is a candidate.
+        """
+        found = TextMatch()
+        self.text_scores(terms, 1.0, found.scores, found.hits)
+        self.text_scores(soft_terms, soft_weight, found.soft_scores, found.soft_hits)
+        if terms:
+            found.candidates = set(found.scores)
+        else:
+            wanted = set(tags)
+            found.candidates = {i for i, p in enumerate(self.products) if p.tags & wanted}
+            found.candidates |= set(found.soft_scores)
+            if not found.candidates:
+                found.candidates = set(range(len(self.products)))
+        return found
 
     def get(self, ref: str) -> IndexedProduct | None:
         i = self.by_ref.get(ref)

@@ -33,8 +33,8 @@ from catalog.search import (
     IndexedProduct,
     RankedProduct,
     SearchRequest,
-    diversify,
-    rank,
+    choose,
+    score_all,
 )
 from catalog.store import find_merchant, product_row, upsert_rows
 from core.db import joined_or_own, utcnow
@@ -182,15 +182,15 @@ class FederatedSearch:
     def search(self, request: SearchRequest, *, language: str,
                session: Session | None = None) -> FederatedResult:
         wide = SearchRequest(**{**request.__dict__, "limit": max(request.limit * 3, 10)})
-        local = self.local.search(wide)
+        local = self.local.scored(wide)
         with Session(self.engine) as reader:
             live = list(reader.exec(select(Merchant).where(
                 Merchant.market == request.market, Merchant.kind == MerchantKind.MCP)))
             error_rates = _error_rates(reader, [m.id for m in live if m.id is not None])
         if not live:
-            return FederatedResult(ranked=diversify(local, request.limit))
+            return FederatedResult(ranked=choose(local, request))
         if self.adapter_for is None:
-            return FederatedResult(ranked=diversify(local, request.limit),
+            return FederatedResult(ranked=choose(local, request),
                                    unanswered=[m.name for m in live])
         query = CatalogQuery(
             text=request.text or " ".join(request.terms + request.soft_terms),
@@ -203,7 +203,7 @@ class FederatedSearch:
         merged = sorted(local + ranked, key=lambda r: (-r.score, r.product.price_amount,
                                                         r.product.ref))
         return FederatedResult(
-            ranked=diversify(merged, request.limit), dropped=dropped,
+            ranked=choose(merged, request), dropped=dropped,
             unanswered=[m.name for m, a in zip(live, answers, strict=True) if not a.ok])
 
     def _rank_live(self, merchants: list[Merchant], answers: list[LiveAnswer],
@@ -231,7 +231,7 @@ class FederatedSearch:
                     upsert_rows(session=writer, merchant=merchant, rows=fresh, reindex=False)
                 rows.extend((CatalogProduct(**row), merchant) for row in fresh)
         index = CatalogIndex(rows)
-        ranked = rank(index, request)
+        ranked = score_all(index, request)
         for item in ranked:
             merchant_id = next(m.id for m in merchants if m.slug == item.product.merchant_slug)
             item.score -= FLAKY_PENALTY * error_rates.get(merchant_id or 0, 0.0)

@@ -16,6 +16,7 @@ from adapters.product import Product
 from adapters.push import DeleteBatch, ItemError, PushReport, UpsertBatch, parse_batch
 from catalog.models import Merchant, MerchantCreate, MerchantKind
 from catalog.policy import blocked_reason
+from catalog.sponsorship import clear_sponsored
 from catalog.store import (
     ProductRow,
     create_merchant,
@@ -204,5 +205,6 @@ def delete_products(*, session: Session, merchant: Merchant, batch: DeleteBatch)
 def remove_merchant(*, session: Session, merchant: Merchant) -> int:
     """Delete a merchant and its products; returns how many products went with it."""
     count = delete_all_rows(session=session, merchant=merchant)
+    clear_sponsored(session=session, merchant=merchant)
     session.delete(merchant)
     return count

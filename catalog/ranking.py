@@ -1,19 +1,79 @@
-"""Ranking: from text relevance and what the shopper wants to the three cards shown.
+"""Ranking: from what a request's words match and what the shopper wants, to the cards shown.
 
+Hard rules come first. A product is never shown when it is out of stock, priced in another
+currency, outside the budget, of a brand the shopper ruled out, of a kind they ruled out
+("nada de perfume"), already given to this recipient, or excluded by the conversation.
+
+Every product left gets one score, the sum of these parts:
+
+    3.0 × relevance      BM25F text score as a share of the best candidate's (0..1), times
+                         coverage (0.5 + 0.5 × share of the query's words it matches), times
+                         0.55 when it is an accessory of what was asked ("laptop" -> a laptop
+                         sleeve), times 0.6 when the shopper named a product type and this
+                         product is of another type
+    + intent fit         matched gift tags: interest 1.5, recipient 1.0, age 0.8, occasion
+                         0.5, gender 0.5; tags that gift knowledge suggested count half; 0.8
+                         when it is of a kind gift knowledge suggests for an open request;
+                         -2.0 when it is made for another age band
+    + brand fit          0.8 when it is of a brand the shopper asked for
+    + 0.4 × budget fit   1 - |price - target| / target, target being the amount the shopper
+                         named ("around 40") or three quarters of a ceiling ("up to 200")
+    + 0.6 × rating       Bayesian average of the rating: (C·m + n·r) / (C + n) with a prior
+                         m = 0.8 of the scale worth C = 20 reviews, rescaled so the prior is
+                         0 and a perfect score is 1: a 5.0 from 2 reviews counts less than a
+                         4.7 from 320
+    - 0.5 × staleness    grows from 0 at 7 days since the merchant last sent the product's
+                         data to 1 at 67 days: old prices and stock are less likely to hold
+    - 1.0 × ill health   1 - the merchant's health (a failing or overdue feed)
+    - 1.5                a product the shopper turned down
+
+Relevance dominates on purpose: the other parts order products that fit the words about
+equally, and can never lift an unrelated product above one that matches.
+
+Picking the cards (`choose`): near-duplicates (same title, or nearly the same words) are
+pushed down; when the request names no product, each card is of a different kind where the
+catalog allows. A sponsored product is shown only if its score is at least
+`SPONSORED_RATIO` of the best organic card's, takes at most one of the cards, never the first,
+and is always labelled.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from catalog.index import CatalogIndex, IndexedProduct, vocabulary
-from catalog.text import stems
+from catalog.product_types import product_types
+from catalog.text import fold, stems
 
-TAG_WEIGHTS = {"recipient": 1.0, "age": 0.8, "interest": 1.5, "occasion": 0.5}
+RELEVANCE_WEIGHT = 3.0
+TAG_WEIGHTS = {"recipient": 1.0, "age": 0.8, "interest": 1.5, "occasion": 0.5, "gender": 0.5}
+SUGGESTED_TAG_SHARE = 0.5
+SUGGESTED_TYPE_WEIGHT = 0.8
 AGE_MISMATCH_PENALTY = 2.0
 SOFT_TERM_WEIGHT = 0.6
-ACCESSORY_FACTOR = 0.55  # a query for a device ranks its accessories lower
+ACCESSORY_FACTOR = 0.55
+OTHER_TYPE_FACTOR = 0.6
+BRAND_WEIGHT = 0.8
+BUDGET_WEIGHT = 0.4
+CEILING_TARGET = 0.75
+RATING_WEIGHT = 0.6
+RATING_PRIOR = 0.8
+RATING_PRIOR_REVIEWS = 20
+STALENESS_WEIGHT = 0.5
+FRESH_DAYS = 7
+STALE_DAYS = 67
+HEALTH_WEIGHT = 1.0
+TURNED_DOWN_PENALTY = 1.5
 DIVERSITY_PENALTY = 0.25
+NEAR_DUPLICATE_PENALTY = 0.5
+NEAR_DUPLICATE_OVERLAP = 0.8
+SPONSORED_RATIO = 0.8
+DIVERSITY_WINDOW = 50
+DIVERSE_CARDS = 3
+# Words that link the words of a phrase ("tênis de corrida", "board of games"), not content.
+LINK_WORDS = frozenset({"de", "da", "do", "das", "dos", "del", "la", "el", "para", "pra", "for",
+                        "of", "the", "a", "e", "y", "and", "com", "con", "with"})
 
 
 @dataclass
@@ -42,6 +102,12 @@ class SearchRequest:
     avoid_brands: list[str] = field(default_factory=list)  # ruled out: filtered
     excluded_terms: list[str] = field(default_factory=list)  # "nada de perfume": filtered
     given: set[str] = field(default_factory=set)  # refs already given to this recipient
+    budget_target: int | None = None  # the price named in "around 40 bucks"
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the shopper named no product, only a person, an occasion or interests."""
+        return not (self.terms or self.product_types)
 
 
 @dataclass
@@ -50,88 +116,226 @@ class RankedProduct:
     score: float
     matched_terms: list[str]
     matched_tags: list[str]
+    sponsored: bool = False  # shown because its merchant sponsors it: labelled on the card
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """A request reduced to the stems and sets ranking compares products against."""
+
+    terms: list[str]
+    term_set: frozenset[str]
+    soft: list[str]
+    tags: list[str]
+    suggested_tags: frozenset[str]
+    ages: frozenset[str]
+    types: tuple[frozenset[str], ...]
+    suggested_types: tuple[frozenset[str], ...]
+    excluded: tuple[frozenset[str], ...]
+    brands: frozenset[str]
+    avoid_brands: frozenset[str]
+    wants_accessory: bool
+    target: int | None
+
+
+def _phrases(words: list[str]) -> tuple[frozenset[str], ...]:
+    """Each word or phrase as the set of its content stems ("tênis de corrida" -> {teni,
+    corrida}); a product matches a phrase when its title, brand or category has them all."""
+    found = []
+    for word in words:
+        content = frozenset(s for s in stems(word) if s not in LINK_WORDS)
+        if content:
+            found.append(content)
+    return tuple(dict.fromkeys(found))
+
+
+def _kind_phrases(kinds: list[str]) -> tuple[frozenset[str], ...]:
+    """The phrases naming these product kinds (or groups of kinds), in every language the data
+    knows; a kind the data does not know stands for itself."""
+    if not kinds:
+        return ()
+    known = product_types()
+    return _phrases([w for kind in kinds for t in (known.expand(kind) or [kind])
+                     for w in (known.words(t) or [t])])
+
+
+def _has_any(product: IndexedProduct, phrases: tuple[frozenset[str], ...]) -> bool:
+    return any(phrase <= product.words for phrase in phrases)
+
+
+def _wanted(request: SearchRequest, index: CatalogIndex | None = None) -> _Wanted:
+    terms = [s for t in request.terms for s in stems(t)]
+    if index is not None:
+        # A word no product contains, even misspelt ("qro", "chegando"), is noise in the
+        # message: requiring it would leave the shopper with nothing.
+        terms = [t for t in terms if index.expand(t)]
+    soft = [s for t in request.soft_terms + request.attributes for s in stems(t)]
+    target = request.budget_target
+    if target is None and request.budget_max is not None:
+        target = int(request.budget_max * CEILING_TARGET)
+    tags = list(dict.fromkeys(request.tags))
+    return _Wanted(
+        terms=terms, term_set=frozenset(terms), soft=soft, tags=tags,
+        suggested_tags=frozenset(request.suggested_tags) - set(tags),
+        ages=frozenset(t for t in tags if t.startswith("age:")),
+        types=_kind_phrases(request.product_types),
+        suggested_types=_kind_phrases(request.suggested_types) if request.is_open else (),
+        excluded=_phrases(request.excluded_terms),
+        brands=frozenset(fold(b) for b in request.brands),
+        avoid_brands=frozenset(fold(b) for b in request.avoid_brands),
+        wants_accessory=bool(vocabulary().accessories.intersection(terms)), target=target)
 
 
 def rank(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct]:
-    """Rank in-stock products within budget for a request; best first."""
-    terms = [s for t in request.terms for s in stems(t)]
-    soft = [s for t in request.soft_terms for s in stems(t)]
-    hard_scores: dict[int, float] = {}
-    hard_hits: dict[int, set[str]] = {}
-    soft_scores: dict[int, float] = {}
-    soft_hits: dict[int, set[str]] = {}
-    index.text_scores(terms, 1.0, hard_scores, hard_hits)
-    index.text_scores(soft, SOFT_TERM_WEIGHT, soft_scores, soft_hits)
+    """Score every eligible product the request reaches, then choose the cards."""
+    return choose(score_all(index, request), request)
 
-    if terms:
-        candidates = set(hard_scores)
-    else:
-        wanted = set(request.tags)
-        candidates = {i for i, p in enumerate(index.products) if p.tags & wanted}
-        candidates |= set(soft_scores)
-        if not candidates:
-            candidates = set(range(len(index.products)))
 
-    wanted_tags = list(dict.fromkeys(request.tags))
-    wants_accessory = bool(vocabulary().accessories.intersection(terms))
-    term_set = set(terms)
-    wanted_age = {t for t in wanted_tags if t.startswith("age:")}
-    max_text = max((hard_scores.get(i, 0.0) + soft_scores.get(i, 0.0) for i in candidates),
-                   default=0.0) or 1.0
+def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct]:
+    """Every eligible product the request reaches with its score, best first."""
+    want = _wanted(request, index)
+    soft = want.soft + [s for phrase in want.suggested_types for s in phrase]
+    if request.terms and not want.terms and not (soft or want.tags or want.suggested_tags):
+        return []  # the shopper named a product no shop carries: say so, show nothing random
+    found = index.match(want.terms, soft, SOFT_TERM_WEIGHT,
+                        want.tags + sorted(want.suggested_tags))
+    max_text = max((found.scores.get(i, 0.0) + found.soft_scores.get(i, 0.0)
+                    for i in found.candidates), default=0.0) or 1.0
+    now = time.time()
     ranked: list[RankedProduct] = []
-    for i in candidates:
+    for i in found.candidates:
         product = index.products[i]
-        if not _eligible(product, request):
+        if not eligible(product, request, want):
             continue
-        text = (hard_scores.get(i, 0.0) + soft_scores.get(i, 0.0)) / max_text
-        if terms:
-            coverage = len(hard_hits.get(i, ())) / len(set(terms))
-            text *= 0.5 + 0.5 * coverage
-            if not wants_accessory and product.accessory_of(term_set):
-                text *= ACCESSORY_FACTOR
-        matched_tags = [t for t in wanted_tags if t in product.tags]
-        tag_score = sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5) for t in matched_tags)
-        product_ages = {t for t in product.tags if t.startswith("age:")}
-        if wanted_age and product_ages and not (wanted_age & product_ages):
-            tag_score -= AGE_MISMATCH_PENALTY
-        score = 3.0 * text + tag_score + rating_signal(product)
+        relevance = (found.scores.get(i, 0.0) + found.soft_scores.get(i, 0.0)) / max_text
+        if want.terms:
+            coverage = len(found.hits.get(i, ())) / len(want.term_set)
+            relevance *= 0.5 + 0.5 * coverage
+            if not want.wants_accessory and product.accessory_of(set(want.term_set)):
+                relevance *= ACCESSORY_FACTOR
+        if want.types and not _has_any(product, want.types):
+            relevance *= OTHER_TYPE_FACTOR
+        matched_tags = [t for t in want.tags if t in product.tags]
+        score = (RELEVANCE_WEIGHT * relevance
+                 + intent_fit(product, want, matched_tags)
+                 + (BRAND_WEIGHT if want.brands and product.brand
+                    and fold(product.brand) in want.brands else 0.0)
+                 + BUDGET_WEIGHT * budget_fit(product.price_amount, want.target)
+                 + RATING_WEIGHT * rating_signal(product)
+                 - STALENESS_WEIGHT * staleness(product, now)
+                 - HEALTH_WEIGHT * (1.0 - product.health))
         if product.ref in request.penalise:
-            score -= 1.5
-        matched = sorted(hard_hits.get(i, set()) | soft_hits.get(i, set()))
+            score -= TURNED_DOWN_PENALTY
+        matched = sorted(found.hits.get(i, set()) | found.soft_hits.get(i, set()))
         ranked.append(RankedProduct(product, score, matched, matched_tags))
     ranked.sort(key=lambda r: (-r.score, r.product.price_amount, r.product.ref))
-    return diversify(ranked, request.limit)
+    return ranked
 
 
-def _eligible(product: IndexedProduct, request: SearchRequest) -> bool:
+def eligible(product: IndexedProduct, request: SearchRequest, want: _Wanted | None = None) -> bool:
+    """The hard rules: whether this product may be shown for this request at all."""
     if not product.in_stock or product.currency != request.currency:
         return False
-    if product.ref in request.exclude:
+    if product.ref in request.exclude or product.ref in request.given:
         return False
     if request.budget_max is not None and product.price_amount > request.budget_max:
         return False
     if request.budget_min is not None and product.price_amount < request.budget_min:
         return False
-    return True
+    want = want or _wanted(request)
+    if want.avoid_brands and product.brand and fold(product.brand) in want.avoid_brands:
+        return False
+    return not (want.excluded and _has_any(product, want.excluded))
+
+
+def intent_fit(product: IndexedProduct, want: _Wanted, matched_tags: list[str]) -> float:
+    """How well the product suits the person and occasion, from the merchant's gift tags."""
+    fit = sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5) for t in matched_tags)
+    fit += SUGGESTED_TAG_SHARE * sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5)
+                                     for t in want.suggested_tags & product.tags)
+    if want.suggested_types and _has_any(product, want.suggested_types):
+        fit += SUGGESTED_TYPE_WEIGHT
+    if want.ages:
+        product_ages = {t for t in product.tags if t.startswith("age:")}
+        if product_ages and not (want.ages & product_ages):
+            fit -= AGE_MISMATCH_PENALTY
+    return fit
+
+
+def budget_fit(price: int, target: int | None) -> float:
+    """1.0 at the price the shopper aims at, falling to 0 at twice or nothing of it."""
+    if not target:
+        return 0.0
+    return max(0.0, 1.0 - abs(price - target) / target)
+
 
 def rating_signal(product: IndexedProduct) -> float:
-    """A small bonus for well-rated products, trusting ratings with more reviews more."""
+    """The rating's Bayesian average, 0 at the prior and 1 at a perfect score.
+
+    Few reviews pull the average towards the prior, so a product with two five-star
+    reviews does not outrank one rated 4.7 by hundreds of people.
+    """
     if product.rating_value is None or not product.rating_scale:
         return 0.0
-    share = product.rating_value / product.rating_scale
-    confidence = (product.rating_count or 0) / ((product.rating_count or 0) + 20)
-    return confidence * (share - 0.7) * 2.0
+    share = min(1.0, max(0.0, product.rating_value / product.rating_scale))
+    n = product.rating_count or 0
+    mean = (RATING_PRIOR_REVIEWS * RATING_PRIOR + n * share) / (RATING_PRIOR_REVIEWS + n)
+    return (mean - RATING_PRIOR) / (1.0 - RATING_PRIOR)
 
 
-def diversify(ranked: list[RankedProduct], limit: int, window: int = 50) -> list[RankedProduct]:
-    """Pick `limit` results, discounting near-duplicates of what was already picked."""
-    pool = [(r, _family(r.product)) for r in ranked[:max(window, limit)]]
+def staleness(product: IndexedProduct, now: float) -> float:
+    """0 while the merchant's data is under a week old, growing to 1 after two months."""
+    if not product.updated_at:
+        return 0.0
+    days = (now - product.updated_at) / 86400
+    return min(1.0, max(0.0, (days - FRESH_DAYS) / (STALE_DAYS - FRESH_DAYS)))
+
+
+def choose(ranked: list[RankedProduct], request: SearchRequest) -> list[RankedProduct]:
+    """The cards to show: diverse organic results, then at most one sponsored product."""
+    organic = [r for r in ranked if not r.product.sponsored]
+    picked = diversify(organic, request.limit, by_kind=request.is_open)
+    if request.limit < 2 or not picked:
+        return picked
+    shown = {r.product.ref for r in picked}
+    bar = SPONSORED_RATIO * picked[0].score
+    for candidate in ranked:
+        if not candidate.product.sponsored or candidate.product.ref in shown:
+            continue
+        if picked[0].score <= 0 or candidate.score < bar:
+            break  # ranked is best first: nothing further down clears the bar either
+        if any(_near_duplicate(candidate.product, p.product) for p in picked):
+            continue
+        candidate.sponsored = True
+        slot = max(1, min(len(picked), request.limit - 1))
+        # It takes the last card, or joins when fewer cards were found than asked for.
+        return (picked[:slot] + [candidate]) if len(picked) >= request.limit \
+            else picked + [candidate]
+    return picked
+
+
+def diversify(ranked: list[RankedProduct], limit: int, *, by_kind: bool = False,
+              window: int = DIVERSITY_WINDOW) -> list[RankedProduct]:
+    """Pick `limit` results, pushing down near-duplicates of what was already picked and,
+    with `by_kind`, products of a kind already picked."""
+    pool = [(r, _family(r.product, by_kind)) for r in ranked[:max(window, limit)]]
     picked: list[RankedProduct] = []
     seen_titles: set[str] = set()
     family_count: dict[str, int] = {}
+    penalty = 1.0 if by_kind else DIVERSITY_PENALTY
+
+    def adjusted(entry: tuple[RankedProduct, str]) -> float:
+        item, family = entry
+        score = item.score
+        if family:
+            score -= penalty * abs(item.score) * family_count.get(family, 0)
+        if len(picked) < DIVERSE_CARDS and any(_near_duplicate(item.product, p.product)
+                                               for p in picked):
+            score -= NEAR_DUPLICATE_PENALTY * abs(item.score) + NEAR_DUPLICATE_PENALTY
+        return score
+
     while pool and len(picked) < limit:
-        at = max(range(len(pool)), key=lambda i: pool[i][0].score - DIVERSITY_PENALTY * abs(
-            pool[i][0].score) * (family_count.get(pool[i][1], 0) if pool[i][1] else 0))
+        at = max(range(len(pool)), key=lambda i: adjusted(pool[i]))
         best, family = pool.pop(at)
         title_key = best.product.title.casefold()
         if title_key in seen_titles:
@@ -142,8 +346,20 @@ def diversify(ranked: list[RankedProduct], limit: int, window: int = 50) -> list
     return picked
 
 
-def _family(product: IndexedProduct) -> str:
+def _family(product: IndexedProduct, by_kind: bool) -> str:
     path = product.category_path
-    return path[0].casefold() if path else ""
+    if not path:
+        return ""
+    return (path[-1] if by_kind else path[0]).casefold()
 
 
+def _near_duplicate(a: IndexedProduct, b: IndexedProduct) -> bool:
+    """Nearly the same product: the same brand and almost the same title words
+    ("Value Keyboard Black Germany" and "Value Keyboard Black France")."""
+    if fold(a.brand or "") != fold(b.brand or ""):
+        return False
+    wa, wb = set(a.title_stems), set(b.title_stems)
+    if not wa or not wb:
+        return False
+    return len(wa & wb) / min(len(wa), len(wb)) >= NEAR_DUPLICATE_OVERLAP and \
+        len(wa & wb) / max(len(wa), len(wb)) >= NEAR_DUPLICATE_OVERLAP - 0.2

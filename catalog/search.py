@@ -12,11 +12,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from catalog.index import CatalogIndex, IndexedProduct, product_ref
-from catalog.ranking import RankedProduct, SearchRequest, diversify, rank
+from catalog.ranking import RankedProduct, SearchRequest, choose, diversify, rank, score_all
+from catalog.sponsorship import sponsored_refs
 from catalog.store import catalog_revision, products_for_market
 
 __all__ = ["CatalogIndex", "CatalogSearch", "IndexedProduct", "RankedProduct", "SearchRequest",
-           "diversify", "product_ref", "rank"]
+           "choose", "diversify", "product_ref", "rank", "score_all"]
 
 
 class CatalogSearch:
@@ -37,9 +38,15 @@ class CatalogSearch:
                 cached = self._indexes.get(market)
                 if cached and cached[0] == revision:
                     return cached[1]
-                index = CatalogIndex(products_for_market(session=session, market=market))
+                index = CatalogIndex(products_for_market(session=session, market=market),
+                                     sponsored=sponsored_refs(session=session, market=market))
                 self._indexes[market] = (revision, index)
                 return index
 
     def search(self, request: SearchRequest) -> list[RankedProduct]:
+        """The cards for a request: scored, then chosen (diverse, at most one sponsored)."""
         return rank(self.index(request.market), request)
+
+    def scored(self, request: SearchRequest) -> list[RankedProduct]:
+        """Every eligible product with its score, best first, before cards are chosen."""
+        return score_all(self.index(request.market), request)

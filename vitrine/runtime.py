@@ -42,7 +42,8 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "catalog" / "demo"
 def create_tables(engine: Engine) -> None:
     """Create every table (idempotent); importing the models registers them."""
     import bot.models  # noqa: F401
-    import catalog.models  # noqa: F401
+    import catalog.models
+    import catalog.sponsorship  # noqa: F401
     import checkout.models  # noqa: F401
     import core.outbox  # noqa: F401
     import ops.events  # noqa: F401

