@@ -139,8 +139,16 @@ class Assistant:
 
     def search_request(self, intent: Intent, market: Market, *, limit: int | None = None,
                        exclude: set[str] | None = None) -> SearchRequest:
+        from bot.gift_knowledge import gift_knowledge
+        from bot.intent import attribute_words
+        from catalog.product_types import product_types
+
         budget = intent.budget if intent.budget and intent.budget.currency == market.currency \
             else None
+        kinds = product_types()
+        # A group the shopper named ("roupa") or ruled out ("sem eletrônicos") stands for all
+        # its types; gift knowledge only speaks when the shopper named no product.
+        hints = gift_knowledge().suggest(intent, market.locale)
         return SearchRequest(
             market=market.code, currency=market.currency, text=intent.text,
             terms=list(intent.product_terms),
@@ -148,6 +156,14 @@ class Assistant:
             budget_min=budget.min if budget else None,
             budget_max=budget.max if budget else None,
             exclude=set(exclude or ()), limit=limit or self.settings.default_card_limit,
+            product_types=list(dict.fromkeys(
+                t for name in intent.product_types for t in kinds.expand(name))),
+            suggested_types=hints.types, suggested_tags=hints.tags,
+            attributes=list(dict.fromkeys(
+                w for value in intent.attributes for w in attribute_words(value))),
+            brands=list(intent.brands), avoid_brands=list(intent.avoid_brands),
+            excluded_terms=list(dict.fromkeys(
+                w for name in intent.exclusions for w in kinds.words(name))),
         )
 
     # -- the conversation -------------------------------------------------------------------

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from catalog.text import TOKEN_RE, fold, stem
+from core.errors import InvalidInput
 
 PRODUCT_TYPES_PATH = Path(__file__).with_name("product_types.json")
 LANGUAGES = ("en", "pt", "es")
 _END = ""  # trie key under which a node stores the name its phrase ends on; never a stem
 
 
-class InvalidProductTypes(ValueError):
+class InvalidProductTypes(InvalidInput):
     """`product_types.json` contradicts itself (a phrase with two kinds, an unknown member)."""
 
 
