@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from bot import memory
-from bot.intent import Intent, IntentParser
+from bot.gift_knowledge import gift_knowledge
+from bot.intent import Intent, IntentParser, attribute_words
 from bot.models import Conversation
 from bot.replies import (
     RAIL_LABELS,
@@ -35,6 +36,7 @@ from bot.replies import (
 )
 from catalog.cards import Card, build_cards
 from catalog.live import FederatedSearch
+from catalog.product_types import product_types
 from catalog.search import SearchRequest
 from checkout import service as checkout
 from checkout.rails import PaymentRail
@@ -139,10 +141,6 @@ class Assistant:
 
     def search_request(self, intent: Intent, market: Market, *, limit: int | None = None,
                        exclude: set[str] | None = None) -> SearchRequest:
-        from bot.gift_knowledge import gift_knowledge
-        from bot.intent import attribute_words
-        from catalog.product_types import product_types
-
         budget = intent.budget if intent.budget and intent.budget.currency == market.currency \
             else None
         kinds = product_types()
@@ -155,6 +153,10 @@ class Assistant:
             soft_terms=list(intent.interest_words), tags=intent.concept_tags(),
             budget_min=budget.min if budget else None,
             budget_max=budget.max if budget else None,
+            # "around 40 bucks" names the price to aim at; a ceiling or a range does not.
+            budget_target=budget.amount if budget and budget.min is not None
+            and budget.max is not None and budget.min < (budget.amount or 0) < budget.max
+            else None,
             exclude=set(exclude or ()), limit=limit or self.settings.default_card_limit,
             product_types=list(dict.fromkeys(
                 t for name in intent.product_types for t in kinds.expand(name))),

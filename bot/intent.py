@@ -200,6 +200,7 @@ _PLAIN_RE = re.compile(rf"(?<![a-z0-9]){_AMOUNT}")
 # "like 130 max", "200 no máximo": the ceiling written after the amount.
 _POSTFIX_MAX_RE = re.compile(rf"(?<![a-z0-9]){_AMOUNT}\s*(?:max|maximo|no maximo|como maximo|"
                              rf"tops|at most)(?![a-z0-9])")
+_NEGATION_RE = re.compile(r"(?<![a-z])(?:nada|nothing|nao|no|nunca|never|ninguno|nenhum)\s*$")
 _MAX_SET = set(_MAX_WORDS.split("|"))
 _MIN_SET = set(_MIN_WORDS.split("|"))
 
@@ -731,7 +732,9 @@ class RuleIntentParser:
             if found:
                 op = re.sub(r"\s+", " ", match.group("op"))
                 amount, currency = found
-                if op in _MAX_SET:
+                # "nada acima de 600", "nothing over $50": a floor ruled out is a ceiling.
+                negated = op in _MIN_SET and _NEGATION_RE.search(s[:match.start()])
+                if op in _MAX_SET or negated:
                     intent.budget = Budget(currency=currency, max=amount)
                 elif op in _MIN_SET:
                     intent.budget = Budget(currency=currency, min=amount)

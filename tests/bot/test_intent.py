@@ -95,6 +95,9 @@ def test_thanks_is_recognised_in_each_language():
     ("algo con un presupuesto de 30000", "AR", (None, 3000000)),
     ("gift for my mom under fifty dollars", "US", (None, 5000)),
     ("presente de cem reais", "BR", (None, 10000)),
+    ("presente pro meu marido, nada acima de 600", "BR", (None, 60000)),
+    ("a gift for my wife, nothing over $80", "US", (None, 8000)),
+    ("algo de mas de 5000 pesos", "AR", (500000, None)),
 ])
 def test_more_ways_of_writing_a_budget(text, market, budget):
     intent = parse(text, market)

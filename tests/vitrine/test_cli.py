@@ -298,3 +298,22 @@ def test_eval_scores_a_feed_against_judgments(db, capsys, tmp_path):
     code, _, err = run(capsys, "eval", "--feed", str(feed), "--market", "BR",
                        "--judgments", str(bad))
     assert code == 1 and "query,product_id,rating" in err
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    batch = tmp_path / "queries.txt"
+    batch.write_text("presente para minha mãe\n" * 400, encoding="utf-8")
+    env = {**os.environ, "VITRINE_DATABASE_URL": f"sqlite:///{tmp_path / 'pipe.db'}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vitrine.cli", "recommend", "--batch", str(batch), "--market",
+         "BR", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline()  # like `| head -1`: read one answer, then hang up
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
