@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -224,6 +224,34 @@ def products_for_market(*, session: Session, market: str) -> list[tuple[CatalogP
     query = select(CatalogProduct).options(defer(CatalogProduct.document)).where(  # type: ignore[arg-type]
         CatalogProduct.merchant_id.in_(list(merchants)))  # type: ignore[attr-defined]
     return [(p, merchants[p.merchant_id]) for p in session.exec(query)]
+
+
+# The columns search reads: everything but the UCP document, which is most of the bytes.
+SEARCH_COLUMNS = (
+    CatalogProduct.merchant_id, CatalogProduct.product_id, CatalogProduct.title,
+    CatalogProduct.description, CatalogProduct.brand, CatalogProduct.url,
+    CatalogProduct.image_url, CatalogProduct.categories, CatalogProduct.tags,
+    CatalogProduct.price_amount, CatalogProduct.currency, CatalogProduct.in_stock,
+    CatalogProduct.rating_value, CatalogProduct.rating_scale, CatalogProduct.rating_count,
+    CatalogProduct.updated_at)
+
+
+def iter_products_for_market(*, session: Session, market: str,
+                             chunk_size: int = 2000) -> Iterator[tuple[Any, Merchant]]:
+    """The rows of `products_for_market` as a stream, fetched `chunk_size` at a time.
+
+    Each row carries only `SEARCH_COLUMNS`, read by attribute as on a `CatalogProduct`
+    (`row.title`...), so a million products never sit in memory as ORM objects.
+    """
+    merchants = {m.id: m for m in session.exec(select(Merchant).where(
+        Merchant.market == market, Merchant.kind != MerchantKind.MCP))}
+    if not merchants:
+        return
+    query = select(*SEARCH_COLUMNS).where(  # type: ignore[call-overload]
+        col(CatalogProduct.merchant_id).in_(list(merchants)))
+    rows = session.execute(query.execution_options(yield_per=chunk_size))
+    for row in rows:
+        yield row, merchants[row.merchant_id]
 
 
 def get_product(*, session: Session, merchant_slug: str,
