@@ -63,6 +63,10 @@ PRIOR_REVIEWS = 20
 PRIOR_SHARE = 0.8
 _NO_COUNT = -(2**63)  # rating_count None in its int64 column
 BUILD_CHUNK = 32_768  # products whose postings are computed together
+# Up to this many products, every product's view is made at build time and kept (about 1 kB
+# each, with its ref and words worked out): ranking then reads plain attributes, as it did of
+# the dataclasses this index used to keep. Above, views are made for the candidates only.
+KEEP_VIEWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -285,10 +289,11 @@ class _Lazy(Generic[T]):
 class IndexedProduct:
     """What search needs of one product: a read-only view of one row of an index.
 
-    Made on demand by `CatalogIndex.products[i]`. Numbers and flags are copied in when the
-    view is made; texts and stems are read from the columns on first use and then kept. A
-    view keeps its index's product columns alive: hold on to it no longer than the answer it
-    belongs to.
+    `CatalogIndex.products[i]` returns one: in a catalog of up to `KEEP_VIEWS` products, made
+    once with every attribute filled in; in a larger one, a `_ProductView` made on demand,
+    with numbers and flags copied in and texts and stems read from the columns on first use.
+    A view keeps its index's product columns alive: hold on to it no longer than the answer
+    it belongs to.
     """
 
     def __init__(self, columns: _Columns, doc: int) -> None:
@@ -317,17 +322,28 @@ class IndexedProduct:
         # Its merchant's health, 1.0 = catalog syncing without errors.
         self.health: float = merchant.health
 
-    ref = _Lazy(lambda p: p._ref())  # "merchant-slug:product-id"
-    product_id = _Lazy(lambda p: p._columns.product_ids.text(p._doc))
-    title = _Lazy(lambda p: p._columns.titles.text(p._doc))
-    brand = _Lazy(lambda p: p._columns.brands[p._doc])
-    # Category paths joined by " | ", the merchant's own first.
-    categories = _Lazy(lambda p: p._columns.categories[p._doc])
-    url = _Lazy(lambda p: p._columns.urls.get(p._doc))
-    image_url = _Lazy(lambda p: p._columns.image_urls.get(p._doc))
-    title_stems = _Lazy(lambda p: p._title_stems())
-    # Stems of title, brand and categories, for explanations and kind matching.
-    words = _Lazy(lambda p: p._words())
+    # Set by `_fill` on views kept for good, read from the columns on first use by `_Lazy`.
+    ref: str  # "merchant-slug:product-id"
+    product_id: str
+    title: str
+    brand: str | None
+    categories: str  # category paths joined by " | ", the merchant's own first
+    url: str | None
+    image_url: str | None
+    title_stems: tuple[str, ...]
+    words: frozenset[str]  # stems of title, brand and categories, for kind matching
+
+    def _fill(self) -> None:
+        c, doc = self._columns, self._doc
+        self.product_id = c.product_ids.text(doc)
+        self.title = c.titles.text(doc)
+        self.brand = c.brands[doc]
+        self.categories = c.categories[doc]
+        self.url = c.urls.get(doc)
+        self.image_url = c.image_urls.get(doc)
+        self.title_stems = self._title_stems()
+        self.words = self._words()
+        self.ref = self._ref()
 
     def _ref(self) -> str:
         return product_ref(self.merchant_slug, self._columns.product_ids.text(self._doc))
@@ -381,11 +397,37 @@ class IndexedProduct:
         return f"IndexedProduct({self.ref!r}, {self.title!r})"
 
 
+class _ProductView(IndexedProduct):
+    """An `IndexedProduct` made for one answer: texts and stems are read on first use.
+
+    A separate class, because a descriptor on the class makes every later read of the
+    attribute a little slower, and ranking reads `words` hundreds of times a product."""
+
+    ref = _Lazy(lambda p: p._ref())  # type: ignore[assignment]
+    product_id = _Lazy(lambda p: p._columns.product_ids.text(p._doc))  # type: ignore[assignment]
+    title = _Lazy(lambda p: p._columns.titles.text(p._doc))  # type: ignore[assignment]
+    brand = _Lazy(lambda p: p._columns.brands[p._doc])  # type: ignore[assignment]
+    categories = _Lazy(lambda p: p._columns.categories[p._doc])  # type: ignore[assignment]
+    url = _Lazy(lambda p: p._columns.urls.get(p._doc))  # type: ignore[assignment]
+    image_url = _Lazy(lambda p: p._columns.image_urls.get(p._doc))  # type: ignore[assignment]
+    title_stems = _Lazy(lambda p: p._title_stems())  # type: ignore[assignment]
+    words = _Lazy(lambda p: p._words())  # type: ignore[assignment]
+
+
 class IndexedProducts(Sequence[IndexedProduct]):
-    """An index's products in document order; each item is a view made on demand."""
+    """An index's products in document order; each item is a view made on demand, or kept
+    (see `KEEP_VIEWS`)."""
 
     def __init__(self, columns: _Columns) -> None:
         self._columns = columns
+        self._views: list[IndexedProduct] | None = None
+
+    def keep_views(self) -> None:
+        """Make every view now, with what ranking reads of each, and keep them."""
+        views = [IndexedProduct(self._columns, d) for d in range(len(self._columns))]
+        for view in views:
+            view._fill()
+        self._views = views
 
     def __len__(self) -> int:
         return len(self._columns)
@@ -396,18 +438,22 @@ class IndexedProducts(Sequence[IndexedProduct]):
     def __getitem__(self, i: slice) -> list[IndexedProduct]: ...
 
     def __getitem__(self, i: int | slice) -> IndexedProduct | list[IndexedProduct]:
+        if self._views is not None:
+            return self._views[i]
         if isinstance(i, slice):
-            return [IndexedProduct(self._columns, d) for d in range(*i.indices(len(self)))]
+            return [_ProductView(self._columns, d) for d in range(*i.indices(len(self)))]
         n = len(self._columns)
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError("product index out of range")
-        return IndexedProduct(self._columns, i)
+        return _ProductView(self._columns, i)
 
     def __iter__(self) -> Iterator[IndexedProduct]:
+        if self._views is not None:
+            return iter(self._views)
         columns = self._columns
-        return (IndexedProduct(columns, d) for d in range(len(columns)))
+        return (_ProductView(columns, d) for d in range(len(columns)))
 
 
 class ProductRefs(Mapping[str, int]):
@@ -545,11 +591,12 @@ class CatalogIndex:
 
     def __init__(self, rows: Iterable[tuple[CatalogRow, Merchant]], *,
                  sponsored: frozenset[str] = frozenset(), prune_to: int = PRUNE_TO,
-                 fuzzy_full_scan: int = FUZZY_FULL_SCAN) -> None:
+                 fuzzy_full_scan: int = FUZZY_FULL_SCAN, keep_views: int = KEEP_VIEWS) -> None:
         """Index `rows` (read once, so a stream from the database does); `sponsored` holds
         the refs of products whose merchant boosts them; `prune_to` is how many candidates a
         request keeps at most (see `match`); above `fuzzy_full_scan` distinct words, typo
-        tolerance compares a word with one letter bucket of them (see `FUZZY_FULL_SCAN`)."""
+        tolerance compares a word with one letter bucket of them (see `FUZZY_FULL_SCAN`); up
+        to `keep_views` products, their views are made once and kept (see `KEEP_VIEWS`)."""
         self.prune_to = prune_to
         self.fuzzy_full_scan = fuzzy_full_scan
         columns = self._columns = _Columns()
@@ -567,6 +614,8 @@ class CatalogIndex:
         self.by_ref = ProductRefs(self.products, ref_hashes)
         self._build_postings(forward)
         self._build_tags()
+        if len(columns) <= keep_views:
+            self.products.keep_views()
         self._fuzzy_cache: dict[str, list[tuple[str, float]]] = {}
         # (letter position, letter) -> the words with that letter there, and their numbers.
         self._fuzzy_buckets: dict[tuple[int, str], tuple[tuple[str, ...], array[int]]] | None \

@@ -130,6 +130,21 @@ def test_views_expose_what_the_catalog_row_says():
     assert index.products[-1] == flask and index.products[4] != mug
 
 
+def test_views_made_on_demand_read_the_same_as_views_kept():
+    kept = CatalogIndex(CATALOG, sponsored=frozenset({"outra:B2"}))
+    made = CatalogIndex(CATALOG, sponsored=frozenset({"outra:B2"}), keep_views=0)
+    assert kept.products[1] is kept.products[1] and made.products[1] is not made.products[1]
+    names = [n for n in dir(IndexedProduct) if not n.startswith("_") and n != "accessory_of"]
+    names += ["price_amount", "currency", "in_stock", "tags", "accessory", "rating_value",
+              "rating_scale", "rating_count", "updated_at", "sponsored", "merchant_slug",
+              "merchant_name", "health"]
+    for a, b in zip(kept.products, made.products, strict=True):
+        assert {n: getattr(a, n) for n in names} == {n: getattr(b, n) for n in names}
+        assert a.accessory_of({"notebook"}) == b.accessory_of({"notebook"})
+    assert [p.ref for p in made.products[1:3]] == ["loja:A2", "loja:A3"]
+    assert made.products[-1].ref == "outra:B2"
+
+
 def test_products_are_found_by_ref():
     index = CatalogIndex(CATALOG)
     for doc, product in enumerate(index.products):
