@@ -775,10 +775,10 @@ class CatalogIndex:
     def expand(self, term: str) -> list[tuple[str, float]]:
         """The index words a query word stands for: itself or close spellings of it, and
         the words of its synonym group."""
-        found = self._spelled(term)
-        found += [(word, SYNONYM_WEIGHT) for word in vocabulary().synonyms.get(term, ())
-                  if word in self._word_ids]
-        return found
+        # A new list: `_spelled` hands out its cached one, which must never grow.
+        synonyms = vocabulary().synonyms.get(term, ())
+        return self._spelled(term) + [(word, SYNONYM_WEIGHT) for word in synonyms
+                                      if word in self._word_ids]
 
     def _spelled(self, term: str) -> list[tuple[str, float]]:
         if term in self._word_ids:

@@ -40,7 +40,9 @@ and is always labelled.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from catalog.index import CatalogIndex, IndexedProduct, vocabulary
 from catalog.product_types import product_types
@@ -129,38 +131,61 @@ class _Wanted:
     tags: list[str]
     suggested_tags: frozenset[str]
     ages: frozenset[str]
-    types: tuple[frozenset[str], ...]
-    suggested_types: tuple[frozenset[str], ...]
-    excluded: tuple[frozenset[str], ...]
+    types: Phrases
+    suggested_types: Phrases
+    excluded: Phrases
     brands: frozenset[str]
     avoid_brands: frozenset[str]
     wants_accessory: bool
     target: int | None
 
 
-def _phrases(words: list[str]) -> tuple[frozenset[str], ...]:
-    """Each word or phrase as the set of its content stems ("tênis de corrida" -> {teni,
-    corrida}); a product matches a phrase when its title, brand or category has them all."""
-    found = []
-    for word in words:
-        content = frozenset(s for s in stems(word) if s not in LINK_WORDS)
-        if content:
-            found.append(content)
-    return tuple(dict.fromkeys(found))
+@dataclass(frozen=True)
+class Phrases:
+    """Words or phrases, each as the set of its content stems ("tênis de corrida" -> {teni,
+    corrida}); a product matches one when its title, brand or category has them all.
+
+    Phrases are filed under one of their stems, so checking a product looks only at the
+    phrases that share a word with it instead of at every phrase (a group of kinds has
+    hundreds).
+    """
+
+    all: tuple[frozenset[str], ...] = ()
+    by_word: dict[str, tuple[frozenset[str], ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, words: Iterable[str]) -> Phrases:
+        found = []
+        for word in words:
+            content = frozenset(s for s in stems(word) if s not in LINK_WORDS)
+            if content:
+                found.append(content)
+        unique = tuple(dict.fromkeys(found))
+        by_word: dict[str, list[frozenset[str]]] = {}
+        for phrase in unique:
+            by_word.setdefault(min(phrase), []).append(phrase)
+        return cls(unique, {w: tuple(p) for w, p in by_word.items()})
+
+    def __bool__(self) -> bool:
+        return bool(self.all)
+
+    def found_in(self, words: frozenset[str]) -> bool:
+        """Whether these product words contain all the stems of any phrase."""
+        by_word = self.by_word
+        if len(words) > len(by_word):
+            return any(p <= words for w, ps in by_word.items() if w in words for p in ps)
+        return any(p <= words for w in words if w in by_word for p in by_word[w])
 
 
-def _kind_phrases(kinds: list[str]) -> tuple[frozenset[str], ...]:
+@lru_cache(maxsize=256)
+def _kind_phrases(kinds: tuple[str, ...]) -> Phrases:
     """The phrases naming these product kinds (or groups of kinds), in every language the data
     knows; a kind the data does not know stands for itself."""
     if not kinds:
-        return ()
+        return Phrases()
     known = product_types()
-    return _phrases([w for kind in kinds for t in (known.expand(kind) or [kind])
-                     for w in (known.words(t) or [t])])
-
-
-def _has_any(product: IndexedProduct, phrases: tuple[frozenset[str], ...]) -> bool:
-    return any(phrase <= product.words for phrase in phrases)
+    return Phrases.of(w for kind in kinds for t in (known.expand(kind) or [kind])
+                      for w in (known.words(t) or [t]))
 
 
 def _wanted(request: SearchRequest, index: CatalogIndex | None = None) -> _Wanted:
@@ -178,9 +203,10 @@ def _wanted(request: SearchRequest, index: CatalogIndex | None = None) -> _Wante
         terms=terms, term_set=frozenset(terms), soft=soft, tags=tags,
         suggested_tags=frozenset(request.suggested_tags) - set(tags),
         ages=frozenset(t for t in tags if t.startswith("age:")),
-        types=_kind_phrases(request.product_types),
-        suggested_types=_kind_phrases(request.suggested_types) if request.is_open else (),
-        excluded=_phrases(request.excluded_terms),
+        types=_kind_phrases(tuple(request.product_types)),
+        suggested_types=_kind_phrases(tuple(request.suggested_types)) if request.is_open
+        else Phrases(),
+        excluded=Phrases.of(request.excluded_terms),
         brands=frozenset(fold(b) for b in request.brands),
         avoid_brands=frozenset(fold(b) for b in request.avoid_brands),
         wants_accessory=bool(vocabulary().accessories.intersection(terms)), target=target)
@@ -194,11 +220,12 @@ def rank(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct]:
 def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct]:
     """Every eligible product the request reaches with its score, best first."""
     want = _wanted(request, index)
-    soft = want.soft + [s for phrase in want.suggested_types for s in phrase]
+    soft = want.soft + [s for phrase in want.suggested_types.all for s in phrase]
     if request.terms and not want.terms and not (soft or want.tags or want.suggested_tags):
         return []  # the shopper named a product no shop carries: say so, show nothing random
     found = index.match(want.terms, soft, SOFT_TERM_WEIGHT,
-                        want.tags + sorted(want.suggested_tags))
+                        want.tags + sorted(want.suggested_tags), currency=request.currency,
+                        budget_min=request.budget_min, budget_max=request.budget_max)
     max_text = max((found.scores.get(i, 0.0) + found.soft_scores.get(i, 0.0)
                     for i in found.candidates), default=0.0) or 1.0
     now = time.time()
@@ -213,7 +240,7 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
             relevance *= 0.5 + 0.5 * coverage
             if not want.wants_accessory and product.accessory_of(set(want.term_set)):
                 relevance *= ACCESSORY_FACTOR
-        if want.types and not _has_any(product, want.types):
+        if want.types and not want.types.found_in(product.words):
             relevance *= OTHER_TYPE_FACTOR
         matched_tags = [t for t in want.tags if t in product.tags]
         score = (RELEVANCE_WEIGHT * relevance
@@ -245,7 +272,7 @@ def eligible(product: IndexedProduct, request: SearchRequest, want: _Wanted | No
     want = want or _wanted(request)
     if want.avoid_brands and product.brand and fold(product.brand) in want.avoid_brands:
         return False
-    return not (want.excluded and _has_any(product, want.excluded))
+    return not (want.excluded and want.excluded.found_in(product.words))
 
 
 def intent_fit(product: IndexedProduct, want: _Wanted, matched_tags: list[str]) -> float:
@@ -253,7 +280,7 @@ def intent_fit(product: IndexedProduct, want: _Wanted, matched_tags: list[str]) 
     fit = sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5) for t in matched_tags)
     fit += SUGGESTED_TAG_SHARE * sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5)
                                      for t in want.suggested_tags & product.tags)
-    if want.suggested_types and _has_any(product, want.suggested_types):
+    if want.suggested_types and want.suggested_types.found_in(product.words):
         fit += SUGGESTED_TYPE_WEIGHT
     if want.ages:
         product_ages = {t for t in product.tags if t.startswith("age:")}

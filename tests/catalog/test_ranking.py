@@ -136,3 +136,14 @@ def test_an_excluded_phrase_needs_all_its_words_not_its_little_ones():
     ranked = _rank(rows, tags=[], terms=["azul", "caneca"],
                    excluded_terms=["tênis de corrida"])
     assert _ids(ranked) == ["MUG"]
+
+
+def test_asking_the_same_thing_twice_gives_the_same_scores():
+    # A word the catalog lacks but whose synonym it has ("laptop" -> "notebook") used to
+    # grow a cached list on every search, so each answer scored higher than the last.
+    rows = [_row("NB", "Notebook Dell Inspiron"), _row("MUG", "Caneca notebook")]
+    index = CatalogIndex(rows)
+    request = SearchRequest(market="BR", currency="BRL", terms=["laptop"])
+    first = [(r.product.product_id, r.score) for r in rank(index, request)]
+    assert [(r.product.product_id, r.score) for r in rank(index, request)] == first
+    assert index.expand("laptop") == index.expand("laptop") == [("notebook", 0.5)]
