@@ -344,6 +344,10 @@ class RuleIntentParser:
         self._accents = {re.compile(rf"(?<!\w){re.escape(k)}(?!\w)"): v
                          for k, v in lex["accent_significant"].items()}
         self._filler = {fold(w) for words in lex["filler"].values() for w in words}
+        # Filler in one language can be a product word in another: Spanish "fan", Portuguese
+        # "pro" ("ps4 pro"). Leftover words are judged by the message's own language.
+        self._filler_in = {lang: {fold(w) for w in words}
+                           for lang, words in lex["filler"].items()}
         thanks = "|".join(re.escape(fold(w)) for w in sorted(lex["thanks"], key=len, reverse=True))
         self._thanks_re = re.compile(rf"(?<![a-z])(?:{thanks})(?![a-z])")
         self._markers = {lang: {fold(w) for w in words}
@@ -490,7 +494,8 @@ class RuleIntentParser:
         # Model numbers stay ("windows 10", "rtx 2060"); ages and budgets were taken out above.
         terms = [
             t for t in re.findall(r"[a-z0-9]+", remaining)
-            if t not in self._filler and (len(t) > 1 or not t.isalpha())
+            if t not in self._filler_in.get(intent.language, self._filler)
+            and (len(t) > 1 or not t.isalpha())
             and not (t.isdigit() and len(t) == 1) and t not in avoided and t not in noise
         ]
         # A colour or size alone ("algo azul") does not name a product: it stays a soft

@@ -311,3 +311,10 @@ def test_the_intent_json_carries_the_contract_fields():
     for key in ("recipient", "age", "occasion", "interests", "language", "gender",
                 "attributes", "brands", "avoid_brands"):
         assert key in data
+
+
+def test_filler_is_judged_in_the_messages_own_language():
+    # Spanish "fan" and Portuguese "pro" are filler there, product words in English.
+    assert parse("usb fan", "US").product_terms == ["usb", "fan"]
+    assert parse("ps4 pro", "US").product_terms == ["ps4", "pro"]
+    assert "pro" not in parse("um presente pro meu pai, uma caneca").product_terms
