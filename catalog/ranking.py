@@ -9,8 +9,8 @@ Every product left gets one score, the sum of these parts:
     3.0 × relevance      BM25F text score as a share of the best candidate's (0..1), times
                          coverage (0.5 + 0.5 × share of the query's words it matches), times
                          0.55 when it is an accessory of what was asked ("laptop" -> a laptop
-                         sleeve), times 0.6 when the shopper named a product type and this
-                         product is of another type
+                         sleeve), times 0.8 when the shopper named a product type and no
+                         word of it is in this product's title, brand or category
     + intent fit         matched gift tags: interest 1.5, recipient 1.0, age 0.8, occasion
                          0.5, gender 0.5; tags that gift knowledge suggested count half; 0.8
                          when it is of a kind gift knowledge suggests for an open request;
@@ -55,7 +55,7 @@ SUGGESTED_TYPE_WEIGHT = 0.8
 AGE_MISMATCH_PENALTY = 2.0
 SOFT_TERM_WEIGHT = 0.6
 ACCESSORY_FACTOR = 0.55
-OTHER_TYPE_FACTOR = 0.6
+OTHER_TYPE_FACTOR = 0.8
 BRAND_WEIGHT = 0.8
 BUDGET_WEIGHT = 0.4
 CEILING_TARGET = 0.75
