@@ -20,6 +20,7 @@ from sqlmodel import Session
 from bot import memory
 from bot.gift_knowledge import gift_knowledge
 from bot.intent import Intent, IntentParser, attribute_words
+from bot.llm_replies import ReplyPhraser
 from bot.models import Conversation
 from bot.replies import (
     RAIL_LABELS,
@@ -80,8 +81,11 @@ class Assistant:
     """Understands requests, keeps each shopper's conversation, and drives checkout."""
 
     def __init__(self, *, engine: Engine, search: FederatedSearch, parser: IntentParser,
-                 rails: dict[str, PaymentRail], settings: Settings) -> None:
+                 rails: dict[str, PaymentRail], settings: Settings,
+                 phraser: ReplyPhraser | None = None) -> None:
         self.engine = engine
+        # Rewords the line above the cards (never the cards) when a language model is set.
+        self.phraser = phraser
         self.search = search
         self.parser = parser
         self.rails = rails
@@ -118,6 +122,13 @@ class Assistant:
             if request.budget_max is not None else None
         reply = (results_text(intent, len(cards), budget, market, t) if cards
                  else no_results_text(intent, budget, market, t))
+        if self.phraser and cards:
+            phrased = self.phraser.phrase_intro(
+                reply, language=intent.language,
+                product_names=[c.title for c in cards] + [c.merchant for c in cards])
+            reply = phrased.text
+            intent.tokens_in += phrased.tokens_in
+            intent.tokens_out += phrased.tokens_out
         notes = []
         person = who(intent, t)
         if learned and person:

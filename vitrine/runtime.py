@@ -147,7 +147,7 @@ def build_runtime(settings: Settings | None = None, *,
         if settings.llm_phrase_replies:
             phraser = ReplyPhraser(chat=chat)
     assistant = Assistant(engine=engine, search=federated, parser=parser,
-                          rails=rails, settings=settings)
+                          rails=rails, settings=settings, phraser=phraser)
     runtime = Runtime(settings=settings, engine=engine, search=search, federated=federated,
                       assistant=assistant, rails=rails,
                       mcp_http=mcp_http or httpx2.AsyncClient(timeout=HTTP_TIMEOUT),

@@ -156,3 +156,23 @@ def test_llm_settings_come_from_the_environment_and_the_key_stays_secret(monkeyp
 def test_a_base_url_that_is_not_http_is_refused():
     with pytest.raises(ValueError, match="VITRINE_LLM_BASE_URL"):
         Settings(llm_base_url="api.openai.com/v1", llm_model=MODEL)
+
+
+
+def test_a_reworded_intro_reaches_the_shopper_and_its_tokens_the_log(settings):
+    fake = FakeLlm()
+    fake.answer(understanding(recipient="mother", interests=["gardening"]),
+                prompt_tokens=100, completion_tokens=10)
+    fake.answer({"intro": "Olha só o que separei para sua mãe:"},
+                prompt_tokens=50, completion_tokens=5)
+    runtime = build_runtime(with_llm(settings, llm_phrase_replies=True), llm_http=fake.client())
+    seed_demo(runtime)
+    try:
+        reply = runtime.assistant.handle(user_key="web:phrase",
+                                         text="presente para minha mãe que ama jardinagem")
+        [event] = understood_events(runtime)
+    finally:
+        runtime.close()
+    shown = [m for m in reply.messages if m.cards]
+    assert shown and shown[0].text == "Olha só o que separei para sua mãe:"
+    assert (event.tokens_in, event.tokens_out) == (150, 15)
