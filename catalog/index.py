@@ -53,7 +53,7 @@ FIELDS = tuple(f + suffix for f in FIELD_WEIGHTS for suffix in ("", PARTS))
 ACCESSORY_LINKS = frozenset({"for", "para", "pra", "de", "compatible", "compativel", "with"})
 VOCABULARY_PATH = Path(__file__).with_name("vocabulary.json")
 # Candidates kept when a request reaches more products than this (see `CatalogIndex.match`).
-PRUNE_TO = 2000
+PRUNE_TO = 1000
 # Above this many distinct words, a misspelt word is compared only with words that share its
 # first letter (or its first two letters swapped, or one letter added or dropped in front):
 # a scan of every word costs ~50 ms at a million words, one bucket a few.
@@ -943,6 +943,11 @@ class CatalogIndex:
             n = np.where(rated & (counts > 0), counts, 0).astype(np.float64)
             self._prior = (PRIOR_REVIEWS * PRIOR_SHARE + n * share) / (PRIOR_REVIEWS + n)
         return self._prior
+
+    @property
+    def has_sponsored(self) -> bool:
+        """Whether any product of this index is sponsored."""
+        return bool(self._columns.sponsored)
 
     def get(self, ref: str) -> IndexedProduct | None:
         i = self.by_ref.get(ref)

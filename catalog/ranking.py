@@ -39,6 +39,7 @@ and is always labelled.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -119,6 +120,7 @@ class RankedProduct:
     matched_terms: list[str]
     matched_tags: list[str]
     sponsored: bool = False  # shown because its merchant sponsors it: labelled on the card
+    doc: int = -1  # its number in the index it was ranked from
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,14 @@ def rank(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct]:
 
 
 def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct]:
-    """Every eligible product the request reaches with its score, best first."""
+    """The eligible products the request reaches with their scores, best first.
+
+    Every product that could be among the first `max(limit, DIVERSITY_WINDOW)` (or clear the
+    sponsored bar) is scored exactly; candidates are visited from the highest possible
+    score down and the visit stops once no remaining one could reach those places. A
+    product's score can never exceed its text part plus every bonus the request allows, so
+    the order of what is returned is exact.
+    """
     want = _wanted(request, index)
     soft = want.soft + [s for phrase in want.suggested_types.all for s in phrase]
     if request.terms and not want.terms and not (soft or want.tags or want.suggested_tags):
@@ -226,23 +235,40 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     found = index.match(want.terms, soft, SOFT_TERM_WEIGHT,
                         want.tags + sorted(want.suggested_tags), currency=request.currency,
                         budget_min=request.budget_min, budget_max=request.budget_max)
-    max_text = max((found.scores.get(i, 0.0) + found.soft_scores.get(i, 0.0)
+    scores, soft_scores, hits = found.scores, found.soft_scores, found.hits
+    max_text = max((scores.get(i, 0.0) + soft_scores.get(i, 0.0)
                     for i in found.candidates), default=0.0) or 1.0
+    terms = len(want.term_set)
+
+    def text_part(i: int) -> float:
+        text = (scores.get(i, 0.0) + soft_scores.get(i, 0.0)) / max_text
+        if terms:
+            text *= 0.5 + 0.5 * len(hits.get(i, ())) / terms
+        return text
+
+    bonus = _max_bonus(want)
+    bounded = sorted(((RELEVANCE_WEIGHT * text + bonus, i, text)
+                      for i in found.candidates for text in (text_part(i),)), reverse=True)
+    needed = max(request.limit, DIVERSITY_WINDOW)
+    sponsored = index.has_sponsored
     now = time.time()
     ranked: list[RankedProduct] = []
-    for i in found.candidates:
+    best: list[float] = []  # a min-heap of the `needed` best scores so far
+    for ceiling, i, text in bounded:
+        if len(best) >= needed and ceiling < best[0] and not (
+                sponsored and ceiling >= SPONSORED_RATIO * max(best)):
+            break
         product = index.products[i]
         if not eligible(product, request, want):
             continue
-        relevance = (found.scores.get(i, 0.0) + found.soft_scores.get(i, 0.0)) / max_text
-        if want.terms:
-            coverage = len(found.hits.get(i, ())) / len(want.term_set)
-            relevance *= 0.5 + 0.5 * coverage
-            if not want.wants_accessory and product.accessory_of(set(want.term_set)):
-                relevance *= ACCESSORY_FACTOR
-        if want.types and not want.types.found_in(product.words):
+        relevance = text
+        if terms and not want.wants_accessory and product.accessory_of(set(want.term_set)):
+            relevance *= ACCESSORY_FACTOR
+        words = product.words
+        if want.types and not want.types.found_in(words):
             relevance *= OTHER_TYPE_FACTOR
-        matched_tags = [t for t in want.tags if t in product.tags]
+        product_tags = product.tags
+        matched_tags = [t for t in want.tags if t in product_tags]
         score = (RELEVANCE_WEIGHT * relevance
                  + intent_fit(product, want, matched_tags)
                  + (BRAND_WEIGHT if want.brands and product.brand
@@ -253,10 +279,28 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
                  - HEALTH_WEIGHT * (1.0 - product.health))
         if product.ref in request.penalise:
             score -= TURNED_DOWN_PENALTY
-        matched = sorted(found.hits.get(i, set()) | found.soft_hits.get(i, set()))
-        ranked.append(RankedProduct(product, score, matched, matched_tags))
+        ranked.append(RankedProduct(product, score, [], matched_tags, doc=i))
+        if len(best) < needed:
+            heapq.heappush(best, score)
+        elif score > best[0]:
+            heapq.heapreplace(best, score)
     ranked.sort(key=lambda r: (-r.score, r.product.price_amount, r.product.ref))
+    # Which words matched is only read to explain the cards, all chosen from the first ones.
+    for item in ranked[:needed]:
+        item.matched_terms = sorted(hits.get(item.doc, frozenset())
+                                    | found.soft_hits.get(item.doc, frozenset()))
     return ranked
+
+
+def _max_bonus(want: _Wanted) -> float:
+    """The most the parts other than relevance can add for this request."""
+    return (sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5) for t in want.tags)
+            + SUGGESTED_TAG_SHARE * sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5)
+                                        for t in want.suggested_tags)
+            + (SUGGESTED_TYPE_WEIGHT if want.suggested_types else 0.0)
+            + (BRAND_WEIGHT if want.brands else 0.0)
+            + (BUDGET_WEIGHT if want.target else 0.0)
+            + RATING_WEIGHT)
 
 
 def eligible(product: IndexedProduct, request: SearchRequest, want: _Wanted | None = None) -> bool:
