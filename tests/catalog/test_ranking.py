@@ -147,3 +147,22 @@ def test_asking_the_same_thing_twice_gives_the_same_scores():
     first = [(r.product.product_id, r.score) for r in rank(index, request)]
     assert [(r.product.product_id, r.score) for r in rank(index, request)] == first
     assert index.expand("laptop") == index.expand("laptop") == [("notebook", 0.5)]
+
+
+def test_stopping_early_never_changes_the_products_that_can_be_shown():
+    from catalog.ranking import DIVERSITY_WINDOW, score_all
+
+    words = ["caneca", "azul", "grande", "porcelana", "kit", "presente"]
+    rows = [_row(f"P{n:03}", " ".join(words[: 1 + n % len(words)]) + f" modelo {n}",
+                 price=1000 + 37 * n, brand=f"B{n % 7}", rating=3 + (n % 5) / 2,
+                 count=n * 3, tags=["recipient:mother"] if n % 3 == 0 else [],
+                 age_days=n % 90) for n in range(150)]
+    index = CatalogIndex(rows)
+    asked = dict(market="BR", currency="BRL", terms=["caneca", "azul", "porcelana"],
+                 tags=["recipient:mother"], budget_max=7000)
+    early = score_all(index, SearchRequest(limit=3, **asked))
+    full = score_all(index, SearchRequest(limit=1000, **asked))
+    assert len(full) > len(early) >= DIVERSITY_WINDOW
+    # (staleness moves with the clock between the two calls, by far less than a millionth)
+    assert [(r.product.ref, round(r.score, 6)) for r in early[:DIVERSITY_WINDOW]] == \
+        [(r.product.ref, round(r.score, 6)) for r in full[:DIVERSITY_WINDOW]]
