@@ -7,9 +7,10 @@ conversation, for the `recommend` command.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -39,6 +40,7 @@ from catalog.cards import Card, build_cards
 from catalog.live import FederatedSearch
 from catalog.product_types import product_types
 from catalog.search import SearchRequest
+from catalog.text import fold
 from checkout import service as checkout
 from checkout.rails import PaymentRail
 from core.db import joined_or_own, session_scope, utcnow
@@ -155,13 +157,15 @@ class Assistant:
         budget = intent.budget if intent.budget and intent.budget.currency == market.currency \
             else None
         kinds = product_types()
+        required, loose = product_words(intent)
         # A group the shopper named ("roupa") or ruled out ("sem eletrônicos") stands for all
         # its types; gift knowledge only speaks when the shopper named no product.
-        hints = gift_knowledge().suggest(intent, market.locale)
+        hints = gift_knowledge().suggest(
+            intent if required else replace(intent, product_terms=[]), market.locale)
         return SearchRequest(
             market=market.code, currency=market.currency, text=intent.text,
-            terms=list(intent.product_terms),
-            soft_terms=list(intent.interest_words), tags=intent.concept_tags(),
+            terms=required, soft_terms=list(intent.interest_words) + loose,
+            tags=intent.concept_tags(),
             budget_min=budget.min if budget else None,
             budget_max=budget.max if budget else None,
             # "around 40 bucks" names the price to aim at; a ceiling or a range does not.
@@ -415,6 +419,26 @@ class Assistant:
         rec.reply = t.gettext("Got it. Some other options:") if rec.cards else \
             t.gettext("Got it. I have no other options for that right now.")
         return self._show(session, conv, rec, started)
+
+
+def product_words(intent: Intent) -> tuple[list[str], list[str]]:
+    """The shopper's leftover words split into those a product must contain and those that
+    only make a product more relevant.
+
+    In a gift request ("algo pro meu pai q toma mate todo dia", "a gift for my boss, something
+    classy") the person, interests or occasion carry the request, and what is left is mostly
+    talk; only words that name a kind of product, a brand asked for or a model number are
+    required. A request with no person, interest or occasion is a product search ("nespresso
+    vertuo", "windows 10"): every word is required.
+    """
+    terms = list(intent.product_terms)
+    if not (intent.recipient or intent.interests or intent.occasion or intent.age is not None):
+        return terms, []
+    kinds = product_types()
+    brand_words = {w for brand in intent.brands for w in re.findall(r"[a-z0-9]+", fold(brand))}
+    required = [t for t in terms if kinds.find(t) or t in brand_words
+                or any(ch.isdigit() for ch in t)]
+    return required, [t for t in terms if t not in required]
 
 
 def _new_id() -> str:

@@ -542,7 +542,10 @@ class _Reach:
 
     def _words_of(self, key: int | tuple[int, ...]) -> frozenset[str]:
         blocks = key if isinstance(key, tuple) else (key,)
-        return frozenset(w for j, w in enumerate(self.words) if blocks[j >> 6] >> (j & 63) & 1)
+        # Bit arrays exist only up to the last word that reached something: words past them
+        # matched nothing.
+        return frozenset(w for j, w in enumerate(self.words[:64 * len(blocks)])
+                         if blocks[j >> 6] >> (j & 63) & 1)
 
 
 def _best(key: np.ndarray, prices: np.ndarray, count: int) -> np.ndarray:

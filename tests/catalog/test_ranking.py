@@ -166,3 +166,12 @@ def test_stopping_early_never_changes_the_products_that_can_be_shown():
     # (staleness moves with the clock between the two calls, by far less than a millionth)
     assert [(r.product.ref, round(r.score, 6)) for r in early[:DIVERSITY_WINDOW]] == \
         [(r.product.ref, round(r.score, 6)) for r in full[:DIVERSITY_WINDOW]]
+
+
+def test_many_soft_words_of_which_only_the_first_reach_anything():
+    # With more than 64 soft words the matched words are kept in several bit arrays; when
+    # only words among the first 64 reached a product, reading them back used to fail.
+    rows = [_row("MUG", "Caneca de porcelana")]
+    soft = ["caneca"] + [f"zzpalavra{n}" for n in range(80)]
+    ranked = _rank(rows, soft_terms=soft, tags=[])
+    assert _ids(ranked) == ["MUG"] and ranked[0].matched_terms == ["caneca"]
