@@ -200,6 +200,8 @@ _PLAIN_RE = re.compile(rf"(?<![a-z0-9]){_AMOUNT}")
 # "like 130 max", "200 no máximo": the ceiling written after the amount.
 _POSTFIX_MAX_RE = re.compile(rf"(?<![a-z0-9]){_AMOUNT}\s*(?:max|maximo|no maximo|como maximo|"
                              rf"tops|at most)(?![a-z0-9])")
+_SPEND_RE = re.compile(r"(?<![a-z])(?:tengo|tenho|i have|i've got|gastar|gasto|to spend|"
+                       r"spend|budget|orcamento|presupuesto|disponho de|dispongo de)\s*$")
 _NEGATION_RE = re.compile(r"(?<![a-z])(?:nada|nothing|nao|no|nunca|never|ninguno|nenhum)\s*$")
 _MAX_SET = set(_MAX_WORDS.split("|"))
 _MIN_SET = set(_MIN_WORDS.split("|"))
@@ -755,8 +757,10 @@ class RuleIntentParser:
                 return s[:match.start()] + " " + s[match.end():]
         for match in _PLAIN_RE.finditer(s):
             before, _, after = match.groups()
-            # "10k" or "30 mil" alone is a distance or a count, not money.
-            if before or (after and after.replace(" ", "") not in ("mil", "k")):
+            # "10k" or "30 mil" alone is a distance or a count, not money, unless the words
+            # before it spend it: "tengo 20 mil para...", "I have 50k for...".
+            spent = _SPEND_RE.search(s[:match.start()])
+            if before or spent or (after and after.replace(" ", "") not in ("mil", "k")):
                 found = _amount(match.groups(), market)
                 if found:
                     intent.budget = Budget(currency=found[1], max=found[0])

@@ -97,6 +97,7 @@ def test_thanks_is_recognised_in_each_language():
     ("presente de cem reais", "BR", (None, 10000)),
     ("presente pro meu marido, nada acima de 600", "BR", (None, 60000)),
     ("a gift for my wife, nothing over $80", "US", (None, 8000)),
+    ("tengo 20 mil para un regalo", "AR", (None, 2000000)),
     ("algo de mas de 5000 pesos", "AR", (500000, None)),
 ])
 def test_more_ways_of_writing_a_budget(text, market, budget):
