@@ -249,6 +249,9 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     bonus = _max_bonus(want)
     bounded = sorted(((RELEVANCE_WEIGHT * text + bonus, i, text)
                       for i in found.candidates for text in (text_part(i),)), reverse=True)
+    # What the shopper named, in the catalog's words too: a "notebook case" is an accessory
+    # of a "laptop".
+    named = {w for t in want.term_set for w, _ in index.expand(t)} | set(want.term_set)
     needed = max(request.limit, DIVERSITY_WINDOW)
     sponsored = index.has_sponsored
     now = time.time()
@@ -262,7 +265,7 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         if not eligible(product, request, want):
             continue
         relevance = text
-        if terms and not want.wants_accessory and product.accessory_of(set(want.term_set)):
+        if terms and not want.wants_accessory and product.accessory_of(named):
             relevance *= ACCESSORY_FACTOR
         words = product.words
         if want.types and not want.types.found_in(words):

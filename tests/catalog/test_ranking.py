@@ -175,3 +175,9 @@ def test_many_soft_words_of_which_only_the_first_reach_anything():
     soft = ["caneca"] + [f"zzpalavra{n}" for n in range(80)]
     ranked = _rank(rows, soft_terms=soft, tags=[])
     assert _ids(ranked) == ["MUG"] and ranked[0].matched_terms == ["caneca"]
+
+
+def test_an_accessory_named_with_a_synonym_of_the_query_still_ranks_below_the_device():
+    rows = [_row("CASE", "Targus notebook case", price=5000, brand="Targus"),
+            _row("NB", "Dell Inspiron notebook 15 polegadas", price=5000, brand="Dell")]
+    assert _ids(_rank(rows, terms=["laptop"], limit=2)) == ["NB", "CASE"]
