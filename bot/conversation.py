@@ -250,9 +250,9 @@ class Assistant:
         started = time.perf_counter()
         market = get_market(conv.market)
         stripped = text.strip()
-        record_event(session, EventKind.MESSAGE_RECEIVED, user_key=conv.user_key,
-                     text=stripped or None, conversation_id=conv.conversation_id,
-                     market=market.code, language=conv.language)
+        received = record_event(session, EventKind.MESSAGE_RECEIVED, user_key=conv.user_key,
+                                text=stripped or None, conversation_id=conv.conversation_id,
+                                market=market.code, language=conv.language)
         t = Translator(conv.language)
         if len(stripped) > self.settings.max_message_chars:
             return [Message(text=t.gettext(
@@ -269,6 +269,10 @@ class Assistant:
                              exclude=set(conv.excluded), session=session)
         conv.language = rec.intent.language
         if rec.intent.is_empty():
+            # A greeting or a thanks still cost the language model tokens: they are logged on
+            # the message itself, since no understood request follows.
+            received.parser = rec.intent.parser
+            received.tokens_in, received.tokens_out = rec.intent.tokens_in, rec.intent.tokens_out
             t = Translator(conv.language)
             if rec.intent.thanks:
                 return [Message(text=t.gettext("You are welcome! Tell me whenever you need "

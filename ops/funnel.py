@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import case, func
+from sqlalchemy import and_, case, func
 from sqlmodel import Session, col, select
 
 from ops.events import ConversionEvent, EventKind
@@ -99,12 +99,15 @@ def funnel(*, session: Session, since: datetime | None = None, until: datetime |
 
 def llm_usage(*, session: Session, filters: list, paid: int, price_in: Decimal | None,
               price_out: Decimal | None) -> LlmUsage:
-    """Tokens recorded on understood messages; cost = tokens x USD per million tokens."""
-    by_llm = case((col(ConversionEvent.parser) == "llm", 1), else_=0)
+    """Tokens spent on messages (on the understood request, or on the message itself when
+    nothing was asked for); cost = tokens x USD per million tokens."""
+    by_llm = case((and_(col(ConversionEvent.parser) == "llm",
+                        col(ConversionEvent.kind) == EventKind.INTENT_UNDERSTOOD), 1), else_=0)
     understood, tokens_in, tokens_out = session.exec(
         select(func.sum(by_llm), func.sum(ConversionEvent.tokens_in),
                func.sum(ConversionEvent.tokens_out))
-        .where(*filters, ConversionEvent.kind == EventKind.INTENT_UNDERSTOOD)
+        .where(*filters, col(ConversionEvent.kind).in_(
+            [EventKind.INTENT_UNDERSTOOD, EventKind.MESSAGE_RECEIVED]))
     ).one()
     usage = LlmUsage(understood=understood or 0, tokens_in=tokens_in or 0,
                      tokens_out=tokens_out or 0)

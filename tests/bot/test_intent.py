@@ -319,3 +319,11 @@ def test_filler_is_judged_in_the_messages_own_language():
     assert parse("usb fan", "US").product_terms == ["usb", "fan"]
     assert parse("ps4 pro", "US").product_terms == ["ps4", "pro"]
     assert "pro" not in parse("um presente pro meu pai, uma caneca").product_terms
+
+
+@pytest.mark.parametrize("text, market", [
+    ("oi, tudo bem?", "BR"), ("bom dia!", "BR"), ("hola, como estas?", "AR"),
+    ("buenas tardes", "AR"), ("hi, how are you?", "US"), ("hello there", "US"),
+])
+def test_a_greeting_asks_for_nothing(text, market):
+    assert parse(text, market).is_empty()

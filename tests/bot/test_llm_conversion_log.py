@@ -176,3 +176,16 @@ def test_a_reworded_intro_reaches_the_shopper_and_its_tokens_the_log(settings):
     shown = [m for m in reply.messages if m.cards]
     assert shown and shown[0].text == "Olha só o que separei para sua mãe:"
     assert (event.tokens_in, event.tokens_out) == (150, 15)
+
+
+async def test_tokens_spent_on_a_greeting_are_counted_too(llm_client, llm_runtime, fake_llm):
+    fake_llm.answer(understanding(), prompt_tokens=700, completion_tokens=12)
+    response = await llm_client.post("/api/chat", json={"user": "oi", "text": "oi, tudo bem?",
+                                                        "market": "BR"})
+    assert response.status_code == 200 and not any(m["cards"]
+                                                   for m in response.json()["messages"])
+    assert understood_events(llm_runtime) == []
+    funnel = (await llm_client.get("/api/ops/funnel",
+                                   headers={"Authorization": f"Bearer {OPS_TOKEN}"})).json()
+    assert (funnel["llm"]["understood"], funnel["llm"]["tokens_in"],
+            funnel["llm"]["tokens_out"]) == (0, 700, 12)
