@@ -174,13 +174,15 @@ class Assistant:
             else None,
             exclude=set(exclude or ()), limit=limit or self.settings.default_card_limit,
             product_types=list(dict.fromkeys(
-                t for name in intent.product_types for t in kinds.expand(name))),
+                t for name in intent.product_types for t in kinds.expand(name) or [name])),
             suggested_types=hints.types, suggested_tags=hints.tags,
             attributes=list(dict.fromkeys(
                 w for value in intent.attributes for w in attribute_words(value))),
             brands=list(intent.brands), avoid_brands=list(intent.avoid_brands),
             excluded_terms=list(dict.fromkeys(
-                w for name in intent.exclusions for w in kinds.words(name))),
+                # A kind the data does not know ("velas" from a language model) stands for
+                # itself rather than being dropped.
+                w for name in intent.exclusions for w in kinds.words(name) or [name])),
         )
 
     # -- the conversation -------------------------------------------------------------------
@@ -430,10 +432,10 @@ def product_words(intent: Intent) -> tuple[list[str], list[str]]:
     only make a product more relevant.
 
     In a gift request ("algo pro meu pai q toma mate todo dia", "a gift for my boss, something
-    classy") the person, interests or occasion carry the request, and what is left is mostly
-    talk; only words that name a kind of product, a brand asked for or a model number are
-    required. A request with no person, interest or occasion is a product search ("nespresso
-    vertuo", "windows 10"): every word is required.
+    classy") the person, interests, occasion or age carry the request, and what is left is
+    mostly talk; only words that name a kind of product, a brand asked for or a model number
+    are required. A request with none of those is a product search ("nespresso vertuo",
+    "windows 10"): every word is required.
     """
     terms = list(intent.product_terms)
     if not (intent.recipient or intent.interests or intent.occasion or intent.age is not None):

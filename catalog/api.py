@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import Session
 
 from adapters.push import DeleteBatch, UpsertBatch
@@ -19,7 +19,7 @@ from catalog.merchants import (
 )
 from catalog.models import Merchant, MerchantKind, MerchantPublic
 from catalog.onboarding import ConformanceFailed, Onboarding
-from catalog.sponsorship import MAX_SPONSORED, set_sponsored, sponsored_ids
+from catalog.sponsorship import MAX_SPONSORED, UnknownProducts, set_sponsored, sponsored_ids
 from catalog.store import get_merchant
 from core.auth import bearer, require_bearer
 from core.db import session_scope
@@ -136,8 +136,11 @@ def remove_products(slug: str, body: DeleteBatch, request: Request,
     return JSONResponse(report.as_dict())
 
 
+ProductId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 class Sponsorship(BaseModel):
-    product_ids: list[str] = Field(max_length=1000)
+    product_ids: list[ProductId] = Field(max_length=MAX_SPONSORED)
 
 
 @router.get("/{slug}/sponsored")
@@ -156,9 +159,17 @@ def put_sponsored(slug: str, body: Sponsorship, request: Request,
     """Replace the merchant's sponsored products; ids not in its catalog are reported."""
     with session_scope(_runtime(request).engine) as session:
         merchant = _merchant_with_key(session, slug, authorization)
-        sponsored, unknown = set_sponsored(session=session, merchant=merchant,
-                                           product_ids=body.product_ids)
-    body_out = {"sponsored": sponsored, "unknown": unknown,
-                "note": "a sponsored product is shown only when it is nearly as relevant as "
-                        "the best organic result, at most one per answer, labelled"}
-    return JSONResponse(body_out, status_code=422 if unknown and not sponsored else 200)
+        if merchant.kind == MerchantKind.MCP:
+            raise InvalidInput(f"merchant {slug!r} is searched live on its own server; "
+                               "sponsoring is for catalogs Vitrine holds (feed or push)")
+        try:
+            sponsored, unknown = set_sponsored(session=session, merchant=merchant,
+                                               product_ids=body.product_ids)
+        except UnknownProducts as exc:
+            return JSONResponse({"reason": exc.reason, "sponsored": sponsored_ids(
+                session=session, merchant=merchant), "unknown": exc.product_ids},
+                status_code=422)
+    return JSONResponse({
+        "sponsored": sponsored, "unknown": unknown,
+        "note": "a sponsored product is shown only when it is nearly as relevant as the best "
+                "result, at most one per answer, always labelled"})

@@ -16,7 +16,7 @@ from adapters.product import Product
 from adapters.push import DeleteBatch, ItemError, PushReport, UpsertBatch, parse_batch
 from catalog.models import Merchant, MerchantCreate, MerchantKind
 from catalog.policy import blocked_reason
-from catalog.sponsorship import clear_sponsored
+from catalog.sponsorship import clear_sponsored, unsponsor
 from catalog.store import (
     ProductRow,
     create_merchant,
@@ -197,6 +197,8 @@ def upsert_products(*, session: Session, merchant: Merchant, batch: UpsertBatch)
 def delete_products(*, session: Session, merchant: Merchant, batch: DeleteBatch) -> PushReport:
     """Remove products by the merchant's ids; unknown ids are reported, not errors of the batch."""
     deleted = delete_rows(session=session, merchant=merchant, product_ids=batch.ids)
+    # A product pushed again later starts unsponsored.
+    unsponsor(session=session, merchant=merchant, product_ids=deleted)
     missing = [i for i in dict.fromkeys(batch.ids) if i not in deleted]
     return PushReport(deleted=len(deleted), errors=[
         ItemError(batch.ids.index(i), i, "no such product") for i in missing])

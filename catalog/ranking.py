@@ -25,16 +25,18 @@ Every product left gets one score, the sum of these parts:
     - 0.5 × staleness    grows from 0 at 7 days since the merchant last sent the product's
                          data to 1 at 67 days: old prices and stock are less likely to hold
     - 1.0 × ill health   1 - the merchant's health (a failing or overdue feed)
-    - 1.5                a product the shopper turned down
+    - 1.5                a product the shopper turned down (`penalise`)
 
-Relevance dominates on purpose: the other parts order products that fit the words about
-equally, and can never lift an unrelated product above one that matches.
+Relevance carries the most weight: the other parts mostly order products that fit the words
+about equally. A product matching fewer of the words can still pass one that matches them
+all when it also fits the person, the brand and the budget.
 
 Picking the cards (`choose`): near-duplicates (same title, or nearly the same words) are
-pushed down; when the request names no product, each card is of a different kind where the
-catalog allows. A sponsored product is shown only if its score is at least
-`SPONSORED_RATIO` of the best organic card's, takes at most one of the cards, never the first,
-and is always labelled.
+pushed down among the first three cards; when the request names no product, each card is of
+a different kind where the catalog allows. A sponsored product earns a card on its own
+score like any other; otherwise it may take the last card only if its score is at least
+`SPONSORED_RATIO` of the first card's. At most one sponsored product is shown, and it is
+always labelled.
 """
 
 from __future__ import annotations
@@ -220,13 +222,12 @@ def rank(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct]:
 
 
 def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct]:
-    """The eligible products the request reaches with their scores, best first.
+    """The eligible products the request reaches that could be shown, scored, best first.
 
-    Every product that could be among the first `max(limit, DIVERSITY_WINDOW)` (or clear the
-    sponsored bar) is scored exactly; candidates are visited from the highest possible
-    score down and the visit stops once no remaining one could reach those places. A
-    product's score can never exceed its text part plus every bonus the request allows, so
-    the order of what is returned is exact.
+    Candidates are visited from the highest possible score down (a product's score never
+    exceeds its text part plus every bonus the request allows), and the visit stops once
+    none left could enter the diversity window of `choose` or clear the sponsored bar. What
+    is returned is exact and in order; products that could not be shown are left out.
     """
     want = _wanted(request, index)
     soft = want.soft + [s for phrase in want.suggested_types.all for s in phrase]
@@ -252,7 +253,8 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     # What the shopper named, in the catalog's words too: a "notebook case" is an accessory
     # of a "laptop".
     named = {w for t in want.term_set for w, _ in index.expand(t)} | set(want.term_set)
-    needed = max(request.limit, DIVERSITY_WINDOW)
+    # The diversity window, plus room for sponsored products `choose` may pass over.
+    needed = max(request.limit, DIVERSITY_WINDOW) + request.limit
     sponsored = index.has_sponsored
     now = time.time()
     ranked: list[RankedProduct] = []
@@ -289,17 +291,21 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
             heapq.heapreplace(best, score)
     ranked.sort(key=lambda r: (-r.score, r.product.price_amount, r.product.ref))
     # Which words matched is only read to explain the cards, all chosen from the first ones.
-    for item in ranked[:needed]:
+    for item in ranked[:needed] + [r for r in ranked[needed:] if r.product.sponsored]:
         item.matched_terms = sorted(hits.get(item.doc, frozenset())
                                     | found.soft_hits.get(item.doc, frozenset()))
     return ranked
 
 
+def tag_weight(tag: str) -> float:
+    """What a matched gift tag adds: by its family ("interest:gardening" -> interest)."""
+    return TAG_WEIGHTS.get(tag.split(":", 1)[0], 0.5)
+
+
 def _max_bonus(want: _Wanted) -> float:
     """The most the parts other than relevance can add for this request."""
-    return (sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5) for t in want.tags)
-            + SUGGESTED_TAG_SHARE * sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5)
-                                        for t in want.suggested_tags)
+    return (sum(tag_weight(t) for t in want.tags)
+            + SUGGESTED_TAG_SHARE * sum(tag_weight(t) for t in want.suggested_tags)
             + (SUGGESTED_TYPE_WEIGHT if want.suggested_types else 0.0)
             + (BRAND_WEIGHT if want.brands else 0.0)
             + (BUDGET_WEIGHT if want.target else 0.0)
@@ -324,9 +330,8 @@ def eligible(product: IndexedProduct, request: SearchRequest, want: _Wanted | No
 
 def intent_fit(product: IndexedProduct, want: _Wanted, matched_tags: list[str]) -> float:
     """How well the product suits the person and occasion, from the merchant's gift tags."""
-    fit = sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5) for t in matched_tags)
-    fit += SUGGESTED_TAG_SHARE * sum(TAG_WEIGHTS.get(t.split(":", 1)[0], 0.5)
-                                     for t in want.suggested_tags & product.tags)
+    fit = sum(tag_weight(t) for t in matched_tags)
+    fit += SUGGESTED_TAG_SHARE * sum(tag_weight(t) for t in want.suggested_tags & product.tags)
     if want.suggested_types and want.suggested_types.found_in(product.words):
         fit += SUGGESTED_TYPE_WEIGHT
     if want.ages:
@@ -338,7 +343,7 @@ def intent_fit(product: IndexedProduct, want: _Wanted, matched_tags: list[str]) 
 
 def budget_fit(price: int, target: int | None) -> float:
     """1.0 at the price the shopper aims at, falling to 0 at twice or nothing of it."""
-    if not target:
+    if not target or target <= 0:
         return 0.0
     return max(0.0, 1.0 - abs(price - target) / target)
 
@@ -366,10 +371,25 @@ def staleness(product: IndexedProduct, now: float) -> float:
 
 
 def choose(ranked: list[RankedProduct], request: SearchRequest) -> list[RankedProduct]:
-    """The cards to show: diverse organic results, then at most one sponsored product."""
-    organic = [r for r in ranked if not r.product.sponsored]
-    picked = diversify(organic, request.limit, by_kind=request.is_open)
-    if request.limit < 2 or not picked:
+    """The cards to show: the most relevant products, diverse, at most one of them sponsored.
+
+    A sponsored product competes on its own score like any other, and is labelled when it
+    earns a card. When none did, the best sponsored product scoring at least
+    `SPONSORED_RATIO` of the first card may take the last card, never the first. Either
+    way only one sponsored product is shown.
+    """
+    passed_over: set[str] = set()
+    while True:
+        pool = [r for r in ranked if r.product.ref not in passed_over] if passed_over \
+            else ranked
+        picked = diversify(pool, request.limit, by_kind=request.is_open)
+        sponsored = [r for r in picked if r.product.sponsored]
+        if len(sponsored) <= 1:
+            break
+        passed_over.update(r.product.ref for r in sponsored[1:])
+    for item in picked:
+        item.sponsored = item.product.sponsored
+    if request.limit < 2 or not picked or any(r.sponsored for r in picked):
         return picked
     shown = {r.product.ref for r in picked}
     bar = SPONSORED_RATIO * picked[0].score

@@ -58,7 +58,8 @@ class CatalogSearch:
         return rank(self.index(request.market), request)
 
     def scored(self, request: SearchRequest) -> list[RankedProduct]:
-        """Every eligible product with its score, best first, before cards are chosen."""
+        """The eligible products that can reach the cards, scored, best first (see
+        `catalog.ranking.score_all`), before the cards are chosen."""
         return score_all(self.index(request.market), request)
 
 

@@ -7,9 +7,10 @@ labelled; this module only keeps which products are sponsored.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint, delete
+from sqlalchemy import UniqueConstraint, and_, delete
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from catalog.index import product_ref
@@ -18,6 +19,15 @@ from core.db import utcnow
 from core.errors import InvalidInput
 
 MAX_SPONSORED = 50  # per merchant: a sponsored slot is for a few products, not a catalog
+
+
+class UnknownProducts(InvalidInput):
+    """None of the products to sponsor is in the merchant's catalog."""
+
+    def __init__(self, product_ids: list[str]) -> None:
+        super().__init__("none of these products is in your catalog: "
+                         + ", ".join(p[:80] for p in product_ids[:10]))
+        self.product_ids = product_ids
 
 
 class SponsoredProduct(SQLModel, table=True):
@@ -39,6 +49,7 @@ def set_sponsored(*, session: Session, merchant: Merchant,
 
     Raises:
         InvalidInput: more than `MAX_SPONSORED` products.
+        UnknownProducts: none of the ids is in the merchant's catalog (nothing changed).
     """
     wanted = list(dict.fromkeys(product_ids))
     if len(wanted) > MAX_SPONSORED:
@@ -47,6 +58,9 @@ def set_sponsored(*, session: Session, merchant: Merchant,
     known = set(session.exec(select(CatalogProduct.product_id).where(
         CatalogProduct.merchant_id == merchant.id,
         col(CatalogProduct.product_id).in_(wanted)))) if wanted else set()
+    if wanted and not known:
+        # Nothing to apply: leave what is sponsored today as it is.
+        raise UnknownProducts(wanted)
     clear_sponsored(session=session, merchant=merchant)
     sponsored = [p for p in wanted if p in known]
     for product_id in sponsored:
@@ -62,14 +76,32 @@ def clear_sponsored(*, session: Session, merchant: Merchant) -> None:
         col(SponsoredProduct.merchant_id) == merchant.id))
 
 
+def unsponsor(*, session: Session, merchant: Merchant, product_ids: Iterable[str]) -> None:
+    """Stop sponsoring these products (they left the merchant's catalog)."""
+    ids = list(product_ids)
+    if ids:
+        session.execute(delete(SponsoredProduct).where(
+            col(SponsoredProduct.merchant_id) == merchant.id,
+            col(SponsoredProduct.product_id).in_(ids)))
+
+
 def sponsored_ids(*, session: Session, merchant: Merchant) -> list[str]:
-    return list(session.exec(select(SponsoredProduct.product_id).where(
-        SponsoredProduct.merchant_id == merchant.id).order_by(col(SponsoredProduct.id))))
+    """The merchant's sponsored products that its catalog still holds."""
+    return list(session.exec(
+        select(SponsoredProduct.product_id).join(CatalogProduct, and_(
+            col(CatalogProduct.merchant_id) == col(SponsoredProduct.merchant_id),
+            col(CatalogProduct.product_id) == col(SponsoredProduct.product_id)))
+        .where(SponsoredProduct.merchant_id == merchant.id).order_by(col(SponsoredProduct.id))))
 
 
 def sponsored_refs(*, session: Session, market: str) -> frozenset[str]:
     """The refs ("merchant-slug:product-id") of every sponsored product in a market."""
+    # Joined with the catalog: a product deleted and pushed again later is not sponsored
+    # by a row left from before.
     rows = session.exec(select(Merchant.slug, SponsoredProduct.product_id).join(
-        SponsoredProduct, col(SponsoredProduct.merchant_id) == col(Merchant.id)).where(
+        SponsoredProduct, col(SponsoredProduct.merchant_id) == col(Merchant.id)).join(
+        CatalogProduct, and_(
+            col(CatalogProduct.merchant_id) == col(SponsoredProduct.merchant_id),
+            col(CatalogProduct.product_id) == col(SponsoredProduct.product_id))).where(
         Merchant.market == market))
     return frozenset(product_ref(slug, product_id) for slug, product_id in rows)

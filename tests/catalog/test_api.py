@@ -238,4 +238,39 @@ async def test_sponsoring_needs_the_merchants_key_and_known_products(client, dem
     response = await client.put("/api/merchants/loja-push/sponsored",
                                 json={"product_ids": [f"P{i}" for i in range(51)]},
                                 headers=key_header(key))
-    assert response.status_code == 400 and "at most 50" in response.json()["reason"]
+    assert response.status_code == 422 and "50" in response.json()["reason"]
+    response = await client.put("/api/merchants/loja-push/sponsored",
+                                json={"product_ids": [""]}, headers=key_header(key))
+    assert response.status_code == 422 and response.json()["reason"]
+
+
+
+async def test_sponsoring_only_unknown_products_changes_nothing(client, demo_runtime):
+    key = (await register(client)).json()["api_key"]
+    await client.put("/api/merchants/loja-push/products", json={"products": [
+        ucp_product("CAN-1", "Caneca", 5000, tags=[])]}, headers=key_header(key))
+    await client.put("/api/merchants/loja-push/sponsored", json={"product_ids": ["CAN-1"]},
+                     headers=key_header(key))
+    response = await client.put("/api/merchants/loja-push/sponsored",
+                                json={"product_ids": ["NOPE"]}, headers=key_header(key))
+    assert response.status_code == 422 and response.json()["sponsored"] == ["CAN-1"]
+    listed = await client.get("/api/merchants/loja-push/sponsored", headers=key_header(key))
+    assert listed.json()["sponsored"] == ["CAN-1"]
+
+
+async def test_a_deleted_product_is_no_longer_sponsored_even_if_pushed_again(client,
+                                                                             demo_runtime):
+    key = (await register(client)).json()["api_key"]
+    product = ucp_product("CAN-1", "Caneca", 5000, tags=[])
+    await client.put("/api/merchants/loja-push/products", json={"products": [product]},
+                     headers=key_header(key))
+    await client.put("/api/merchants/loja-push/sponsored", json={"product_ids": ["CAN-1"]},
+                     headers=key_header(key))
+    await client.request("DELETE", "/api/merchants/loja-push/products",
+                         json={"ids": ["CAN-1"]}, headers=key_header(key))
+    listed = await client.get("/api/merchants/loja-push/sponsored", headers=key_header(key))
+    assert listed.json()["sponsored"] == []
+    await client.put("/api/merchants/loja-push/products", json={"products": [product]},
+                     headers=key_header(key))
+    listed = await client.get("/api/merchants/loja-push/sponsored", headers=key_header(key))
+    assert listed.json()["sponsored"] == []

@@ -181,3 +181,29 @@ def test_an_accessory_named_with_a_synonym_of_the_query_still_ranks_below_the_de
     rows = [_row("CASE", "Targus notebook case", price=5000, brand="Targus"),
             _row("NB", "Dell Inspiron notebook 15 polegadas", price=5000, brand="Dell")]
     assert _ids(_rank(rows, terms=["laptop"], limit=2)) == ["NB", "CASE"]
+
+
+def test_a_sponsored_product_that_is_the_best_match_is_shown_and_labelled():
+    # Sponsoring must never hide a merchant's best match: it used to be kept out of the
+    # organic cards, so "nespresso vertuo" found nothing when only the sponsored one matched.
+    rows = [_row("SP", "Nespresso Vertuo Plus"), _row("ORG", "Cafeteira italiana")]
+    ranked = _rank(rows, sponsored=["SP"], terms=["nespresso", "vertuo"])
+    assert _ids(ranked) == ["SP"] and ranked[0].sponsored
+    ranked = _rank(rows, sponsored=["SP"], terms=["nespresso", "cafeteira"], limit=1)
+    assert len(ranked) == 1 and ranked[0].sponsored == (ranked[0].product.product_id == "SP")
+
+
+def test_with_many_sponsored_products_stopping_early_still_shows_the_same_cards():
+    from catalog.ranking import choose, score_all
+
+    rows = [_row(f"P{n:03}", f"Caneca porcelana modelo {n}" + (" azul" if n % 4 else ""),
+                 price=1000 + 13 * n, brand=f"B{n}", categories=f"Casa > Tipo {n % 9}",
+                 rating=3 + (n % 5) / 2, count=n, age_days=n % 80) for n in range(120)]
+    index = CatalogIndex(rows, sponsored=frozenset(f"loja:P{n:03}" for n in range(0, 120, 3)))
+    asked = dict(market="BR", currency="BRL", terms=["caneca", "azul"])
+    shown = choose(score_all(index, SearchRequest(limit=3, **asked)),
+                   SearchRequest(limit=3, **asked))
+    everything = choose(score_all(index, SearchRequest(limit=1000, **asked)),
+                        SearchRequest(limit=3, **asked))
+    assert [r.product.ref for r in shown] == [r.product.ref for r in everything]
+    assert sum(r.sponsored for r in shown) <= 1
