@@ -138,8 +138,8 @@ class _Wanted:
     types: Phrases
     suggested_types: Phrases
     excluded: Phrases
-    brands: frozenset[str]
-    avoid_brands: frozenset[str]
+    brands: Phrases
+    avoid_brands: Phrases
     wants_accessory: bool
     target: int | None
 
@@ -211,8 +211,8 @@ def _wanted(request: SearchRequest, index: CatalogIndex | None = None) -> _Wante
         suggested_types=_kind_phrases(tuple(request.suggested_types)) if request.is_open
         else Phrases(),
         excluded=Phrases.of(request.excluded_terms),
-        brands=frozenset(fold(b) for b in request.brands),
-        avoid_brands=frozenset(fold(b) for b in request.avoid_brands),
+        brands=Phrases.of(request.brands),
+        avoid_brands=Phrases.of(request.avoid_brands),
         wants_accessory=bool(vocabulary().accessories.intersection(terms)), target=target)
 
 
@@ -277,7 +277,7 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         score = (RELEVANCE_WEIGHT * relevance
                  + intent_fit(product, want, matched_tags)
                  + (BRAND_WEIGHT if want.brands and product.brand
-                    and fold(product.brand) in want.brands else 0.0)
+                    and want.brands.found_in(_brand_words(product.brand)) else 0.0)
                  + BUDGET_WEIGHT * budget_fit(product.price_amount, want.target)
                  + RATING_WEIGHT * rating_signal(product)
                  - STALENESS_WEIGHT * staleness(product, now)
@@ -297,6 +297,11 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     return ranked
 
 
+@lru_cache(maxsize=4096)
+def _brand_words(brand: str) -> frozenset[str]:
+    return frozenset(stems(brand))
+
+
 def tag_weight(tag: str) -> float:
     """What a matched gift tag adds: by its family ("interest:gardening" -> interest)."""
     return TAG_WEIGHTS.get(tag.split(":", 1)[0], 0.5)
@@ -312,7 +317,7 @@ def _max_bonus(want: _Wanted) -> float:
             + RATING_WEIGHT)
 
 
-def eligible(product: IndexedProduct, request: SearchRequest, want: _Wanted | None = None) -> bool:
+def eligible(product: IndexedProduct, request: SearchRequest, want: _Wanted) -> bool:
     """The hard rules: whether this product may be shown for this request at all."""
     if not product.in_stock or product.currency != request.currency:
         return False
@@ -322,8 +327,9 @@ def eligible(product: IndexedProduct, request: SearchRequest, want: _Wanted | No
         return False
     if request.budget_min is not None and product.price_amount < request.budget_min:
         return False
-    want = want or _wanted(request)
-    if want.avoid_brands and product.brand and fold(product.brand) in want.avoid_brands:
+    # "Apple" rules out "Apple Inc." too: a brand matches when all its words are there.
+    if want.avoid_brands and product.brand and \
+            want.avoid_brands.found_in(_brand_words(product.brand)):
         return False
     return not (want.excluded and want.excluded.found_in(product.words))
 
@@ -410,8 +416,8 @@ def choose(ranked: list[RankedProduct], request: SearchRequest) -> list[RankedPr
 
 def diversify(ranked: list[RankedProduct], limit: int, *, by_kind: bool = False,
               window: int = DIVERSITY_WINDOW) -> list[RankedProduct]:
-    """Pick `limit` results, pushing down near-duplicates of what was already picked and,
-    with `by_kind`, products of a kind already picked."""
+    """Pick `limit` results, pushing down products of a family already picked (the kind,
+    with `by_kind`) and, among the first `DIVERSE_CARDS`, near-duplicates of a pick."""
     pool = [(r, _family(r.product, by_kind)) for r in ranked[:max(window, limit)]]
     picked: list[RankedProduct] = []
     seen_titles: set[str] = set()

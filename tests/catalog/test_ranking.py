@@ -207,3 +207,11 @@ def test_with_many_sponsored_products_stopping_early_still_shows_the_same_cards(
                         SearchRequest(limit=3, **asked))
     assert [r.product.ref for r in shown] == [r.product.ref for r in everything]
     assert sum(r.sponsored for r in shown) <= 1
+
+
+def test_a_brand_is_recognised_with_its_company_suffix():
+    rows = [_row("INC", "Fone de ouvido sem fio", brand="Apple Inc."),
+            _row("SA", "Fone de ouvido esportivo", brand="Tramontina S.A."),
+            _row("X", "Fone de ouvido basico", brand="Xing")]
+    assert "INC" not in _ids(_rank(rows, terms=["fone"], avoid_brands=["apple"]))
+    assert _ids(_rank(rows, terms=["fone"], brands=["tramontina"]))[0] == "SA"
