@@ -47,7 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from catalog.index import CatalogIndex, IndexedProduct, vocabulary
+from catalog.index import PRIOR_REVIEWS, PRIOR_SHARE, CatalogIndex, IndexedProduct, vocabulary
 from catalog.product_types import product_types
 from catalog.text import fold, stems
 
@@ -63,8 +63,8 @@ BRAND_WEIGHT = 0.8
 BUDGET_WEIGHT = 0.4
 CEILING_TARGET = 0.75
 RATING_WEIGHT = 0.6
-RATING_PRIOR = 0.8
-RATING_PRIOR_REVIEWS = 20
+RATING_PRIOR = PRIOR_SHARE  # the same prior orders the index's open-request fallback
+RATING_PRIOR_REVIEWS = PRIOR_REVIEWS
 STALENESS_WEIGHT = 0.5
 FRESH_DAYS = 7
 STALE_DAYS = 67
