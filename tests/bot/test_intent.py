@@ -12,6 +12,16 @@ KINDS = product_types()
 def parse(text, market="BR"):
     return PARSER.parse(text, market=get_market(market))
 
+def assert_understood(intent, expected):
+    """Each expected field as parsed; a budget is compared as (min, max, currency)."""
+    for key, value in expected.items():
+        if key == "budget":
+            assert intent.budget is not None
+            assert (intent.budget.min, intent.budget.max, intent.budget.currency) == value
+        else:
+            assert getattr(intent, key) == value, key
+
+
 
 @pytest.mark.parametrize("text, market, expected", [
     ("presente para minha mãe de 60 anos até R$200", "BR",
@@ -39,12 +49,7 @@ def parse(text, market="BR"):
 ])
 def test_requests_are_understood_in_three_languages(text, market, expected):
     intent = parse(text, market)
-    for key, value in expected.items():
-        if key == "budget":
-            assert intent.budget is not None
-            assert (intent.budget.min, intent.budget.max, intent.budget.currency) == value
-        else:
-            assert getattr(intent, key) == value, key
+    assert_understood(intent, expected)
 
 
 def test_product_words_are_what_is_left_after_the_gift_talk():
@@ -297,12 +302,7 @@ def test_a_colour_alone_does_not_name_a_product_but_qualifies_one():
 ])
 def test_ages_occasions_and_budgets_written_loosely(text, market, expected):
     intent = parse(text, market)
-    for key, value in expected.items():
-        if key == "budget":
-            assert intent.budget is not None
-            assert (intent.budget.min, intent.budget.max, intent.budget.currency) == value
-        else:
-            assert getattr(intent, key) == value, key
+    assert_understood(intent, expected)
 
 
 def test_the_intent_json_carries_the_contract_fields():
