@@ -56,6 +56,7 @@ class ProductTypes:
                 an unknown type, or a group has the name of a type.
         """
         self._words: dict[str, tuple[str, ...]] = {}
+        self._labels: dict[tuple[str, str], str] = {}
         self._groups: dict[str, tuple[str, ...]] = {}
         self._groups_of: dict[str, list[str]] = {name: [] for name in types}
         self._trie: dict[str, Any] = {}
@@ -64,6 +65,7 @@ class ProductTypes:
             if missing:
                 raise InvalidProductTypes(f"type {name!r} has no words in {', '.join(missing)}")
             words = [w for lang in LANGUAGES for w in by_language[lang]]
+            self._labels.update(((name, lang), by_language[lang][0]) for lang in LANGUAGES)
             self._words[name] = tuple(dict.fromkeys(words))
             for word in words:
                 self._add_phrase(word, name, group=False)
@@ -82,6 +84,8 @@ class ProductTypes:
             for lang in by_language:
                 if lang not in LANGUAGES:
                     raise InvalidProductTypes(f"group {group!r}: unknown language {lang!r}")
+            self._labels.update(((group, lang), by_language[lang][0]) for lang in LANGUAGES
+                                if by_language.get(lang))
             for word in (w for lang in LANGUAGES for w in by_language.get(lang, [])):
                 self._add_phrase(word, group, group=True)
 
@@ -131,6 +135,11 @@ class ProductTypes:
             return list(self._words[type_name])
         return list(dict.fromkeys(w for t in self._groups.get(type_name, ())
                                   for w in self._words[t]))
+
+    def label(self, name: str, language: str) -> str:
+        """How a type or group is called in a language ("clothing", "pt" -> "roupa"): the
+        first word the data lists for it; an unknown name stands for itself."""
+        return self._labels.get((name, language)) or self._labels.get((name, "en")) or name
 
     def groups_of(self, type_name: str) -> list[str]:
         """The groups a type belongs to ("sneakers" -> ["footwear", "sports"])."""
