@@ -22,7 +22,8 @@ from bot import memory
 from bot.gift_knowledge import gift_knowledge
 from bot.intent import Intent, IntentParser, attribute_words
 from bot.llm_replies import ReplyPhraser
-from bot.models import Conversation
+from bot.models import Conversation, MemoryFact
+from bot.privacy import Command, fact_text, read_command, run_command
 from bot.replies import (
     RAIL_LABELS,
     STATUS_LABELS,
@@ -107,13 +108,19 @@ class Assistant:
         intent = self.parser.parse(text, market=market, language=language)
         if reply_language:
             intent.language = language_of(reply_language)
-        learned: list[str] = []
+        learned: list[MemoryFact] = []
+        remembered: memory.MemorySummary | None = None
+        tell_about_memory = False
         if user_key:
             with joined_or_own(self.engine, session) as writer:
-                learned = [f"{f.kind}:{f.value}" for f in
-                           memory.learn(session=writer, user_key=user_key, intent=intent)]
-                memory.recall(session=writer, user_key=user_key, intent=intent)
+                learned = memory.learn(session=writer, user_key=user_key, intent=intent,
+                                       source=text)
+                remembered = memory.recall(session=writer, user_key=user_key, intent=intent)
+                tell_about_memory = bool(learned) and memory.should_tell_about_memory(
+                    session=writer, user_key=user_key)
         request = self.search_request(intent, market, limit=limit, exclude=exclude)
+        if remembered is not None:
+            memory.apply(remembered, intent, request)
         t = Translator(intent.language)
         if intent.is_empty():
             return Recommendation(query=text, market=market, intent=intent, request=request,
@@ -133,12 +140,19 @@ class Assistant:
             intent.tokens_out += phrased.tokens_out
         notes = []
         person = who(intent, t)
-        if learned and person:
+        about_person = [f for f in learned if f.subject == intent.recipient]
+        if about_person and person:
             notes.append(t.gettext("Noted about {who}: {facts}. I will remember it.").format(
-                who=person, facts=facts_text(intent, t, learned)))
+                who=person, facts=", ".join(fact_text(f, market, t) for f in about_person)))
         elif intent.remembered and person:
             notes.append(t.gettext("I remembered about {who}: {facts}.").format(
                 who=person, facts=facts_text(intent, t, intent.remembered)))
+        if remembered is not None and remembered.gifts and person:
+            notes.append(t.gettext("Last time you gave {who} {title}, so I left it out.")
+                         .format(who=person, title=remembered.gifts[0].title))
+        if tell_about_memory:
+            notes.append(t.gettext("I keep what you tell me about people to suggest better "
+                                   "gifts. Type /memory to see it and /forget to delete it."))
         if found.unanswered:
             notes.append(t.gettext("{shops} did not answer in time, so these ideas come from "
                                    "the other shops.").format(shops=", ".join(found.unanswered)))
@@ -210,8 +224,10 @@ class Assistant:
                         messages += self._text(session, conv, text, locale)
                     else:
                         messages.append(help_message(conv.language, Translator(conv.language)))
-                    conv.updated_at = utcnow()
-                    session.add(conv)
+                    # "/forget" deleted the conversation itself: nothing of it is written back.
+                    if not _forgets_everything(text, action):
+                        conv.updated_at = utcnow()
+                        session.add(conv)
                 return Reply(messages=messages)
             except IntegrityError:
                 # Two first messages of a new shopper raced to create the conversation; the
@@ -263,6 +279,10 @@ class Assistant:
                     limit=self.settings.max_message_chars))]
         if not any(ch.isalnum() for ch in stripped):
             return [help_message(conv.language, t, greeting=not stripped)]
+        command = read_command(stripped)
+        if command is not None:
+            return run_command(command, session=session, user_key=conv.user_key,
+                               market=market, t=t)
 
         rec = self.recommend(stripped, market=market, user_key=conv.user_key,
                              language=conv.language,
@@ -284,7 +304,7 @@ class Assistant:
                      conversation_id=conv.conversation_id, market=market.code,
                      language=conv.language, parser=rec.intent.parser,
                      tokens_in=rec.intent.tokens_in, tokens_out=rec.intent.tokens_out)
-        conv.last_query = {"text": stripped}
+        conv.last_query = {"text": stripped, "intent": rec.intent.as_dict()}
         return self._show(session, conv, rec, started)
 
     def _show(self, session: Session, conv: Conversation, rec: Recommendation,
@@ -324,13 +344,11 @@ class Assistant:
         if verb in ("confirm", "cancel"):
             order = checkout.find_order(session=session, order_id=arg, user_key=conv.user_key)
             if order is not None:
-                return self._confirm(session, order, market, t) if verb == "confirm" \
+                return self._confirm(session, conv, order, market, t) if verb == "confirm" \
                     else self._cancel(session, order, t)
         if verb == "forget":
-            count = memory.forget_all(session=session, user_key=conv.user_key)
-            return [Message(text=t.ngettext("Done: I forgot {n} thing you told me.",
-                                            "Done: I forgot {n} things you told me.", count)
-                            .format(n=count))]
+            return run_command(Command("forget", arg.strip()), session=session,
+                               user_key=conv.user_key, market=market, t=t)
         return [Message(text=t.gettext("That button is no longer valid. Tell me what you are "
                                        "looking for and I will show fresh options."))]
 
@@ -358,10 +376,14 @@ class Assistant:
         self.search.recheck(merchant_slug, product_id, session=session,
                             max_age=timedelta(minutes=self.settings.price_max_age_minutes))
 
-    def _confirm(self, session: Session, order: checkout.Order, market: Market,
-                 t: Translator) -> list[Message]:
+    def _confirm(self, session: Session, conv: Conversation, order: checkout.Order,
+                 market: Market, t: Translator) -> list[Message]:
         self._recheck(session, order.merchant_slug, order.product_id)
         result = checkout.confirm_order(session=session, order=order, rails=self.rails)
+        person = conv.last_query.get("intent", {}).get("recipient")
+        if result.outcome == checkout.ConfirmOutcome.CONFIRMED and person and person != "self":
+            memory.record_gift(session=session, user_key=conv.user_key, subject=person,
+                               order_id=order.id)
         if result.outcome == checkout.ConfirmOutcome.CONFIRMED and result.instructions:
             return [payment_message(order, result.instructions, market, t)]
         if result.outcome == checkout.ConfirmOutcome.PRICE_CHANGED:
@@ -415,6 +437,8 @@ class Assistant:
                      conversation_id=conv.conversation_id, market=market.code,
                      merchant=ref.partition(":")[0], product_id=ref.partition(":")[2])
         conv.excluded = (conv.excluded + [ref])[-MAX_REMEMBERED_REFS:]
+        memory.remember(session=session, user_key=conv.user_key, subject=memory.SHOPPER,
+                        kind=memory.FactKind.TURNED_DOWN, value=ref)
         last = conv.last_query.get("text")
         if not last:
             return [Message(text=t.gettext("Got it, I will not show that again."))]
@@ -445,6 +469,14 @@ def product_words(intent: Intent) -> tuple[list[str], list[str]]:
     required = [t for t in terms if kinds.find(t) or t in brand_words
                 or any(ch.isdigit() for ch in t)]
     return required, [t for t in terms if t not in required]
+
+
+def _forgets_everything(text: str | None, action: str | None) -> bool:
+    """Whether a turn is "/forget" (everything): then not even the conversation is kept."""
+    if action is not None:
+        return action.strip() == "forget"
+    command = read_command(text or "")
+    return command is not None and command.name == "forget" and not command.argument
 
 
 def _new_id() -> str:

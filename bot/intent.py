@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -120,6 +120,20 @@ class Intent:
         data["age_band"] = self.age_band
         data["tags"] = self.concept_tags()
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Intent:
+        """The intent `as_dict` (or `asdict`) wrote; keys it does not know are ignored, so a
+        conversation saved by an older version still loads."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        budget = values.get("budget")
+        if isinstance(budget, dict):
+            values["budget"] = Budget(currency=budget["currency"], min=budget.get("min"),
+                                      max=budget.get("max"), amount=budget.get("amount"))
+        values.setdefault("text", "")
+        values.setdefault("language", "en")
+        return cls(**values)
 
 
 AGE_BANDS = ("0-2", "3-5", "6-8", "9-12", "13-17", "adult", "senior")

@@ -1,74 +1,367 @@
-"""Memory v0: what the shopper says about the people they buy for, kept per shopper.
+"""Memory: what the shopper tells about the people they buy for and about themselves.
 
-"minha mãe tem 60 anos e adora jardinagem" stores (mother, age, 60) and
-(mother, interest, gardening); a later "presente para minha mãe" uses both.
+"minha mãe faz 60 em março e ama jardinagem" stores, about `mother`: age 60, birthday in
+March, interest gardening, each with the message it came from. "not apple" stores that the
+person (or the shopper, when nobody is named) avoids Apple; "Not for me" on a card stores that
+the shopper turned the product down. Orders bought while a person was the subject become that
+person's gift history (`GiftRecord`).
+
+What reaches ranking is never the raw history: `summarize` selects, for one request, the facts
+about the person it names and the shopper's own preferences, newest first within a fixed
+budget (`MAX_SUMMARY_FACTS` facts, `MAX_SUMMARY_TOKENS` tokens), however much is stored.
+
+Everything here is the shopper's: `facts`/`gifts` list it for `/memory` and `/export`,
+`forget` deletes it for real, `purge` deletes what is older than the retention period.
 """
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import lru_cache
+
+from babel.dates import get_month_names
+from sqlalchemy import case, delete
+from sqlmodel import Session, col, select
 
 from bot.intent import Intent
-from bot.models import MemoryFact
+from bot.models import Conversation, GiftRecord, MemoryFact, ShopperProfile
+from catalog.product_types import product_types
+from catalog.search import SearchRequest
+from catalog.text import fold
+from checkout.models import Order, OrderStatus
+from core.db import utcnow
+from core.outbox import Notification
+from ops.events import pseudonym
 
-MAX_FACTS_PER_SUBJECT = 30
+SHOPPER = "shopper"  # the subject of the shopper's own preferences
+MAX_SUMMARY_FACTS = 30
+MAX_SUMMARY_TOKENS = 600
+# Read at most this many of a subject's newest facts before choosing: bounds the cost of a
+# request whatever the shopper told over the years.
+MAX_FACTS_READ = 200
+MAX_SOURCE_CHARS = 300
+# Orders that are gifts given: everything but the ones that never went through.
+GIVEN_STATUSES = (OrderStatus.AWAITING_PAYMENT, OrderStatus.PENDING_COLLECTION, OrderStatus.PAID)
 
 
-def learn(*, session: Session, user_key: str, intent: Intent) -> list[MemoryFact]:
-    """Store the facts a message states about its recipient; returns the new ones."""
-    if not intent.recipient or intent.recipient == "self":
-        return []
-    wanted: list[tuple[str, str]] = []
-    if intent.age is not None:
-        wanted.append(("age", str(intent.age)))
-    wanted.extend(("interest", i) for i in intent.interests)
-    if not wanted:
-        return []
-    existing = {(f.kind, f.value): f for f in facts_about(session=session, user_key=user_key,
-                                                          subject=intent.recipient)}
+class FactKind(StrEnum):
+    AGE = "age"
+    BIRTHDAY = "birthday"  # "03" (March) or "03-15"
+    INTEREST = "interest"
+    SIZE = "size"  # "size:m", "size:38"
+    DISLIKE = "dislike"  # a kind of product: "perfume", "clothing"
+    LIKES_BRAND = "likes_brand"
+    AVOIDS_BRAND = "avoids_brand"
+    BUDGET = "budget"  # the usual ceiling, "20000 BRL"
+    TURNED_DOWN = "turned_down"  # a product ref the shopper said "Not for me" to
+
+
+# One value per person: a new statement replaces the old one.
+SINGLE_VALUED = frozenset({FactKind.AGE, FactKind.BIRTHDAY, FactKind.BUDGET})
+# Which facts matter most when the budget is tight, about a person and about the shopper.
+PRIORITY = {FactKind.DISLIKE: 0, FactKind.AVOIDS_BRAND: 0, FactKind.AGE: 1, FactKind.SIZE: 2,
+            FactKind.INTEREST: 3, FactKind.LIKES_BRAND: 4, FactKind.BIRTHDAY: 5,
+            FactKind.BUDGET: 5, FactKind.TURNED_DOWN: 6}
+
+_PRIORITY_ORDER = case({kind.value: rank for kind, rank in PRIORITY.items()},
+                       value=col(MemoryFact.kind), else_=9)
+
+
+@dataclass(frozen=True)
+class Gift:
+    """Something bought for a person."""
+
+    subject: str
+    ref: str  # merchant slug and product id, as cards carry it
+    title: str
+    order_id: str
+    at: datetime
+
+
+@dataclass
+class MemorySummary:
+    """What memory contributes to one request; bounded, never raw history."""
+
+    subject: str | None = None
+    facts: list[MemoryFact] = field(default_factory=list)
+    gifts: list[Gift] = field(default_factory=list)
+
+    def values(self, kind: FactKind, subject: str | None = None) -> list[str]:
+        return [f.value for f in self.facts
+                if f.kind == kind and (subject is None or f.subject == subject)]
+
+    @property
+    def tokens(self) -> int:
+        """An estimate of the tokens this summary costs a language model (4 chars each)."""
+        return sum(fact_tokens(f) for f in self.facts) + sum(
+            len(g.title) // 4 + 2 for g in self.gifts)
+
+    def as_dict(self) -> dict:
+        return {"subject": self.subject,
+                "facts": [f"{f.subject}.{f.kind}={f.value}" for f in self.facts],
+                "given": [g.title for g in self.gifts]}
+
+
+def fact_tokens(fact: MemoryFact) -> int:
+    return (len(fact.subject) + len(fact.kind) + len(fact.value)) // 4 + 2
+
+
+# -- learning --------------------------------------------------------------------------------
+
+def learn(*, session: Session, user_key: str, intent: Intent,
+          source: str | None = None) -> list[MemoryFact]:
+    """Store what a message states about its recipient (or, with no one named, about the
+    shopper's own preferences); returns the facts that are new."""
+    person = intent.recipient if intent.recipient and intent.recipient != "self" else None
+    wanted: list[tuple[str, FactKind, str]] = []
+    if person:
+        if intent.age is not None:
+            wanted.append((person, FactKind.AGE, str(intent.age)))
+        birthday = read_birthday(intent.text)
+        if birthday:
+            wanted.append((person, FactKind.BIRTHDAY, birthday))
+        wanted.extend((person, FactKind.INTEREST, i) for i in intent.interests)
+        wanted.extend((person, FactKind.SIZE, a) for a in intent.attributes
+                      if a.startswith("size:"))
+        wanted.extend((person, FactKind.DISLIKE, e) for e in intent.exclusions)
+    owner = person or SHOPPER
+    wanted.extend((owner, FactKind.AVOIDS_BRAND, b.casefold()) for b in intent.avoid_brands)
+    wanted.extend((owner, FactKind.LIKES_BRAND, b.casefold()) for b in intent.brands)
     new: list[MemoryFact] = []
-    for kind, value in wanted:
-        if (kind, value) in existing:
-            continue
-        if kind == "age":
-            # A person has one age: the newest statement replaces the old one.
-            for (old_kind, _), fact in existing.items():
-                if old_kind == "age":
-                    session.delete(fact)
-        fact = MemoryFact(user_key=user_key, subject=intent.recipient, kind=kind, value=value)
-        session.add(fact)
-        new.append(fact)
+    for subject, kind, value in wanted:
+        fact = remember(session=session, user_key=user_key, subject=subject, kind=kind,
+                        value=value, source=source or intent.text)
+        if fact is not None:
+            new.append(fact)
     return new
 
 
-def facts_about(*, session: Session, user_key: str, subject: str) -> list[MemoryFact]:
-    return list(session.exec(
-        select(MemoryFact)
-        .where(MemoryFact.user_key == user_key, MemoryFact.subject == subject)
-        .order_by(MemoryFact.id.desc())  # type: ignore[union-attr]
-        .limit(MAX_FACTS_PER_SUBJECT)
-    ))
+def remember(*, session: Session, user_key: str, subject: str, kind: FactKind, value: str,
+             source: str | None = None) -> MemoryFact | None:
+    """Store one fact; returns it, or None when it was already known.
+
+    A single-valued fact (age, birthday, usual budget) replaces the old value; liking a brand
+    cancels avoiding it and the other way round.
+    """
+    value = value[:100]
+    rows = session.exec(select(MemoryFact).where(
+        MemoryFact.user_key == user_key, MemoryFact.subject == subject)).all()
+    if any(r.kind == kind and r.value == value for r in rows):
+        return None
+    opposite = {FactKind.LIKES_BRAND: FactKind.AVOIDS_BRAND,
+                FactKind.AVOIDS_BRAND: FactKind.LIKES_BRAND}.get(kind)
+    for row in rows:
+        if (kind in SINGLE_VALUED and row.kind == kind) or \
+                (row.kind == opposite and row.value == value):
+            session.delete(row)
+    fact = MemoryFact(user_key=user_key, subject=subject, kind=kind, value=value,
+                      source=(source or "")[:MAX_SOURCE_CHARS] or None)
+    session.add(fact)
+    session.flush()
+    return fact
 
 
-def recall(*, session: Session, user_key: str, intent: Intent) -> list[MemoryFact]:
-    """Fill what the message leaves out about its recipient from memory; returns facts used."""
-    if not intent.recipient:
-        return []
+def record_gift(*, session: Session, user_key: str, subject: str, order_id: str) -> None:
+    """Remember an order as a gift for `subject` (once per order)."""
+    if session.exec(select(GiftRecord).where(GiftRecord.order_id == order_id)).first():
+        return
+    session.add(GiftRecord(user_key=user_key, subject=subject, order_id=order_id))
+
+
+@lru_cache
+def _months() -> dict[str, int]:
+    """Month names in the three languages, folded ("marco" and "march" -> 3)."""
+    names: dict[str, int] = {}
+    for locale in ("pt_BR", "es", "en"):
+        for number, name in get_month_names("wide", locale=locale).items():
+            names[fold(name)] = number
+        for number, name in get_month_names("abbreviated", locale=locale).items():
+            short = fold(name).rstrip(".")
+            if len(short) >= 3 and short not in ("mar", "may"):  # "mar" is the sea in pt/es
+                names.setdefault(short, number)
+    return names
+
+
+_BIRTHDAY_WORDS = (r"faz|fara|completa|aniversario|aniver|niver|nasceu|cumple|cumpleanos|"
+                   r"nacio|birthday|turns|born|bday")
+
+
+def read_birthday(text: str) -> str | None:
+    """The birthday a message states: "03" for "faz 60 em março", "03-15" for "aniversário
+    dia 15 de março"; None without a birthday word ("May" alone is not a birthday)."""
+    folded = fold(text)
+    if not re.search(rf"\b(?:{_BIRTHDAY_WORDS})\b", folded):
+        return None
+    months = _months()
+    names = "|".join(sorted(map(re.escape, months), key=len, reverse=True))
+    found = re.search(rf"\b(?:(\d{{1,2}})(?:st|nd|rd|th|o|º)?\s+(?:de\s+|of\s+)?)?({names})\b"
+                      rf"(?:\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?!\s*(?:anos|years|años)))?",
+                      folded)
+    if not found:
+        return None
+    month = months[found.group(2)]
+    day = found.group(1) or found.group(3)
+    if day and 1 <= int(day) <= 31:
+        return f"{month:02d}-{int(day):02d}"
+    return f"{month:02d}"
+
+
+# -- using it --------------------------------------------------------------------------------
+
+def summarize(*, session: Session, user_key: str, subject: str | None) -> MemorySummary:
+    """The facts one request may use, chosen within the budget.
+
+    Facts about `subject` (the person the request names) come first, then the shopper's own
+    preferences; within each, the kinds that rule products out before those that only rank
+    them, newest first. Reads at most `MAX_FACTS_READ` rows per subject.
+    """
+    summary = MemorySummary(subject=subject)
+    subjects = [s for s in (subject, SHOPPER) if s and s != "self"]
+    tokens = 0
+    for who in subjects:
+        rows = session.exec(
+            select(MemoryFact)
+            .where(MemoryFact.user_key == user_key, MemoryFact.subject == who)
+            .order_by(_PRIORITY_ORDER, col(MemoryFact.created_at).desc(),
+                      col(MemoryFact.id).desc())
+            .limit(MAX_FACTS_READ)).all()
+        for fact in rows:
+            cost = fact_tokens(fact)
+            if len(summary.facts) >= MAX_SUMMARY_FACTS or tokens + cost > MAX_SUMMARY_TOKENS:
+                break
+            summary.facts.append(fact)
+            tokens += cost
+    if subject and subject != "self":
+        summary.gifts = gifts(session=session, user_key=user_key, subject=subject)[:5]
+    return summary
+
+
+def recall(*, session: Session, user_key: str, intent: Intent) -> MemorySummary:
+    """Fill what the message leaves out about its recipient from memory; returns the summary
+    used, with `intent.remembered` naming the facts that were filled in."""
+    summary = summarize(session=session, user_key=user_key, subject=intent.recipient)
     used: list[MemoryFact] = []
-    for fact in facts_about(session=session, user_key=user_key, subject=intent.recipient):
-        if fact.kind == "age" and intent.age is None:
+    person = intent.recipient
+    for fact in summary.facts:
+        if fact.subject != person:
+            continue
+        if fact.kind == FactKind.AGE and intent.age is None:
             intent.age = int(fact.value)
             used.append(fact)
-        elif fact.kind == "interest" and fact.value not in intent.interests:
+        elif fact.kind == FactKind.INTEREST and fact.value not in intent.interests \
+                and not intent.names_a_product():
             intent.interests.append(fact.value)
             used.append(fact)
     intent.remembered = [f"{f.kind}:{f.value}" for f in used]
-    return used
+    return summary
 
 
-def forget_all(*, session: Session, user_key: str) -> int:
-    """Delete everything remembered about this shopper's recipients."""
-    facts = list(session.exec(select(MemoryFact).where(MemoryFact.user_key == user_key)))
-    for fact in facts:
-        session.delete(fact)
-    return len(facts)
+def apply(summary: MemorySummary, intent: Intent, request: SearchRequest) -> None:
+    """Let what memory holds shape one search: the person's dislikes and avoided brands rule
+    products out, liked brands rank up, gifts already given and products turned down are not
+    shown again, and a usual budget is aimed at when the message names none. What the
+    shopper says now wins: asking for a kind or a brand lifts a remembered dislike of it."""
+    person = intent.recipient
+    asked_kinds = {t for name in intent.product_types for t in product_types().expand(name)
+                   or [name]}
+    asked_brands = {b.casefold() for b in intent.brands}
+    for kind in summary.values(FactKind.DISLIKE, person):
+        if kind not in asked_kinds and not asked_kinds & set(product_types().expand(kind)):
+            request.excluded_terms.extend(w for w in product_types().words(kind) or [kind]
+                                          if w not in request.excluded_terms)
+    for subject in (person, SHOPPER):
+        if subject is None:
+            continue
+        request.avoid_brands.extend(b for b in summary.values(FactKind.AVOIDS_BRAND, subject)
+                                    if b not in asked_brands and b not in request.avoid_brands)
+        request.liked_brands.extend(b for b in summary.values(FactKind.LIKES_BRAND, subject)
+                                    if b not in request.liked_brands)
+    request.given |= {g.ref for g in summary.gifts}
+    request.penalise |= set(summary.values(FactKind.TURNED_DOWN, SHOPPER))
+    usual = summary.values(FactKind.BUDGET, SHOPPER)
+    if usual and request.budget_target is None and request.budget_max is None:
+        amount, _, currency = usual[0].partition(" ")
+        if currency == request.currency and amount.isdigit():
+            request.budget_target = int(amount)
+
+
+def gifts(*, session: Session, user_key: str, subject: str | None = None) -> list[Gift]:
+    """What was bought for people (for one, with `subject`), newest first."""
+    query = (select(GiftRecord, Order).join(Order, col(Order.id) == GiftRecord.order_id)
+             .where(GiftRecord.user_key == user_key, col(Order.status).in_(GIVEN_STATUSES))
+             .order_by(col(GiftRecord.created_at).desc()))
+    if subject:
+        query = query.where(GiftRecord.subject == subject)
+    return [Gift(subject=record.subject, ref=f"{order.merchant_slug}:{order.product_id}",
+                 title=order.title, order_id=order.id, at=record.created_at)
+            for record, order in session.exec(query).all()]
+
+
+def facts(*, session: Session, user_key: str) -> list[MemoryFact]:
+    """Everything remembered about this shopper and their people, by person, oldest first."""
+    return list(session.exec(
+        select(MemoryFact).where(MemoryFact.user_key == user_key)
+        .order_by(col(MemoryFact.subject), col(MemoryFact.created_at), col(MemoryFact.id))))
+
+
+# -- the shopper's control -------------------------------------------------------------------
+
+def should_tell_about_memory(*, session: Session, user_key: str) -> bool:
+    """True once: the first time something is remembered, the shopper is told how to see
+    and delete it. Marks the notice as given."""
+    profile = session.get(ShopperProfile, user_key)
+    if profile is not None and profile.memory_notice_at is not None:
+        return False
+    profile = profile or ShopperProfile(user_key=user_key)
+    profile.memory_notice_at = utcnow()
+    session.add(profile)
+    return True
+
+
+def forget(*, session: Session, user_key: str, subject: str | None = None) -> int:
+    """Delete what is remembered: everything about the shopper, or one person.
+
+    Forgetting everything also deletes the conversation, queued messages and privacy state,
+    and unlinks their orders: an order is kept for the merchant's accounts, under a
+    pseudonymous id no channel user can be traced back from. Conversion events already hold
+    only pseudonymous ids and hashes. Returns how many facts and gifts were deleted.
+    """
+    fact_query = delete(MemoryFact).where(col(MemoryFact.user_key) == user_key)
+    gift_query = delete(GiftRecord).where(col(GiftRecord.user_key) == user_key)
+    if subject is not None:
+        fact_query = fact_query.where(col(MemoryFact.subject) == subject)
+        gift_query = gift_query.where(col(GiftRecord.subject) == subject)
+    count = session.exec(fact_query).rowcount  # type: ignore[call-overload]
+    count += session.exec(gift_query).rowcount  # type: ignore[call-overload]
+    if subject is None:
+        session.exec(delete(Conversation).where(  # type: ignore[call-overload]
+            col(Conversation.user_key) == user_key))
+        session.exec(delete(Notification).where(  # type: ignore[call-overload]
+            col(Notification.user_key) == user_key))
+        session.exec(delete(ShopperProfile).where(  # type: ignore[call-overload]
+            col(ShopperProfile.user_key) == user_key))
+        for order in session.exec(select(Order).where(Order.user_key == user_key)).all():
+            order.user_key = forgotten_key(user_key)
+            session.add(order)
+    return int(count)
+
+
+def forgotten_key(user_key: str) -> str:
+    """The id an order keeps after its shopper asked to be forgotten."""
+    return "forgotten:" + pseudonym(user_key)
+
+
+def purge(*, session: Session, retention_days: int, now: datetime | None = None) -> int:
+    """Delete facts, gift records and conversations older than the retention period;
+    returns how many rows went."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    count = 0
+    for model, stamp in ((MemoryFact, MemoryFact.created_at),
+                         (GiftRecord, GiftRecord.created_at),
+                         (Conversation, Conversation.updated_at)):
+        count += session.exec(delete(model).where(  # type: ignore[call-overload]
+            col(stamp) < cutoff)).rowcount
+    return int(count)

@@ -1,4 +1,5 @@
-"""Conversation tables: per-shopper state and remembered facts."""
+"""Conversation tables: per-shopper state, remembered facts, gifts given and the shopper's
+privacy settings. Everything here is personal data: `bot.memory.forget` deletes it."""
 
 from __future__ import annotations
 
@@ -26,7 +27,11 @@ class Conversation(SQLModel, table=True):
 
 
 class MemoryFact(SQLModel, table=True):
-    """Something the shopper told about someone they buy for ("mother", "interest", "gardening")."""
+    """Something the shopper told about someone they buy for ("mother", "interest",
+    "gardening") or about themselves (subject "shopper": brands liked or avoided, budget).
+
+    `source` is the message it was learned from, so `/memory` can say where it came from.
+    """
 
     __table_args__ = (UniqueConstraint("user_key", "subject", "kind", "value"),)
 
@@ -35,4 +40,27 @@ class MemoryFact(SQLModel, table=True):
     subject: str = Field(max_length=40)
     kind: str = Field(max_length=20)
     value: str = Field(max_length=100)
+    source: str | None = Field(default=None, max_length=300)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class GiftRecord(SQLModel, table=True):
+    """An order bought for someone: the gift history of that person.
+
+    The order itself says what was bought and whether it went through; a failed or canceled
+    order is not a gift given.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_key: str = Field(index=True, max_length=200)
+    subject: str = Field(max_length=40)
+    order_id: str = Field(unique=True, max_length=40)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ShopperProfile(SQLModel, table=True):
+    """Per-shopper privacy state: when they were told how memory works."""
+
+    user_key: str = Field(primary_key=True, max_length=200)
+    memory_notice_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)

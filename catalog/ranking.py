@@ -15,7 +15,8 @@ Every product left gets one score, the sum of these parts:
                          0.5, gender 0.5; tags that gift knowledge suggested count half; 0.8
                          when it is of a kind gift knowledge suggests for an open request;
                          -2.0 when it is made for another age band
-    + brand fit          0.8 when it is of a brand the shopper asked for
+    + brand fit          0.8 when it is of a brand the shopper asked for, else 0.4 when
+                         memory holds that the shopper or the person likes the brand
     + 0.4 × budget fit   1 - |price - target| / target, target being the amount the shopper
                          named ("around 40") or three quarters of a ceiling ("up to 200")
     + 0.6 × rating       Bayesian average of the rating: (C·m + n·r) / (C + n) with a prior
@@ -25,7 +26,8 @@ Every product left gets one score, the sum of these parts:
     - 0.5 × staleness    grows from 0 at 7 days since the merchant last sent the product's
                          data to 1 at 67 days: old prices and stock are less likely to hold
     - 1.0 × ill health   1 - the merchant's health (a failing or overdue feed)
-    - 1.5                a product the shopper turned down (`penalise`)
+    - 1.5                a product the shopper turned down (`penalise`), or 0.75 when
+                         it is nearly the same as one (same brand, almost the same title)
 
 Relevance carries the most weight: the other parts mostly order products that fit the words
 about equally. A product matching fewer of the words can still pass one that matches them
@@ -60,6 +62,8 @@ SOFT_TERM_WEIGHT = 0.6
 ACCESSORY_FACTOR = 0.55
 OTHER_TYPE_FACTOR = 0.8
 BRAND_WEIGHT = 0.8
+LIKED_BRAND_WEIGHT = 0.4
+SIMILAR_TURNED_DOWN_PENALTY = 0.75
 BUDGET_WEIGHT = 0.4
 CEILING_TARGET = 0.75
 RATING_WEIGHT = 0.6
@@ -104,6 +108,7 @@ class SearchRequest:
     suggested_tags: list[str] = field(default_factory=list)
     attributes: list[str] = field(default_factory=list)  # colour/size words, soft
     brands: list[str] = field(default_factory=list)  # asked for: ranked up
+    liked_brands: list[str] = field(default_factory=list)  # remembered as liked: ranked up less
     avoid_brands: list[str] = field(default_factory=list)  # ruled out: filtered
     excluded_terms: list[str] = field(default_factory=list)  # "nada de perfume": filtered
     given: set[str] = field(default_factory=set)  # refs already given to this recipient
@@ -139,6 +144,7 @@ class _Wanted:
     suggested_types: Phrases
     excluded: Phrases
     brands: Phrases
+    liked_brands: Phrases
     avoid_brands: Phrases
     wants_accessory: bool
     target: int | None
@@ -212,6 +218,7 @@ def _wanted(request: SearchRequest, index: CatalogIndex | None = None) -> _Wante
         else Phrases(),
         excluded=Phrases.of(request.excluded_terms),
         brands=Phrases.of(request.brands),
+        liked_brands=Phrases.of(request.liked_brands),
         avoid_brands=Phrases.of(request.avoid_brands),
         wants_accessory=bool(vocabulary().accessories.intersection(terms)), target=target)
 
@@ -276,8 +283,7 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         matched_tags = [t for t in want.tags if t in product_tags]
         score = (RELEVANCE_WEIGHT * relevance
                  + intent_fit(product, want, matched_tags)
-                 + (BRAND_WEIGHT if want.brands and product.brand
-                    and want.brands.found_in(_brand_words(product.brand)) else 0.0)
+                 + brand_fit(product, want)
                  + BUDGET_WEIGHT * budget_fit(product.price_amount, want.target)
                  + RATING_WEIGHT * rating_signal(product)
                  - STALENESS_WEIGHT * staleness(product, now)
@@ -289,12 +295,31 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
             heapq.heappush(best, score)
         elif score > best[0]:
             heapq.heapreplace(best, score)
+    turned_down = [p for p in map(index.get, request.penalise) if p is not None]
+    if turned_down:
+        # "Not for me" also lowers products nearly the same as the one turned down (another
+        # colour of the same mug). Only the products that could be shown are compared.
+        for item in heapq.nlargest(needed, ranked, key=lambda r: r.score):
+            if item.product.ref not in request.penalise and any(
+                    _near_duplicate(item.product, p) for p in turned_down):
+                item.score -= SIMILAR_TURNED_DOWN_PENALTY
     ranked.sort(key=lambda r: (-r.score, r.product.price_amount, r.product.ref))
     # Which words matched is only read to explain the cards, all chosen from the first ones.
     for item in ranked[:needed] + [r for r in ranked[needed:] if r.product.sponsored]:
         item.matched_terms = sorted(hits.get(item.doc, frozenset())
                                     | found.soft_hits.get(item.doc, frozenset()))
     return ranked
+
+
+def brand_fit(product: IndexedProduct, want: _Wanted) -> float:
+    """What the product's brand adds: asked for now, or remembered as liked."""
+    if not product.brand or not (want.brands or want.liked_brands):
+        return 0.0
+    words = _brand_words(product.brand)
+    if want.brands and want.brands.found_in(words):
+        return BRAND_WEIGHT
+    return LIKED_BRAND_WEIGHT if want.liked_brands and want.liked_brands.found_in(words) \
+        else 0.0
 
 
 @lru_cache(maxsize=4096)
@@ -312,7 +337,8 @@ def _max_bonus(want: _Wanted) -> float:
     return (sum(tag_weight(t) for t in want.tags)
             + SUGGESTED_TAG_SHARE * sum(tag_weight(t) for t in want.suggested_tags)
             + (SUGGESTED_TYPE_WEIGHT if want.suggested_types else 0.0)
-            + (BRAND_WEIGHT if want.brands else 0.0)
+            + (BRAND_WEIGHT if want.brands else LIKED_BRAND_WEIGHT if want.liked_brands
+               else 0.0)
             + (BUDGET_WEIGHT if want.target else 0.0)
             + RATING_WEIGHT)
 

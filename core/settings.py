@@ -6,7 +6,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"dev-sandbox-secret", "dev-ops-token", "dev-admin-token"}
@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # A conversation idle longer than this starts afresh (memory about people is kept).
     conversation_idle_minutes: int = 24 * 60
     default_card_limit: int = 3
+    # What shoppers tell about people, their gift history and idle conversations are deleted
+    # after this many days by `vitrine memory purge` (run it daily from a scheduler).
+    memory_retention_days: int = Field(default=365, ge=1)
 
     # Optional language model (any OpenAI-compatible chat-completions API, e.g.
     # https://api.openai.com/v1): it helps understand messages when base URL and model are set.

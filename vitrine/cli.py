@@ -1,4 +1,4 @@
-"""The `vitrine` command: serve, chat, recommend, merchants, sandbox."""
+"""The `vitrine` command: serve, chat, recommend, merchants, memory, sandbox."""
 
 from __future__ import annotations
 
@@ -187,6 +187,20 @@ def cmd_chat(args: argparse.Namespace) -> int:
                              pay=lambda user_key: pay_latest_order(runtime, user_key))
 
 
+def cmd_memory_purge(args: argparse.Namespace) -> int:
+    from bot import memory
+    from core.db import session_scope
+
+    runtime = _runtime()
+    days = args.days if args.days is not None else runtime.settings.memory_retention_days
+    if days < 1:
+        raise VitrineError("--days must be at least 1")
+    with session_scope(runtime.engine) as session:
+        deleted = memory.purge(session=session, retention_days=days)
+    print(json.dumps({"retention_days": days, "deleted": deleted}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitrine", description="Conversational commerce.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--gifts", help="a labelled gift set (JSONL), run on the demo catalog")
     ev.add_argument("--json", action="store_true", help="the gift report as JSON")
     ev.set_defaults(func=cmd_eval)
+
+    mem = sub.add_parser("memory", help="shoppers' memory: retention")
+    msub = mem.add_subparsers(dest="memory_command", required=True)
+    purge = msub.add_parser("purge", help="delete memory older than the retention period "
+                                          "(VITRINE_MEMORY_RETENTION_DAYS, default 365)")
+    purge.add_argument("--days", type=int, help="override the retention period")
+    purge.set_defaults(func=cmd_memory_purge)
 
     sandbox = sub.add_parser("sandbox", help="the development payment provider")
     ssub = sandbox.add_subparsers(dest="sandbox_command", required=True)

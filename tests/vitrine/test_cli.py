@@ -317,3 +317,29 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
+
+
+def test_memory_purge_deletes_what_is_past_the_retention(db, capsys, monkeypatch):
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from bot.models import MemoryFact
+    from core.db import utcnow
+    from vitrine.runtime import build_runtime
+
+    runtime = build_runtime()
+    with Session(runtime.engine) as session:
+        session.add(MemoryFact(user_key="web:ana", subject="mother", kind="age", value="60",
+                               created_at=utcnow() - timedelta(days=40)))
+        session.add(MemoryFact(user_key="web:ana", subject="father", kind="age", value="62"))
+        session.commit()
+    runtime.close()
+    code, out, _ = run(capsys, "memory", "purge")
+    assert code == 0 and json.loads(out) == {"retention_days": 365, "deleted": 0}
+    monkeypatch.setenv("VITRINE_MEMORY_RETENTION_DAYS", "30")
+    get_settings.cache_clear()
+    code, out, _ = run(capsys, "memory", "purge")
+    assert code == 0 and json.loads(out) == {"retention_days": 30, "deleted": 1}
+    code, _, err = run(capsys, "memory", "purge", "--days", "0")
+    assert code == 1 and "--days" in err

@@ -1,0 +1,195 @@
+"""The shopper's control over memory: `/memory`, `/forget [person]` and `/export`, typed as
+chat text on any channel, in the shopper's language.
+
+These follow the data-subject rights of LGPD and GDPR: access (`/memory` in words, `/export`
+as JSON), erasure (`/forget` deletes for real; see `bot.memory.forget`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+from babel.dates import format_date
+from sqlmodel import Session, select
+
+from bot import memory
+from bot.intent import RuleIntentParser
+from bot.memory import SHOPPER, FactKind
+from bot.models import Conversation, MemoryFact
+from bot.replies import RECIPIENT_PHRASES, Message
+from catalog.explain import INTEREST_LABELS
+from catalog.product_types import product_types
+from checkout.models import Order
+from core.i18n import N_, Translator
+from core.markets import Market
+from core.money import Money
+
+COMMANDS = {
+    "memory": "memory", "memoria": "memory", "memória": "memory", "mem": "memory",
+    "forget": "forget", "esquecer": "forget", "esqueca": "forget", "esqueça": "forget",
+    "olvidar": "forget", "olvida": "forget", "borrar": "forget", "apagar": "forget",
+    "export": "export", "exportar": "export",
+}
+# "/forget@VitrineBot mom" on Telegram groups; "/memoria" typed in any case.
+_COMMAND_RE = re.compile(r"^/(\w+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL | re.UNICODE)
+
+KIND_LINES = {
+    FactKind.AGE: N_("{value} years old"),
+    FactKind.BIRTHDAY: N_("birthday: {value}"),
+    FactKind.INTEREST: N_("loves {value}"),
+    FactKind.SIZE: N_("size {value}"),
+    FactKind.DISLIKE: N_("no {value}"),
+    FactKind.LIKES_BRAND: N_("likes {value}"),
+    FactKind.AVOIDS_BRAND: N_("avoids {value}"),
+    FactKind.BUDGET: N_("usual budget up to {value}"),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # "memory", "forget", "export"
+    argument: str
+
+
+def read_command(text: str) -> Command | None:
+    """The memory command a message is, if any ("/forget mom" -> forget, "mom")."""
+    found = _COMMAND_RE.match(text.strip())
+    if not found:
+        return None
+    name = COMMANDS.get(found.group(1).casefold())
+    return Command(name, (found.group(2) or "").strip()) if name else None
+
+
+def person_label(subject: str, t: Translator) -> str:
+    if subject == SHOPPER:
+        return t.gettext("You")
+    label = t.gettext(RECIPIENT_PHRASES.get(subject, subject))
+    return label[:1].upper() + label[1:]
+
+
+def fact_text(fact: MemoryFact, market: Market, t: Translator) -> str:
+    """One remembered fact in the shopper's words: "loves gardening", "size M"."""
+    kind = FactKind(fact.kind) if fact.kind in FactKind._value2member_map_ else None
+    value = fact.value
+    if kind == FactKind.INTEREST:
+        value = t.gettext(INTEREST_LABELS.get(value, value))
+    elif kind == FactKind.SIZE:
+        value = value.partition(":")[2].upper()
+    elif kind == FactKind.DISLIKE:
+        value = product_types().label(value, t.language)
+    elif kind in (FactKind.LIKES_BRAND, FactKind.AVOIDS_BRAND):
+        value = value.title()
+    elif kind == FactKind.BUDGET:
+        amount, _, currency = value.partition(" ")
+        value = market.format_price(Money(int(amount), currency or market.currency))
+    elif kind == FactKind.BIRTHDAY:
+        value = _birthday_text(value, market)
+    if kind is None or kind == FactKind.TURNED_DOWN:
+        return value
+    return t.gettext(KIND_LINES[kind]).format(value=value)
+
+
+def _birthday_text(value: str, market: Market) -> str:
+    month, _, day = value.partition("-")
+    when = date(2000, int(month), int(day or 1))
+    return format_date(when, "d MMMM" if day else "LLLL", locale=market.locale)
+
+
+def memory_message(session: Session, user_key: str, market: Market,
+                   t: Translator) -> Message:
+    """Everything remembered about the shopper and their people, in their language."""
+    facts = memory.facts(session=session, user_key=user_key)
+    gifts = memory.gifts(session=session, user_key=user_key)
+    if not facts and not gifts:
+        return Message(text=t.gettext("I remember nothing about you yet. When you tell me "
+                                      "about someone (\"my mom is 60 and loves gardening\"), "
+                                      "I keep it to suggest better gifts."))
+    by_person: dict[str, list[str]] = {}
+    turned_down = 0
+    for fact in facts:
+        if fact.kind == FactKind.TURNED_DOWN:
+            turned_down += 1
+            continue
+        by_person.setdefault(fact.subject, []).append(fact_text(fact, market, t))
+    for gift in gifts:
+        by_person.setdefault(gift.subject, []).append(t.gettext("got {title} ({date})").format(
+            title=gift.title, date=format_date(gift.at, "MMM yyyy", locale=market.locale)))
+    if turned_down:
+        by_person.setdefault(SHOPPER, []).append(t.ngettext(
+            "turned down {n} product", "turned down {n} products", turned_down)
+            .format(n=turned_down))
+    lines = [t.gettext("This is what I remember:")]
+    for subject in sorted(by_person, key=lambda s: (s == SHOPPER, s)):
+        lines.append(f"• {person_label(subject, t)}: " + "; ".join(by_person[subject]))
+    lines.append(t.gettext("Type /forget to delete everything, /forget and a person (for "
+                           "example \"/forget mom\") to delete one, or /export to get it all "
+                           "as a file."))
+    return Message(text="\n".join(lines))
+
+
+def export_data(session: Session, user_key: str) -> dict:
+    """All the data kept about a shopper, as JSON-ready values."""
+    conv = session.get(Conversation, user_key)
+    orders = session.exec(select(Order).where(Order.user_key == user_key)).all()
+    return {
+        "user": user_key,
+        "facts": [{"about": f.subject, "kind": f.kind, "value": f.value,
+                   "learned_from": f.source, "at": f.created_at.isoformat()}
+                  for f in memory.facts(session=session, user_key=user_key)],
+        "gifts": [{"for": g.subject, "product": g.ref, "title": g.title,
+                   "order": g.order_id, "at": g.at.isoformat()}
+                  for g in memory.gifts(session=session, user_key=user_key)],
+        "orders": [{"id": o.id, "merchant": o.merchant_name, "title": o.title,
+                    "total": o.total, "currency": o.currency, "rail": o.rail,
+                    "status": o.status, "created_at": o.created_at.isoformat()}
+                   for o in orders],
+        "conversation": None if conv is None else {
+            "market": conv.market, "language": conv.language,
+            "last_request": conv.last_query, "shown": conv.shown,
+            "updated_at": conv.updated_at.isoformat()},
+    }
+
+
+@lru_cache(maxsize=1)
+def _rules() -> RuleIntentParser:
+    return RuleIntentParser()
+
+
+def person_named(words: str, market: Market, language: str) -> str | None:
+    """Who a phrase names ("mom", "minha mãe", "mi abuela" -> the canonical relation)."""
+    return _rules().parse(words, market=market, language=language).recipient
+
+
+def run_command(command: Command, *, session: Session, user_key: str, market: Market,
+                t: Translator) -> list[Message]:
+    """Answer a memory command in the shopper's language."""
+    if command.name == "memory":
+        return [memory_message(session, user_key, market, t)]
+    if command.name == "export":
+        data = json.dumps(export_data(session, user_key), ensure_ascii=False, indent=1)
+        return [Message(text=t.gettext("All the data I keep about you, as JSON:")),
+                Message(text=data)]
+    if not command.argument:
+        count = memory.forget(session=session, user_key=user_key)
+        return [Message(text=t.ngettext(
+            "Done: I deleted {n} thing I remembered about you, and our conversation.",
+            "Done: I deleted {n} things I remembered about you, and our conversation.",
+            count).format(n=count))]
+    subject = person_named(command.argument, market, t.language)
+    known = {f.subject for f in memory.facts(session=session, user_key=user_key)} | {
+        g.subject for g in memory.gifts(session=session, user_key=user_key)}
+    if subject is None or subject not in known:
+        people = ", ".join(person_label(s, t) for s in sorted(known - {SHOPPER}))
+        text = t.gettext("I remember nothing about \"{who}\".").format(who=command.argument)
+        if people:
+            text += " " + t.gettext("I remember: {people}.").format(people=people)
+        return [Message(text=text)]
+    count = memory.forget(session=session, user_key=user_key, subject=subject)
+    return [Message(text=t.ngettext(
+        "Done: I deleted {n} thing I remembered about {who}.",
+        "Done: I deleted {n} things I remembered about {who}.", count).format(
+            n=count, who=t.gettext(RECIPIENT_PHRASES.get(subject, subject))))]

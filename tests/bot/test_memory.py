@@ -1,0 +1,251 @@
+"""Memory: what is learned, what reaches ranking, and the shopper's control over it."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session, select
+
+from bot import memory
+from bot.intent import RuleIntentParser
+from bot.memory import SHOPPER, FactKind
+from bot.models import Conversation, GiftRecord, MemoryFact, ShopperProfile
+from bot.privacy import read_command
+from checkout.models import Order
+from core.db import utcnow
+from core.markets import get_market
+from core.outbox import Notification
+from ops.events import ConversionEvent
+
+PARSER = RuleIntentParser()
+
+
+def _cards(reply):
+    return [c for m in reply.messages for c in m.cards]
+
+
+def _texts(reply):
+    return "\n".join(m.text for m in reply.messages)
+
+
+def _buy_and_confirm(bot, user, card):
+    confirmation = bot.handle(user_key=user, action=f"buy:{card.ref}").messages[0]
+    bot.handle(user_key=user, action=confirmation.buttons[0].action)
+
+
+def _personal_rows(engine, user_key):
+    with Session(engine) as session:
+        return {
+            "facts": session.exec(select(MemoryFact).where(
+                MemoryFact.user_key == user_key)).all(),
+            "gifts": session.exec(select(GiftRecord).where(
+                GiftRecord.user_key == user_key)).all(),
+            "conversation": session.get(Conversation, user_key),
+            "profile": session.get(ShopperProfile, user_key),
+            "notifications": session.exec(select(Notification).where(
+                Notification.user_key == user_key)).all(),
+            "orders": session.exec(select(Order).where(Order.user_key == user_key)).all(),
+        }
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("minha mãe faz 60 em março", "03"),
+    ("o aniversário dela é dia 15 de março", "03-15"),
+    ("mi abuela cumple 80 en mayo", "05"),
+    ("my dad turns 70 on March 3rd", "03-03"),
+    ("her birthday is 7 July", "07-07"),
+    ("she may like gardening", None),  # "may" without a birthday word
+    ("presente para minha mãe de 60 anos", None),
+    ("birthday gift for mom", None),  # a birthday, but no date
+])
+def test_birthdays_are_read_in_three_languages(text, expected):
+    assert memory.read_birthday(text) == expected
+
+
+@pytest.mark.parametrize(("text", "name", "argument"), [
+    ("/memory", "memory", ""), ("/memoria", "memory", ""), ("/Memória", "memory", ""),
+    ("/forget", "forget", ""), ("/forget mom", "forget", "mom"),
+    ("/esquecer minha mãe", "forget", "minha mãe"), ("/olvidar a mi abuela", "forget",
+                                                     "a mi abuela"),
+    ("/forget@VitrineBot mom", "forget", "mom"), ("/export", "export", ""),
+    ("/exportar", "export", ""),
+])
+def test_memory_commands_are_read_in_any_language(text, name, argument):
+    command = read_command(text)
+    assert command is not None and (command.name, command.argument) == (name, argument)
+
+
+@pytest.mark.parametrize("text", ["/start", "forget it", "memory card 64gb", "/"])
+def test_other_messages_are_not_memory_commands(text):
+    assert read_command(text) is None
+
+
+def test_what_is_learned_keeps_its_source_and_is_shown_in_the_shoppers_language(demo_runtime):
+    bot = demo_runtime.assistant
+    said = "minha mãe faz 60 anos em março, ama jardinagem e nada de perfume"
+    first = bot.handle(user_key="web:ana", text=said, market="BR")
+    assert "/memory" in _texts(first) and "/forget" in _texts(first)
+    with Session(demo_runtime.engine) as session:
+        facts = memory.facts(session=session, user_key="web:ana")
+    assert {(f.subject, f.kind, f.value) for f in facts} == {
+        ("mother", "age", "60"), ("mother", "birthday", "03"),
+        ("mother", "interest", "gardening"), ("mother", "dislike", "perfume")}
+    assert all(f.source == said for f in facts)
+    shown = _texts(bot.handle(user_key="web:ana", text="/memory"))
+    assert "Sua mãe" in shown and "60 anos" in shown and "jardinagem" in shown
+    assert "março" in shown and "perfume" in shown
+
+
+def test_the_memory_notice_is_given_once(demo_runtime):
+    bot = demo_runtime.assistant
+    first = bot.handle(user_key="web:ana", text="minha mãe ama jardinagem", market="BR")
+    second = bot.handle(user_key="web:ana", text="meu pai ama churrasco")
+    assert "/memory" in _texts(first)
+    assert "/memory" not in _texts(second)
+
+
+def test_a_remembered_dislike_rules_products_out_until_the_shopper_asks_for_them(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="nada de sabonete pra minha mãe", market="BR")
+    later = _cards(bot.handle(user_key="web:ana", text="um presente para minha mãe"))
+    assert later and not any("sabonete" in c.title.lower() for c in later)
+    asked = _cards(bot.handle(user_key="web:ana", text="um kit de sabonete para minha mãe"))
+    assert asked and all("sabonete" in c.title.lower() for c in asked)
+
+
+def test_a_gift_bought_for_mom_is_not_suggested_again_and_is_mentioned(demo_runtime):
+    bot = demo_runtime.assistant
+    first = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe que ama "
+                              "jardinagem até R$300", market="BR"))
+    _buy_and_confirm(bot, "web:ana", first[0])
+    again = bot.handle(user_key="web:ana", text="presente para minha mãe até R$300")
+    assert first[0].ref not in {c.ref for c in _cards(again)}
+    assert first[0].title in _texts(again)
+    # Someone else may still be shown it.
+    dad = _cards(bot.handle(user_key="web:ana", text="presente para meu pai que ama "
+                            "jardinagem até R$300"))
+    assert dad
+
+
+def test_a_canceled_order_is_no_gift_given(demo_runtime):
+    bot = demo_runtime.assistant
+    card = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe que ama "
+                             "jardinagem", market="BR"))[0]
+    confirmation = bot.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
+    bot.handle(user_key="web:ana", action=confirmation.buttons[-1].action)  # cancel
+    with Session(demo_runtime.engine) as session:
+        assert memory.gifts(session=session, user_key="web:ana") == []
+
+
+def test_forget_one_person_keeps_the_others(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="minha mãe ama jardinagem", market="BR")
+    bot.handle(user_key="web:ana", text="meu pai ama churrasco")
+    reply = _texts(bot.handle(user_key="web:ana", text="/esquecer minha mãe"))
+    assert "sua mãe" in reply
+    with Session(demo_runtime.engine) as session:
+        left = {f.subject for f in memory.facts(session=session, user_key="web:ana")}
+    assert left == {"father"}
+    unknown = _texts(bot.handle(user_key="web:ana", text="/forget minha avó"))
+    assert "seu pai" in unknown.lower()
+
+
+def test_forget_leaves_no_personal_rows_and_events_keep_no_text(demo_runtime):
+    bot = demo_runtime.assistant
+    user = "web:ana"
+    cards = _cards(bot.handle(user_key=user, text="presente para minha mãe que ama jardinagem, "
+                              "sem Tramontina", market="BR"))
+    _buy_and_confirm(bot, user, cards[0])
+    bot.handle(user_key=user, action=f"skip:{cards[1].ref}")
+    assert any(_personal_rows(demo_runtime.engine, user).values())
+    bot.handle(user_key=user, text="/forget")
+    rows = _personal_rows(demo_runtime.engine, user)
+    assert not any(rows.values()), rows
+    with Session(demo_runtime.engine) as session:
+        kept = session.exec(select(Order)).all()
+        events = session.exec(select(ConversionEvent)).all()
+    # The order stays for the merchant's accounts, under an id nobody can trace back.
+    assert kept and all(o.user_key == memory.forgotten_key(user) for o in kept)
+    dumped = json.dumps([e.model_dump(mode="json") for e in events])
+    assert "ana" not in dumped and "jardinagem" not in dumped
+
+
+def test_a_first_message_of_forget_writes_nothing(demo_runtime):
+    demo_runtime.assistant.handle(user_key="web:new", text="/forget", market="BR")
+    assert not any(_personal_rows(demo_runtime.engine, "web:new").values())
+
+
+def test_export_returns_every_fact_gift_and_order_as_json(demo_runtime):
+    bot = demo_runtime.assistant
+    card = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe que ama "
+                             "jardinagem", market="BR"))[0]
+    _buy_and_confirm(bot, "web:ana", card)
+    reply = bot.handle(user_key="web:ana", text="/export")
+    data = json.loads(reply.messages[-1].text)
+    assert {"about": "mother", "kind": "interest", "value": "gardening"}.items() <= \
+        data["facts"][0].items() or any(f["value"] == "gardening" for f in data["facts"])
+    assert data["gifts"][0]["title"] == card.title
+    assert data["orders"][0]["title"] == card.title
+    assert data["conversation"]["market"] == "BR"
+
+
+def test_the_summary_budget_holds_with_500_facts(runtime):
+    with Session(runtime.engine) as session:
+        for i in range(250):
+            session.add(MemoryFact(user_key="web:ana", subject="mother", kind="interest",
+                                   value=f"interest number {i}"))
+            session.add(MemoryFact(user_key="web:ana", subject=SHOPPER,
+                                   kind="turned_down", value=f"shop:product-{i}"))
+        session.add(MemoryFact(user_key="web:ana", subject="mother", kind="dislike",
+                               value="perfume", created_at=utcnow() - timedelta(days=300)))
+        session.commit()
+        summary = memory.summarize(session=session, user_key="web:ana", subject="mother")
+    assert len(summary.facts) <= memory.MAX_SUMMARY_FACTS
+    assert summary.tokens <= memory.MAX_SUMMARY_TOKENS
+    # What rules products out is kept first, however old.
+    assert ("mother", "dislike", "perfume") in {(f.subject, f.kind, f.value)
+                                                for f in summary.facts}
+
+
+def test_liked_and_avoided_brands_are_one_or_the_other(runtime):
+    with Session(runtime.engine) as session:
+        memory.remember(session=session, user_key="web:ana", subject=SHOPPER,
+                        kind=FactKind.AVOIDS_BRAND, value="apple")
+        memory.remember(session=session, user_key="web:ana", subject=SHOPPER,
+                        kind=FactKind.LIKES_BRAND, value="apple")
+        kinds = [f.kind for f in memory.facts(session=session, user_key="web:ana")]
+    assert kinds == ["likes_brand"]
+
+
+def test_purge_deletes_what_is_older_than_the_retention(runtime):
+    old = utcnow() - timedelta(days=400)
+    with Session(runtime.engine) as session:
+        session.add(MemoryFact(user_key="web:ana", subject="mother", kind="age", value="60",
+                               created_at=old))
+        session.add(MemoryFact(user_key="web:ana", subject="father", kind="age", value="62"))
+        session.commit()
+        assert memory.purge(session=session, retention_days=365) == 1
+        session.commit()
+        left = [f.subject for f in memory.facts(session=session, user_key="web:ana")]
+    assert left == ["father"]
+
+
+def test_memory_survives_a_restart(demo_runtime, settings):
+    from vitrine.runtime import build_runtime
+
+    demo_runtime.assistant.handle(user_key="web:ana", text="minha mãe ama jardinagem",
+                                  market="BR")
+    demo_runtime.close()
+    again = build_runtime(settings)
+    try:
+        reply = again.assistant.handle(user_key="web:ana", text="presente para minha mãe")
+        assert "jardinagem" in _texts(reply).lower()
+    finally:
+        again.close()
+
+
+def test_avoiding_a_brand_without_a_person_is_the_shoppers_preference(runtime):
+    intent = PARSER.parse("fone de ouvido, nada da Apple", market=get_market("BR"))
+    with Session(runtime.engine) as session:
+        new = memory.learn(session=session, user_key="web:ana", intent=intent)
+    assert [(f.subject, f.kind, f.value) for f in new] == [(SHOPPER, "avoids_brand", "apple")]
