@@ -128,6 +128,8 @@ def learn(*, session: Session, user_key: str, intent: Intent,
                       if a.startswith("size:"))
         wanted.extend((person, FactKind.DISLIKE, e) for e in intent.exclusions)
     owner = person or SHOPPER
+    if intent.budget is not None and intent.budget.max is not None:
+        wanted.append((SHOPPER, FactKind.BUDGET, f"{intent.budget.max} {intent.budget.currency}"))
     wanted.extend((owner, FactKind.AVOIDS_BRAND, b.casefold()) for b in intent.avoid_brands)
     wanted.extend((owner, FactKind.LIKES_BRAND, b.casefold()) for b in intent.brands)
     new: list[MemoryFact] = []
@@ -251,8 +253,7 @@ def recall(*, session: Session, user_key: str, intent: Intent) -> MemorySummary:
         if fact.kind == FactKind.AGE and intent.age is None:
             intent.age = int(fact.value)
             used.append(fact)
-        elif fact.kind == FactKind.INTEREST and fact.value not in intent.interests \
-                and not intent.names_a_product():
+        elif fact.kind == FactKind.INTEREST and fact.value not in intent.interests:
             intent.interests.append(fact.value)
             used.append(fact)
     intent.remembered = [f"{f.kind}:{f.value}" for f in used]

@@ -249,3 +249,19 @@ def test_avoiding_a_brand_without_a_person_is_the_shoppers_preference(runtime):
     with Session(runtime.engine) as session:
         new = memory.learn(session=session, user_key="web:ana", intent=intent)
     assert [(f.subject, f.kind, f.value) for f in new] == [(SHOPPER, "avoids_brand", "apple")]
+
+
+def test_the_usual_budget_is_aimed_at_when_a_request_names_none(runtime):
+    market = get_market("BR")
+    with Session(runtime.engine) as session:
+        memory.learn(session=session, user_key="web:ana",
+                     intent=PARSER.parse("caneca até R$80", market=market))
+        memory.learn(session=session, user_key="web:ana",
+                     intent=PARSER.parse("fone até R$150", market=market))
+        assert [f.value for f in memory.facts(session=session, user_key="web:ana")] == \
+            ["15000 BRL"]
+        intent = PARSER.parse("uma caneca", market=market)
+        summary = memory.recall(session=session, user_key="web:ana", intent=intent)
+    request = runtime.assistant.search_request(intent, market)
+    memory.apply(summary, intent, request)
+    assert request.budget_target == 15000 and request.budget_max is None

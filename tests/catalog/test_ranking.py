@@ -215,3 +215,21 @@ def test_a_brand_is_recognised_with_its_company_suffix():
             _row("X", "Fone de ouvido basico", brand="Xing")]
     assert "INC" not in _ids(_rank(rows, terms=["fone"], avoid_brands=["apple"]))
     assert _ids(_rank(rows, terms=["fone"], brands=["tramontina"]))[0] == "SA"
+
+
+def test_a_brand_remembered_as_liked_ranks_up_less_than_one_asked_for():
+    rows = [_row("OTHER", "Panela de pressão 4 L"),
+            _row("TRAM", "Panela de pressão 4 L", brand="Tramontina")]
+    assert _ids(_rank(rows, terms=["panela"], liked_brands=["tramontina"]))[0] == "TRAM"
+    liked = _rank(rows, terms=["panela"], liked_brands=["tramontina"])
+    asked = _rank(rows, terms=["panela"], brands=["tramontina"])
+    assert liked[0].score < asked[0].score
+
+
+def test_not_for_me_also_lowers_nearly_the_same_product():
+    rows = [_row("BLUE", "Caneca de cerâmica Tok 350 ml Azul", brand="Tok"),
+            _row("RED", "Caneca de cerâmica Tok 350 ml Vermelha", brand="Tok", rating=5.0,
+                 count=500),
+            _row("OTHER", "Caneca de cerâmica Termo 350 ml", brand="Termo")]
+    assert _ids(_rank(rows, terms=["caneca"], limit=1)) == ["RED"]
+    assert _ids(_rank(rows, terms=["caneca"], limit=1, penalise={"loja:BLUE"})) == ["OTHER"]
