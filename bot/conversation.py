@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from bot import memory
+from bot import linking, memory
 from bot.gift_knowledge import gift_knowledge
 from bot.intent import Intent, IntentParser, attribute_words
 from bot.llm_replies import ReplyPhraser
@@ -113,11 +113,13 @@ class Assistant:
         tell_about_memory = False
         if user_key:
             with joined_or_own(self.engine, session) as writer:
-                learned = memory.learn(session=writer, user_key=user_key, intent=intent,
+                # Linked accounts (Telegram and WhatsApp of one shopper) share one memory.
+                owner = linking.owner_of(writer, user_key)
+                learned = memory.learn(session=writer, user_key=owner, intent=intent,
                                        source=text)
-                remembered = memory.recall(session=writer, user_key=user_key, intent=intent)
+                remembered = memory.recall(session=writer, user_key=owner, intent=intent)
                 tell_about_memory = bool(learned) and memory.should_tell_about_memory(
-                    session=writer, user_key=user_key)
+                    session=writer, user_key=owner)
         request = self.search_request(intent, market, limit=limit, exclude=exclude)
         if remembered is not None:
             memory.apply(remembered, intent, request)
@@ -382,8 +384,8 @@ class Assistant:
         result = checkout.confirm_order(session=session, order=order, rails=self.rails)
         person = conv.last_query.get("intent", {}).get("recipient")
         if result.outcome == checkout.ConfirmOutcome.CONFIRMED and person and person != "self":
-            memory.record_gift(session=session, user_key=conv.user_key, subject=person,
-                               order_id=order.id)
+            memory.record_gift(session=session, user_key=linking.owner_of(session, conv.user_key),
+                               subject=person, order_id=order.id)
         if result.outcome == checkout.ConfirmOutcome.CONFIRMED and result.instructions:
             return [payment_message(order, result.instructions, market, t)]
         if result.outcome == checkout.ConfirmOutcome.PRICE_CHANGED:
@@ -437,7 +439,8 @@ class Assistant:
                      conversation_id=conv.conversation_id, market=market.code,
                      merchant=ref.partition(":")[0], product_id=ref.partition(":")[2])
         conv.excluded = (conv.excluded + [ref])[-MAX_REMEMBERED_REFS:]
-        memory.remember(session=session, user_key=conv.user_key, subject=memory.SHOPPER,
+        memory.remember(session=session, user_key=linking.owner_of(session, conv.user_key),
+                        subject=memory.SHOPPER,
                         kind=memory.FactKind.TURNED_DOWN, value=ref)
         last = conv.last_query.get("text")
         if not last:

@@ -26,6 +26,7 @@ from babel.dates import get_month_names
 from sqlalchemy import case, delete
 from sqlmodel import Session, col, select
 
+from bot import linking
 from bot.intent import Intent
 from bot.models import Conversation, GiftRecord, MemoryFact, ShopperProfile
 from catalog.product_types import product_types
@@ -325,27 +326,30 @@ def should_tell_about_memory(*, session: Session, user_key: str) -> bool:
 def forget(*, session: Session, user_key: str, subject: str | None = None) -> int:
     """Delete what is remembered: everything about the shopper, or one person.
 
-    Forgetting everything also deletes the conversation, queued messages and privacy state,
-    and unlinks their orders: an order is kept for the merchant's accounts, under a
-    pseudonymous id no channel user can be traced back from. Conversion events already hold
-    only pseudonymous ids and hashes. Returns how many facts and gifts were deleted.
+    `user_key` is the account asking; linked accounts share its memory (`bot.linking`), so
+    forgetting everything covers all of them: the facts, gift history, links, every linked
+    account's conversation, queued messages and privacy state. Their orders are kept for the
+    merchant's accounts, under a pseudonymous id no channel user can be traced back from.
+    Conversion events already hold only pseudonymous ids and hashes. Returns how many facts
+    and gifts were deleted.
     """
-    fact_query = delete(MemoryFact).where(col(MemoryFact.user_key) == user_key)
-    gift_query = delete(GiftRecord).where(col(GiftRecord.user_key) == user_key)
+    owner = linking.owner_of(session, user_key)
+    fact_query = delete(MemoryFact).where(col(MemoryFact.user_key) == owner)
+    gift_query = delete(GiftRecord).where(col(GiftRecord.user_key) == owner)
     if subject is not None:
         fact_query = fact_query.where(col(MemoryFact.subject) == subject)
         gift_query = gift_query.where(col(GiftRecord.subject) == subject)
     count = session.exec(fact_query).rowcount  # type: ignore[call-overload]
     count += session.exec(gift_query).rowcount  # type: ignore[call-overload]
     if subject is None:
-        session.exec(delete(Conversation).where(  # type: ignore[call-overload]
-            col(Conversation.user_key) == user_key))
-        session.exec(delete(Notification).where(  # type: ignore[call-overload]
-            col(Notification.user_key) == user_key))
-        session.exec(delete(ShopperProfile).where(  # type: ignore[call-overload]
-            col(ShopperProfile.user_key) == user_key))
-        for order in session.exec(select(Order).where(Order.user_key == user_key)).all():
-            order.user_key = forgotten_key(user_key)
+        accounts = sorted(set(linking.unlink_all(session, owner)) | {user_key})
+        for model, key in ((Conversation, Conversation.user_key),
+                           (Notification, Notification.user_key),
+                           (ShopperProfile, ShopperProfile.user_key)):
+            session.exec(delete(model).where(  # type: ignore[call-overload]
+                col(key).in_(accounts)))
+        for order in session.exec(select(Order).where(col(Order.user_key).in_(accounts))).all():
+            order.user_key = forgotten_key(order.user_key)
             session.add(order)
     return int(count)
 

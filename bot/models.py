@@ -59,8 +59,29 @@ class GiftRecord(SQLModel, table=True):
 
 
 class ShopperProfile(SQLModel, table=True):
-    """Per-shopper privacy state: when they were told how memory works."""
+    """Per-account privacy state: when they were told how memory works, whether they want
+    reminders, and how linking has gone."""
 
     user_key: str = Field(primary_key=True, max_length=200)
     memory_notice_at: datetime | None = None
+    reminders_off: bool | None = None
+    # Wrong link codes in a row, and when the last one came: too many lock linking a while.
+    link_failures: int | None = None
+    link_failed_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ShopperLink(SQLModel, table=True):
+    """A channel account linked to another one: its memory is the owner's."""
+
+    user_key: str = Field(primary_key=True, max_length=200)
+    owner_key: str = Field(index=True, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LinkCode(SQLModel, table=True):
+    """A one-time code that links the account redeeming it to the one that asked for it."""
+
+    code: str = Field(primary_key=True, max_length=12)
+    user_key: str = Field(index=True, max_length=200)
+    expires_at: datetime

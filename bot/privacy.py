@@ -1,5 +1,5 @@
-"""The shopper's control over memory: `/memory`, `/forget [person]` and `/export`, typed as
-chat text on any channel, in the shopper's language.
+"""The shopper's control over memory: `/memory`, `/forget [person]`, `/export` and
+`/link [code]`, typed as chat text on any channel, answered in the shopper's language.
 
 These follow the data-subject rights of LGPD and GDPR: access (`/memory` in words, `/export`
 as JSON), erasure (`/forget` deletes for real; see `bot.memory.forget`).
@@ -14,9 +14,9 @@ from datetime import date
 from functools import lru_cache
 
 from babel.dates import format_date
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from bot import memory
+from bot import linking, memory
 from bot.intent import RuleIntentParser
 from bot.memory import SHOPPER, FactKind
 from bot.models import Conversation, MemoryFact
@@ -33,6 +33,7 @@ COMMANDS = {
     "forget": "forget", "esquecer": "forget", "esqueca": "forget", "esqueça": "forget",
     "olvidar": "forget", "olvida": "forget", "borrar": "forget", "apagar": "forget",
     "export": "export", "exportar": "export",
+    "link": "link", "vincular": "link", "conectar": "link",
 }
 # "/forget@VitrineBot mom" on Telegram groups; "/memoria" typed in any case.
 _COMMAND_RE = re.compile(r"^/(\w+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL | re.UNICODE)
@@ -132,25 +133,29 @@ def memory_message(session: Session, user_key: str, market: Market,
 
 
 def export_data(session: Session, user_key: str) -> dict:
-    """All the data kept about a shopper, as JSON-ready values."""
-    conv = session.get(Conversation, user_key)
-    orders = session.exec(select(Order).where(Order.user_key == user_key)).all()
+    """All the data kept about a shopper (every linked account), as JSON-ready values."""
+    owner = linking.owner_of(session, user_key)
+    accounts = linking.accounts_of(session, owner)
+    conversations = session.exec(select(Conversation).where(
+        col(Conversation.user_key).in_(accounts))).all()
+    orders = session.exec(select(Order).where(col(Order.user_key).in_(accounts))
+                          .order_by(col(Order.created_at))).all()
     return {
         "user": user_key,
+        "linked_accounts": accounts,
         "facts": [{"about": f.subject, "kind": f.kind, "value": f.value,
                    "learned_from": f.source, "at": f.created_at.isoformat()}
-                  for f in memory.facts(session=session, user_key=user_key)],
+                  for f in memory.facts(session=session, user_key=owner)],
         "gifts": [{"for": g.subject, "product": g.ref, "title": g.title,
                    "order": g.order_id, "at": g.at.isoformat()}
-                  for g in memory.gifts(session=session, user_key=user_key)],
-        "orders": [{"id": o.id, "merchant": o.merchant_name, "title": o.title,
-                    "total": o.total, "currency": o.currency, "rail": o.rail,
-                    "status": o.status, "created_at": o.created_at.isoformat()}
+                  for g in memory.gifts(session=session, user_key=owner)],
+        "orders": [{"id": o.id, "account": o.user_key, "merchant": o.merchant_name,
+                    "title": o.title, "total": o.total, "currency": o.currency,
+                    "rail": o.rail, "status": o.status, "created_at": o.created_at.isoformat()}
                    for o in orders],
-        "conversation": None if conv is None else {
-            "market": conv.market, "language": conv.language,
-            "last_request": conv.last_query, "shown": conv.shown,
-            "updated_at": conv.updated_at.isoformat()},
+        "conversations": [{"account": c.user_key, "market": c.market, "language": c.language,
+                           "last_request": c.last_query, "shown": c.shown,
+                           "updated_at": c.updated_at.isoformat()} for c in conversations],
     }
 
 
@@ -166,9 +171,12 @@ def person_named(words: str, market: Market, language: str) -> str | None:
 
 def run_command(command: Command, *, session: Session, user_key: str, market: Market,
                 t: Translator) -> list[Message]:
-    """Answer a memory command in the shopper's language."""
+    """Answer a memory command in the shopper's language; `user_key` is the account typing."""
+    if command.name == "link":
+        return link_messages(session, user_key, command.argument, t)
+    owner = linking.owner_of(session, user_key)
     if command.name == "memory":
-        return [memory_message(session, user_key, market, t)]
+        return [memory_message(session, owner, market, t)]
     if command.name == "export":
         data = json.dumps(export_data(session, user_key), ensure_ascii=False, indent=1)
         return [Message(text=t.gettext("All the data I keep about you, as JSON:")),
@@ -180,8 +188,8 @@ def run_command(command: Command, *, session: Session, user_key: str, market: Ma
             "Done: I deleted {n} things I remembered about you, and our conversation.",
             count).format(n=count))]
     subject = person_named(command.argument, market, t.language)
-    known = {f.subject for f in memory.facts(session=session, user_key=user_key)} | {
-        g.subject for g in memory.gifts(session=session, user_key=user_key)}
+    known = {f.subject for f in memory.facts(session=session, user_key=owner)} | {
+        g.subject for g in memory.gifts(session=session, user_key=owner)}
     if subject is None or subject not in known:
         people = ", ".join(person_label(s, t) for s in sorted(known - {SHOPPER}))
         text = t.gettext("I remember nothing about \"{who}\".").format(who=command.argument)
@@ -193,3 +201,23 @@ def run_command(command: Command, *, session: Session, user_key: str, market: Ma
         "Done: I deleted {n} thing I remembered about {who}.",
         "Done: I deleted {n} things I remembered about {who}.", count).format(
             n=count, who=t.gettext(RECIPIENT_PHRASES.get(subject, subject))))]
+
+
+def link_messages(session: Session, user_key: str, code: str, t: Translator) -> list[Message]:
+    """`/link` gives a code; `/link CODE` on another account links the two."""
+    if not code:
+        issued = linking.issue_code(session, user_key)
+        return [Message(text=t.gettext(
+            "To share my memory with your other app, send /link {code} there within {minutes} "
+            "minutes.").format(code=issued, minutes=linking.CODE_MINUTES))]
+    result = linking.redeem_code(session, user_key, code)
+    if result.outcome == linking.LinkOutcome.LINKED:
+        return [Message(text=t.gettext("Linked: both apps now share what I remember. Type "
+                                       "/memory to see it."))]
+    if result.outcome == linking.LinkOutcome.ALREADY:
+        return [Message(text=t.gettext("These apps are already linked."))]
+    if result.outcome == linking.LinkOutcome.LOCKED:
+        return [Message(text=t.gettext("Too many wrong codes. Wait {minutes} minutes and try "
+                                       "again.").format(minutes=linking.LOCK_MINUTES))]
+    return [Message(text=t.gettext("That code is not valid or has expired. Type /link in your "
+                                   "other app to get a new one."))]

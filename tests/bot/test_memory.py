@@ -182,11 +182,12 @@ def test_export_returns_every_fact_gift_and_order_as_json(demo_runtime):
     _buy_and_confirm(bot, "web:ana", card)
     reply = bot.handle(user_key="web:ana", text="/export")
     data = json.loads(reply.messages[-1].text)
-    assert {"about": "mother", "kind": "interest", "value": "gardening"}.items() <= \
-        data["facts"][0].items() or any(f["value"] == "gardening" for f in data["facts"])
+    assert any(f["about"] == "mother" and f["value"] == "gardening" and
+               f["learned_from"].startswith("presente para minha mãe") for f in data["facts"])
     assert data["gifts"][0]["title"] == card.title
     assert data["orders"][0]["title"] == card.title
-    assert data["conversation"]["market"] == "BR"
+    assert data["conversations"][0]["market"] == "BR"
+    assert data["linked_accounts"] == ["web:ana"]
 
 
 def test_the_summary_budget_holds_with_500_facts(runtime):

@@ -1,0 +1,129 @@
+"""Linking channels: the same shopper on Telegram, WhatsApp and the web shares one memory.
+
+On one account the shopper types `/link` and gets a one-time code; on the other they type
+`/link CODE`. From then on the second account's memory is the first one's (its owner): facts
+about people, preferences and gift history are read and written under the owner's key, while
+each account keeps its own conversation. Codes expire after `CODE_MINUTES` and are single-use;
+after `MAX_FAILURES` wrong codes in a row an account must wait `LOCK_MINUTES`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
+
+from bot.models import GiftRecord, LinkCode, MemoryFact, ShopperLink, ShopperProfile
+from core.db import utcnow
+
+CODE_DIGITS = 6
+CODE_MINUTES = 10
+MAX_FAILURES = 5
+LOCK_MINUTES = 15
+
+
+class LinkOutcome(StrEnum):
+    LINKED = "linked"
+    ALREADY = "already"  # both accounts already share one memory
+    INVALID = "invalid"  # no such code, or it expired
+    LOCKED = "locked"  # too many wrong codes
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    outcome: LinkOutcome
+    other: str | None = None  # the account linked to, on success
+
+
+def owner_of(session: Session, user_key: str) -> str:
+    """The key this account's memory lives under: its own, or the account it was linked to."""
+    link = session.get(ShopperLink, user_key)
+    return link.owner_key if link is not None else user_key
+
+
+def accounts_of(session: Session, owner_key: str) -> list[str]:
+    """Every account sharing the memory of `owner_key`, the owner first."""
+    linked = session.exec(select(ShopperLink.user_key).where(
+        ShopperLink.owner_key == owner_key).order_by(col(ShopperLink.user_key))).all()
+    return [owner_key, *linked]
+
+
+def issue_code(session: Session, user_key: str, *, now: datetime | None = None) -> str:
+    """A fresh one-time code for this account; any earlier code of it stops working."""
+    now = now or utcnow()
+    session.exec(delete(LinkCode).where(  # type: ignore[call-overload]
+        (col(LinkCode.user_key) == user_key) | (col(LinkCode.expires_at) < now)))
+    while True:
+        code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+        if session.get(LinkCode, code) is None:
+            break
+    session.add(LinkCode(code=code, user_key=user_key,
+                         expires_at=now + timedelta(minutes=CODE_MINUTES)))
+    return code
+
+
+def redeem_code(session: Session, user_key: str, code: str, *,
+                now: datetime | None = None) -> LinkResult:
+    """Link this account to the one that issued `code`, merging its memory into theirs."""
+    now = now or utcnow()
+    profile = session.get(ShopperProfile, user_key) or ShopperProfile(user_key=user_key)
+    failed_at = _aware(profile.link_failed_at)
+    if (profile.link_failures or 0) >= MAX_FAILURES and failed_at is not None and \
+            now - failed_at < timedelta(minutes=LOCK_MINUTES):
+        return LinkResult(LinkOutcome.LOCKED)
+    found = session.get(LinkCode, code.strip())
+    expires = _aware(found.expires_at) if found is not None else None
+    if found is None or expires is None or expires < now or found.user_key == user_key:
+        profile.link_failures = (profile.link_failures or 0) + 1
+        profile.link_failed_at = now
+        session.add(profile)
+        return LinkResult(LinkOutcome.INVALID)
+    session.delete(found)
+    profile.link_failures, profile.link_failed_at = None, None
+    session.add(profile)
+    owner = owner_of(session, found.user_key)
+    mine = owner_of(session, user_key)
+    if owner == mine:
+        return LinkResult(LinkOutcome.ALREADY, found.user_key)
+    _merge(session, source=mine, into=owner)
+    return LinkResult(LinkOutcome.LINKED, found.user_key)
+
+
+def _merge(session: Session, *, source: str, into: str) -> None:
+    """Move every account and fact of the memory `source` into the memory `into`."""
+    theirs = {(f.subject, f.kind, f.value) for f in session.exec(
+        select(MemoryFact).where(MemoryFact.user_key == into))}
+    for fact in session.exec(select(MemoryFact).where(MemoryFact.user_key == source)).all():
+        if (fact.subject, fact.kind, fact.value) in theirs:
+            session.delete(fact)
+        else:
+            fact.user_key = into
+            session.add(fact)
+    for gift in session.exec(select(GiftRecord).where(GiftRecord.user_key == source)).all():
+        gift.user_key = into
+        session.add(gift)
+    for link in session.exec(select(ShopperLink).where(ShopperLink.owner_key == source)).all():
+        link.owner_key = into
+        session.add(link)
+    session.add(ShopperLink(user_key=source, owner_key=into))
+
+
+def unlink_all(session: Session, owner_key: str) -> list[str]:
+    """Remove every link to this memory; returns the accounts that shared it."""
+    accounts = accounts_of(session, owner_key)
+    session.exec(delete(ShopperLink).where(  # type: ignore[call-overload]
+        col(ShopperLink.owner_key) == owner_key))
+    session.exec(delete(LinkCode).where(  # type: ignore[call-overload]
+        col(LinkCode.user_key).in_(accounts)))
+    return accounts
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every stored one is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=utcnow().tzinfo)
