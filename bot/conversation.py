@@ -48,7 +48,7 @@ from core.db import joined_or_own, session_scope, utcnow
 from core.i18n import Translator, language_of
 from core.markets import Market, get_market
 from core.money import Money, format_money
-from core.outbox import take_pending
+from core.outbox import Notification, take_pending
 from core.settings import Settings
 from ops.events import EventKind, record_event
 
@@ -218,8 +218,7 @@ class Assistant:
                 # writer for as long as they take.
                 with session_scope(self.engine) as session, session.no_autoflush:
                     conv = self._conversation(session, user_key, chosen_market, locale)
-                    messages = [Message(text=n.text)
-                                for n in take_pending(session, user_key=user_key)]
+                    messages = _deliver(conv, take_pending(session, user_key=user_key))
                     if action:
                         messages += self._action(session, conv, action.strip(), locale)
                     elif text is not None:
@@ -241,8 +240,13 @@ class Assistant:
     def pending(self, *, user_key: str) -> Reply:
         """Messages queued for a shopper since their last turn."""
         with session_scope(self.engine) as session:
-            return Reply(messages=[Message(text=n.text)
-                                   for n in take_pending(session, user_key=user_key)])
+            notes = take_pending(session, user_key=user_key)
+            conv = session.get(Conversation, user_key)
+            if conv is None:
+                return Reply(messages=[_delivered(n) for n in notes])
+            messages = _deliver(conv, notes)
+            session.add(conv)
+            return Reply(messages=messages)
 
     def _conversation(self, session: Session, user_key: str, market: Market | None,
                       locale: str | None) -> Conversation:
@@ -472,6 +476,21 @@ def product_words(intent: Intent) -> tuple[list[str], list[str]]:
     required = [t for t in terms if kinds.find(t) or t in brand_words
                 or any(ch.isdigit() for ch in t)]
     return required, [t for t in terms if t not in required]
+
+
+def _deliver(conv: Conversation, notes: list[Notification]) -> list[Message]:
+    """Queued messages for this turn; their cards count as shown, so their buttons work."""
+    messages = [_delivered(n) for n in notes]
+    cards = [c for m in messages for c in m.cards]
+    if cards:
+        conv.shown = (conv.shown + [c.ref for c in cards])[-MAX_REMEMBERED_REFS:]
+        conv.quoted = {**conv.quoted, **{c.ref: c.price.amount for c in cards}}
+    return messages
+
+
+def _delivered(note: Notification) -> Message:
+    """A queued message as the chat shows it, with its cards."""
+    return Message(text=note.text, cards=[Card.model_validate(c) for c in note.cards or []])
 
 
 def _forgets_everything(text: str | None, action: str | None) -> bool:

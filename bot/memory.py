@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from bot import linking
 from bot.intent import Intent
-from bot.models import Conversation, GiftRecord, MemoryFact, ShopperProfile
+from bot.models import Conversation, GiftRecord, MemoryFact, ReminderSent, ShopperProfile
 from catalog.product_types import product_types
 from catalog.search import SearchRequest
 from catalog.text import fold
@@ -62,6 +62,9 @@ class FactKind(StrEnum):
 
 # One value per person: a new statement replaces the old one.
 SINGLE_VALUED = frozenset({FactKind.AGE, FactKind.BIRTHDAY, FactKind.BUDGET})
+# The most facts of one kind a summary takes, so that no kind crowds out the others.
+KIND_CAPS: dict[str, int] = {FactKind.DISLIKE: 8, FactKind.AVOIDS_BRAND: 8, FactKind.SIZE: 4,
+             FactKind.INTEREST: 8, FactKind.LIKES_BRAND: 4, FactKind.TURNED_DOWN: 6}
 # Which facts matter most when the budget is tight, about a person and about the shopper.
 PRIORITY = {FactKind.DISLIKE: 0, FactKind.AVOIDS_BRAND: 0, FactKind.AGE: 1, FactKind.SIZE: 2,
             FactKind.INTEREST: 3, FactKind.LIKES_BRAND: 4, FactKind.BIRTHDAY: 5,
@@ -150,12 +153,13 @@ def remember(*, session: Session, user_key: str, subject: str, kind: FactKind, v
     cancels avoiding it and the other way round.
     """
     value = value[:100]
-    rows = session.exec(select(MemoryFact).where(
-        MemoryFact.user_key == user_key, MemoryFact.subject == subject)).all()
-    if any(r.kind == kind and r.value == value for r in rows):
-        return None
     opposite = {FactKind.LIKES_BRAND: FactKind.AVOIDS_BRAND,
                 FactKind.AVOIDS_BRAND: FactKind.LIKES_BRAND}.get(kind)
+    rows = session.exec(select(MemoryFact).where(
+        MemoryFact.user_key == user_key, MemoryFact.subject == subject,
+        col(MemoryFact.kind).in_([kind, opposite or kind]))).all()
+    if any(r.kind == kind and r.value == value for r in rows):
+        return None
     for row in rows:
         if (kind in SINGLE_VALUED and row.kind == kind) or \
                 (row.kind == opposite and row.value == value):
@@ -217,29 +221,42 @@ def read_birthday(text: str) -> str | None:
 def summarize(*, session: Session, user_key: str, subject: str | None) -> MemorySummary:
     """The facts one request may use, chosen within the budget.
 
-    Facts about `subject` (the person the request names) come first, then the shopper's own
-    preferences; within each, the kinds that rule products out before those that only rank
-    them, newest first. Reads at most `MAX_FACTS_READ` rows per subject.
+    Candidates are the newest facts about `subject` (the person the request names) and about
+    the shopper (at most `MAX_FACTS_READ` rows each). They are taken by kind: what rules
+    products out first (dislikes, avoided brands), then age and sizes, interests, liked
+    brands, budget and birthday, products turned down last; the person's before the
+    shopper's within a kind, newest first. No kind takes more than `KIND_CAPS` allows, so a
+    person with hundreds of interests leaves room for the shopper's avoided brands.
     """
     summary = MemorySummary(subject=subject)
     subjects = [s for s in (subject, SHOPPER) if s and s != "self"]
-    tokens = 0
+    candidates: list[MemoryFact] = []
     for who in subjects:
-        rows = session.exec(
+        candidates.extend(session.exec(
             select(MemoryFact)
             .where(MemoryFact.user_key == user_key, MemoryFact.subject == who)
             .order_by(_PRIORITY_ORDER, col(MemoryFact.created_at).desc(),
                       col(MemoryFact.id).desc())
-            .limit(MAX_FACTS_READ)).all()
-        for fact in rows:
-            cost = fact_tokens(fact)
-            if len(summary.facts) >= MAX_SUMMARY_FACTS or tokens + cost > MAX_SUMMARY_TOKENS:
-                break
-            summary.facts.append(fact)
-            tokens += cost
+            .limit(MAX_FACTS_READ)).all())
+    taken: dict[str, int] = {}
+    tokens = 0
+    for fact in sorted(candidates, key=lambda f: (_priority(f.kind), f.subject == SHOPPER)):
+        cap = KIND_CAPS.get(fact.kind, MAX_SUMMARY_FACTS)
+        cost = fact_tokens(fact)
+        if taken.get(fact.kind, 0) >= cap or tokens + cost > MAX_SUMMARY_TOKENS:
+            continue
+        summary.facts.append(fact)
+        taken[fact.kind] = taken.get(fact.kind, 0) + 1
+        tokens += cost
+        if len(summary.facts) >= MAX_SUMMARY_FACTS:
+            break
     if subject and subject != "self":
         summary.gifts = gifts(session=session, user_key=user_key, subject=subject)[:5]
     return summary
+
+
+def _priority(kind: str) -> int:
+    return PRIORITY.get(FactKind(kind), 9) if kind in FactKind._value2member_map_ else 9
 
 
 def recall(*, session: Session, user_key: str, intent: Intent) -> MemorySummary:
@@ -341,6 +358,10 @@ def forget(*, session: Session, user_key: str, subject: str | None = None) -> in
         gift_query = gift_query.where(col(GiftRecord.subject) == subject)
     count = session.exec(fact_query).rowcount  # type: ignore[call-overload]
     count += session.exec(gift_query).rowcount  # type: ignore[call-overload]
+    reminders = delete(ReminderSent).where(col(ReminderSent.user_key) == owner)
+    if subject is not None:
+        reminders = reminders.where(col(ReminderSent.subject) == subject)
+    session.exec(reminders)  # type: ignore[call-overload]
     if subject is None:
         accounts = sorted(set(linking.unlink_all(session, owner)) | {user_key})
         for model, key in ((Conversation, Conversation.user_key),
@@ -366,6 +387,7 @@ def purge(*, session: Session, retention_days: int, now: datetime | None = None)
     count = 0
     for model, stamp in ((MemoryFact, MemoryFact.created_at),
                          (GiftRecord, GiftRecord.created_at),
+                         (ReminderSent, ReminderSent.created_at),
                          (Conversation, Conversation.updated_at)):
         count += session.exec(delete(model).where(  # type: ignore[call-overload]
             col(stamp) < cutoff)).rowcount

@@ -3,7 +3,7 @@ privacy settings. Everything here is personal data: `bot.memory.forget` deletes 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -85,3 +85,17 @@ class LinkCode(SQLModel, table=True):
     code: str = Field(primary_key=True, max_length=12)
     user_key: str = Field(index=True, max_length=200)
     expires_at: datetime
+
+
+class ReminderSent(SQLModel, table=True):
+    """A reminder already queued: one per person, occasion and date."""
+
+    __table_args__ = (UniqueConstraint("user_key", "subject", "occasion", "due_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_key: str = Field(index=True, max_length=200)  # the memory's owner
+    subject: str = Field(max_length=40)
+    occasion: str = Field(max_length=30)
+    due_on: date
+    account: str = Field(max_length=200)  # where it was sent
+    created_at: datetime = Field(default_factory=utcnow)

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-from babel.dates import format_date
+from babel.dates import format_date, format_skeleton
 from sqlmodel import Session, col, select
 
 from bot import linking, memory
 from bot.intent import RuleIntentParser
 from bot.memory import SHOPPER, FactKind
-from bot.models import Conversation, MemoryFact
+from bot.models import Conversation, MemoryFact, ShopperProfile
 from bot.replies import RECIPIENT_PHRASES, Message
 from catalog.explain import INTEREST_LABELS
 from catalog.product_types import product_types
@@ -34,7 +34,13 @@ COMMANDS = {
     "olvidar": "forget", "olvida": "forget", "borrar": "forget", "apagar": "forget",
     "export": "export", "exportar": "export",
     "link": "link", "vincular": "link", "conectar": "link",
+    "reminders": "reminders", "lembretes": "reminders", "recordatorios": "reminders",
 }
+# "/reminders off", "/lembretes desligar", "/recordatorios no".
+SWITCH_OFF = frozenset({"off", "no", "nao", "não", "stop", "desligar", "desligado",
+                        "desativar", "parar", "apagar", "desactivar", "basta"})
+SWITCH_ON = frozenset({"on", "yes", "sim", "si", "sí", "ligar", "ativar", "activar",
+                       "encender", "start"})
 # "/forget@VitrineBot mom" on Telegram groups; "/memoria" typed in any case.
 _COMMAND_RE = re.compile(r"^/(\w+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL | re.UNICODE)
 
@@ -97,7 +103,8 @@ def fact_text(fact: MemoryFact, market: Market, t: Translator) -> str:
 def _birthday_text(value: str, market: Market) -> str:
     month, _, day = value.partition("-")
     when = date(2000, int(month), int(day or 1))
-    return format_date(when, "d MMMM" if day else "LLLL", locale=market.locale)
+    return format_skeleton("MMMMd", when, locale=market.locale) if day \
+        else format_date(when, "LLLL", locale=market.locale)
 
 
 def memory_message(session: Session, user_key: str, market: Market,
@@ -174,6 +181,8 @@ def run_command(command: Command, *, session: Session, user_key: str, market: Ma
     """Answer a memory command in the shopper's language; `user_key` is the account typing."""
     if command.name == "link":
         return link_messages(session, user_key, command.argument, t)
+    if command.name == "reminders":
+        return [reminders_message(session, user_key, command.argument, t)]
     owner = linking.owner_of(session, user_key)
     if command.name == "memory":
         return [memory_message(session, owner, market, t)]
@@ -221,3 +230,20 @@ def link_messages(session: Session, user_key: str, code: str, t: Translator) -> 
                                        "again.").format(minutes=linking.LOCK_MINUTES))]
     return [Message(text=t.gettext("That code is not valid or has expired. Type /link in your "
                                    "other app to get a new one."))]
+
+
+def reminders_message(session: Session, user_key: str, switch: str, t: Translator) -> Message:
+    """`/reminders off` stops gift reminders on every linked app; `/reminders on` resumes."""
+    word = switch.strip().casefold()
+    accounts = linking.accounts_of(session, linking.owner_of(session, user_key))
+    profiles = [session.get(ShopperProfile, a) or ShopperProfile(user_key=a) for a in accounts]
+    if word in SWITCH_OFF or word in SWITCH_ON:
+        for profile in profiles:
+            profile.reminders_off = word in SWITCH_OFF
+            session.add(profile)
+    off = any(p.reminders_off for p in profiles)
+    return Message(text=t.gettext("Gift reminders are off. Type /reminders on to get them "
+                                  "again.") if off else
+                   t.gettext("Gift reminders are on: I will write before birthdays and "
+                             "occasions of the people you told me about. Type /reminders "
+                             "off to stop them."))

@@ -8,24 +8,36 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, Session, SQLModel, select
 
 from core.db import utcnow
 
 
 class Notification(SQLModel, table=True):
-    """One message waiting for a shopper."""
+    """One message waiting for a shopper.
+
+    `cards` are product cards in their public JSON shape. `template` and `template_params`
+    are set when the channel allows only a pre-approved template at this moment (WhatsApp,
+    24 hours after the shopper last wrote): the channel sends the template instead of `text`.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     user_key: str = Field(index=True, max_length=200)
     text: str
+    cards: list[dict] | None = Field(default=None, sa_column=Column(JSON))
+    template: str | None = Field(default=None, max_length=64)
+    template_params: list[str] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
     delivered_at: datetime | None = None
 
 
-def notify(session: Session, *, user_key: str, text: str) -> Notification:
+def notify(session: Session, *, user_key: str, text: str, cards: list[dict] | None = None,
+           template: str | None = None,
+           template_params: list[str] | None = None) -> Notification:
     """Queue a message for a shopper in the caller's transaction."""
-    note = Notification(user_key=user_key, text=text)
+    note = Notification(user_key=user_key, text=text, cards=cards, template=template,
+                        template_params=template_params)
     session.add(note)
     return note
 

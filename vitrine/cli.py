@@ -1,4 +1,4 @@
-"""The `vitrine` command: serve, chat, recommend, merchants, memory, sandbox."""
+"""The `vitrine` command: serve, chat, recommend, merchants, memory, reminders, sandbox."""
 
 from __future__ import annotations
 
@@ -201,6 +201,24 @@ def cmd_memory_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reminders_run(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from bot.reminders import run_reminders
+
+    try:
+        today = date.fromisoformat(args.today) if args.today else None
+    except ValueError:
+        raise VitrineError(f"--today must be a date like 2026-03-01, not {args.today!r}") \
+            from None
+    if args.days < 0:
+        raise VitrineError("--days must not be negative")
+    runtime = _runtime()
+    report = run_reminders(runtime.assistant, today=today, window_days=args.days)
+    print(json.dumps(report.as_dict()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitrine", description="Conversational commerce.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,6 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(VITRINE_MEMORY_RETENTION_DAYS, default 365)")
     purge.add_argument("--days", type=int, help="override the retention period")
     purge.set_defaults(func=cmd_memory_purge)
+
+    rem = sub.add_parser("reminders", help="proactive gift reminders")
+    rsub = rem.add_subparsers(dest="reminders_command", required=True)
+    run_rem = rsub.add_parser("run", help="queue the reminders due (run daily from a "
+                                          "scheduler); prints what was sent and skipped")
+    run_rem.add_argument("--days", type=int, default=14,
+                         help="how many days ahead an occasion is near (default 14)")
+    run_rem.add_argument("--today", help="the date to run for (default: today, UTC)")
+    run_rem.set_defaults(func=cmd_reminders_run)
 
     sandbox = sub.add_parser("sandbox", help="the development payment provider")
     ssub = sandbox.add_subparsers(dest="sandbox_command", required=True)

@@ -266,3 +266,20 @@ def test_the_usual_budget_is_aimed_at_when_a_request_names_none(runtime):
     request = runtime.assistant.search_request(intent, market)
     memory.apply(summary, intent, request)
     assert request.budget_target == 15000 and request.budget_max is None
+
+
+def test_a_person_with_many_facts_leaves_room_for_the_shoppers_preferences(runtime):
+    with Session(runtime.engine) as session:
+        for i in range(300):
+            session.add(MemoryFact(user_key="web:ana", subject="mother", kind="interest",
+                                   value=f"interest {i}"))
+        session.add(MemoryFact(user_key="web:ana", subject=SHOPPER, kind="avoids_brand",
+                               value="apple"))
+        session.add(MemoryFact(user_key="web:ana", subject=SHOPPER, kind="turned_down",
+                               value="shop:p1"))
+        session.commit()
+        summary = memory.summarize(session=session, user_key="web:ana", subject="mother")
+    assert summary.values(FactKind.AVOIDS_BRAND, SHOPPER) == ["apple"]
+    assert summary.values(FactKind.TURNED_DOWN, SHOPPER) == ["shop:p1"]
+    assert len(summary.values(FactKind.INTEREST, "mother")) == memory.KIND_CAPS[
+        FactKind.INTEREST]

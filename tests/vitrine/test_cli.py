@@ -343,3 +343,19 @@ def test_memory_purge_deletes_what_is_past_the_retention(db, capsys, monkeypatch
     assert code == 0 and json.loads(out) == {"retention_days": 30, "deleted": 1}
     code, _, err = run(capsys, "memory", "purge", "--days", "0")
     assert code == 1 and "--days" in err
+
+
+def test_reminders_run_reports_what_it_sent(db, capsys):
+    from vitrine.runtime import build_runtime, seed_demo
+
+    runtime = build_runtime()
+    seed_demo(runtime)
+    runtime.assistant.handle(user_key="web:ana", text="o aniversário da minha mãe é dia 10 "
+                             "de dezembro", market="BR")
+    runtime.close()
+    code, out, _ = run(capsys, "reminders", "run", "--today", "2026-12-01")
+    assert code == 0 and json.loads(out) == {"sent": 1, "skipped": {}}
+    code, out, _ = run(capsys, "reminders", "run", "--today", "2026-12-01")
+    assert json.loads(out) == {"sent": 0, "skipped": {"already_sent": 1}}
+    code, _, err = run(capsys, "reminders", "run", "--today", "tomorrow")
+    assert code == 1 and "--today" in err
