@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from bot import linking, memory
+from bot.follow_ups import ActiveRequest, plan
 from bot.gift_knowledge import gift_knowledge
 from bot.intent import Intent, IntentParser, attribute_words
 from bot.llm_replies import ReplyPhraser
@@ -99,13 +100,17 @@ class Assistant:
     def recommend(self, text: str, *, market: Market, user_key: str | None = None,
                   limit: int | None = None, language: str | None = None,
                   reply_language: str | None = None, exclude: set[str] | None = None,
-                  session: Session | None = None) -> Recommendation:
+                  session: Session | None = None,
+                  intent: Intent | None = None) -> Recommendation:
         """Understand `text` and rank cards; with a user, use and extend their memory.
 
         `language` is the shopper's usual language, used when the text does not tell;
         `reply_language` forces the reply's language whatever the text is written in.
+        `intent`, when given, is what the conversation already understood (a refinement of
+        the active request), and `text` is not parsed again.
         """
-        intent = self.parser.parse(text, market=market, language=language)
+        if intent is None:
+            intent = self.parser.parse(text, market=market, language=language)
         if reply_language:
             intent.language = language_of(reply_language)
         learned: list[MemoryFact] = []
@@ -290,11 +295,29 @@ class Assistant:
             return run_command(command, session=session, user_key=conv.user_key,
                                market=market, t=t)
 
+        active = ActiveRequest.from_state(conv.last_query)
+        step = plan(stripped, active, lambda words: self.parser.parse(
+            words, market=market, language=conv.language), currency=market.currency)
+        if step.pick is not None:
+            merchant_slug, _, product_id = step.pick.partition(":")
+            return self._buy(session, conv, market, merchant_slug, product_id, t)
+        if step.no_card:
+            shown = len(active.cards) if active else 0
+            return [Message(text=t.ngettext(
+                "I showed you {n} option. Tap the one you want, or tell me what you are "
+                "looking for.", "I showed you {n} options. Tap the one you want, or tell me "
+                "what you are looking for.", shown).format(n=shown))]
+        if step.lowered_to is not None:
+            # "Mais barato" says what the shopper finds too expensive: remembered as budget.
+            memory.remember(session=session, user_key=linking.owner_of(session, conv.user_key),
+                            subject=memory.SHOPPER, kind=memory.FactKind.BUDGET,
+                            value=f"{step.lowered_to} {market.currency}", source=stripped)
         rec = self.recommend(stripped, market=market, user_key=conv.user_key,
                              language=conv.language,
                              reply_language=conv.language
                              if language_of(locale, default="") else None,
-                             exclude=set(conv.excluded), session=session)
+                             exclude=set(conv.excluded) | step.exclude, session=session,
+                             intent=step.intent)
         conv.language = rec.intent.language
         if rec.intent.is_empty():
             # A greeting or a thanks still cost the language model tokens: they are logged on
@@ -310,7 +333,7 @@ class Assistant:
                      conversation_id=conv.conversation_id, market=market.code,
                      language=conv.language, parser=rec.intent.parser,
                      tokens_in=rec.intent.tokens_in, tokens_out=rec.intent.tokens_out)
-        conv.last_query = {"text": stripped, "intent": rec.intent.as_dict()}
+        _remember_answer(conv, rec, active if step.refines else None)
         return self._show(session, conv, rec, started)
 
     def _show(self, session: Session, conv: Conversation, rec: Recommendation,
@@ -446,12 +469,14 @@ class Assistant:
         memory.remember(session=session, user_key=linking.owner_of(session, conv.user_key),
                         subject=memory.SHOPPER,
                         kind=memory.FactKind.TURNED_DOWN, value=ref)
-        last = conv.last_query.get("text")
-        if not last:
+        active = ActiveRequest.from_state(conv.last_query)
+        if active is None:
             return [Message(text=t.gettext("Got it, I will not show that again."))]
-        rec = self.recommend(last, market=market, user_key=conv.user_key,
+        rec = self.recommend(active.intent.text, market=market, user_key=conv.user_key,
                              language=conv.language,
-                             exclude=set(conv.excluded) | set(conv.shown[-3:]), session=session)
+                             exclude=set(conv.excluded) | set(active.cards), session=session,
+                             intent=active.intent)
+        _remember_answer(conv, rec, active)
         rec.notes = []
         rec.reply = t.gettext("Got it. Some other options:") if rec.cards else \
             t.gettext("Got it. I have no other options for that right now.")
@@ -476,6 +501,16 @@ def product_words(intent: Intent) -> tuple[list[str], list[str]]:
     required = [t for t in terms if kinds.find(t) or t in brand_words
                 or any(ch.isdigit() for ch in t)]
     return required, [t for t in terms if t not in required]
+
+
+def _remember_answer(conv: Conversation, rec: Recommendation,
+                     refined: ActiveRequest | None) -> None:
+    """Keep what was asked and shown as the active request the next message may refine."""
+    refs = [c.ref for c in rec.cards]
+    seen = (refined.seen if refined is not None else []) + refs
+    conv.last_query = ActiveRequest(intent=rec.intent, cards=refs,
+                                    prices=[c.price.amount for c in rec.cards],
+                                    seen=seen).to_state()
 
 
 def _deliver(conv: Conversation, notes: list[Notification]) -> list[Message]:

@@ -1,0 +1,121 @@
+"""Multi-turn refinement: what a message does to the request the shopper is refining.
+
+The conversation keeps its active request (`ActiveRequest`, saved in the conversation row so
+it survives a restart and expires with the conversation). `plan` reads the next message
+against it: "mais barato" searches the same request below the cheapest card shown, "outra
+opção" and "show more" search it again without the cards already seen, "for dad instead" and
+"em azul" change it (`bot.refinement.merge`), "o segundo" picks a card to buy, and anything
+else is a new request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from bot.intent import Budget, Intent
+from bot.refinement import FollowUpKind, merge, read_follow_up
+
+MAX_SEEN = 60
+MAX_TEXT = 500  # the joined text of a long refinement keeps its latest part
+
+
+@dataclass
+class ActiveRequest:
+    """The request being refined and what its answers showed."""
+
+    intent: Intent
+    cards: list[str] = field(default_factory=list)  # refs of the last answer, in order
+    prices: list[int] = field(default_factory=list)  # their prices, in the same order
+    seen: list[str] = field(default_factory=list)  # every ref shown since the request began
+
+    @classmethod
+    def from_state(cls, state: dict) -> ActiveRequest | None:
+        """The active request saved by `to_state`; None for none or an older format."""
+        intent = state.get("intent")
+        if not isinstance(intent, dict):
+            return None
+        return cls(intent=Intent.from_dict(intent), cards=list(state.get("cards", [])),
+                   prices=[int(p) for p in state.get("prices", [])],
+                   seen=list(state.get("seen", [])))
+
+    def to_state(self) -> dict:
+        return {"text": self.intent.text, "intent": self.intent.as_dict(),
+                "cards": self.cards, "prices": self.prices, "seen": self.seen[-MAX_SEEN:]}
+
+
+@dataclass
+class Plan:
+    """What to do with one message."""
+
+    intent: Intent | None = None  # search for this; None when a card was picked
+    exclude: set[str] = field(default_factory=set)
+    refines: bool = False  # the intent continues the active request
+    pick: str | None = None  # the ref of the card the shopper picked
+    lowered_to: int | None = None  # "mais barato": the new ceiling, a preference to keep
+    no_card: bool = False  # a pick that names no card shown ("the fifth one" of three)
+
+
+def plan(text: str, active: ActiveRequest | None, parse: Callable[[str], Intent], *,
+         currency: str) -> Plan:
+    """Read a message against the active request (see the module docstring); `parse`
+    understands text, and prices are in `currency`."""
+    follow = read_follow_up(text) if active is not None else None
+    if active is None or follow is None:
+        intent = parse(text)
+        if active is not None and _only_changes(intent):
+            return Plan(intent=_merged(active, intent), refines=True,
+                        exclude=set(active.cards))
+        return Plan(intent=intent)
+    if follow.kind == FollowUpKind.PICK:
+        position = follow.position if follow.position is not None else 0
+        if not active.cards or not -len(active.cards) <= position < len(active.cards):
+            return Plan(no_card=True)
+        return Plan(pick=active.cards[position])
+    change = parse(follow.rest) if follow.rest.strip() else None
+    intent = _merged(active, change) if change is not None else replace(active.intent)
+    if follow.kind == FollowUpKind.CHEAPER:
+        ceiling = _below(active)
+        if ceiling is not None:
+            intent.budget = Budget(currency=currency, max=ceiling, amount=ceiling)
+        return Plan(intent=intent, refines=True, exclude=set(active.cards),
+                    lowered_to=ceiling)
+    if follow.kind == FollowUpKind.PRICIER:
+        if active.prices:
+            floor = max(active.prices) + 1
+            intent.budget = Budget(currency=currency, min=floor, amount=floor)
+        return Plan(intent=intent, refines=True, exclude=set(active.cards))
+    if follow.kind == FollowUpKind.MORE:
+        return Plan(intent=intent, refines=True, exclude=set(active.seen))
+    # OTHER and REFINE: the same or changed request, without the cards just shown.
+    return Plan(intent=intent, refines=True,
+                exclude=set(active.seen if follow.kind == FollowUpKind.OTHER
+                            else active.cards))
+
+
+def _only_changes(intent: Intent) -> bool:
+    """Whether a message only adjusts ("em azul", "sem roupa", "até 100", "not Apple") rather
+    than asking for something of its own (a product, a person, an occasion, an interest)."""
+    asks = (intent.recipient or intent.occasion or intent.product_types
+            or intent.product_terms or intent.interests or intent.age is not None)
+    adjusts = (intent.attributes or intent.exclusions or intent.budget or intent.brands
+               or intent.avoid_brands)
+    return bool(adjusts) and not asks
+
+
+def _merged(active: ActiveRequest, change: Intent) -> Intent:
+    merged = merge(active.intent, change)
+    merged.text = merged.text[-MAX_TEXT:]
+    return merged
+
+
+def _below(active: ActiveRequest) -> int | None:
+    """The cheapest card's price as the new ceiling (the cards shown are left out); without
+    prices, a fifth under the budget."""
+    if active.prices:
+        return min(active.prices)
+    budget = active.intent.budget
+    if budget is not None and budget.max is not None:
+        return int(budget.max * 0.8)
+    return None
+
