@@ -7,10 +7,9 @@ conversation, for the `recommend` command.
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -19,30 +18,25 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from bot import linking, memory
+from bot.buying import Buying
 from bot.follow_ups import ActiveRequest, plan
-from bot.gift_knowledge import gift_knowledge
-from bot.intent import Intent, IntentParser, attribute_words
+from bot.intent import Intent, IntentParser
 from bot.llm_replies import ReplyPhraser
 from bot.models import Conversation, MemoryFact
 from bot.privacy import Command, fact_text, read_command, run_command
 from bot.replies import (
-    RAIL_LABELS,
-    STATUS_LABELS,
     Message,
     Reply,
-    confirmation_message,
     facts_text,
     help_message,
     no_results_text,
-    payment_message,
     results_text,
     who,
 )
+from bot.search_requests import build_search_request
 from catalog.cards import Card, build_cards
 from catalog.live import FederatedSearch
-from catalog.product_types import product_types
 from catalog.search import SearchRequest
-from catalog.text import fold
 from checkout import service as checkout
 from checkout.rails import PaymentRail
 from core.db import joined_or_own, session_scope, utcnow
@@ -94,6 +88,7 @@ class Assistant:
         self.parser = parser
         self.rails = rails
         self.settings = settings
+        self.buying = Buying(search=search, rails=rails, settings=settings)
 
     # -- recommendation without a conversation ----------------------------------------------
 
@@ -175,36 +170,9 @@ class Assistant:
 
     def search_request(self, intent: Intent, market: Market, *, limit: int | None = None,
                        exclude: set[str] | None = None) -> SearchRequest:
-        budget = intent.budget if intent.budget and intent.budget.currency == market.currency \
-            else None
-        kinds = product_types()
-        required, loose = product_words(intent)
-        # A group the shopper named ("roupa") or ruled out ("sem eletrônicos") stands for all
-        # its types; gift knowledge only speaks when the shopper named no product.
-        hints = gift_knowledge().suggest(
-            intent if required else replace(intent, product_terms=[]), market.locale)
-        return SearchRequest(
-            market=market.code, currency=market.currency, text=intent.text,
-            terms=required, soft_terms=list(intent.interest_words) + loose,
-            tags=intent.concept_tags(),
-            budget_min=budget.min if budget else None,
-            budget_max=budget.max if budget else None,
-            # "around 40 bucks" names the price to aim at; a ceiling or a range does not.
-            budget_target=budget.amount if budget and budget.min is not None
-            and budget.max is not None and budget.min < (budget.amount or 0) < budget.max
-            else None,
-            exclude=set(exclude or ()), limit=limit or self.settings.default_card_limit,
-            product_types=list(dict.fromkeys(
-                t for name in intent.product_types for t in kinds.expand(name) or [name])),
-            suggested_types=hints.types, suggested_tags=hints.tags,
-            attributes=list(dict.fromkeys(
-                w for value in intent.attributes for w in attribute_words(value))),
-            brands=list(intent.brands), avoid_brands=list(intent.avoid_brands),
-            excluded_terms=list(dict.fromkeys(
-                # A kind the data does not know ("velas" from a language model) stands for
-                # itself rather than being dropped.
-                w for name in intent.exclusions for w in kinds.words(name) or [name])),
-        )
+        """What to search for an understood request in a market."""
+        return build_search_request(intent, market, limit=limit or
+                                    self.settings.default_card_limit, exclude=exclude)
 
     # -- the conversation -------------------------------------------------------------------
 
@@ -300,7 +268,7 @@ class Assistant:
             words, market=market, language=conv.language), currency=market.currency)
         if step.pick is not None:
             merchant_slug, _, product_id = step.pick.partition(":")
-            return self._buy(session, conv, market, merchant_slug, product_id, t)
+            return self.buying.buy(session, conv, market, merchant_slug, product_id, t)
         if step.no_card:
             shown = len(active.cards) if active else 0
             return [Message(text=t.ngettext(
@@ -366,72 +334,20 @@ class Assistant:
         if verb in ("buy", "more", "skip") and arg in conv.shown:
             merchant_slug, _, product_id = arg.partition(":")
             if verb == "buy":
-                return self._buy(session, conv, market, merchant_slug, product_id, t)
+                return self.buying.buy(session, conv, market, merchant_slug, product_id, t)
             if verb == "more":
                 return self._more_like(session, conv, market, arg, t)
             return self._not_for_me(session, conv, market, arg, t)
         if verb in ("confirm", "cancel"):
             order = checkout.find_order(session=session, order_id=arg, user_key=conv.user_key)
             if order is not None:
-                return self._confirm(session, conv, order, market, t) if verb == "confirm" \
-                    else self._cancel(session, order, t)
+                return self.buying.confirm(session, conv, order, market, t) if verb == "confirm" \
+                    else self.buying.cancel(session, order, t)
         if verb == "forget":
             return run_command(Command("forget", arg.strip()), session=session,
                                user_key=conv.user_key, market=market, t=t)
         return [Message(text=t.gettext("That button is no longer valid. Tell me what you are "
                                        "looking for and I will show fresh options."))]
-
-    def _buy(self, session: Session, conv: Conversation, market: Market, merchant_slug: str,
-             product_id: str, t: Translator) -> list[Message]:
-        self._recheck(session, merchant_slug, product_id)
-        started = checkout.start_checkout(session=session, user_key=conv.user_key,
-                                          conversation_id=conv.conversation_id, market=market,
-                                          language=conv.language, merchant_slug=merchant_slug,
-                                          product_id=product_id)
-        if started.outcome != checkout.StartOutcome.REOPENED:
-            record_event(session, EventKind.CARD_CLICKED, user_key=conv.user_key,
-                         conversation_id=conv.conversation_id, market=market.code,
-                         language=conv.language, merchant=merchant_slug, product_id=product_id)
-        order = started.order
-        if order is None:
-            return [Message(text=t.gettext("Sorry, that product is no longer available. "
-                                           "Want to see other options?"))]
-        quoted = conv.quoted.get(f"{merchant_slug}:{product_id}")
-        changed_from = quoted + order.fee if quoted is not None and quoted != order.amount \
-            else None
-        return [confirmation_message(order, market, t, price_changed_from=changed_from)]
-
-    def _recheck(self, session: Session, merchant_slug: str, product_id: str) -> None:
-        self.search.recheck(merchant_slug, product_id, session=session,
-                            max_age=timedelta(minutes=self.settings.price_max_age_minutes))
-
-    def _confirm(self, session: Session, conv: Conversation, order: checkout.Order,
-                 market: Market, t: Translator) -> list[Message]:
-        self._recheck(session, order.merchant_slug, order.product_id)
-        result = checkout.confirm_order(session=session, order=order, rails=self.rails)
-        person = conv.last_query.get("intent", {}).get("recipient")
-        if result.outcome == checkout.ConfirmOutcome.CONFIRMED and person and person != "self":
-            memory.record_gift(session=session, user_key=linking.owner_of(session, conv.user_key),
-                               subject=person, order_id=order.id)
-        if result.outcome == checkout.ConfirmOutcome.CONFIRMED and result.instructions:
-            return [payment_message(order, result.instructions, market, t)]
-        if result.outcome == checkout.ConfirmOutcome.PRICE_CHANGED:
-            return [confirmation_message(order, market, t, price_changed_from=result.old_total)]
-        if result.outcome == checkout.ConfirmOutcome.RAIL_REFUSED:
-            return [Message(text=t.gettext("Sorry, this order cannot be paid with {rail}. "
-                                           "Nothing was charged.").format(
-                rail=t.gettext(RAIL_LABELS.get(order.rail, order.rail))))]
-        if result.outcome == checkout.ConfirmOutcome.OUT_OF_STOCK:
-            return [Message(text=t.gettext("Sorry, that product sold out before you confirmed. "
-                                           "Nothing was charged."))]
-        return [Message(text=t.gettext("Order {order} is already {status}.").format(
-            order=order.id, status=t.gettext(STATUS_LABELS.get(order.status, order.status))))]
-
-    def _cancel(self, session: Session, order: checkout.Order, t: Translator) -> list[Message]:
-        if checkout.cancel_order(session=session, order=order):
-            return [Message(text=t.gettext("Canceled. Nothing was charged."))]
-        return [Message(text=t.gettext("Order {order} can no longer be canceled here.")
-                        .format(order=order.id))]
 
     def _more_like(self, session: Session, conv: Conversation, market: Market, ref: str,
                    t: Translator) -> list[Message]:
@@ -481,26 +397,6 @@ class Assistant:
         rec.reply = t.gettext("Got it. Some other options:") if rec.cards else \
             t.gettext("Got it. I have no other options for that right now.")
         return self._show(session, conv, rec, started)
-
-
-def product_words(intent: Intent) -> tuple[list[str], list[str]]:
-    """The shopper's leftover words split into those a product must contain and those that
-    only make a product more relevant.
-
-    In a gift request ("algo pro meu pai q toma mate todo dia", "a gift for my boss, something
-    classy") the person, interests, occasion or age carry the request, and what is left is
-    mostly talk; only words that name a kind of product, a brand asked for or a model number
-    are required. A request with none of those is a product search ("nespresso vertuo",
-    "windows 10"): every word is required.
-    """
-    terms = list(intent.product_terms)
-    if not (intent.recipient or intent.interests or intent.occasion or intent.age is not None):
-        return terms, []
-    kinds = product_types()
-    brand_words = {w for brand in intent.brands for w in re.findall(r"[a-z0-9]+", fold(brand))}
-    required = [t for t in terms if kinds.find(t) or t in brand_words
-                or any(ch.isdigit() for ch in t)]
-    return required, [t for t in terms if t not in required]
 
 
 def _remember_answer(conv: Conversation, rec: Recommendation,

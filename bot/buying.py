@@ -1,0 +1,93 @@
+"""Buying in a conversation: a card's Buy button, the shopper's one-tap confirmation, and
+canceling before it.
+
+The path from a card to a payment is deterministic: the price is looked up again when a live
+merchant's copy is old, a changed price asks to confirm again, and the rail's instructions come
+from checkout, never from a language model. A confirmed order for a person the request named
+becomes that person's gift history.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import Session
+
+from bot import linking, memory
+from bot.models import Conversation
+from bot.replies import (
+    RAIL_LABELS,
+    STATUS_LABELS,
+    Message,
+    confirmation_message,
+    payment_message,
+)
+from catalog.live import FederatedSearch
+from checkout import service as checkout
+from checkout.rails import PaymentRail
+from core.i18n import Translator
+from core.markets import Market
+from core.settings import Settings
+from ops.events import EventKind, record_event
+
+
+class Buying:
+    """The buy, confirm and cancel steps of a conversation."""
+
+    def __init__(self, *, search: FederatedSearch, rails: dict[str, PaymentRail],
+                 settings: Settings) -> None:
+        self.search = search
+        self.rails = rails
+        self.settings = settings
+
+    def buy(self, session: Session, conv: Conversation, market: Market, merchant_slug: str,
+             product_id: str, t: Translator) -> list[Message]:
+        self._recheck(session, merchant_slug, product_id)
+        started = checkout.start_checkout(session=session, user_key=conv.user_key,
+                                          conversation_id=conv.conversation_id, market=market,
+                                          language=conv.language, merchant_slug=merchant_slug,
+                                          product_id=product_id)
+        if started.outcome != checkout.StartOutcome.REOPENED:
+            record_event(session, EventKind.CARD_CLICKED, user_key=conv.user_key,
+                         conversation_id=conv.conversation_id, market=market.code,
+                         language=conv.language, merchant=merchant_slug, product_id=product_id)
+        order = started.order
+        if order is None:
+            return [Message(text=t.gettext("Sorry, that product is no longer available. "
+                                           "Want to see other options?"))]
+        quoted = conv.quoted.get(f"{merchant_slug}:{product_id}")
+        changed_from = quoted + order.fee if quoted is not None and quoted != order.amount \
+            else None
+        return [confirmation_message(order, market, t, price_changed_from=changed_from)]
+
+    def _recheck(self, session: Session, merchant_slug: str, product_id: str) -> None:
+        self.search.recheck(merchant_slug, product_id, session=session,
+                            max_age=timedelta(minutes=self.settings.price_max_age_minutes))
+
+    def confirm(self, session: Session, conv: Conversation, order: checkout.Order,
+                 market: Market, t: Translator) -> list[Message]:
+        self._recheck(session, order.merchant_slug, order.product_id)
+        result = checkout.confirm_order(session=session, order=order, rails=self.rails)
+        person = conv.last_query.get("intent", {}).get("recipient")
+        if result.outcome == checkout.ConfirmOutcome.CONFIRMED and person and person != "self":
+            memory.record_gift(session=session, user_key=linking.owner_of(session, conv.user_key),
+                               subject=person, order_id=order.id)
+        if result.outcome == checkout.ConfirmOutcome.CONFIRMED and result.instructions:
+            return [payment_message(order, result.instructions, market, t)]
+        if result.outcome == checkout.ConfirmOutcome.PRICE_CHANGED:
+            return [confirmation_message(order, market, t, price_changed_from=result.old_total)]
+        if result.outcome == checkout.ConfirmOutcome.RAIL_REFUSED:
+            return [Message(text=t.gettext("Sorry, this order cannot be paid with {rail}. "
+                                           "Nothing was charged.").format(
+                rail=t.gettext(RAIL_LABELS.get(order.rail, order.rail))))]
+        if result.outcome == checkout.ConfirmOutcome.OUT_OF_STOCK:
+            return [Message(text=t.gettext("Sorry, that product sold out before you confirmed. "
+                                           "Nothing was charged."))]
+        return [Message(text=t.gettext("Order {order} is already {status}.").format(
+            order=order.id, status=t.gettext(STATUS_LABELS.get(order.status, order.status))))]
+
+    def cancel(self, session: Session, order: checkout.Order, t: Translator) -> list[Message]:
+        if checkout.cancel_order(session=session, order=order):
+            return [Message(text=t.gettext("Canceled. Nothing was charged."))]
+        return [Message(text=t.gettext("Order {order} can no longer be canceled here.")
+                        .format(order=order.id))]
