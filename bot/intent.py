@@ -64,6 +64,7 @@ class Intent:
     age_hint: str | None = None  # an age band implied by words like "teenage"
     interest_words: list[str] = field(default_factory=list)  # as written, for text matching
     gender: str | None = None  # "female" / "male" when the words imply it ("minha mãe")
+    name: str | None = None  # the recipient's name: "minha mãe se chama Inês" -> "Inês"
     # Canonical kinds from catalog/product_types.json ("sneakers"), or a group the shopper
     # named as a whole ("roupas" -> "clothing"); `product_types().expand()` gives the types.
     product_types: list[str] = field(default_factory=list)
@@ -183,6 +184,27 @@ def attribute_words(value: str) -> list[str]:
     """The words naming an attribute in en, pt and es ("color:blue" -> ["azul", "blue", ...]),
     for matching product text; none for a size given as a letter or a number ("size:m")."""
     return list(lexicon()["attributes"].get(value, []))
+
+
+# -- names ---------------------------------------------------------------------------------
+
+# "minha mãe se chama Inês", "mi abuela se llama Rosa", "my mom, her name is Linda". The name
+# is one word after the phrase; it is not a product word, a colour ("Rosa") or an interest.
+_NAME_RE = re.compile(
+    r"(?<![a-z])(?:se chama|chama-se|chamada|chamado|o nome dela e|o nome dele e|nome dela e|"
+    r"nome dele e|se llama|llamada|llamado|su nombre es|named|called|her name is|"
+    r"his name is|their name is)\s+(?P<name>[a-z][a-z'-]{1,29})(?![a-z])")
+
+
+def _take_name(s: str, low: str, intent: Intent) -> str:
+    found = _NAME_RE.search(s)
+    if not found:
+        return s
+    start, end = found.span("name")
+    # `low` keeps the accents `s` folded away; both have the same length for Latin letters.
+    written = low[start:end] if len(low) == len(s) else found.group("name")
+    intent.name = written[:1].upper() + written[1:]
+    return _cut(s, [found.span()])
 
 
 # -- numbers and money ---------------------------------------------------------------------
@@ -436,6 +458,7 @@ class RuleIntentParser:
         lang = self._language(s, language or market.language)
         intent = Intent(text=text, language=lang, thanks=bool(self._thanks_re.search(s)))
 
+        s = _take_name(s, low, intent)
         s, birthday = self._take_age(s, intent)
         s = self._take_budget(s, intent, market)
         s = self._take_sizes(s, intent)

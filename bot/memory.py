@@ -58,15 +58,17 @@ class FactKind(StrEnum):
     AVOIDS_BRAND = "avoids_brand"
     BUDGET = "budget"  # the usual ceiling, "20000 BRL"
     TURNED_DOWN = "turned_down"  # a product ref the shopper said "Not for me" to
+    NAME = "name"  # "Inês"
 
 
 # One value per person: a new statement replaces the old one.
-SINGLE_VALUED = frozenset({FactKind.AGE, FactKind.BIRTHDAY, FactKind.BUDGET})
+SINGLE_VALUED = frozenset({FactKind.AGE, FactKind.BIRTHDAY, FactKind.BUDGET, FactKind.NAME})
 # The most facts of one kind a summary takes, so that no kind crowds out the others.
 KIND_CAPS: dict[str, int] = {FactKind.DISLIKE: 8, FactKind.AVOIDS_BRAND: 8, FactKind.SIZE: 4,
              FactKind.INTEREST: 8, FactKind.LIKES_BRAND: 4, FactKind.TURNED_DOWN: 6}
 # Which facts matter most when the budget is tight, about a person and about the shopper.
-PRIORITY = {FactKind.DISLIKE: 0, FactKind.AVOIDS_BRAND: 0, FactKind.AGE: 1, FactKind.SIZE: 2,
+PRIORITY = {FactKind.DISLIKE: 0, FactKind.AVOIDS_BRAND: 0, FactKind.NAME: 1, FactKind.AGE: 1,
+            FactKind.SIZE: 2,
             FactKind.INTEREST: 3, FactKind.LIKES_BRAND: 4, FactKind.BIRTHDAY: 5,
             FactKind.BUDGET: 5, FactKind.TURNED_DOWN: 6}
 
@@ -122,6 +124,8 @@ def learn(*, session: Session, user_key: str, intent: Intent,
     person = intent.recipient if intent.recipient and intent.recipient != "self" else None
     wanted: list[tuple[str, FactKind, str]] = []
     if person:
+        if intent.name:
+            wanted.append((person, FactKind.NAME, intent.name))
         if intent.age is not None:
             wanted.append((person, FactKind.AGE, str(intent.age)))
         birthday = read_birthday(intent.text)
@@ -261,7 +265,12 @@ def _priority(kind: str) -> int:
 
 def recall(*, session: Session, user_key: str, intent: Intent) -> MemorySummary:
     """Fill what the message leaves out about its recipient from memory; returns the summary
-    used, with `intent.remembered` naming the facts that were filled in."""
+    used, with `intent.remembered` naming the facts that were filled in.
+
+    A remembered name stands for its person: "presente para a Inês" is for the mother when
+    the shopper once said "minha mãe se chama Inês"."""
+    if intent.recipient is None:
+        _recipient_by_name(session, user_key, intent)
     summary = summarize(session=session, user_key=user_key, subject=intent.recipient)
     used: list[MemoryFact] = []
     person = intent.recipient
@@ -276,6 +285,29 @@ def recall(*, session: Session, user_key: str, intent: Intent) -> MemorySummary:
             used.append(fact)
     intent.remembered = [f"{f.kind}:{f.value}" for f in used]
     return summary
+
+
+def _recipient_by_name(session: Session, user_key: str, intent: Intent) -> None:
+    words = set(re.findall(r"[a-z'-]+", fold(intent.text)))
+    if not words:
+        return
+    for fact in session.exec(select(MemoryFact).where(
+            MemoryFact.user_key == user_key, MemoryFact.kind == FactKind.NAME)).all():
+        name = fold(fact.value)
+        if name in words:
+            intent.recipient = fact.subject
+            intent.product_terms = [t for t in intent.product_terms if t != name]
+            return
+
+
+def subject_named(session: Session, user_key: str, name: str) -> str | None:
+    """The person a remembered name belongs to ("Inês" -> "mother"), if any."""
+    wanted = fold(name.strip())
+    for fact in session.exec(select(MemoryFact).where(
+            MemoryFact.user_key == user_key, MemoryFact.kind == FactKind.NAME)).all():
+        if fold(fact.value) == wanted:
+            return fact.subject
+    return None
 
 
 def apply(summary: MemorySummary, intent: Intent, request: SearchRequest) -> None:

@@ -53,6 +53,7 @@ KIND_LINES = {
     FactKind.LIKES_BRAND: N_("likes {value}"),
     FactKind.AVOIDS_BRAND: N_("avoids {value}"),
     FactKind.BUDGET: N_("usual budget up to {value}"),
+    FactKind.NAME: N_("named {value}"),
 }
 
 
@@ -122,6 +123,9 @@ def memory_message(session: Session, user_key: str, market: Market,
         if fact.kind == FactKind.TURNED_DOWN:
             turned_down += 1
             continue
+        if fact.kind == FactKind.NAME:
+            by_person.setdefault(fact.subject, [])
+            continue
         by_person.setdefault(fact.subject, []).append(fact_text(fact, market, t))
     for gift in gifts:
         by_person.setdefault(gift.subject, []).append(t.gettext("got {title} ({date})").format(
@@ -131,8 +135,12 @@ def memory_message(session: Session, user_key: str, market: Market,
             "turned down {n} product", "turned down {n} products", turned_down)
             .format(n=turned_down))
     lines = [t.gettext("This is what I remember:")]
+    names = {f.subject: f.value for f in facts if f.kind == FactKind.NAME}
     for subject in sorted(by_person, key=lambda s: (s == SHOPPER, s)):
-        lines.append(f"• {person_label(subject, t)}: " + "; ".join(by_person[subject]))
+        label = person_label(subject, t)
+        if subject in names:
+            label += f" ({names[subject]})"
+        lines.append(f"• {label}: " + "; ".join(by_person[subject]))
     lines.append(t.gettext("Type /forget to delete everything, /forget and a person (for "
                            "example \"/forget mom\") to delete one, or /export to get it all "
                            "as a file."))
@@ -196,7 +204,8 @@ def run_command(command: Command, *, session: Session, user_key: str, market: Ma
             "Done: I deleted {n} thing I remembered about you, and our conversation.",
             "Done: I deleted {n} things I remembered about you, and our conversation.",
             count).format(n=count))]
-    subject = person_named(command.argument, market, t.language)
+    subject = person_named(command.argument, market, t.language) or memory.subject_named(
+        session, owner, command.argument)
     known = {f.subject for f in memory.facts(session=session, user_key=owner)} | {
         g.subject for g in memory.gifts(session=session, user_key=owner)}
     if subject is None or subject not in known:

@@ -11,6 +11,7 @@ from bot.intent import RuleIntentParser
 from bot.memory import SHOPPER, FactKind
 from bot.models import Conversation, GiftRecord, MemoryFact, ShopperProfile
 from bot.privacy import read_command
+from catalog.text import fold
 from checkout.models import Order
 from core.db import utcnow
 from core.markets import get_market
@@ -283,3 +284,26 @@ def test_a_person_with_many_facts_leaves_room_for_the_shoppers_preferences(runti
     assert summary.values(FactKind.TURNED_DOWN, SHOPPER) == ["shop:p1"]
     assert len(summary.values(FactKind.INTEREST, "mother")) == memory.KIND_CAPS[
         FactKind.INTEREST]
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("minha mãe se chama Inês e ama jardinagem", "Inês"),
+    ("mi mamá se llama Rosa", "Rosa"),  # a name, not the colour pink
+    ("a gift for my mom, her name is Linda", "Linda"),
+])
+def test_a_persons_name_is_read_and_is_no_product_word(text, name):
+    intent = PARSER.parse(text, market=get_market("BR"))
+    assert intent.name == name and intent.recipient == "mother"
+    assert fold(name) not in intent.product_terms and intent.attributes == []
+
+
+def test_a_remembered_name_stands_for_its_person(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="minha mãe se chama Inês e ama jardinagem",
+               market="BR")
+    reply = bot.handle(user_key="web:ana", text="presente para a Inês")
+    assert "sua mãe" in _texts(reply) and "jardinagem" in _texts(reply).lower()
+    assert "Sua mãe (Inês)" in _texts(bot.handle(user_key="web:ana", text="/memory"))
+    bot.handle(user_key="web:ana", text="/forget Inês")
+    with Session(demo_runtime.engine) as session:
+        assert memory.facts(session=session, user_key="web:ana") == []
