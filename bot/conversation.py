@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot import linking, memory
 from bot.buying import Buying
@@ -34,8 +34,10 @@ from bot.replies import (
     who,
 )
 from bot.search_requests import build_search_request
+from bot.stores import read_stores
 from catalog.cards import Card, build_cards
 from catalog.live import FederatedSearch
+from catalog.models import Merchant
 from catalog.search import SearchRequest
 from checkout import service as checkout
 from checkout.rails import PaymentRail
@@ -105,7 +107,7 @@ class Assistant:
         the active request), and `text` is not parsed again.
         """
         if intent is None:
-            intent = self.parser.parse(text, market=market, language=language)
+            intent = self.understand(text, market=market, language=language, session=session)
         if reply_language:
             intent.language = language_of(reply_language)
         learned: list[MemoryFact] = []
@@ -167,6 +169,21 @@ class Assistant:
                     Money(limit_amount, intent.budget.currency), market.locale)))
         return Recommendation(query=text, market=market, intent=intent, request=request,
                               cards=cards, reply=reply, notes=notes)
+
+    def understand(self, text: str, *, market: Market, language: str | None = None,
+                   session: Session | None = None) -> Intent:
+        """Parse a message, the market's store names read first (see `bot.stores`)."""
+        with joined_or_own(self.engine, session) as reader:
+            names = {m.slug: m.name for m in reader.exec(
+                select(Merchant).where(Merchant.market == market.code))}
+        stores = read_stores(text, names)
+        named = stores.liked or stores.avoided
+        intent = self.parser.parse(stores.text if named else text, market=market,
+                                   language=language)
+        if named:
+            intent.text = text
+            intent.stores, intent.avoid_stores = stores.liked, stores.avoided
+        return intent
 
     def search_request(self, intent: Intent, market: Market, *, limit: int | None = None,
                        exclude: set[str] | None = None) -> SearchRequest:
@@ -264,8 +281,9 @@ class Assistant:
                                market=market, t=t)
 
         active = ActiveRequest.from_state(conv.last_query)
-        step = plan(stripped, active, lambda words: self.parser.parse(
-            words, market=market, language=conv.language), currency=market.currency)
+        step = plan(stripped, active, lambda words: self.understand(
+            words, market=market, language=conv.language, session=session),
+            currency=market.currency)
         if step.pick is not None:
             merchant_slug, _, product_id = step.pick.partition(":")
             return self.buying.buy(session, conv, market, merchant_slug, product_id, t)

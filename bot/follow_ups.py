@@ -99,7 +99,7 @@ def _only_changes(intent: Intent) -> bool:
     asks = (intent.recipient or intent.occasion or intent.product_types
             or intent.product_terms or intent.interests or intent.age is not None)
     adjusts = (intent.attributes or intent.exclusions or intent.budget or intent.brands
-               or intent.avoid_brands)
+               or intent.avoid_brands or intent.stores or intent.avoid_stores)
     return bool(adjusts) and not asks
 
 

@@ -72,6 +72,8 @@ class Intent:
     brands: list[str] = field(default_factory=list)  # brands asked for
     avoid_brands: list[str] = field(default_factory=list)  # brands ruled out
     exclusions: list[str] = field(default_factory=list)  # kinds ruled out: "perfume", "clothing"
+    stores: list[str] = field(default_factory=list)  # merchant slugs asked for ("da loja X")
+    avoid_stores: list[str] = field(default_factory=list)  # merchant slugs ruled out
     # Which parser understood the message, and what it cost when a language model did.
     parser: str = "rules"
     tokens_in: int = 0

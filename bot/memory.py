@@ -59,16 +59,19 @@ class FactKind(StrEnum):
     BUDGET = "budget"  # the usual ceiling, "20000 BRL"
     TURNED_DOWN = "turned_down"  # a product ref the shopper said "Not for me" to
     NAME = "name"  # "Inês"
+    LIKES_STORE = "likes_store"  # a merchant slug
+    AVOIDS_STORE = "avoids_store"
 
 
 # One value per person: a new statement replaces the old one.
 SINGLE_VALUED = frozenset({FactKind.AGE, FactKind.BIRTHDAY, FactKind.BUDGET, FactKind.NAME})
 # The most facts of one kind a summary takes, so that no kind crowds out the others.
 KIND_CAPS: dict[str, int] = {FactKind.DISLIKE: 8, FactKind.AVOIDS_BRAND: 8, FactKind.SIZE: 4,
+                             FactKind.AVOIDS_STORE: 6, FactKind.LIKES_STORE: 3,
              FactKind.INTEREST: 8, FactKind.LIKES_BRAND: 4, FactKind.TURNED_DOWN: 6}
 # Which facts matter most when the budget is tight, about a person and about the shopper.
-PRIORITY = {FactKind.DISLIKE: 0, FactKind.AVOIDS_BRAND: 0, FactKind.NAME: 1, FactKind.AGE: 1,
-            FactKind.SIZE: 2,
+PRIORITY = {FactKind.DISLIKE: 0, FactKind.AVOIDS_BRAND: 0, FactKind.AVOIDS_STORE: 0,
+            FactKind.NAME: 1, FactKind.AGE: 1, FactKind.SIZE: 2, FactKind.LIKES_STORE: 4,
             FactKind.INTEREST: 3, FactKind.LIKES_BRAND: 4, FactKind.BIRTHDAY: 5,
             FactKind.BUDGET: 5, FactKind.TURNED_DOWN: 6}
 
@@ -140,6 +143,8 @@ def learn(*, session: Session, user_key: str, intent: Intent,
         wanted.append((SHOPPER, FactKind.BUDGET, f"{intent.budget.max} {intent.budget.currency}"))
     wanted.extend((owner, FactKind.AVOIDS_BRAND, b.casefold()) for b in intent.avoid_brands)
     wanted.extend((owner, FactKind.LIKES_BRAND, b.casefold()) for b in intent.brands)
+    wanted.extend((SHOPPER, FactKind.AVOIDS_STORE, m) for m in intent.avoid_stores)
+    wanted.extend((SHOPPER, FactKind.LIKES_STORE, m) for m in intent.stores)
     new: list[MemoryFact] = []
     for subject, kind, value in wanted:
         fact = remember(session=session, user_key=user_key, subject=subject, kind=kind,
@@ -158,7 +163,9 @@ def remember(*, session: Session, user_key: str, subject: str, kind: FactKind, v
     """
     value = value[:100]
     opposite = {FactKind.LIKES_BRAND: FactKind.AVOIDS_BRAND,
-                FactKind.AVOIDS_BRAND: FactKind.LIKES_BRAND}.get(kind)
+                FactKind.AVOIDS_BRAND: FactKind.LIKES_BRAND,
+                FactKind.LIKES_STORE: FactKind.AVOIDS_STORE,
+                FactKind.AVOIDS_STORE: FactKind.LIKES_STORE}.get(kind)
     rows = session.exec(select(MemoryFact).where(
         MemoryFact.user_key == user_key, MemoryFact.subject == subject,
         col(MemoryFact.kind).in_([kind, opposite or kind]))).all()
@@ -330,6 +337,10 @@ def apply(summary: MemorySummary, intent: Intent, request: SearchRequest) -> Non
                                     if b not in asked_brands and b not in request.avoid_brands)
         request.liked_brands.extend(b for b in summary.values(FactKind.LIKES_BRAND, subject)
                                     if b not in request.liked_brands)
+    request.avoid_merchants.extend(m for m in summary.values(FactKind.AVOIDS_STORE, SHOPPER)
+                                   if m not in intent.stores
+                                   and m not in request.avoid_merchants)
+    request.liked_merchants.extend(summary.values(FactKind.LIKES_STORE, SHOPPER))
     request.given |= {g.ref for g in summary.gifts}
     request.penalise |= set(summary.values(FactKind.TURNED_DOWN, SHOPPER))
     usual = summary.values(FactKind.BUDGET, SHOPPER)

@@ -22,6 +22,7 @@ from bot.memory import SHOPPER, FactKind
 from bot.models import Conversation, MemoryFact, ShopperProfile
 from bot.replies import RECIPIENT_PHRASES, Message
 from catalog.explain import INTEREST_LABELS
+from catalog.models import Merchant
 from catalog.product_types import product_types
 from checkout.models import Order
 from core.i18n import N_, Translator
@@ -54,6 +55,8 @@ KIND_LINES = {
     FactKind.AVOIDS_BRAND: N_("avoids {value}"),
     FactKind.BUDGET: N_("usual budget up to {value}"),
     FactKind.NAME: N_("named {value}"),
+    FactKind.LIKES_STORE: N_("likes the store {value}"),
+    FactKind.AVOIDS_STORE: N_("avoids the store {value}"),
 }
 
 
@@ -79,8 +82,10 @@ def person_label(subject: str, t: Translator) -> str:
     return label[:1].upper() + label[1:]
 
 
-def fact_text(fact: MemoryFact, market: Market, t: Translator) -> str:
-    """One remembered fact in the shopper's words: "loves gardening", "size M"."""
+def fact_text(fact: MemoryFact, market: Market, t: Translator,
+              store_names: dict[str, str] | None = None) -> str:
+    """One remembered fact in the shopper's words: "loves gardening", "size M"; stores by
+    their names in `store_names` (slug -> name)."""
     kind = FactKind(fact.kind) if fact.kind in FactKind._value2member_map_ else None
     value = fact.value
     if kind == FactKind.INTEREST:
@@ -89,6 +94,8 @@ def fact_text(fact: MemoryFact, market: Market, t: Translator) -> str:
         value = value.partition(":")[2].upper()
     elif kind == FactKind.DISLIKE:
         value = product_types().label(value, t.language)
+    elif kind in (FactKind.LIKES_STORE, FactKind.AVOIDS_STORE):
+        value = (store_names or {}).get(value, value)
     elif kind in (FactKind.LIKES_BRAND, FactKind.AVOIDS_BRAND):
         value = value.title()
     elif kind == FactKind.BUDGET:
@@ -117,6 +124,7 @@ def memory_message(session: Session, user_key: str, market: Market,
         return Message(text=t.gettext("I remember nothing about you yet. When you tell me "
                                       "about someone (\"my mom is 60 and loves gardening\"), "
                                       "I keep it to suggest better gifts."))
+    stores = {m.slug: m.name for m in session.exec(select(Merchant))}
     by_person: dict[str, list[str]] = {}
     turned_down = 0
     for fact in facts:
@@ -126,7 +134,7 @@ def memory_message(session: Session, user_key: str, market: Market,
         if fact.kind == FactKind.NAME:
             by_person.setdefault(fact.subject, [])
             continue
-        by_person.setdefault(fact.subject, []).append(fact_text(fact, market, t))
+        by_person.setdefault(fact.subject, []).append(fact_text(fact, market, t, stores))
     for gift in gifts:
         by_person.setdefault(gift.subject, []).append(t.gettext("got {title} ({date})").format(
             title=gift.title, date=format_date(gift.at, "MMM yyyy", locale=market.locale)))

@@ -350,6 +350,7 @@ def merge(active: Intent, change: Intent) -> Intent:
       "color:blue"); other families stay ("size:m").
     - exclusions and avoid_brands accumulate without repeats, less what the change now asks
       for ("sem perfume", then "um perfume"); a brand the change avoids is no longer asked for.
+      Stores asked for and ruled out follow the same rules as brands.
     - language, thanks, parser and tokens are the change's; text is both texts joined with
       " · ".
     """
@@ -393,6 +394,10 @@ def merge(active: Intent, change: Intent) -> Intent:
                       if fold(b) not in asked],
         exclusions=[e for e in _union(active.exclusions, change.exclusions)
                     if e not in wanted and not set(kinds.expand(e)) & wanted],
+        stores=list(change.stores) or [m for m in active.stores
+                                       if m not in change.avoid_stores],
+        avoid_stores=[m for m in _union(active.avoid_stores, change.avoid_stores)
+                      if m not in change.stores],
         parser=change.parser,
         tokens_in=change.tokens_in,
         tokens_out=change.tokens_out,

@@ -44,6 +44,7 @@ def build_search_request(intent: Intent, market: Market, *, limit: int,
         attributes=list(dict.fromkeys(
             w for value in intent.attributes for w in attribute_words(value))),
         brands=list(intent.brands), avoid_brands=list(intent.avoid_brands),
+        merchants=list(intent.stores), avoid_merchants=list(intent.avoid_stores),
         excluded_terms=list(dict.fromkeys(
             # A kind the data does not know ("velas" from a language model) stands for
             # itself rather than being dropped.

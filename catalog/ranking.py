@@ -1,7 +1,8 @@
 """Ranking: from what a request's words match and what the shopper wants, to the cards shown.
 
 Hard rules come first. A product is never shown when it is out of stock, priced in another
-currency, outside the budget, of a brand the shopper ruled out, of a kind they ruled out
+currency, outside the budget, of a brand or a store the shopper ruled out (or of another
+store than the one they asked for), of a kind they ruled out
 ("nada de perfume"), already given to this recipient, or excluded by the conversation.
 
 Every product left gets one score, the sum of these parts:
@@ -17,6 +18,7 @@ Every product left gets one score, the sum of these parts:
                          -2.0 when it is made for another age band
     + brand fit          0.8 when it is of a brand the shopper asked for, else 0.4 when
                          memory holds that the shopper or the person likes the brand
+    + store fit          0.3 when memory holds that the shopper likes the store
     + 0.4 × budget fit   1 - |price - target| / target, target being the amount the shopper
                          named ("around 40") or three quarters of a ceiling ("up to 200")
     + 0.6 × rating       Bayesian average of the rating: (C·m + n·r) / (C + n) with a prior
@@ -63,6 +65,7 @@ ACCESSORY_FACTOR = 0.55
 OTHER_TYPE_FACTOR = 0.8
 BRAND_WEIGHT = 0.8
 LIKED_BRAND_WEIGHT = 0.4
+LIKED_STORE_WEIGHT = 0.3
 SIMILAR_TURNED_DOWN_PENALTY = 0.75
 BUDGET_WEIGHT = 0.4
 CEILING_TARGET = 0.75
@@ -110,6 +113,9 @@ class SearchRequest:
     brands: list[str] = field(default_factory=list)  # asked for: ranked up
     liked_brands: list[str] = field(default_factory=list)  # remembered as liked: ranked up less
     avoid_brands: list[str] = field(default_factory=list)  # ruled out: filtered
+    merchants: list[str] = field(default_factory=list)  # slugs asked for: only these shown
+    avoid_merchants: list[str] = field(default_factory=list)  # slugs ruled out: filtered
+    liked_merchants: list[str] = field(default_factory=list)  # remembered as liked: ranked up
     excluded_terms: list[str] = field(default_factory=list)  # "nada de perfume": filtered
     given: set[str] = field(default_factory=set)  # refs already given to this recipient
     budget_target: int | None = None  # the price named in "around 40 bucks"
@@ -254,7 +260,7 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
             text *= 0.5 + 0.5 * len(hits.get(i, ())) / terms
         return text
 
-    bonus = _max_bonus(want)
+    bonus = _max_bonus(want) + (LIKED_STORE_WEIGHT if request.liked_merchants else 0.0)
     bounded = sorted(((RELEVANCE_WEIGHT * text + bonus, i, text)
                       for i in found.candidates for text in (text_part(i),)), reverse=True)
     # What the shopper named, in the catalog's words too: a "notebook case" is an accessory
@@ -284,6 +290,8 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         score = (RELEVANCE_WEIGHT * relevance
                  + intent_fit(product, want, matched_tags)
                  + brand_fit(product, want)
+                 + (LIKED_STORE_WEIGHT if product.merchant_slug in request.liked_merchants
+                    else 0.0)
                  + BUDGET_WEIGHT * budget_fit(product.price_amount, want.target)
                  + RATING_WEIGHT * rating_signal(product)
                  - STALENESS_WEIGHT * staleness(product, now)
@@ -348,6 +356,9 @@ def eligible(product: IndexedProduct, request: SearchRequest, want: _Wanted) -> 
     if not product.in_stock or product.currency != request.currency:
         return False
     if product.ref in request.exclude or product.ref in request.given:
+        return False
+    if product.merchant_slug in request.avoid_merchants or (
+            request.merchants and product.merchant_slug not in request.merchants):
         return False
     if request.budget_max is not None and product.price_amount > request.budget_max:
         return False

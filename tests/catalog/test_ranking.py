@@ -233,3 +233,13 @@ def test_not_for_me_also_lowers_nearly_the_same_product():
             _row("OTHER", "Caneca de cerâmica Termo 350 ml", brand="Termo")]
     assert _ids(_rank(rows, terms=["caneca"], limit=1)) == ["RED"]
     assert _ids(_rank(rows, terms=["caneca"], limit=1, penalise={"loja:BLUE"})) == ["OTHER"]
+
+
+def test_a_store_ruled_out_or_not_asked_for_is_never_shown_and_a_liked_one_ranks_up():
+    other = Merchant(id=2, slug="outra", name="Outra", market="BR")
+    rows = [_row("HERE", "Caneca azul"), _row("THERE", "Caneca azul", merchant=other)]
+    assert _ids(_rank(rows, terms=["caneca"], avoid_merchants=["loja"])) == ["THERE"]
+    assert _ids(_rank(rows, terms=["caneca"], merchants=["loja"])) == ["HERE"]
+    assert _ids(_rank(rows, terms=["caneca"], liked_merchants=["outra"], limit=2))[0] == \
+        "THERE"
+    assert _ids(_rank(rows, terms=["caneca"], liked_merchants=["loja"], limit=2))[0] == "HERE"
