@@ -65,10 +65,13 @@ class FactKind(StrEnum):
 
 # One value per person: a new statement replaces the old one.
 SINGLE_VALUED = frozenset({FactKind.AGE, FactKind.BIRTHDAY, FactKind.BUDGET, FactKind.NAME})
-# The most facts of one kind a summary takes, so that no kind crowds out the others.
-KIND_CAPS: dict[str, int] = {FactKind.DISLIKE: 8, FactKind.AVOIDS_BRAND: 8, FactKind.SIZE: 4,
-                             FactKind.AVOIDS_STORE: 6, FactKind.LIKES_STORE: 3,
-             FactKind.INTEREST: 8, FactKind.LIKES_BRAND: 4, FactKind.TURNED_DOWN: 6}
+# The most facts of one kind about one subject a summary takes, so that neither a kind nor
+# a person crowds out the others (the shopper's own avoided brands still reach ranking when
+# the person asked about has hundreds of facts).
+KIND_CAPS: dict[str, int] = {FactKind.DISLIKE: 5, FactKind.AVOIDS_BRAND: 4,
+                             FactKind.AVOIDS_STORE: 3, FactKind.SIZE: 2, FactKind.INTEREST: 5,
+                             FactKind.LIKES_BRAND: 3, FactKind.LIKES_STORE: 2,
+                             FactKind.TURNED_DOWN: 4}
 # Which facts matter most when the budget is tight, about a person and about the shopper.
 PRIORITY = {FactKind.DISLIKE: 0, FactKind.AVOIDS_BRAND: 0, FactKind.AVOIDS_STORE: 0,
             FactKind.NAME: 1, FactKind.AGE: 1, FactKind.SIZE: 2, FactKind.LIKES_STORE: 4,
@@ -236,8 +239,9 @@ def summarize(*, session: Session, user_key: str, subject: str | None) -> Memory
     the shopper (at most `MAX_FACTS_READ` rows each). They are taken by kind: what rules
     products out first (dislikes, avoided brands), then age and sizes, interests, liked
     brands, budget and birthday, products turned down last; the person's before the
-    shopper's within a kind, newest first. No kind takes more than `KIND_CAPS` allows, so a
-    person with hundreds of interests leaves room for the shopper's avoided brands.
+    shopper's within a kind, newest first. No kind of one subject takes more than
+    `KIND_CAPS` allows, so a person with hundreds of facts leaves room for the shopper's
+    avoided brands and stores.
     """
     summary = MemorySummary(subject=subject)
     subjects = [s for s in (subject, SHOPPER) if s and s != "self"]
@@ -249,15 +253,16 @@ def summarize(*, session: Session, user_key: str, subject: str | None) -> Memory
             .order_by(_PRIORITY_ORDER, col(MemoryFact.created_at).desc(),
                       col(MemoryFact.id).desc())
             .limit(MAX_FACTS_READ)).all())
-    taken: dict[str, int] = {}
+    taken: dict[tuple[str, str], int] = {}
     tokens = 0
     for fact in sorted(candidates, key=lambda f: (_priority(f.kind), f.subject == SHOPPER)):
         cap = KIND_CAPS.get(fact.kind, MAX_SUMMARY_FACTS)
         cost = fact_tokens(fact)
-        if taken.get(fact.kind, 0) >= cap or tokens + cost > MAX_SUMMARY_TOKENS:
+        key = (fact.subject, fact.kind)
+        if taken.get(key, 0) >= cap or tokens + cost > MAX_SUMMARY_TOKENS:
             continue
         summary.facts.append(fact)
-        taken[fact.kind] = taken.get(fact.kind, 0) + 1
+        taken[key] = taken.get(key, 0) + 1
         tokens += cost
         if len(summary.facts) >= MAX_SUMMARY_FACTS:
             break
