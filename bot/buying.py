@@ -3,8 +3,8 @@ canceling before it.
 
 The path from a card to a payment is deterministic: the price is looked up again when a live
 merchant's copy is old, a changed price asks to confirm again, and the rail's instructions come
-from checkout, never from a language model. A confirmed order for a person the request named
-becomes that person's gift history.
+from checkout, never from a language model. An order for a person the request named becomes,
+once confirmed, that person's gift history.
 """
 
 from __future__ import annotations
@@ -55,10 +55,23 @@ class Buying:
         if order is None:
             return [Message(text=t.gettext("Sorry, that product is no longer available. "
                                            "Want to see other options?"))]
+        self._note_gift(session, conv, f"{merchant_slug}:{product_id}", order.id)
         quoted = conv.quoted.get(f"{merchant_slug}:{product_id}")
         changed_from = quoted + order.fee if quoted is not None and quoted != order.amount \
             else None
         return [confirmation_message(order, market, t, price_changed_from=changed_from)]
+
+    def _note_gift(self, session: Session, conv: Conversation, ref: str, order_id: str) -> None:
+        """Link the order to the person its card was shown for, when the request named one.
+
+        Taken at Buy, not at confirmation: by then the shopper may be asking for someone
+        else. Only orders that go through count as gifts given (`memory.gifts`)."""
+        active = conv.last_query or {}
+        person = (active.get("intent") or {}).get("recipient")
+        if person and person != "self" and ref in active.get("seen", []):
+            memory.record_gift(session=session,
+                               user_key=linking.owner_of(session, conv.user_key),
+                               subject=person, order_id=order_id)
 
     def _recheck(self, session: Session, merchant_slug: str, product_id: str) -> None:
         self.search.recheck(merchant_slug, product_id, session=session,
@@ -68,10 +81,6 @@ class Buying:
                  market: Market, t: Translator) -> list[Message]:
         self._recheck(session, order.merchant_slug, order.product_id)
         result = checkout.confirm_order(session=session, order=order, rails=self.rails)
-        person = conv.last_query.get("intent", {}).get("recipient")
-        if result.outcome == checkout.ConfirmOutcome.CONFIRMED and person and person != "self":
-            memory.record_gift(session=session, user_key=linking.owner_of(session, conv.user_key),
-                               subject=person, order_id=order.id)
         if result.outcome == checkout.ConfirmOutcome.CONFIRMED and result.instructions:
             return [payment_message(order, result.instructions, market, t)]
         if result.outcome == checkout.ConfirmOutcome.PRICE_CHANGED:

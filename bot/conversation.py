@@ -97,17 +97,19 @@ class Assistant:
     def recommend(self, text: str, *, market: Market, user_key: str | None = None,
                   limit: int | None = None, language: str | None = None,
                   reply_language: str | None = None, exclude: set[str] | None = None,
-                  session: Session | None = None,
-                  intent: Intent | None = None) -> Recommendation:
+                  session: Session | None = None, intent: Intent | None = None,
+                  said: Intent | None = None) -> Recommendation:
         """Understand `text` and rank cards; with a user, use and extend their memory.
 
         `language` is the shopper's usual language, used when the text does not tell;
         `reply_language` forces the reply's language whatever the text is written in.
         `intent`, when given, is what the conversation already understood (a refinement of
-        the active request), and `text` is not parsed again.
+        the active request), and `text` is not parsed again; memory then learns only from
+        `said`, what this message itself stated, never from what was carried over.
         """
         if intent is None:
-            intent = self.understand(text, market=market, language=language, session=session)
+            intent = said = self.understand(text, market=market, language=language,
+                                            session=session)
         if reply_language:
             intent.language = language_of(reply_language)
         learned: list[MemoryFact] = []
@@ -117,8 +119,8 @@ class Assistant:
             with joined_or_own(self.engine, session) as writer:
                 # Linked accounts (Telegram and WhatsApp of one shopper) share one memory.
                 owner = linking.owner_of(writer, user_key)
-                learned = memory.learn(session=writer, user_key=owner, intent=intent,
-                                       source=text)
+                learned = memory.learn(session=writer, user_key=owner, intent=said,
+                                       source=text) if said is not None else []
                 remembered = memory.recall(session=writer, user_key=owner, intent=intent)
                 tell_about_memory = bool(learned) and memory.should_tell_about_memory(
                     session=writer, user_key=owner)
@@ -216,7 +218,7 @@ class Assistant:
                     else:
                         messages.append(help_message(conv.language, Translator(conv.language)))
                     # "/forget" deleted the conversation itself: nothing of it is written back.
-                    if not _forgets_everything(text, action):
+                    if conv.user_key not in session.info.get(memory.FORGOTTEN, ()):
                         conv.updated_at = utcnow()
                         session.add(conv)
                 return Reply(messages=messages)
@@ -303,7 +305,7 @@ class Assistant:
                              reply_language=conv.language
                              if language_of(locale, default="") else None,
                              exclude=set(conv.excluded) | step.exclude, session=session,
-                             intent=step.intent)
+                             intent=step.intent, said=step.said)
         conv.language = rec.intent.language
         if rec.intent.is_empty():
             # A greeting or a thanks still cost the language model tokens: they are logged on
@@ -434,20 +436,20 @@ def _deliver(conv: Conversation, notes: list[Notification]) -> list[Message]:
     if cards:
         conv.shown = (conv.shown + [c.ref for c in cards])[-MAX_REMEMBERED_REFS:]
         conv.quoted = {**conv.quoted, **{c.ref: c.price.amount for c in cards}}
+    for note, message in zip(notes, messages, strict=True):
+        if note.request and message.cards:
+            # A reminder's ideas become the request on the table: "mais barato" refines
+            # them, and buying one is a gift for the person it named.
+            refs = [c.ref for c in message.cards]
+            conv.last_query = ActiveRequest(
+                intent=Intent.from_dict(note.request), cards=refs,
+                prices=[c.price.amount for c in message.cards], seen=refs).to_state()
     return messages
 
 
 def _delivered(note: Notification) -> Message:
     """A queued message as the chat shows it, with its cards."""
     return Message(text=note.text, cards=[Card.model_validate(c) for c in note.cards or []])
-
-
-def _forgets_everything(text: str | None, action: str | None) -> bool:
-    """Whether a turn is "/forget" (everything): then not even the conversation is kept."""
-    if action is not None:
-        return action.strip() == "forget"
-    command = read_command(text or "")
-    return command is not None and command.name == "forget" and not command.argument
 
 
 def _new_id() -> str:

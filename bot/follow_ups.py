@@ -49,6 +49,7 @@ class Plan:
     """What to do with one message."""
 
     intent: Intent | None = None  # search for this; None when a card was picked
+    said: Intent | None = None  # what this message itself said: memory learns only this
     exclude: set[str] = field(default_factory=set)
     refines: bool = False  # the intent continues the active request
     pick: str | None = None  # the ref of the card the shopper picked
@@ -64,9 +65,9 @@ def plan(text: str, active: ActiveRequest | None, parse: Callable[[str], Intent]
     if active is None or follow is None:
         intent = parse(text)
         if active is not None and _only_changes(intent):
-            return Plan(intent=_merged(active, intent), refines=True,
+            return Plan(intent=_merged(active, intent), said=intent, refines=True,
                         exclude=set(active.cards))
-        return Plan(intent=intent)
+        return Plan(intent=intent, said=intent)
     if follow.kind == FollowUpKind.PICK:
         position = follow.position if follow.position is not None else 0
         if not active.cards or not -len(active.cards) <= position < len(active.cards):
@@ -78,17 +79,17 @@ def plan(text: str, active: ActiveRequest | None, parse: Callable[[str], Intent]
         ceiling = _below(active)
         if ceiling is not None:
             intent.budget = Budget(currency=currency, max=ceiling, amount=ceiling)
-        return Plan(intent=intent, refines=True, exclude=set(active.cards),
+        return Plan(intent=intent, said=change, refines=True, exclude=set(active.cards),
                     lowered_to=ceiling)
     if follow.kind == FollowUpKind.PRICIER:
         if active.prices:
             floor = max(active.prices) + 1
             intent.budget = Budget(currency=currency, min=floor, amount=floor)
-        return Plan(intent=intent, refines=True, exclude=set(active.cards))
+        return Plan(intent=intent, said=change, refines=True, exclude=set(active.cards))
     if follow.kind == FollowUpKind.MORE:
-        return Plan(intent=intent, refines=True, exclude=set(active.seen))
+        return Plan(intent=intent, said=change, refines=True, exclude=set(active.seen))
     # OTHER and REFINE: the same or changed request, without the cards just shown.
-    return Plan(intent=intent, refines=True,
+    return Plan(intent=intent, said=change, refines=True,
                 exclude=set(active.seen if follow.kind == FollowUpKind.OTHER
                             else active.cards))
 

@@ -203,10 +203,18 @@ def _take_name(s: str, low: str, intent: Intent) -> str:
     if not found:
         return s
     start, end = found.span("name")
-    # `low` keeps the accents `s` folded away; both have the same length for Latin letters.
-    written = low[start:end] if len(low) == len(s) else found.group("name")
-    intent.name = written[:1].upper() + written[1:]
-    return _cut(s, [found.span()])
+    cut_end = found.end()
+    # `low` and the message keep the accents `s` folded away; all have the same length for
+    # Latin letters. A capitalised word right after the name is part of it ("Maria Clara").
+    same = len(low) == len(s) == len(intent.text)
+    written = low[start:end] if same else found.group("name")
+    if same:
+        more = re.match(r"\s+([A-ZÀ-Ý][a-zà-ÿ'-]+)", intent.text[end:])
+        if more:
+            written += " " + more.group(1).lower()
+            cut_end = end + more.end()
+    intent.name = " ".join(w[:1].upper() + w[1:] for w in written.split())
+    return _cut(s, [(found.start(), cut_end)])
 
 
 # -- numbers and money ---------------------------------------------------------------------

@@ -5,10 +5,16 @@ On one account the shopper types `/link` and gets a one-time code; on the other 
 about people, preferences and gift history are read and written under the owner's key, while
 each account keeps its own conversation. Codes expire after `CODE_MINUTES` and are single-use;
 after `MAX_FAILURES` wrong codes in a row an account must wait `LOCK_MINUTES`.
+
+A code is 8 characters of Crockford's base32 (no I, L, O or U to misread), about 10^12
+values: channel ids are cheap to make, so the per-account lock alone would not stop guessing
+across many throwaway accounts, but a million guesses in a code's ten minutes still have a
+one-in-a-million chance of hitting a live code.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,13 +23,27 @@ from enum import StrEnum
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from bot.models import GiftRecord, LinkCode, MemoryFact, ShopperLink, ShopperProfile
+from bot.models import (
+    GiftRecord,
+    LinkCode,
+    MemoryFact,
+    ReminderSent,
+    ShopperLink,
+    ShopperProfile,
+)
 from core.db import utcnow
 
-CODE_DIGITS = 6
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 8
 CODE_MINUTES = 10
 MAX_FAILURES = 5
 LOCK_MINUTES = 15
+
+
+# Kinds with one value per person, and likes/avoids that share a slot: the newest wins.
+_SINGLE = frozenset({"age", "birthday", "budget", "name"})
+_SAME_SLOT = {"likes_brand": "brand", "avoids_brand": "brand", "likes_store": "store",
+              "avoids_store": "store"}
 
 
 class LinkOutcome(StrEnum):
@@ -58,7 +78,7 @@ def issue_code(session: Session, user_key: str, *, now: datetime | None = None) 
     session.exec(delete(LinkCode).where(  # type: ignore[call-overload]
         (col(LinkCode.user_key) == user_key) | (col(LinkCode.expires_at) < now)))
     while True:
-        code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
         if session.get(LinkCode, code) is None:
             break
     session.add(LinkCode(code=code, user_key=user_key,
@@ -75,7 +95,7 @@ def redeem_code(session: Session, user_key: str, code: str, *,
     if (profile.link_failures or 0) >= MAX_FAILURES and failed_at is not None and \
             now - failed_at < timedelta(minutes=LOCK_MINUTES):
         return LinkResult(LinkOutcome.LOCKED)
-    found = session.get(LinkCode, code.strip())
+    found = session.get(LinkCode, normalise_code(code))
     expires = _aware(found.expires_at) if found is not None else None
     if found is None or expires is None or expires < now or found.user_key == user_key:
         profile.link_failures = (profile.link_failures or 0) + 1
@@ -93,19 +113,52 @@ def redeem_code(session: Session, user_key: str, code: str, *,
     return LinkResult(LinkOutcome.LINKED, found.user_key)
 
 
+def normalise_code(code: str) -> str:
+    """A code as typed ("vx7k-m2qp", "VX7K M2QP", "vx7km2qo") in its stored form."""
+    cleaned = re.sub(r"[\s-]", "", code).upper()
+    return cleaned.translate(str.maketrans("ILO", "110"))
+
+
+def format_code(code: str) -> str:
+    """A code as shown: "VX7K-M2QP"."""
+    return f"{code[:4]}-{code[4:]}"
+
+
 def _merge(session: Session, *, source: str, into: str) -> None:
-    """Move every account and fact of the memory `source` into the memory `into`."""
-    theirs = {(f.subject, f.kind, f.value) for f in session.exec(
-        select(MemoryFact).where(MemoryFact.user_key == into))}
-    for fact in session.exec(select(MemoryFact).where(MemoryFact.user_key == source)).all():
-        if (fact.subject, fact.kind, fact.value) in theirs:
+    """Move every account and fact of the memory `source` into the memory `into`.
+
+    Where the two memories disagree (two ages for mom, Tramontina liked on one app and
+    avoided on the other), the newest statement wins, as it does within one memory.
+    """
+    facts = list(session.exec(select(MemoryFact).where(
+        col(MemoryFact.user_key).in_([source, into]))).all())
+    kept: dict[tuple[str, str, str], MemoryFact] = {}
+    for fact in sorted(facts, key=lambda f: (_aware(f.created_at) or utcnow(), f.id or 0),
+                       reverse=True):
+        kind = _SAME_SLOT.get(fact.kind, fact.kind)
+        slot = (fact.subject, kind, "" if fact.kind in _SINGLE else fact.value)
+        if slot in kept:
             session.delete(fact)
         else:
+            kept[slot] = fact
+    session.flush()  # the losers go before the winners move, or their keys would collide
+    for fact in kept.values():
+        if fact.user_key != into:
             fact.user_key = into
             session.add(fact)
+    session.flush()
     for gift in session.exec(select(GiftRecord).where(GiftRecord.user_key == source)).all():
         gift.user_key = into
         session.add(gift)
+    sent = {(r.subject, r.occasion, r.due_on) for r in session.exec(
+        select(ReminderSent).where(ReminderSent.user_key == into))}
+    for reminder in session.exec(select(ReminderSent).where(
+            ReminderSent.user_key == source)).all():
+        if (reminder.subject, reminder.occasion, reminder.due_on) in sent:
+            session.delete(reminder)
+        else:
+            reminder.user_key = into
+            session.add(reminder)
     for link in session.exec(select(ShopperLink).where(ShopperLink.owner_key == source)).all():
         link.owner_key = into
         session.add(link)

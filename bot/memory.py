@@ -16,7 +16,9 @@ Everything here is the shopper's: `facts`/`gifts` list it for `/memory` and `/ex
 
 from __future__ import annotations
 
+import calendar
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -27,15 +29,22 @@ from sqlalchemy import case, delete
 from sqlmodel import Session, col, select
 
 from bot import linking
-from bot.intent import Intent
-from bot.models import Conversation, GiftRecord, MemoryFact, ReminderSent, ShopperProfile
+from bot.intent import Intent, attribute_words, lexicon
+from bot.models import (
+    Conversation,
+    GiftRecord,
+    LinkCode,
+    MemoryFact,
+    ReminderSent,
+    ShopperLink,
+    ShopperProfile,
+)
 from catalog.product_types import product_types
 from catalog.search import SearchRequest
 from catalog.text import fold
 from checkout.models import Order, OrderStatus
 from core.db import utcnow
 from core.outbox import Notification
-from ops.events import pseudonym
 
 SHOPPER = "shopper"  # the subject of the shopper's own preferences
 MAX_SUMMARY_FACTS = 30
@@ -44,6 +53,7 @@ MAX_SUMMARY_TOKENS = 600
 # request whatever the shopper told over the years.
 MAX_FACTS_READ = 200
 MAX_SOURCE_CHARS = 300
+MAX_SUMMARY_GIFTS = 5  # the newest gifts of a person that a request sees
 # Orders that are gifts given: everything but the ones that never went through.
 GIVEN_STATUSES = (OrderStatus.AWAITING_PAYMENT, OrderStatus.PENDING_COLLECTION, OrderStatus.PAID)
 
@@ -206,28 +216,38 @@ def _months() -> dict[str, int]:
     return names
 
 
-_BIRTHDAY_WORDS = (r"faz|fara|completa|aniversario|aniver|niver|nasceu|cumple|cumpleanos|"
-                   r"nacio|birthday|turns|born|bday")
+# A birthday word, or a verb of turning an age ("faz 60", "turns 70", "cumple 80").
+_BIRTHDAY_WORDS = (r"aniversario|aniver|niver|nasceu|nascida|nascido|cumpleanos|cumple anos|"
+                   r"nacio|nacida|nacido|birthday|bday|born|"
+                   r"(?:faz|fara|completa|cumple|cumplira|turns|will turn)\s+\d{1,3}")
+# What may stand between the birthday word and its date: a few words, no sentence break.
+_GAP = r"(?:[^.!?;\n]{0,40}?)"
 
 
 def read_birthday(text: str) -> str | None:
     """The birthday a message states: "03" for "faz 60 em março", "03-15" for "aniversário
-    dia 15 de março"; None without a birthday word ("May" alone is not a birthday)."""
+    dia 15 de março"; None when no date follows a birthday word closely ("she may like
+    yoga", "minha mãe faz yoga em maio"), or for a day the month does not have."""
     folded = fold(text)
-    if not re.search(rf"\b(?:{_BIRTHDAY_WORDS})\b", folded):
-        return None
     months = _months()
     names = "|".join(sorted(map(re.escape, months), key=len, reverse=True))
-    found = re.search(rf"\b(?:(\d{{1,2}})(?:st|nd|rd|th|o|º)?\s+(?:de\s+|of\s+)?)?({names})\b"
-                      rf"(?:\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?!\s*(?:anos|years|años)))?",
-                      folded)
+    # The month comes with a preposition or a day ("em março", "in May", "on May 3",
+    # "15 de março", "dia 15 de marzo", "May 3rd"), soon after the birthday word.
+    found = re.search(
+        rf"\b(?:{_BIRTHDAY_WORDS})\b{_GAP}"
+        rf"(?:\b(?P<day>\d{{1,2}})(?:st|nd|rd|th|o|º)?\s+(?:de\s+|of\s+)?(?P<m1>{names})\b"
+        rf"|\b(?:em|no|en|el|in|on|de|dia|day)\s+(?P<m2>{names})\b"
+        rf"(?:\s+(?P<after>\d{{1,2}})(?:st|nd|rd|th)?\b(?!\s*(?:anos|years|anos)))?)",
+        folded)
     if not found:
         return None
-    month = months[found.group(2)]
-    day = found.group(1) or found.group(3)
-    if day and 1 <= int(day) <= 31:
-        return f"{month:02d}-{int(day):02d}"
-    return f"{month:02d}"
+    month = months[found.group("m1") or found.group("m2")]
+    day = found.group("day") or found.group("after")
+    if day is None:
+        return f"{month:02d}"
+    if not 1 <= int(day) <= calendar.monthrange(2000, month)[1]:  # 2000 has a 29 February
+        return f"{month:02d}"
+    return f"{month:02d}-{int(day):02d}"
 
 
 # -- using it --------------------------------------------------------------------------------
@@ -267,7 +287,8 @@ def summarize(*, session: Session, user_key: str, subject: str | None) -> Memory
         if len(summary.facts) >= MAX_SUMMARY_FACTS:
             break
     if subject and subject != "self":
-        summary.gifts = gifts(session=session, user_key=user_key, subject=subject)[:5]
+        summary.gifts = gifts(session=session, user_key=user_key, subject=subject,
+                              limit=MAX_SUMMARY_GIFTS)
     return summary
 
 
@@ -300,16 +321,34 @@ def recall(*, session: Session, user_key: str, intent: Intent) -> MemorySummary:
 
 
 def _recipient_by_name(session: Session, user_key: str, intent: Intent) -> None:
-    words = set(re.findall(r"[a-z'-]+", fold(intent.text)))
-    if not words:
+    """"presente para a Inês" is for the person named Inês. The name must follow a word that
+    introduces a person ("para a", "pra", "for", "de"), and a name that is also an ordinary
+    word ("Rosa", "Ruby") must be written with a capital, so "uma caneca rosa" stays a mug."""
+    names = session.exec(select(MemoryFact).where(
+        MemoryFact.user_key == user_key, MemoryFact.kind == FactKind.NAME)).all()
+    for fact in names:
+        written = re.search(rf"(?i:\b(?:para|pra|pro|for|to|de|del|da|do|with|com|con)\s+"
+                            rf"(?:a\s+|o\s+|la\s+|el\s+)?)({re.escape(fact.value)})\b",
+                            intent.text, flags=re.IGNORECASE)
+        if written is None:
+            continue
+        if fold(fact.value) in _ordinary_words() and not written.group(1)[:1].isupper():
+            continue
+        intent.recipient = fact.subject
+        name_words = set(fold(fact.value).split())
+        intent.product_terms = [t for t in intent.product_terms if t not in name_words]
+        intent.attributes = [a for a in intent.attributes
+                             if not name_words & set(attribute_words(a))]
         return
-    for fact in session.exec(select(MemoryFact).where(
-            MemoryFact.user_key == user_key, MemoryFact.kind == FactKind.NAME)).all():
-        name = fold(fact.value)
-        if name in words:
-            intent.recipient = fact.subject
-            intent.product_terms = [t for t in intent.product_terms if t != name]
-            return
+
+
+@lru_cache(maxsize=1)
+def _ordinary_words() -> frozenset[str]:
+    """Words of the lexicon (colours, materials, interests...) that are also first names."""
+    lex = lexicon()
+    words = {fold(w) for values in lex["attributes"].values() for w in values}
+    words |= {fold(w) for values in lex["interests"].values() for w in values}
+    return frozenset(words)
 
 
 def subject_named(session: Session, user_key: str, name: str) -> str | None:
@@ -355,13 +394,16 @@ def apply(summary: MemorySummary, intent: Intent, request: SearchRequest) -> Non
             request.budget_target = int(amount)
 
 
-def gifts(*, session: Session, user_key: str, subject: str | None = None) -> list[Gift]:
-    """What was bought for people (for one, with `subject`), newest first."""
+def gifts(*, session: Session, user_key: str, subject: str | None = None,
+          limit: int | None = None) -> list[Gift]:
+    """What was bought for people (for one, with `subject`), newest first; at most `limit`."""
     query = (select(GiftRecord, Order).join(Order, col(Order.id) == GiftRecord.order_id)
              .where(GiftRecord.user_key == user_key, col(Order.status).in_(GIVEN_STATUSES))
              .order_by(col(GiftRecord.created_at).desc()))
     if subject:
         query = query.where(GiftRecord.subject == subject)
+    if limit is not None:
+        query = query.limit(limit)
     return [Gift(subject=record.subject, ref=f"{order.merchant_slug}:{order.product_id}",
                  title=order.title, order_id=order.id, at=record.created_at)
             for record, order in session.exec(query).all()]
@@ -388,55 +430,99 @@ def should_tell_about_memory(*, session: Session, user_key: str) -> bool:
     return True
 
 
+FORGOTTEN = "forgotten_accounts"  # session.info key: accounts whose rows `forget` deleted
+
+
 def forget(*, session: Session, user_key: str, subject: str | None = None) -> int:
     """Delete what is remembered: everything about the shopper, or one person.
 
     `user_key` is the account asking; linked accounts share its memory (`bot.linking`), so
-    forgetting everything covers all of them: the facts, gift history, links, every linked
-    account's conversation, queued messages and privacy state. Their orders are kept for the
-    merchant's accounts, under a pseudonymous id no channel user can be traced back from.
-    Conversion events already hold only pseudonymous ids and hashes. Returns how many facts
-    and gifts were deleted.
+    forgetting everything covers all of them: the facts, gift history, reminders sent, links,
+    every linked account's conversation, queued messages and privacy state. Each of their
+    orders is kept for the merchant's accounts under a new random id that leads back to no
+    one. Conversion events hold only pseudonymous ids and hashes. The accounts are listed in
+    `session.info[FORGOTTEN]`, so the caller writes nothing of them back.
+
+    Forgetting one person deletes their facts, gifts and reminders, the request being refined
+    when it was for them, and reminders about them still waiting to be delivered.
+
+    Returns how many facts and gifts were deleted.
     """
     owner = linking.owner_of(session, user_key)
+    accounts = linking.accounts_of(session, owner)
+    if user_key not in accounts:
+        accounts.append(user_key)
     fact_query = delete(MemoryFact).where(col(MemoryFact.user_key) == owner)
     gift_query = delete(GiftRecord).where(col(GiftRecord.user_key) == owner)
+    reminders = delete(ReminderSent).where(col(ReminderSent.user_key).in_(accounts))
     if subject is not None:
         fact_query = fact_query.where(col(MemoryFact.subject) == subject)
         gift_query = gift_query.where(col(GiftRecord.subject) == subject)
+        reminders = reminders.where(col(ReminderSent.subject) == subject)
     count = session.exec(fact_query).rowcount  # type: ignore[call-overload]
     count += session.exec(gift_query).rowcount  # type: ignore[call-overload]
-    reminders = delete(ReminderSent).where(col(ReminderSent.user_key) == owner)
-    if subject is not None:
-        reminders = reminders.where(col(ReminderSent.subject) == subject)
     session.exec(reminders)  # type: ignore[call-overload]
-    if subject is None:
-        accounts = sorted(set(linking.unlink_all(session, owner)) | {user_key})
-        for model, key in ((Conversation, Conversation.user_key),
-                           (Notification, Notification.user_key),
-                           (ShopperProfile, ShopperProfile.user_key)):
-            session.exec(delete(model).where(  # type: ignore[call-overload]
-                col(key).in_(accounts)))
-        for order in session.exec(select(Order).where(col(Order.user_key).in_(accounts))).all():
-            order.user_key = forgotten_key(order.user_key)
-            session.add(order)
+    if subject is not None:
+        _forget_person_in_flight(session, accounts, subject)
+        return int(count)
+    linking.unlink_all(session, owner)
+    for model, key in ((Conversation, Conversation.user_key),
+                       (Notification, Notification.user_key),
+                       (ShopperProfile, ShopperProfile.user_key)):
+        session.exec(delete(model).where(  # type: ignore[call-overload]
+            col(key).in_(accounts)))
+    for order in session.exec(select(Order).where(col(Order.user_key).in_(accounts))).all():
+        order.user_key = forgotten_key()
+        session.add(order)
+    session.info.setdefault(FORGOTTEN, set()).update(accounts)
     return int(count)
 
 
-def forgotten_key(user_key: str) -> str:
-    """The id an order keeps after its shopper asked to be forgotten."""
-    return "forgotten:" + pseudonym(user_key)
+def _forget_person_in_flight(session: Session, accounts: list[str], subject: str) -> None:
+    """Drop the active request and undelivered reminders that are about `subject`."""
+    for conv in session.exec(select(Conversation).where(
+            col(Conversation.user_key).in_(accounts))).all():
+        if (conv.last_query.get("intent") or {}).get("recipient") == subject:
+            conv.last_query = {}
+            session.add(conv)
+    for note in session.exec(select(Notification).where(
+            col(Notification.user_key).in_(accounts),
+            col(Notification.delivered_at).is_(None))).all():
+        if (note.request or {}).get("recipient") == subject:
+            session.delete(note)
+
+
+def forgotten_key() -> str:
+    """The id an order keeps after its shopper asked to be forgotten: random, so it joins
+    neither the conversion events nor the shopper's other orders."""
+    return "forgotten:" + secrets.token_hex(16)
 
 
 def purge(*, session: Session, retention_days: int, now: datetime | None = None) -> int:
-    """Delete facts, gift records and conversations older than the retention period;
-    returns how many rows went."""
-    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    """Delete personal data older than the retention period; returns how many rows went.
+
+    Facts, gift records, reminder records, conversations idle that long and queued messages
+    that old go; so do expired link codes, and the links and privacy state of accounts left
+    with no conversation. Orders stay (merchants' accounts); reminder opt-outs stay (they
+    hold only a hash, and exist to be remembered).
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(days=retention_days)
     count = 0
     for model, stamp in ((MemoryFact, MemoryFact.created_at),
                          (GiftRecord, GiftRecord.created_at),
                          (ReminderSent, ReminderSent.created_at),
-                         (Conversation, Conversation.updated_at)):
+                         (Conversation, Conversation.updated_at),
+                         (Notification, Notification.created_at),
+                         (LinkCode, LinkCode.expires_at)):
+        limit = now if model is LinkCode else cutoff
         count += session.exec(delete(model).where(  # type: ignore[call-overload]
-            col(stamp) < cutoff)).rowcount
+            col(stamp) < limit)).rowcount
+    talking = select(Conversation.user_key)
+    count += session.exec(delete(ShopperProfile).where(  # type: ignore[call-overload]
+        col(ShopperProfile.created_at) < cutoff,
+        col(ShopperProfile.user_key).not_in(talking))).rowcount
+    count += session.exec(delete(ShopperLink).where(  # type: ignore[call-overload]
+        col(ShopperLink.created_at) < cutoff, col(ShopperLink.user_key).not_in(talking),
+        col(ShopperLink.owner_key).not_in(talking))).rowcount
     return int(count)

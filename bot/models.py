@@ -59,12 +59,11 @@ class GiftRecord(SQLModel, table=True):
 
 
 class ShopperProfile(SQLModel, table=True):
-    """Per-account privacy state: when they were told how memory works, whether they want
-    reminders, and how linking has gone."""
+    """Per-account privacy state: when they were told how memory works, and how linking has
+    gone."""
 
     user_key: str = Field(primary_key=True, max_length=200)
     memory_notice_at: datetime | None = None
-    reminders_off: bool | None = None
     # Wrong link codes in a row, and when the last one came: too many lock linking a while.
     link_failures: int | None = None
     link_failed_at: datetime | None = None
@@ -98,4 +97,16 @@ class ReminderSent(SQLModel, table=True):
     occasion: str = Field(max_length=30)
     due_on: date
     account: str = Field(max_length=200)  # where it was sent
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ReminderOptOut(SQLModel, table=True):
+    """An account that turned gift reminders off, by pseudonym.
+
+    A suppression list: it outlives `/forget`, so that forgetting everything and later
+    telling a birthday again does not bring back reminders the shopper refused. It holds no
+    channel id, only its hash.
+    """
+
+    account_hash: str = Field(primary_key=True, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)

@@ -14,12 +14,13 @@ from datetime import date
 from functools import lru_cache
 
 from babel.dates import format_date, format_skeleton
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from bot import linking, memory
 from bot.intent import RuleIntentParser
 from bot.memory import SHOPPER, FactKind
-from bot.models import Conversation, MemoryFact, ShopperProfile
+from bot.models import Conversation, MemoryFact, ReminderOptOut
 from bot.replies import RECIPIENT_PHRASES, Message
 from catalog.explain import INTEREST_LABELS
 from catalog.models import Merchant
@@ -28,6 +29,7 @@ from checkout.models import Order
 from core.i18n import N_, Translator
 from core.markets import Market
 from core.money import Money
+from ops.events import pseudonym
 
 COMMANDS = {
     "memory": "memory", "memoria": "memory", "memória": "memory", "mem": "memory",
@@ -232,7 +234,7 @@ def run_command(command: Command, *, session: Session, user_key: str, market: Ma
 def link_messages(session: Session, user_key: str, code: str, t: Translator) -> list[Message]:
     """`/link` gives a code; `/link CODE` on another account links the two."""
     if not code:
-        issued = linking.issue_code(session, user_key)
+        issued = linking.format_code(linking.issue_code(session, user_key))
         return [Message(text=t.gettext(
             "To share my memory with your other app, send /link {code} there within {minutes} "
             "minutes.").format(code=issued, minutes=linking.CODE_MINUTES))]
@@ -253,12 +255,17 @@ def reminders_message(session: Session, user_key: str, switch: str, t: Translato
     """`/reminders off` stops gift reminders on every linked app; `/reminders on` resumes."""
     word = switch.strip().casefold()
     accounts = linking.accounts_of(session, linking.owner_of(session, user_key))
-    profiles = [session.get(ShopperProfile, a) or ShopperProfile(user_key=a) for a in accounts]
-    if word in SWITCH_OFF or word in SWITCH_ON:
-        for profile in profiles:
-            profile.reminders_off = word in SWITCH_OFF
-            session.add(profile)
-    off = any(p.reminders_off for p in profiles)
+    hashes = [pseudonym(a) for a in accounts]
+    if word in SWITCH_OFF:
+        for account_hash in hashes:
+            if session.get(ReminderOptOut, account_hash) is None:
+                session.add(ReminderOptOut(account_hash=account_hash))
+    elif word in SWITCH_ON:
+        session.exec(delete(ReminderOptOut).where(  # type: ignore[call-overload]
+            col(ReminderOptOut.account_hash).in_(hashes)))
+    session.flush()
+    off = word in SWITCH_OFF or (word not in SWITCH_ON and any(
+        session.get(ReminderOptOut, h) is not None for h in hashes))
     return Message(text=t.gettext("Gift reminders are off. Type /reminders on to get them "
                                   "again.") if off else
                    t.gettext("Gift reminders are on: I will write before birthdays and "

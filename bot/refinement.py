@@ -347,9 +347,11 @@ def merge(active: Intent, change: Intent) -> Intent:
       age_hint, gender, interests, interest_words and remembered become the change's (empty
       when it has none). For the same person each of them is the change's when it names it.
     - attributes: the change's replace the active ones of the same family ("color:red" ->
-      "color:blue"); other families stay ("size:m").
+      "color:blue"); other families stay ("size:m"), but a size does not pass to a new
+      person.
     - exclusions and avoid_brands accumulate without repeats, less what the change now asks
-      for ("sem perfume", then "um perfume"); a brand the change avoids is no longer asked for.
+      for ("sem perfume", then "um perfume"); a new person starts with only the change's
+      exclusions; a brand the change avoids is no longer asked for.
       Stores asked for and ruled out follow the same rules as brands.
     - language, thanks, parser and tokens are the change's; text is both texts joined with
       " · ".
@@ -387,12 +389,16 @@ def merge(active: Intent, change: Intent) -> Intent:
         age_hint=change.age_hint or person.age_hint,
         gender=change.gender or person.gender,
         product_types=types,
-        attributes=_union([a for a in active.attributes if a.split(":", 1)[0] not in families],
+        # A size and the kinds ruled out were about the old person ("veste M", "nada de
+        # perfume"): a new person starts without them.
+        attributes=_union([a for a in active.attributes if a.split(":", 1)[0] not in families
+                           and not (new_person and a.startswith("size:"))],
                           change.attributes),
         brands=list(change.brands) or [b for b in active.brands if fold(b) not in avoided],
         avoid_brands=[b for b in _union(active.avoid_brands, change.avoid_brands)
                       if fold(b) not in asked],
-        exclusions=[e for e in _union(active.exclusions, change.exclusions)
+        exclusions=[e for e in _union([] if new_person else active.exclusions,
+                                      change.exclusions)
                     if e not in wanted and not set(kinds.expand(e)) & wanted],
         stores=list(change.stores) or [m for m in active.stores
                                        if m not in change.avoid_stores],

@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING
 from babel.dates import format_date, format_skeleton
 from sqlmodel import Session, col, select
 
-from bot import linking, memory
+from bot import memory
 from bot.intent import Intent
 from bot.memory import FactKind
-from bot.models import Conversation, MemoryFact, ReminderSent, ShopperProfile
+from bot.models import Conversation, MemoryFact, ReminderOptOut, ReminderSent, ShopperLink
 from bot.replies import RECIPIENT_PHRASES
 from catalog.cards import build_cards
 from core.db import utcnow
 from core.i18n import N_, Translator
 from core.markets import get_market
 from core.outbox import notify
-from ops.events import EventKind, record_event
+from ops.events import EventKind, pseudonym, record_event
 
 if TYPE_CHECKING:
     from bot.conversation import Assistant
@@ -108,11 +108,13 @@ def due(session: Session, *, today: date, window_days: int,
     found: list[Due] = []
     until = today + timedelta(days=window_days)
     by_relation = occasions()["by_relation"]
-    rows = session.exec(select(MemoryFact).where(
-        col(MemoryFact.subject) != memory.SHOPPER)).all()
-    people = {(f.user_key, f.subject) for f in rows}
-    birthdays = {(f.user_key, f.subject): f.value for f in rows
-                 if f.kind == FactKind.BIRTHDAY}
+    # Only what can be due: birthdays, and the people whose relation has an occasion.
+    birthdays = {(user_key, subject): value for user_key, subject, value in session.exec(
+        select(MemoryFact.user_key, MemoryFact.subject, MemoryFact.value).where(
+            MemoryFact.kind == FactKind.BIRTHDAY))}
+    people = set(birthdays) | set(session.exec(
+        select(MemoryFact.user_key, MemoryFact.subject).where(
+            col(MemoryFact.subject).in_(list(by_relation))).distinct()))
     for owner, subject in sorted(people):
         value = birthdays.get((owner, subject))
         if value:
@@ -147,20 +149,24 @@ def run_reminders(assistant: Assistant, *, today: date | None = None,
     with Session(assistant.engine) as session:
         latest = _latest_conversations(session)
         market_of = {owner: conv.market for owner, conv in latest.items()}
+        opted_out = set(session.exec(select(ReminderOptOut.account_hash)))
+        links = _links(session)
         for item in due(session, today=today, window_days=window_days, market_of=market_of):
             conv = latest.get(item.owner)
             if conv is None:
                 report.skip("no_channel")
                 continue
-            accounts = linking.accounts_of(session, item.owner)
-            if any((p := session.get(ShopperProfile, a)) is not None and p.reminders_off
-                   for a in accounts):
+            accounts = [item.owner, *links.get(item.owner, [])]
+            if any(pseudonym(a) in opted_out for a in accounts):
                 report.skip("turned_off")
                 continue
+            # Once per person, occasion and year: a birthday first known by its month and
+            # later by its day is still the same birthday.
             if session.exec(select(ReminderSent).where(
                     ReminderSent.user_key == item.owner, ReminderSent.subject == item.subject,
                     ReminderSent.occasion == item.occasion,
-                    ReminderSent.due_on == item.on)).first():
+                    col(ReminderSent.due_on) >= date(item.on.year, 1, 1),
+                    col(ReminderSent.due_on) <= date(item.on.year, 12, 31))).first():
                 report.skip("already_sent")
                 continue
             if not _send(assistant, session, item, conv, now):
@@ -174,11 +180,21 @@ def run_reminders(assistant: Assistant, *, today: date | None = None,
     return report
 
 
+def _links(session: Session) -> dict[str, list[str]]:
+    """Every memory owner's linked accounts, in one query."""
+    linked: dict[str, list[str]] = {}
+    for account, owner in session.exec(select(ShopperLink.user_key, ShopperLink.owner_key)):
+        linked.setdefault(owner, []).append(account)
+    return linked
+
+
 def _latest_conversations(session: Session) -> dict[str, Conversation]:
     """Per memory owner, the conversation of the account the shopper used last."""
+    owners = {account: owner for account, owner in session.exec(
+        select(ShopperLink.user_key, ShopperLink.owner_key))}
     latest: dict[str, Conversation] = {}
     for conv in session.exec(select(Conversation).order_by(col(Conversation.updated_at))):
-        latest[linking.owner_of(session, conv.user_key)] = conv
+        latest[owners.get(conv.user_key, conv.user_key)] = conv
     return latest
 
 
@@ -214,7 +230,8 @@ def _send(assistant: Assistant, session: Session, item: Due, conv: Conversation,
     notify(session, user_key=conv.user_key, text=text,
            cards=[c.model_dump(mode="json") for c in cards],
            template=TEMPLATE if outside else None,
-           template_params=[who, occasion, when] if outside else None)
+           template_params=[who, occasion, when] if outside else None,
+           request=intent.as_dict())
     record_event(session, EventKind.REMINDER_SENT, user_key=conv.user_key,
                  conversation_id=conv.conversation_id, market=market.code,
                  language=conv.language)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from catalog.text import fold
 
@@ -39,28 +40,38 @@ def read_stores(text: str, merchants: dict[str, str]) -> StoreWords:
 
     A name after a ruling-out phrase ("nada da", "sin", "not from") is avoided; one after an
     asking phrase ("da loja", "only from") or alone is liked. The name and its phrase are cut
-    from the returned text. Names are matched whole, case and accents aside.
+    from the returned text. Names are matched whole, case and accents aside; the longest
+    name wins where two overlap.
     """
     folded = fold(text)
-    if len(folded) != len(text):
+    if len(folded) != len(text) or not merchants:
         return StoreWords(text)  # offsets would not line up; leave the message alone
+    pattern, slugs = _pattern(tuple(sorted(merchants.items())))
+    if pattern is None:
+        return StoreWords(text)
     found = StoreWords(text)
     cuts: list[tuple[int, int]] = []
-    for slug, name in sorted(merchants.items(), key=lambda m: -len(m[1])):
-        key = fold(name).strip()
-        if len(key) < 3:
-            continue
-        pattern = re.compile(
-            rf"(?:(?P<avoid>{_AVOID})\s+|(?P<like>{_LIKE})\s+)?{_STORE_WORD}"
-            rf"(?<![a-z0-9]){re.escape(key)}(?![a-z0-9])")
-        for match in pattern.finditer(folded):
-            if any(a < match.end() and match.start() < b for a, b in cuts):
-                continue
-            target = found.avoided if match.group("avoid") else found.liked
-            if slug not in target:
-                target.append(slug)
-            cuts.append(match.span())
+    for match in pattern.finditer(folded):
+        slug = slugs[fold(match.group("name")).strip()]
+        target = found.avoided if match.group("avoid") else found.liked
+        if slug not in target:
+            target.append(slug)
+        cuts.append(match.span())
     for start, end in sorted(cuts, reverse=True):
         found.text = found.text[:start] + " " + found.text[end:]
     found.text = re.sub(r"\s+", " ", found.text).strip(" ,")
     return found
+
+
+@lru_cache(maxsize=64)
+def _pattern(merchants: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str] | None,
+                                                                dict[str, str]]:
+    """One regular expression for all of a market's store names, built once per set of
+    merchants (a market with thousands of stores costs one scan per message)."""
+    slugs = {fold(name).strip(): slug for slug, name in merchants if len(fold(name).strip()) >= 3}
+    if not slugs:
+        return None, {}
+    names = "|".join(re.escape(n) for n in sorted(slugs, key=len, reverse=True))
+    return re.compile(
+        rf"(?:(?P<avoid>{_AVOID})\s+|(?P<like>{_LIKE})\s+)?{_STORE_WORD}"
+        rf"(?<![a-z0-9])(?P<name>{names})(?![a-z0-9])"), slugs

@@ -28,16 +28,18 @@ class Notification(SQLModel, table=True):
     cards: list[dict] | None = Field(default=None, sa_column=Column(JSON))
     template: str | None = Field(default=None, max_length=64)
     template_params: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    # The request the cards answer (an intent as JSON), so a follow-up can refine it.
+    request: dict | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
     delivered_at: datetime | None = None
 
 
 def notify(session: Session, *, user_key: str, text: str, cards: list[dict] | None = None,
-           template: str | None = None,
-           template_params: list[str] | None = None) -> Notification:
+           template: str | None = None, template_params: list[str] | None = None,
+           request: dict | None = None) -> Notification:
     """Queue a message for a shopper in the caller's transaction."""
     note = Notification(user_key=user_key, text=text, cards=cards, template=template,
-                        template_params=template_params)
+                        template_params=template_params, request=request)
     session.add(note)
     return note
 

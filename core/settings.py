@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     default_card_limit: int = 3
     # What shoppers tell about people, their gift history and idle conversations are deleted
     # after this many days by `vitrine memory purge` (run it daily from a scheduler).
-    memory_retention_days: int = Field(default=365, ge=1)
+    memory_retention_days: int = Field(default=365, ge=1, le=36500)
 
     # Optional language model (any OpenAI-compatible chat-completions API, e.g.
     # https://api.openai.com/v1): it helps understand messages when base URL and model are set.

@@ -193,8 +193,8 @@ def cmd_memory_purge(args: argparse.Namespace) -> int:
 
     runtime = _runtime()
     days = args.days if args.days is not None else runtime.settings.memory_retention_days
-    if days < 1:
-        raise VitrineError("--days must be at least 1")
+    if not 1 <= days <= 36500:
+        raise VitrineError("--days must be between 1 and 36500")
     with session_scope(runtime.engine) as session:
         deleted = memory.purge(session=session, retention_days=days)
     print(json.dumps({"retention_days": days, "deleted": deleted}))
@@ -211,8 +211,8 @@ def cmd_reminders_run(args: argparse.Namespace) -> int:
     except ValueError:
         raise VitrineError(f"--today must be a date like 2026-03-01, not {args.today!r}") \
             from None
-    if args.days < 0:
-        raise VitrineError("--days must not be negative")
+    if not 0 <= args.days <= 366:
+        raise VitrineError("--days must be between 0 and 366")
     runtime = _runtime()
     report = run_reminders(runtime.assistant, today=today, window_days=args.days)
     print(json.dumps(report.as_dict()))

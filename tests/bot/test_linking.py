@@ -17,7 +17,7 @@ def _texts(reply):
 
 
 def _code(reply) -> str:
-    return re.search(r"/link (\d{6})", _texts(reply)).group(1)
+    return re.search(r"/link ([0-9A-Z]{4}-[0-9A-Z]{4})", _texts(reply)).group(1)
 
 
 def test_a_code_from_one_app_links_the_other_and_they_share_memory(demo_runtime):
@@ -70,7 +70,7 @@ def test_a_code_expires(runtime):
 def test_too_many_wrong_codes_lock_linking_for_a_while(runtime):
     with Session(runtime.engine) as session:
         code = linking.issue_code(session, TELEGRAM)
-        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        wrong = "0" * linking.CODE_LENGTH if code != "0" * linking.CODE_LENGTH else "1" * 8
         for _ in range(linking.MAX_FAILURES):
             assert linking.redeem_code(session, WHATSAPP, wrong).outcome == "invalid"
         assert linking.redeem_code(session, WHATSAPP, code).outcome == "locked"
@@ -98,3 +98,39 @@ def test_forget_on_one_app_forgets_on_every_linked_one(demo_runtime):
         assert session.exec(select(MemoryFact)).all() == []
         assert session.exec(select(ShopperLink)).all() == []
         assert session.exec(select(Conversation)).all() == []
+
+
+def test_a_code_is_long_and_forgiving_to_type():
+    codes = {linking.normalise_code(c) for c in ("vx7k-m2q0", "VX7K M2QO", "vx7km2qo")}
+    assert codes == {"VX7KM2Q0"}
+    assert linking.CODE_LENGTH == 8 and len(linking.CODE_ALPHABET) == 32
+
+
+def test_merging_two_memories_keeps_the_newest_of_contradicting_facts(runtime):
+    with Session(runtime.engine) as session:
+        for account, age, brand_kind in ((TELEGRAM, "60", memory.FactKind.AVOIDS_BRAND),
+                                         (WHATSAPP, "61", memory.FactKind.LIKES_BRAND)):
+            memory.remember(session=session, user_key=account, subject="mother",
+                            kind=memory.FactKind.AGE, value=age)
+            memory.remember(session=session, user_key=account, subject="mother",
+                            kind=brand_kind, value="tramontina")
+            session.flush()
+        linking.redeem_code(session, WHATSAPP, linking.issue_code(session, TELEGRAM))
+        session.commit()
+        facts = {(f.kind, f.value) for f in memory.facts(session=session, user_key=TELEGRAM)}
+    assert facts == {("age", "61"), ("likes_brand", "tramontina")}
+
+
+def test_linking_moves_reminders_already_sent_so_none_is_sent_twice(demo_runtime):
+    from datetime import datetime
+
+    from bot.reminders import run_reminders
+
+    bot = demo_runtime.assistant
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=utcnow().tzinfo)
+    bot.handle(user_key=WHATSAPP, text="o aniversário da minha mãe é dia 10 de dezembro",
+               market="BR")
+    assert run_reminders(bot, now=now).sent == 1
+    code = _code(bot.handle(user_key=TELEGRAM, text="/link", market="BR"))
+    bot.handle(user_key=WHATSAPP, text=f"/link {code}")
+    assert run_reminders(bot, now=now).sent == 0

@@ -58,6 +58,11 @@ def _personal_rows(engine, user_key):
     ("she may like gardening", None),  # "may" without a birthday word
     ("presente para minha mãe de 60 anos", None),
     ("birthday gift for mom", None),  # a birthday, but no date
+    ("my sister turns 30 and she may like yoga", None),
+    ("minha mãe faz yoga, presente pro dia das mães em maio", None),
+    ("meu pai faz trilha e vai viajar em julho", None),
+    ("minha filha faz aniversário dia 31 de fevereiro", "02"),  # no such day: the month
+    ("aniversário dele é 29 de fevereiro", "02-29"),
 ])
 def test_birthdays_are_read_in_three_languages(text, expected):
     assert memory.read_birthday(text) == expected
@@ -166,7 +171,8 @@ def test_forget_leaves_no_personal_rows_and_events_keep_no_text(demo_runtime):
         kept = session.exec(select(Order)).all()
         events = session.exec(select(ConversionEvent)).all()
     # The order stays for the merchant's accounts, under an id nobody can trace back.
-    assert kept and all(o.user_key == memory.forgotten_key(user) for o in kept)
+    assert kept and all(o.user_key.startswith("forgotten:") for o in kept)
+    assert not {o.user_key.partition(":")[2] for o in kept} & {e.user_hash for e in events}
     dumped = json.dumps([e.model_dump(mode="json") for e in events])
     assert "ana" not in dumped and "jardinagem" not in dumped
 
@@ -307,3 +313,84 @@ def test_a_remembered_name_stands_for_its_person(demo_runtime):
     bot.handle(user_key="web:ana", text="/forget Inês")
     with Session(demo_runtime.engine) as session:
         assert memory.facts(session=session, user_key="web:ana") == []
+
+
+def test_an_impossible_birthday_is_kept_as_its_month_and_shown(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="minha filha faz aniversário dia 31 de fevereiro, "
+               "ela ama livros", market="BR")
+    assert "fevereiro" in _texts(bot.handle(user_key="web:ana", text="/memory"))
+
+
+def test_a_follow_up_for_another_person_does_not_copy_the_first_persons_facts(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="presente para minha mãe, ela faz 60 em março, usa "
+               "tamanho M, nada de perfume", market="BR")
+    bot.handle(user_key="web:ana", text="e para o meu pai?")
+    with Session(demo_runtime.engine) as session:
+        about_dad = [f for f in memory.facts(session=session, user_key="web:ana")
+                     if f.subject == "father"]
+    assert about_dad == []
+
+
+def test_forgetting_a_person_is_not_undone_by_the_next_follow_up(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="minha mãe faz 60 em março e ama jardinagem",
+               market="BR")
+    bot.handle(user_key="web:ana", text="/forget mãe")
+    bot.handle(user_key="web:ana", text="mais barato")
+    with Session(demo_runtime.engine) as session:
+        assert [f for f in memory.facts(session=session, user_key="web:ana")
+                if f.subject == "mother"] == []
+
+
+@pytest.mark.parametrize("action", ["forget", "forget:", "say:/forget", "say:/esquecer"])
+def test_forget_from_a_button_deletes_everything_without_an_error(demo_runtime, action):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="minha mãe ama jardinagem", market="BR")
+    reply = bot.handle(user_key="web:ana", action=action)
+    assert reply.messages
+    assert not any(_personal_rows(demo_runtime.engine, "web:ana").values())
+
+
+def test_a_gift_is_the_person_s_whose_card_was_bought_not_who_is_asked_about_later(
+        demo_runtime):
+    bot = demo_runtime.assistant
+    card = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe que ama "
+                             "jardinagem", market="BR"))[0]
+    confirmation = bot.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0]
+    bot.handle(user_key="web:ana", text="e para o meu pai?")
+    bot.handle(user_key="web:ana", action=confirmation.buttons[0].action)
+    with Session(demo_runtime.engine) as session:
+        given = memory.gifts(session=session, user_key="web:ana")
+    assert [(g.subject, g.title) for g in given] == [("mother", card.title)]
+
+
+def test_a_name_that_is_also_a_colour_does_not_take_over_a_request(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="minha sogra se chama Rosa e ama jardinagem",
+               market="BR")
+    mug = _texts(bot.handle(user_key="web:ana", text="uma caneca rosa"))
+    assert "sogra" not in mug
+    assert "sua sogra" in _texts(bot.handle(user_key="web:ana", text="presente para a Rosa"))
+
+
+def test_purge_leaves_no_personal_row_past_the_retention(demo_runtime):
+    from bot import linking
+    from bot.models import LinkCode, ShopperLink
+    from core.outbox import notify
+
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="minha mãe ama jardinagem", market="BR")
+    with Session(demo_runtime.engine) as session:
+        linking.redeem_code(session, "web:bia", linking.issue_code(session, "web:ana"))
+        linking.issue_code(session, "web:ana")
+        notify(session, user_key="web:ana", text="Seu pedido foi pago")
+        session.commit()
+        later = utcnow() + timedelta(days=400)
+        memory.purge(session=session, retention_days=365, now=later)
+        session.commit()
+        left = {model.__name__: session.exec(select(model)).all()
+                for model in (MemoryFact, Conversation, ShopperProfile, ShopperLink, LinkCode,
+                              Notification, GiftRecord)}
+    assert not any(left.values()), left

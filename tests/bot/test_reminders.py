@@ -114,3 +114,33 @@ def test_a_forgotten_shopper_gets_no_reminder(demo_runtime):
     bot.handle(user_key="web:ana", text="/forget")
     assert run_reminders(bot, now=NOW).sent == 0
     assert _notes(demo_runtime, "web:ana") == []
+
+
+def test_a_birthday_learned_by_month_then_by_day_is_reminded_once(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="o aniversário da minha mãe é em março", market="BR")
+    assert run_reminders(bot, today=date(2027, 2, 20), now=NOW).sent == 1
+    bot.handle(user_key="web:ana", text="o aniversário da minha mãe é dia 8 de março")
+    again = run_reminders(bot, today=date(2027, 3, 1), now=NOW)
+    assert again.sent == 0 and again.skipped == {"already_sent": 1}
+
+
+def test_reminders_off_outlives_forget(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="/reminders off", market="BR")
+    bot.handle(user_key="web:ana", text="/forget")
+    bot.handle(user_key="web:ana", text="o aniversário da minha mãe é dia 10 de dezembro")
+    assert run_reminders(bot, now=NOW).skipped == {"turned_off": 1}
+
+
+def test_a_reminder_becomes_the_request_on_the_table(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="o aniversário da minha mãe é dia 10 de dezembro, "
+               "ela ama jardinagem", market="BR")
+    run_reminders(bot, now=NOW)
+    ideas = bot.pending(user_key="web:ana").messages[0].cards
+    cheaper = bot.handle(user_key="web:ana", text="mais barato")
+    text = "\n".join(m.text for m in cheaper.messages)
+    assert "sua mãe" in text
+    cards = [c for m in cheaper.messages for c in m.cards]
+    assert all(c.price.amount <= min(i.price.amount for i in ideas) for c in cards)
