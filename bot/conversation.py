@@ -27,17 +27,20 @@ from bot.privacy import Command, fact_text, read_command, run_command
 from bot.replies import (
     Message,
     Reply,
+    cheaper_text,
     facts_text,
     help_message,
     no_results_text,
     results_text,
     who,
 )
-from bot.search_requests import build_search_request
+from bot.search_requests import build_search_request, in_colour
 from bot.stores import read_stores
 from catalog.cards import Card, build_cards
+from catalog.explain import INTEREST_LABELS
 from catalog.live import FederatedSearch
 from catalog.models import Merchant
+from catalog.product_types import product_types
 from catalog.search import SearchRequest
 from checkout import service as checkout
 from checkout.rails import PaymentRail
@@ -132,7 +135,8 @@ class Assistant:
             return Recommendation(query=text, market=market, intent=intent, request=request,
                                   cards=[], reply=help_message(intent.language, t).text)
         found = self.search.search(request, language=intent.language, session=session)
-        cards = build_cards(found.ranked, request, market, t)
+        ranked, missing_colour = in_colour(found.ranked, intent)
+        cards = build_cards(ranked, request, market, t)
         budget = Money(request.budget_max, market.currency) \
             if request.budget_max is not None else None
         reply = (results_text(intent, len(cards), budget, market, t) if cards
@@ -159,6 +163,15 @@ class Assistant:
         if tell_about_memory:
             notes.append(t.gettext("I keep what you tell me about people to suggest better "
                                    "gifts. Type /memory to see it and /forget to delete it."))
+        if missing_colour and cards:
+            notes.append(t.gettext("I found nothing in {colour} for that; these are the "
+                                   "closest ideas.").format(colour=missing_colour))
+        if request.stated_interests and not request.product_types and ranked and \
+                not any(r.of_kind for r in ranked):
+            interest = request.stated_interests[0].partition(":")[2]
+            notes.append(t.gettext("I found nothing for someone who loves {interest} there; "
+                                   "these are other ideas.").format(
+                interest=t.gettext(INTEREST_LABELS.get(interest, interest))))
         if found.unanswered:
             notes.append(t.gettext("{shops} did not answer in time, so these ideas come from "
                                    "the other shops.").format(shops=", ".join(found.unanswered)))
@@ -321,6 +334,10 @@ class Assistant:
                      conversation_id=conv.conversation_id, market=market.code,
                      language=conv.language, parser=rec.intent.parser,
                      tokens_in=rec.intent.tokens_in, tokens_out=rec.intent.tokens_out)
+        if step.lowered_to is not None:
+            rec.reply = cheaper_text(rec.intent, bool(rec.cards),
+                                     Money(step.lowered_to, market.currency), market,
+                                     Translator(rec.intent.language))
         _remember_answer(conv, rec, active if step.refines else None)
         return self._show(session, conv, rec, started)
 
@@ -385,8 +402,14 @@ class Assistant:
             market=market.code, currency=market.currency,
             text=product.title, soft_terms=[product.categories, product.title],
             tags=sorted(product.tags), exclude=set(conv.shown) | set(conv.excluded),
-            limit=self.settings.default_card_limit)
+            limit=self.settings.default_card_limit,
+            # More like a book is more books, not whatever else its tags reach.
+            product_types=product_types().find(product.title))
         found = self.search.search(request, language=conv.language, session=session)
+        if not found.ranked and request.product_types:
+            # Nothing else of its kind: the same person and style still make good ideas.
+            request.product_types = []
+            found = self.search.search(request, language=conv.language, session=session)
         cards = build_cards(found.ranked, request, market, t)
         text = t.gettext("More like {title}:").format(title=product.title) if cards else \
             t.gettext("I have nothing else like {title} right now.").format(title=product.title)

@@ -53,7 +53,7 @@ class Plan:
     exclude: set[str] = field(default_factory=set)
     refines: bool = False  # the intent continues the active request
     pick: str | None = None  # the ref of the card the shopper picked
-    lowered_to: int | None = None  # "mais barato": the new ceiling, a preference to keep
+    lowered_to: int | None = None  # "mais barato": what is now too expensive (a preference)
     no_card: bool = False  # a pick that names no card shown ("the fifth one" of three)
 
 
@@ -64,7 +64,7 @@ def plan(text: str, active: ActiveRequest | None, parse: Callable[[str], Intent]
     follow = read_follow_up(text) if active is not None else None
     if active is None or follow is None:
         intent = parse(text)
-        if active is not None and _only_changes(intent):
+        if active is not None and (_only_changes(intent) or _same_person(intent, active)):
             return Plan(intent=_merged(active, intent), said=intent, refines=True,
                         exclude=set(active.cards))
         return Plan(intent=intent, said=intent)
@@ -78,7 +78,9 @@ def plan(text: str, active: ActiveRequest | None, parse: Callable[[str], Intent]
     if follow.kind == FollowUpKind.CHEAPER:
         ceiling = _below(active)
         if ceiling is not None:
-            intent.budget = Budget(currency=currency, max=ceiling, amount=ceiling)
+            # Strictly cheaper: the same price again is not what "mais barato" asked for.
+            below = max(0, ceiling - 1) if active.prices else ceiling
+            intent.budget = Budget(currency=currency, max=below, amount=below)
         return Plan(intent=intent, said=change, refines=True, exclude=set(active.cards),
                     lowered_to=ceiling)
     if follow.kind == FollowUpKind.PRICIER:
@@ -102,6 +104,15 @@ def _only_changes(intent: Intent) -> bool:
     adjusts = (intent.attributes or intent.exclusions or intent.budget or intent.brands
                or intent.avoid_brands or intent.stores or intent.avoid_stores)
     return bool(adjusts) and not asks
+
+
+def _same_person(intent: Intent, active: ActiveRequest) -> bool:
+    """"o que eu dou pra ela?", "un libro para él": a pronoun for the person of the active
+    request (the same gender, or one not known), and no one else named."""
+    person = active.intent
+    return (intent.recipient is None and person.recipient is not None
+            and person.recipient != "self" and intent.gender is not None
+            and person.gender in (None, intent.gender))
 
 
 def _merged(active: ActiveRequest, change: Intent) -> Intent:

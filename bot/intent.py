@@ -242,6 +242,15 @@ _BOUND_RE = re.compile(rf"(?<![a-z0-9])(?P<op>{_MAX_WORDS}|{_MIN_WORDS}|{_AROUND
                        rf"{_AMOUNT}")
 # "$50-$100", "R$100 a R$200": a range written with a dash or "a"/"to" between two amounts.
 _DASH_RANGE_RE = re.compile(rf"(?<![a-z0-9]){_AMOUNT}\s*(?:-|–|a|to|ate|hasta)\s*{_AMOUNT}")
+def _shared_unit(low: tuple[str | None, ...],
+                 high: tuple[str | None, ...]) -> tuple[str | None, ...]:
+    """"entre 50 y 100 lucas", "de 50 a 100 mil": a range's first amount, written bare, takes
+    the unit of the second (thousands, a currency word)."""
+    if low[0] is None and low[2] is None and high[2] is not None:
+        return (low[0], low[1], high[2])
+    return low
+
+
 _PLAIN_RE = re.compile(rf"(?<![a-z0-9]){_AMOUNT}")
 # "like 130 max", "200 no máximo": the ceiling written after the amount.
 _POSTFIX_MAX_RE = re.compile(rf"(?<![a-z0-9]){_AMOUNT}\s*(?:max|maximo|no maximo|como maximo|"
@@ -766,7 +775,7 @@ class RuleIntentParser:
     def _take_budget(self, s: str, intent: Intent, market: Market) -> str:
         match = _RANGE_RE.search(s)
         if match:
-            low = _amount(match.groups()[0:3], market)
+            low = _amount(_shared_unit(match.groups()[0:3], match.groups()[3:6]), market)
             high = _amount(match.groups()[3:6], market)
             if low and high:
                 lo, hi = sorted((low[0], high[0]))
@@ -774,7 +783,7 @@ class RuleIntentParser:
                 return s[:match.start()] + " " + s[match.end():]
         match = _DASH_RANGE_RE.search(s)
         if match and (match.group(1) or match.group(3) or match.group(4) or match.group(6)):
-            low = _amount(match.groups()[0:3], market)
+            low = _amount(_shared_unit(match.groups()[0:3], match.groups()[3:6]), market)
             high = _amount(match.groups()[3:6], market)
             if low and high and low[1] == high[1]:
                 lo, hi = sorted((low[0], high[0]))

@@ -94,6 +94,20 @@ def results_text(intent: Intent, n: int, budget: Money | None, market: Market,
     return text.format(n=n, who=person, budget=limit)
 
 
+def cheaper_text(intent: Intent, found: bool, price: Money, market: Market,
+                 t: Translator) -> str:
+    """The line above cards that answer "mais barato": cheaper than the cheapest shown."""
+    person = who(intent, t)
+    limit = market.format_price(price)
+    if not found:
+        return t.gettext("I have nothing cheaper than {price} for that right now.").format(
+            price=limit)
+    if person:
+        return t.gettext("Cheaper ideas for {who}, under {price}:").format(who=person,
+                                                                          price=limit)
+    return t.gettext("Cheaper ideas, under {price}:").format(price=limit)
+
+
 def no_results_text(intent: Intent, budget: Money | None, market: Market,
                     t: Translator) -> str:
     if budget:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from bot.gift_knowledge import gift_knowledge
 from bot.intent import Intent, attribute_words
 from catalog.product_types import product_types
+from catalog.ranking import RankedProduct
 from catalog.search import SearchRequest
 from catalog.text import fold
 from core.markets import Market
@@ -39,12 +40,15 @@ def build_search_request(intent: Intent, market: Market, *, limit: int,
         else None,
         exclude=set(exclude or ()), limit=limit,
         product_types=list(dict.fromkeys(
-            t for name in intent.product_types for t in kinds.expand(name) or [name])),
+            t for name in _narrowest(intent.product_types)
+            for t in kinds.expand(name) or [name])),
         suggested_types=hints.types, suggested_tags=hints.tags,
         attributes=list(dict.fromkeys(
             w for value in intent.attributes for w in attribute_words(value))),
         brands=list(intent.brands), avoid_brands=list(intent.avoid_brands),
         merchants=list(intent.stores), avoid_merchants=list(intent.avoid_stores),
+        stated_interests=[f"interest:{i}" for i in intent.interests
+                          if f"interest:{i}" not in intent.remembered],
         excluded_terms=list(dict.fromkeys(
             # A kind the data does not know ("velas" from a language model) stands for
             # itself rather than being dropped.
@@ -70,3 +74,30 @@ def product_words(intent: Intent) -> tuple[list[str], list[str]]:
     required = [t for t in terms if kinds.find(t) or t in brand_words
                 or any(ch.isdigit() for ch in t)]
     return required, [t for t in terms if t not in required]
+
+
+def in_colour(ranked: list[RankedProduct], intent: Intent) -> tuple[list[RankedProduct],
+                                                                      str | None]:
+    """Keep only the products whose title names the colour asked for ("em azul"); when none
+    does, keep them all and return the colour's word as the shopper wrote it, so the reply
+    can say it was not found rather than pass other colours off as it."""
+    colours = [a for a in intent.attributes if a.startswith("color:")]
+    if not colours or not ranked:
+        return ranked, None
+    words = {fold(w) for value in colours for w in attribute_words(value)}
+    alternatives = "|".join(map(re.escape, sorted(words)))
+    pattern = re.compile(rf"(?<![a-z])(?:{alternatives})s?(?![a-z])")
+    matching = [r for r in ranked if pattern.search(fold(r.product.title))]
+    if matching:
+        return matching, None
+    said = pattern.search(fold(intent.text))
+    return ranked, said.group(0) if said else sorted(words)[0]
+
+
+def _narrowest(names: list[str]) -> list[str]:
+    """Kinds named, without a group that also holds a type named ("um livro de literatura":
+    books, not every kind of the literature group, e-readers included)."""
+    kinds = product_types()
+    named = set(names)
+    return [n for n in names
+            if not (kinds.is_group(n) and named & set(kinds.expand(n)) - {n})]

@@ -119,6 +119,9 @@ class SearchRequest:
     excluded_terms: list[str] = field(default_factory=list)  # "nada de perfume": filtered
     given: set[str] = field(default_factory=set)  # refs already given to this recipient
     budget_target: int | None = None  # the price named in "around 40 bucks"
+    # Interests the shopper stated for this request ("interest:gardening"), not recalled
+    # from memory: with no kind named, the few cards of a chat fit one of them when any can.
+    stated_interests: list[str] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -134,6 +137,10 @@ class RankedProduct:
     matched_tags: list[str]
     sponsored: bool = False  # shown because its merchant sponsors it: labelled on the card
     doc: int = -1  # its number in the index it was ranked from
+    # It names the kind of product asked for, or (no kind asked) carries an interest asked
+    # for; and whether the catalog has any such product.
+    of_kind: bool = True
+    kind_carried: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,7 @@ class _Wanted:
     tags: list[str]
     suggested_tags: frozenset[str]
     ages: frozenset[str]
+    interests: frozenset[str]
     types: Phrases
     suggested_types: Phrases
     excluded: Phrases
@@ -219,6 +227,7 @@ def _wanted(request: SearchRequest, index: CatalogIndex | None = None) -> _Wante
         terms=terms, term_set=frozenset(terms), soft=soft, tags=tags,
         suggested_tags=frozenset(request.suggested_tags) - set(tags),
         ages=frozenset(t for t in tags if t.startswith("age:")),
+        interests=frozenset(request.stated_interests),
         types=_kind_phrases(tuple(request.product_types)),
         suggested_types=_kind_phrases(tuple(request.suggested_types)) if request.is_open
         else Phrases(),
@@ -244,8 +253,11 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     """
     want = _wanted(request, index)
     soft = want.soft + [s for phrase in want.suggested_types.all for s in phrase]
-    if request.terms and not want.terms and not (soft or want.tags or want.suggested_tags):
-        return []  # the shopper named a product no shop carries: say so, show nothing random
+    if request.terms and not want.terms and not (request.soft_terms or want.tags
+                                                  or want.suggested_tags):
+        # The shopper named a product no shop carries: say so, show nothing random (a colour
+        # or a size alone, "caneca azul" without mugs, is no reason to show blue things).
+        return []
     found = index.match(want.terms, soft, SOFT_TERM_WEIGHT,
                         want.tags + sorted(want.suggested_tags), currency=request.currency,
                         budget_min=request.budget_min, budget_max=request.budget_max)
@@ -283,7 +295,8 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         if terms and not want.wants_accessory and product.accessory_of(named):
             relevance *= ACCESSORY_FACTOR
         words = product.words
-        if want.types and not want.types.found_in(words):
+        of_kind = not want.types or want.types.found_in(words)
+        if not of_kind:
             relevance *= OTHER_TYPE_FACTOR
         product_tags = product.tags
         matched_tags = [t for t in want.tags if t in product_tags]
@@ -298,7 +311,10 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
                  - HEALTH_WEIGHT * (1.0 - product.health))
         if product.ref in request.penalise:
             score -= TURNED_DOWN_PENALTY
-        ranked.append(RankedProduct(product, score, [], matched_tags, doc=i))
+        if not want.types and want.interests:
+            # Without a kind, "a mãe que ama jardinagem" asks for gardening things.
+            of_kind = any(t in want.interests for t in matched_tags)
+        ranked.append(RankedProduct(product, score, [], matched_tags, doc=i, of_kind=of_kind))
         if len(best) < needed:
             heapq.heappush(best, score)
         elif score > best[0]:
@@ -312,6 +328,16 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
                     _near_duplicate(item.product, p) for p in turned_down):
                 item.score -= SIMILAR_TURNED_DOWN_PENALTY
     ranked.sort(key=lambda r: (-r.score, r.product.price_amount, r.product.ref))
+    # A kind (or, with none, an interest stated) counts as carried when any product reached
+    # fits it, even one already shown or over the budget: then "show more" and "cheaper" can
+    # run out, and say so, instead of filling up with what does not fit.
+    carried = (want.types and any(want.types.found_in(index.products[i].words)
+                                  for i in found.candidates)) or (
+        not want.types and want.interests and any(
+            want.interests & index.products[i].tags for i in found.candidates))
+    if carried:
+        for item in ranked:
+            item.kind_carried = True
     # Which words matched is only read to explain the cards, all chosen from the first ones.
     for item in ranked[:needed] + [r for r in ranked[needed:] if r.product.sponsored]:
         item.matched_terms = sorted(hits.get(item.doc, frozenset())
@@ -421,6 +447,15 @@ def choose(ranked: list[RankedProduct], request: SearchRequest) -> list[RankedPr
     `SPONSORED_RATIO` of the first card may take the last card, never the first. Either
     way only one sponsored product is shown.
     """
+    if request.limit <= DIVERSE_CARDS and any(r.kind_carried for r in ranked) and (
+            request.product_types or any(r.of_kind for r in ranked)):
+        # The few cards of a chat are of the kind asked for when the catalog carries it:
+        # once those run out ("mais opções" after the last headphones), no speaker fills
+        # in. With no kind named, they fit the interest stated while any that may be shown
+        # does; past that the closest ideas stay, and the reply says none fits. A longer
+        # list (an evaluation's top 100) is a ranking and keeps its tail.
+        asked = frozenset(request.product_types)
+        ranked = [r for r in ranked if r.of_kind and not _titled_otherwise(r.product.title, asked)]
     passed_over: set[str] = set()
     while True:
         pool = [r for r in ranked if r.product.ref not in passed_over] if passed_over \
@@ -449,6 +484,20 @@ def choose(ranked: list[RankedProduct], request: SearchRequest) -> list[RankedPr
         return (picked[:slot] + [candidate]) if len(picked) >= request.limit \
             else picked + [candidate]
     return picked
+
+
+def _titled_otherwise(title: str, asked: frozenset[str]) -> bool:
+    """Whether the title names kinds and none of them is asked for: a "Kindle" (an e-reader)
+    filed under Books is not a book, whatever its category says."""
+    if not asked:
+        return False
+    named = _title_kinds(title)
+    return bool(named) and not (named & asked)
+
+
+@lru_cache(maxsize=65536)
+def _title_kinds(title: str) -> frozenset[str]:
+    return frozenset(product_types().find(title))
 
 
 def diversify(ranked: list[RankedProduct], limit: int, *, by_kind: bool = False,

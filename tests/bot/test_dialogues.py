@@ -35,38 +35,8 @@ FEATURES = {"cheaper", "pricier", "other", "more", "switch_person", "colour", "e
 # Dialogues the product fails today, each with why: product bugs, not wrong expectations. A
 # dialogue not listed must pass; a listed one that starts passing fails its test until its
 # line is removed, so the list stays honest. The pass rate asserted is therefore "every
-# dialogue but these" (42 of 58 on 2026-11-29; docs/quality.md).
-KNOWN_FAILURES: dict[str, str] = {
-    "pt-02": "'pro meu avo' without the accent is read as grandma (avó) although 'meu' is "
-             "masculine",
-    "pt-03": "'mais opções' after the three headphones shows a speaker instead of saying "
-             "there are no more headphones",
-    "pt-05": "'tem em azul?' shows the same kind of vases, none blue, without saying so",
-    "pt-06": "'nada de eletronico tb' finds nothing: the chat word 'tb' (também) breaks the "
-             "refinement",
-    "pt-11": "'um livro de literatura brasileira' and More like this on a novel show a Kindle "
-             "while other novels are in stock",
-    "pt-15": "'mto caro' shows cards at the same price as the cheapest one shown (the new "
-             "ceiling is inclusive); then 'caixa de som' also finds a 'Caixa de Chás' and a "
-             "LEGO 'Caixa'",
-    "pt-17": "'o que eu dou pra ela?' right after talking about grandma finds nothing: 'ela' "
-             "is not read as the person just named",
-    "es-01": "for a dad who drinks mate, 50 to 100 lucas, a Mafalda book comes before the "
-             "mate set and the thermos",
-    "es-02": "'otra opción' on a book request fills with a body-cream set while books remain; "
-             "'ninguno me convence' is not read as 'show others'",
-    "es-08": "'mejor el primero' starts a new search instead of picking the first card",
-    "es-11": "More like this on a Borges book shows a mate and a board game while books "
-             "remain",
-    "en-01": "'cheaper' for a gardening mom shows a tea and a children's robot kit; 'still too "
-             "pricey' a Rubik's cube",
-    "en-02": "'none of these' on a book request fills with a Dutch oven",
-    "en-05": "'in blue' shows a bundt pan, an indoor garden and a Kindle, none blue, without "
-             "saying so",
-    "en-15": "'cheaper' shows a card at the same price as the cheapest one shown (the new "
-             "ceiling is inclusive)",
-    "en-18": "'actually the third one' starts a new search instead of picking the third card",
-}
+# dialogue but these" (58 of 58 on 2026-11-29; docs/quality.md).
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

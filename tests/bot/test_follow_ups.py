@@ -40,7 +40,8 @@ def test_cheaper_searches_below_the_cheapest_card_without_the_cards_shown():
     step = plan("tem mais barato?", _active("presente para minha mãe até R$200"), _parse,
                 currency="BRL")
     assert step.refines and step.intent.recipient == "mother"
-    assert step.intent.budget.max == 5000 and step.lowered_to == 5000
+    # Strictly cheaper: the cheapest card shown is over the new ceiling.
+    assert step.intent.budget.max == 4999 and step.lowered_to == 5000
     assert step.exclude == {"loja:A", "loja:B", "loja:C"}
 
 
