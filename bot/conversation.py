@@ -53,6 +53,7 @@ from core.settings import Settings
 from ops.events import EventKind, record_event
 
 MAX_REMEMBERED_REFS = 60
+STORE_NAMES_SECONDS = 60.0
 TURN_ATTEMPTS = 3
 
 
@@ -94,6 +95,7 @@ class Assistant:
         self.rails = rails
         self.settings = settings
         self.buying = Buying(search=search, rails=rails, settings=settings)
+        self._stores: dict[str, tuple[float, dict[str, str]]] = {}
 
     # -- recommendation without a conversation ----------------------------------------------
 
@@ -166,12 +168,8 @@ class Assistant:
         if missing_colour and cards:
             notes.append(t.gettext("I found nothing in {colour} for that; these are the "
                                    "closest ideas.").format(colour=missing_colour))
-        if request.stated_interests and not request.product_types and ranked and \
-                not any(r.of_kind for r in ranked):
-            interest = request.stated_interests[0].partition(":")[2]
-            notes.append(t.gettext("I found nothing for someone who loves {interest} there; "
-                                   "these are other ideas.").format(
-                interest=t.gettext(INTEREST_LABELS.get(interest, interest))))
+        if ranked and not any(r.of_kind for r in ranked):
+            notes.extend(_nothing_that_fits(request, intent.language, t))
         if found.unanswered:
             notes.append(t.gettext("{shops} did not answer in time, so these ideas come from "
                                    "the other shops.").format(shops=", ".join(found.unanswered)))
@@ -188,10 +186,7 @@ class Assistant:
     def understand(self, text: str, *, market: Market, language: str | None = None,
                    session: Session | None = None) -> Intent:
         """Parse a message, the market's store names read first (see `bot.stores`)."""
-        with joined_or_own(self.engine, session) as reader:
-            names = {m.slug: m.name for m in reader.exec(
-                select(Merchant).where(Merchant.market == market.code))}
-        stores = read_stores(text, names)
+        stores = read_stores(text, self._store_names(market.code, session))
         named = stores.liked or stores.avoided
         intent = self.parser.parse(stores.text if named else text, market=market,
                                    language=language)
@@ -199,6 +194,19 @@ class Assistant:
             intent.text = text
             intent.stores, intent.avoid_stores = stores.liked, stores.avoided
         return intent
+
+    def _store_names(self, market: str, session: Session | None) -> dict[str, str]:
+        """The market's merchants by slug, read at most every `STORE_NAMES_SECONDS`: a
+        query per message cost a tenth of a request for names that rarely change."""
+        now = time.monotonic()
+        cached = self._stores.get(market)
+        if cached is not None and now - cached[0] < STORE_NAMES_SECONDS:
+            return cached[1]
+        with joined_or_own(self.engine, session) as reader:
+            names = {m.slug: m.name for m in reader.exec(
+                select(Merchant).where(Merchant.market == market))}
+        self._stores[market] = (now, names)
+        return names
 
     def search_request(self, intent: Intent, market: Market, *, limit: int | None = None,
                        exclude: set[str] | None = None) -> SearchRequest:
@@ -440,6 +448,21 @@ class Assistant:
         rec.reply = t.gettext("Got it. Some other options:") if rec.cards else \
             t.gettext("Got it. I have no other options for that right now.")
         return self._show(session, conv, rec, started)
+
+
+def _nothing_that_fits(request: SearchRequest, language: str, t: Translator) -> list[str]:
+    """Say that no card is of the kind, or for the interest, asked for (they are the closest
+    ideas), rather than pass them off as what was asked."""
+    if request.product_types:
+        kind = product_types().label(request.product_types[0], language)
+        return [t.gettext("I found no {kind} for that; these are the closest ideas.")
+                .format(kind=kind)]
+    if request.stated_interests:
+        interest = request.stated_interests[0].partition(":")[2]
+        return [t.gettext("I found nothing for someone who loves {interest} there; these "
+                          "are other ideas.").format(
+            interest=t.gettext(INTEREST_LABELS.get(interest, interest)))]
+    return []
 
 
 def _remember_answer(conv: Conversation, rec: Recommendation,

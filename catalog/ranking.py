@@ -328,13 +328,19 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
                     _near_duplicate(item.product, p) for p in turned_down):
                 item.score -= SIMILAR_TURNED_DOWN_PENALTY
     ranked.sort(key=lambda r: (-r.score, r.product.price_amount, r.product.ref))
-    # A kind (or, with none, an interest stated) counts as carried when any product reached
-    # fits it, even one already shown or over the budget: then "show more" and "cheaper" can
-    # run out, and say so, instead of filling up with what does not fit.
-    carried = (want.types and any(want.types.found_in(index.products[i].words)
-                                  for i in found.candidates)) or (
-        not want.types and want.interests and any(
-            want.interests & index.products[i].tags for i in found.candidates))
+    # A kind (or, with none, an interest stated) counts as carried when a product that may be
+    # shown fits it, or one the request leaves out because it was already shown: then "show
+    # more" and "cheaper" can run out, and say so, instead of filling up with what does not
+    # fit. (Looking at the products left out, not at every candidate, keeps this cheap.)
+    carried = False
+    if want.types or want.interests:
+        def fits(product: IndexedProduct) -> bool:
+            if want.types:
+                return want.types.found_in(product.words)
+            return bool(want.interests & product.tags)
+
+        carried = any(r.of_kind for r in ranked) or any(
+            fits(p) for p in map(index.get, request.exclude) if p is not None)
     if carried:
         for item in ranked:
             item.kind_carried = True

@@ -243,3 +243,32 @@ def test_a_store_ruled_out_or_not_asked_for_is_never_shown_and_a_liked_one_ranks
     assert _ids(_rank(rows, terms=["caneca"], liked_merchants=["outra"], limit=2))[0] == \
         "THERE"
     assert _ids(_rank(rows, terms=["caneca"], liked_merchants=["loja"], limit=2))[0] == "HERE"
+
+
+def test_a_chats_cards_are_of_the_kind_asked_for_and_a_long_list_keeps_its_tail():
+    rows = [_row("HEAD", "Fone de ouvido bluetooth", categories="Áudio"),
+            _row("SPEAKER", "Caixa de som bluetooth", categories="Áudio")]
+    asked = dict(terms=["fone", "bluetooth"], product_types=["headphones"])
+    assert _ids(_rank(rows, limit=3, **asked)) == ["HEAD"]
+    assert _ids(_rank(rows, limit=10, **asked)) == ["HEAD", "SPEAKER"]
+    # Once the headphones were shown, "show more" finds no more rather than a speaker.
+    assert _ids(_rank(rows, limit=3, exclude={"loja:HEAD"}, **asked)) == []
+
+
+def test_a_title_naming_another_kind_is_not_of_the_kind_its_category_says():
+    rows = [_row("NOVEL", "Livro Torto Arado", categories="Livros > Romance"),
+            _row("KINDLE", "Kindle 16 GB", categories="Livros > Leitores digitais")]
+    assert _ids(_rank(rows, terms=["livro"], product_types=["book"], limit=3)) == ["NOVEL"]
+
+
+def test_with_no_kind_named_the_cards_fit_the_interest_stated_while_any_can():
+    rows = [_row("GARDEN", "Regador", tags=["interest:gardening", "recipient:mother"]),
+            _row("TEA", "Chá", 4000, tags=["recipient:mother"], rating=5.0, count=900)]
+    stated = dict(tags=["recipient:mother", "interest:gardening"],
+                  stated_interests=["interest:gardening"], limit=3)
+    assert _ids(_rank(rows, **stated)) == ["GARDEN"]
+    # Remembered interests rank but do not restrict.
+    assert set(_ids(_rank(rows, tags=["recipient:mother", "interest:gardening"],
+                          limit=3))) == {"GARDEN", "TEA"}
+    # When nothing for the interest may be shown (over the budget), the closest ideas stay.
+    assert _ids(_rank(rows, budget_max=5000, **stated)) == ["TEA"]
