@@ -135,12 +135,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from core.settings import Settings
     from vitrine.runtime import build_runtime
 
+    if sum(bool(x) for x in (args.gifts, args.dialogues,
+                             args.feed or args.market or args.judgments)) > 1:
+        raise VitrineError("give one of --gifts FILE, --dialogues FILE or "
+                           "--feed/--market/--judgments")
     if args.gifts:
-        if args.feed or args.market or args.judgments:
-            raise VitrineError("give either --gifts FILE or --feed/--market/--judgments")
         return eval_gifts(Path(args.gifts), as_json=args.json)
+    if args.dialogues:
+        from vitrine.dialogues import run_file
+
+        report = run_file(Path(args.dialogues))
+        print(json.dumps(report.as_dict(), ensure_ascii=False) if args.json
+              else report.as_text(verbose=args.verbose))
+        return 0
     if not (args.feed and args.market and args.judgments):
-        raise VitrineError("give --gifts FILE, or --feed FILE --market M --judgments FILE")
+        raise VitrineError("give --gifts FILE, --dialogues FILE, or --feed FILE --market M "
+                           "--judgments FILE")
     market = get_market(args.market)
     judgments = load_judgments(Path(args.judgments))
     with tempfile.TemporaryDirectory(prefix="vitrine-eval-") as tmp:
@@ -247,14 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_merchant_parsers(sub)
 
     ev = sub.add_parser("eval", help="precision@3 and nDCG@k of a feed against judgments, "
-                                     "or of the demo catalog against a gift set")
+                                     "or of the demo catalog against a gift set or dialogues")
     ev.add_argument("--feed")
     ev.add_argument("--market")
     ev.add_argument("--judgments", help="CSV with query,product_id,rating")
     ev.add_argument("--k", type=int, default=10)
     ev.add_argument("--base-url", help="resolve site-relative links in the feed against it")
     ev.add_argument("--gifts", help="a labelled gift set (JSONL), run on the demo catalog")
-    ev.add_argument("--json", action="store_true", help="the gift report as JSON")
+    ev.add_argument("--dialogues", help="scripted multi-turn dialogues (JSONL), played "
+                                        "through the chat API on the demo catalog")
+    ev.add_argument("--verbose", action="store_true",
+                    help="with --dialogues: every failure and its transcript")
+    ev.add_argument("--json", action="store_true", help="the gift or dialogue report as JSON")
     ev.set_defaults(func=cmd_eval)
 
     mem = sub.add_parser("memory", help="shoppers' memory: retention")

@@ -279,6 +279,6 @@ def test_eval_gifts_with_a_bad_file_says_why_without_a_traceback(capsys, tmp_pat
 
 def test_eval_needs_one_mode(capsys, tmp_path):
     code, _, err = run(capsys, "eval")
-    assert code == 1 and "--gifts FILE, or --feed" in err
+    assert code == 1 and "--gifts FILE, --dialogues FILE, or --feed" in err
     code, _, err = run(capsys, "eval", "--gifts", str(GIFT_SET), "--market", "BR")
-    assert code == 1 and "either --gifts" in err
+    assert code == 1 and "one of --gifts" in err

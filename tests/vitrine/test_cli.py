@@ -359,3 +359,19 @@ def test_reminders_run_reports_what_it_sent(db, capsys):
     assert json.loads(out) == {"sent": 0, "skipped": {"already_sent": 1}}
     code, _, err = run(capsys, "reminders", "run", "--today", "tomorrow")
     assert code == 1 and "--today" in err
+
+
+def test_eval_dialogues_plays_a_dialogue_file_and_reports_the_pass_rate(tmp_path, capsys):
+    dialogue = {"id": "pt-x", "language": "pt", "market": "BR", "turns": [
+        {"say": "presente para minha mãe que ama jardinagem",
+         "expect": {"cards_min": 1, "recipient_in_reply": "mother"}},
+        {"say": "mais barato", "expect": {"all_below_previous_cheapest": True}}]}
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(dialogue, ensure_ascii=False) + "\n", "utf-8")
+    code, out, _ = run(capsys, "eval", "--dialogues", str(path), "--json")
+    assert code == 0 and json.loads(out)["rates"]["overall"] == {"passed": 1, "played": 1}
+    path.write_text("{not json\n", "utf-8")
+    code, _, err = run(capsys, "eval", "--dialogues", str(path))
+    assert code == 1 and "line 1" in err
+    code, _, err = run(capsys, "eval", "--dialogues", str(path), "--gifts", str(path))
+    assert code == 1 and "one of" in err

@@ -1,5 +1,5 @@
 """Scripted multi-turn dialogues through the chat API (issue 5): the shipped set, the checks,
-and `python -m bot.dialogues`."""
+and `python -m vitrine.dialogues`."""
 
 import asyncio
 import json
@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.dialogues import (
+from core.errors import InvalidInput
+from vitrine.dialogues import (
     CHECKS,
     DialogueReport,
     DialogueState,
@@ -22,7 +23,6 @@ from bot.dialogues import (
     run_dialogue,
     run_dialogues,
 )
-from core.errors import InvalidInput
 
 DIALOGUES = Path(__file__).resolve().parents[1] / "data" / "dialogues" / "dialogues.jsonl"
 MARKET_LANGUAGE = {"BR": "pt", "AR": "es", "US": "en"}

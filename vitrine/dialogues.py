@@ -7,7 +7,7 @@ against the real FastAPI app (`POST /api/chat` over httpx's ASGI transport), eve
 fresh copy of the demo catalog, and `DialogueReport` gives the pass rate overall and per
 language, with the turn, the check and what the shopper saw for every failure:
 
-    python -m bot.dialogues tests/data/dialogues/dialogues.jsonl [--verbose | --json]
+    python -m vitrine.dialogues tests/data/dialogues/dialogues.jsonl [--verbose | --json]
 
 `CHECKS` is the whole vocabulary of expectations, one line each. Texts compare lower-case and
 without accents; a title word matches a whole word of the title or its plural ("livro" matches
@@ -444,8 +444,8 @@ async def run_dialogues(dialogues: list[Dialogue], chat: ChatClient) -> Dialogue
 def demo_chat(workdir: Path) -> ChatClient:
     """Clients of the real app, each on a fresh copy of the demo catalog kept in `workdir`.
 
-    The app is composed in `vitrine`, which sits above `bot`: it is imported here, for this
-    command only, so that the rest of the module runs against any chat API.
+    The app is imported here, not at the top, so that the rest of the module runs against
+    any chat API without building one.
     """
     from core.settings import Settings
     from vitrine.app import create_app
@@ -536,8 +536,8 @@ class DialogueReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bot.dialogues FILE [--json]`: play the dialogues and print the pass rates."""
-    parser = argparse.ArgumentParser(prog="python -m bot.dialogues", description=__doc__
+    """`python -m vitrine.dialogues FILE [--json]`: play the dialogues and print the pass rates."""
+    parser = argparse.ArgumentParser(prog="python -m vitrine.dialogues", description=__doc__
                                      .split("\n\n")[0])
     parser.add_argument("path", type=Path)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
