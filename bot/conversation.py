@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bot import linking, memory
+from bot import erasure, linking, memory
 from bot.buying import Buying
 from bot.follow_ups import ActiveRequest, plan
 from bot.intent import Intent, IntentParser
@@ -239,7 +239,7 @@ class Assistant:
                     else:
                         messages.append(help_message(conv.language, Translator(conv.language)))
                     # "/forget" deleted the conversation itself: nothing of it is written back.
-                    if conv.user_key not in session.info.get(memory.FORGOTTEN, ()):
+                    if conv.user_key not in session.info.get(erasure.FORGOTTEN, ()):
                         conv.updated_at = utcnow()
                         session.add(conv)
                 return Reply(messages=messages)

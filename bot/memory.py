@@ -10,33 +10,26 @@ What reaches ranking is never the raw history: `summarize` selects, for one requ
 about the person it names and the shopper's own preferences, newest first within a fixed
 budget (`MAX_SUMMARY_FACTS` facts, `MAX_SUMMARY_TOKENS` tokens), however much is stored.
 
-Everything here is the shopper's: `facts`/`gifts` list it for `/memory` and `/export`,
-`forget` deletes it for real, `purge` deletes what is older than the retention period.
+Everything here is the shopper's: `facts`/`gifts` list it for `/memory` and `/export`;
+`bot.erasure` deletes it for real on `/forget` and after the retention period.
 """
 
 from __future__ import annotations
 
-import calendar
 import re
-import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 
-from babel.dates import get_month_names
-from sqlalchemy import case, delete
+from sqlalchemy import case
 from sqlmodel import Session, col, select
 
-from bot import linking
+from bot.birthdays import read_birthday
 from bot.intent import Intent, attribute_words, lexicon
 from bot.models import (
-    Conversation,
     GiftRecord,
-    LinkCode,
     MemoryFact,
-    ReminderSent,
-    ShopperLink,
     ShopperProfile,
 )
 from catalog.product_types import product_types
@@ -44,7 +37,6 @@ from catalog.search import SearchRequest
 from catalog.text import fold
 from checkout.models import Order, OrderStatus
 from core.db import utcnow
-from core.outbox import Notification
 
 SHOPPER = "shopper"  # the subject of the shopper's own preferences
 MAX_SUMMARY_FACTS = 30
@@ -200,54 +192,6 @@ def record_gift(*, session: Session, user_key: str, subject: str, order_id: str)
     if session.exec(select(GiftRecord).where(GiftRecord.order_id == order_id)).first():
         return
     session.add(GiftRecord(user_key=user_key, subject=subject, order_id=order_id))
-
-
-@lru_cache
-def _months() -> dict[str, int]:
-    """Month names in the three languages, folded ("marco" and "march" -> 3)."""
-    names: dict[str, int] = {}
-    for locale in ("pt_BR", "es", "en"):
-        for number, name in get_month_names("wide", locale=locale).items():
-            names[fold(name)] = number
-        for number, name in get_month_names("abbreviated", locale=locale).items():
-            short = fold(name).rstrip(".")
-            if len(short) >= 3 and short not in ("mar", "may"):  # "mar" is the sea in pt/es
-                names.setdefault(short, number)
-    return names
-
-
-# A birthday word, or a verb of turning an age ("faz 60", "turns 70", "cumple 80").
-_BIRTHDAY_WORDS = (r"aniversario|aniver|niver|nasceu|nascida|nascido|cumpleanos|cumple anos|"
-                   r"nacio|nacida|nacido|birthday|bday|born|"
-                   r"(?:faz|fara|completa|cumple|cumplira|turns|will turn)\s+\d{1,3}")
-# What may stand between the birthday word and its date: a few words, no sentence break.
-_GAP = r"(?:[^.!?;\n]{0,40}?)"
-
-
-def read_birthday(text: str) -> str | None:
-    """The birthday a message states: "03" for "faz 60 em março", "03-15" for "aniversário
-    dia 15 de março"; None when no date follows a birthday word closely ("she may like
-    yoga", "minha mãe faz yoga em maio"), or for a day the month does not have."""
-    folded = fold(text)
-    months = _months()
-    names = "|".join(sorted(map(re.escape, months), key=len, reverse=True))
-    # The month comes with a preposition or a day ("em março", "in May", "on May 3",
-    # "15 de março", "dia 15 de marzo", "May 3rd"), soon after the birthday word.
-    found = re.search(
-        rf"\b(?:{_BIRTHDAY_WORDS})\b{_GAP}"
-        rf"(?:\b(?P<day>\d{{1,2}})(?:st|nd|rd|th|o|º)?\s+(?:de\s+|of\s+)?(?P<m1>{names})\b"
-        rf"|\b(?:em|no|en|el|in|on|de|dia|day)\s+(?P<m2>{names})\b"
-        rf"(?:\s+(?P<after>\d{{1,2}})(?:st|nd|rd|th)?\b(?!\s*(?:anos|years|anos)))?)",
-        folded)
-    if not found:
-        return None
-    month = months[found.group("m1") or found.group("m2")]
-    day = found.group("day") or found.group("after")
-    if day is None:
-        return f"{month:02d}"
-    if not 1 <= int(day) <= calendar.monthrange(2000, month)[1]:  # 2000 has a 29 February
-        return f"{month:02d}"
-    return f"{month:02d}-{int(day):02d}"
 
 
 # -- using it --------------------------------------------------------------------------------
@@ -428,101 +372,3 @@ def should_tell_about_memory(*, session: Session, user_key: str) -> bool:
     profile.memory_notice_at = utcnow()
     session.add(profile)
     return True
-
-
-FORGOTTEN = "forgotten_accounts"  # session.info key: accounts whose rows `forget` deleted
-
-
-def forget(*, session: Session, user_key: str, subject: str | None = None) -> int:
-    """Delete what is remembered: everything about the shopper, or one person.
-
-    `user_key` is the account asking; linked accounts share its memory (`bot.linking`), so
-    forgetting everything covers all of them: the facts, gift history, reminders sent, links,
-    every linked account's conversation, queued messages and privacy state. Each of their
-    orders is kept for the merchant's accounts under a new random id that leads back to no
-    one. Conversion events hold only pseudonymous ids and hashes. The accounts are listed in
-    `session.info[FORGOTTEN]`, so the caller writes nothing of them back.
-
-    Forgetting one person deletes their facts, gifts and reminders, the request being refined
-    when it was for them, and reminders about them still waiting to be delivered.
-
-    Returns how many facts and gifts were deleted.
-    """
-    owner = linking.owner_of(session, user_key)
-    accounts = linking.accounts_of(session, owner)
-    if user_key not in accounts:
-        accounts.append(user_key)
-    fact_query = delete(MemoryFact).where(col(MemoryFact.user_key) == owner)
-    gift_query = delete(GiftRecord).where(col(GiftRecord.user_key) == owner)
-    reminders = delete(ReminderSent).where(col(ReminderSent.user_key).in_(accounts))
-    if subject is not None:
-        fact_query = fact_query.where(col(MemoryFact.subject) == subject)
-        gift_query = gift_query.where(col(GiftRecord.subject) == subject)
-        reminders = reminders.where(col(ReminderSent.subject) == subject)
-    count = session.exec(fact_query).rowcount  # type: ignore[call-overload]
-    count += session.exec(gift_query).rowcount  # type: ignore[call-overload]
-    session.exec(reminders)  # type: ignore[call-overload]
-    if subject is not None:
-        _forget_person_in_flight(session, accounts, subject)
-        return int(count)
-    linking.unlink_all(session, owner)
-    for model, key in ((Conversation, Conversation.user_key),
-                       (Notification, Notification.user_key),
-                       (ShopperProfile, ShopperProfile.user_key)):
-        session.exec(delete(model).where(  # type: ignore[call-overload]
-            col(key).in_(accounts)))
-    for order in session.exec(select(Order).where(col(Order.user_key).in_(accounts))).all():
-        order.user_key = forgotten_key()
-        session.add(order)
-    session.info.setdefault(FORGOTTEN, set()).update(accounts)
-    return int(count)
-
-
-def _forget_person_in_flight(session: Session, accounts: list[str], subject: str) -> None:
-    """Drop the active request and undelivered reminders that are about `subject`."""
-    for conv in session.exec(select(Conversation).where(
-            col(Conversation.user_key).in_(accounts))).all():
-        if (conv.last_query.get("intent") or {}).get("recipient") == subject:
-            conv.last_query = {}
-            session.add(conv)
-    for note in session.exec(select(Notification).where(
-            col(Notification.user_key).in_(accounts),
-            col(Notification.delivered_at).is_(None))).all():
-        if (note.request or {}).get("recipient") == subject:
-            session.delete(note)
-
-
-def forgotten_key() -> str:
-    """The id an order keeps after its shopper asked to be forgotten: random, so it joins
-    neither the conversion events nor the shopper's other orders."""
-    return "forgotten:" + secrets.token_hex(16)
-
-
-def purge(*, session: Session, retention_days: int, now: datetime | None = None) -> int:
-    """Delete personal data older than the retention period; returns how many rows went.
-
-    Facts, gift records, reminder records, conversations idle that long and queued messages
-    that old go; so do expired link codes, and the links and privacy state of accounts left
-    with no conversation. Orders stay (merchants' accounts); reminder opt-outs stay (they
-    hold only a hash, and exist to be remembered).
-    """
-    now = now or utcnow()
-    cutoff = now - timedelta(days=retention_days)
-    count = 0
-    for model, stamp in ((MemoryFact, MemoryFact.created_at),
-                         (GiftRecord, GiftRecord.created_at),
-                         (ReminderSent, ReminderSent.created_at),
-                         (Conversation, Conversation.updated_at),
-                         (Notification, Notification.created_at),
-                         (LinkCode, LinkCode.expires_at)):
-        limit = now if model is LinkCode else cutoff
-        count += session.exec(delete(model).where(  # type: ignore[call-overload]
-            col(stamp) < limit)).rowcount
-    talking = select(Conversation.user_key)
-    count += session.exec(delete(ShopperProfile).where(  # type: ignore[call-overload]
-        col(ShopperProfile.created_at) < cutoff,
-        col(ShopperProfile.user_key).not_in(talking))).rowcount
-    count += session.exec(delete(ShopperLink).where(  # type: ignore[call-overload]
-        col(ShopperLink.created_at) < cutoff, col(ShopperLink.user_key).not_in(talking),
-        col(ShopperLink.owner_key).not_in(talking))).rowcount
-    return int(count)

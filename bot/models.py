@@ -1,5 +1,5 @@
 """Conversation tables: per-shopper state, remembered facts, gifts given and the shopper's
-privacy settings. Everything here is personal data: `bot.memory.forget` deletes it."""
+privacy settings. Everything here is personal data: `bot.erasure` deletes it."""
 
 from __future__ import annotations
 

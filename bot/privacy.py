@@ -2,7 +2,7 @@
 `/link [code]`, typed as chat text on any channel, answered in the shopper's language.
 
 These follow the data-subject rights of LGPD and GDPR: access (`/memory` in words, `/export`
-as JSON), erasure (`/forget` deletes for real; see `bot.memory.forget`).
+as JSON), erasure (`/forget` deletes for real; see `bot.erasure`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from babel.dates import format_date, format_skeleton
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from bot import linking, memory
+from bot import erasure, linking, memory
 from bot.intent import RuleIntentParser
 from bot.memory import SHOPPER, FactKind
 from bot.models import Conversation, MemoryFact, ReminderOptOut
@@ -209,7 +209,7 @@ def run_command(command: Command, *, session: Session, user_key: str, market: Ma
         return [Message(text=t.gettext("All the data I keep about you, as JSON:")),
                 Message(text=data)]
     if not command.argument:
-        count = memory.forget(session=session, user_key=user_key)
+        count = erasure.forget(session=session, user_key=user_key)
         return [Message(text=t.ngettext(
             "Done: I deleted {n} thing I remembered about you, and our conversation.",
             "Done: I deleted {n} things I remembered about you, and our conversation.",
@@ -224,7 +224,7 @@ def run_command(command: Command, *, session: Session, user_key: str, market: Ma
         if people:
             text += " " + t.gettext("I remember: {people}.").format(people=people)
         return [Message(text=text)]
-    count = memory.forget(session=session, user_key=user_key, subject=subject)
+    count = erasure.forget(session=session, user_key=user_key, subject=subject)
     return [Message(text=t.ngettext(
         "Done: I deleted {n} thing I remembered about {who}.",
         "Done: I deleted {n} things I remembered about {who}.", count).format(

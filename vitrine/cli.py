@@ -198,7 +198,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_memory_purge(args: argparse.Namespace) -> int:
-    from bot import memory
+    from bot import erasure
     from core.db import session_scope
 
     runtime = _runtime()
@@ -206,7 +206,7 @@ def cmd_memory_purge(args: argparse.Namespace) -> int:
     if not 1 <= days <= 36500:
         raise VitrineError("--days must be between 1 and 36500")
     with session_scope(runtime.engine) as session:
-        deleted = memory.purge(session=session, retention_days=days)
+        deleted = erasure.purge(session=session, retention_days=days)
     print(json.dumps({"retention_days": days, "deleted": deleted}))
     return 0
 

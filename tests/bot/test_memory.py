@@ -6,7 +6,8 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from bot import memory
+from bot import erasure, memory
+from bot.birthdays import read_birthday
 from bot.intent import RuleIntentParser
 from bot.memory import SHOPPER, FactKind
 from bot.models import Conversation, GiftRecord, MemoryFact, ShopperProfile
@@ -65,7 +66,7 @@ def _personal_rows(engine, user_key):
     ("aniversário dele é 29 de fevereiro", "02-29"),
 ])
 def test_birthdays_are_read_in_three_languages(text, expected):
-    assert memory.read_birthday(text) == expected
+    assert read_birthday(text) == expected
 
 
 @pytest.mark.parametrize(("text", "name", "argument"), [
@@ -232,7 +233,7 @@ def test_purge_deletes_what_is_older_than_the_retention(runtime):
                                created_at=old))
         session.add(MemoryFact(user_key="web:ana", subject="father", kind="age", value="62"))
         session.commit()
-        assert memory.purge(session=session, retention_days=365) == 1
+        assert erasure.purge(session=session, retention_days=365) == 1
         session.commit()
         left = [f.subject for f in memory.facts(session=session, user_key="web:ana")]
     assert left == ["father"]
@@ -388,7 +389,7 @@ def test_purge_leaves_no_personal_row_past_the_retention(demo_runtime):
         notify(session, user_key="web:ana", text="Seu pedido foi pago")
         session.commit()
         later = utcnow() + timedelta(days=400)
-        memory.purge(session=session, retention_days=365, now=later)
+        erasure.purge(session=session, retention_days=365, now=later)
         session.commit()
         left = {model.__name__: session.exec(select(model)).all()
                 for model in (MemoryFact, Conversation, ShopperProfile, ShopperLink, LinkCode,
