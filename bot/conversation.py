@@ -23,21 +23,19 @@ from bot.follow_ups import ActiveRequest, plan
 from bot.intent import Intent, IntentParser
 from bot.llm_replies import ReplyPhraser
 from bot.models import Conversation, MemoryFact
-from bot.privacy import Command, fact_text, read_command, run_command
+from bot.notes import recommendation_notes
+from bot.privacy import Command, read_command, run_command
 from bot.replies import (
     Message,
     Reply,
     cheaper_text,
-    facts_text,
     help_message,
     no_results_text,
     results_text,
-    who,
 )
 from bot.search_requests import build_search_request, in_colour
 from bot.stores import read_stores
 from catalog.cards import Card, build_cards
-from catalog.explain import INTEREST_LABELS
 from catalog.live import FederatedSearch
 from catalog.models import Merchant
 from catalog.product_types import product_types
@@ -47,7 +45,7 @@ from checkout.rails import PaymentRail
 from core.db import joined_or_own, session_scope, utcnow
 from core.i18n import Translator, language_of
 from core.markets import Market, get_market
-from core.money import Money, format_money
+from core.money import Money
 from core.outbox import Notification, take_pending
 from core.settings import Settings
 from ops.events import EventKind, record_event
@@ -150,36 +148,12 @@ class Assistant:
             reply = phrased.text
             intent.tokens_in += phrased.tokens_in
             intent.tokens_out += phrased.tokens_out
-        notes = []
-        person = who(intent, t)
-        about_person = [f for f in learned if f.subject == intent.recipient]
-        if about_person and person:
-            notes.append(t.gettext("Noted about {who}: {facts}. I will remember it.").format(
-                who=person, facts=", ".join(fact_text(f, market, t) for f in about_person)))
-        elif intent.remembered and person:
-            notes.append(t.gettext("I remembered about {who}: {facts}.").format(
-                who=person, facts=facts_text(intent, t, intent.remembered)))
-        if remembered is not None and remembered.gifts and person:
-            notes.append(t.gettext("Last time you gave {who} {title}, so I left it out.")
-                         .format(who=person, title=remembered.gifts[0].title))
-        if tell_about_memory:
-            notes.append(t.gettext("I keep what you tell me about people to suggest better "
-                                   "gifts. Type /memory to see it and /forget to delete it."))
-        if missing_colour and cards:
-            notes.append(t.gettext("I found nothing in {colour} for that; these are the "
-                                   "closest ideas.").format(colour=missing_colour))
-        if ranked and not any(r.of_kind for r in ranked):
-            notes.extend(_nothing_that_fits(request, intent.language, t))
-        if found.unanswered:
-            notes.append(t.gettext("{shops} did not answer in time, so these ideas come from "
-                                   "the other shops.").format(shops=", ".join(found.unanswered)))
-        if intent.budget and intent.budget.currency != market.currency:
-            limit_amount = intent.budget.max if intent.budget.max is not None \
-                else intent.budget.min or 0
-            notes.append(t.gettext(
-                "Prices here are in {currency}, so I could not use your budget of {budget}.")
-                .format(currency=market.currency, budget=format_money(
-                    Money(limit_amount, intent.budget.currency), market.locale)))
+        notes = recommendation_notes(
+            intent=intent, request=request, market=market, t=t, learned=learned,
+            remembered=remembered, tell_about_memory=tell_about_memory,
+            missing_colour=missing_colour if cards else None,
+            none_fits=bool(ranked) and not any(r.of_kind for r in ranked),
+            unanswered=found.unanswered)
         return Recommendation(query=text, market=market, intent=intent, request=request,
                               cards=cards, reply=reply, notes=notes)
 
@@ -448,21 +422,6 @@ class Assistant:
         rec.reply = t.gettext("Got it. Some other options:") if rec.cards else \
             t.gettext("Got it. I have no other options for that right now.")
         return self._show(session, conv, rec, started)
-
-
-def _nothing_that_fits(request: SearchRequest, language: str, t: Translator) -> list[str]:
-    """Say that no card is of the kind, or for the interest, asked for (they are the closest
-    ideas), rather than pass them off as what was asked."""
-    if request.product_types:
-        kind = product_types().label(request.product_types[0], language)
-        return [t.gettext("I found no {kind} for that; these are the closest ideas.")
-                .format(kind=kind)]
-    if request.stated_interests:
-        interest = request.stated_interests[0].partition(":")[2]
-        return [t.gettext("I found nothing for someone who loves {interest} there; these "
-                          "are other ideas.").format(
-            interest=t.gettext(INTEREST_LABELS.get(interest, interest)))]
-    return []
 
 
 def _remember_answer(conv: Conversation, rec: Recommendation,
