@@ -78,33 +78,22 @@ def test_reminders_off_is_respected_until_turned_on(demo_runtime):
     assert run_reminders(bot, now=NOW).sent == 1
 
 
-def test_whatsapp_after_24_hours_gets_the_template(demo_runtime):
+@pytest.mark.parametrize(("hours", "template"), [(30, TEMPLATE), (2, None)])
+def test_whatsapp_past_its_24_hour_window_gets_the_template(demo_runtime, hours, template):
     bot = demo_runtime.assistant
     user = "whatsapp:5511999990000"
     bot.handle(user_key=user, text="o aniversário da minha mãe é dia 10 de dezembro",
                market="BR")
     with Session(demo_runtime.engine) as session:
         conv = session.get(Conversation, user)
-        conv.updated_at = NOW - timedelta(hours=30)
+        conv.updated_at = NOW - timedelta(hours=hours)
         session.add(conv)
         session.commit()
     assert run_reminders(bot, now=NOW).sent == 1
     [note] = _notes(demo_runtime, user)
-    assert note.template == TEMPLATE
-    assert note.template_params[0] == "sua mãe" and "dezembro" in note.template_params[2]
-
-
-def test_whatsapp_inside_24_hours_gets_free_text(demo_runtime):
-    bot = demo_runtime.assistant
-    user = "whatsapp:5511999990000"
-    bot.handle(user_key=user, text="o aniversário da minha mãe é dia 10 de dezembro",
-               market="BR")
-    with Session(demo_runtime.engine) as session:
-        last = session.get(Conversation, user).updated_at
-    run_reminders(bot, now=(last if last.tzinfo else last.replace(tzinfo=NOW.tzinfo))
-                  + timedelta(hours=2))
-    [note] = _notes(demo_runtime, user)
-    assert note.template is None
+    assert note.template == template
+    if template:
+        assert note.template_params[0] == "sua mãe" and "dezembro" in note.template_params[2]
 
 
 def test_a_forgotten_shopper_gets_no_reminder(demo_runtime):
