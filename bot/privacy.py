@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
+from babel import Locale
 from babel.dates import format_date, format_skeleton
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
@@ -122,10 +123,13 @@ def memory_message(session: Session, user_key: str, market: Market,
     """Everything remembered about the shopper and their people, in their language."""
     facts = memory.facts(session=session, user_key=user_key)
     gifts = memory.gifts(session=session, user_key=user_key)
+    settings = t.gettext("I also keep that you write in {language} and shop in {market}.") \
+        .format(language=Locale.parse(t.language).get_display_name(t.language),
+                market=market.name)
     if not facts and not gifts:
         return Message(text=t.gettext("I remember nothing about you yet. When you tell me "
                                       "about someone (\"my mom is 60 and loves gardening\"), "
-                                      "I keep it to suggest better gifts."))
+                                      "I keep it to suggest better gifts.") + " " + settings)
     stores = {m.slug: m.name for m in session.exec(select(Merchant))}
     by_person: dict[str, list[str]] = {}
     turned_down = 0
@@ -151,6 +155,7 @@ def memory_message(session: Session, user_key: str, market: Market,
         if subject in names:
             label += f" ({names[subject]})"
         lines.append(f"• {label}: " + "; ".join(by_person[subject]))
+    lines.append(settings)
     lines.append(t.gettext("Type /forget to delete everything, /forget and a person (for "
                            "example \"/forget mom\") to delete one, or /export to get it all "
                            "as a file."))

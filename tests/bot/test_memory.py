@@ -101,6 +101,7 @@ def test_what_is_learned_keeps_its_source_and_is_shown_in_the_shoppers_language(
     shown = _texts(bot.handle(user_key="web:ana", text="/memory"))
     assert "Sua mãe" in shown and "60 anos" in shown and "jardinagem" in shown
     assert "março" in shown and "perfume" in shown
+    assert "português" in shown and "Brasil" in shown  # language and market are kept too
 
 
 def test_the_memory_notice_is_given_once(demo_runtime):
