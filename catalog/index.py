@@ -764,6 +764,18 @@ class CatalogIndex:
         self._tag_docs = {tag: np.flatnonzero(np.isin(codes, sets))
                           for tag, sets in by_tag.items()}
 
+    def tag_sums(self, docs: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
+        """For each product of `docs` (ascending), the sum of `weights` of the tags it carries.
+
+        One vectorised pass per tag, so ranking can bound each candidate's score by its own
+        tags rather than by every tag the request names."""
+        total = np.zeros(len(docs))
+        for tag, weight in weights.items():
+            carriers = self._tag_docs.get(tag)
+            if carriers is not None and weight:
+                total += weight * np.isin(docs, carriers, assume_unique=True)
+        return total
+
     def postings(self, word: str) -> tuple[np.ndarray, np.ndarray]:
         """The products containing a stem (ascending) and its saturated weight in each."""
         at = self._word_ids.get(word)

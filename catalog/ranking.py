@@ -51,6 +51,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
+
 from catalog.index import PRIOR_REVIEWS, PRIOR_SHARE, CatalogIndex, IndexedProduct, vocabulary
 from catalog.product_types import product_types
 from catalog.text import fold, stems
@@ -272,9 +274,18 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
             text *= 0.5 + 0.5 * len(hits.get(i, ())) / terms
         return text
 
+    # Each candidate's score is bounded by its text, the tags it carries and the most every
+    # other part could add: with tags counted per product rather than all at once, the visit
+    # below stops early for gift requests too, whose tag bonuses outweigh text differences.
+    docs = np.fromiter(sorted(found.candidates), dtype=np.int64, count=len(found.candidates))
+    weights = {t: tag_weight(t) for t in want.tags}
+    for t in want.suggested_tags:
+        weights[t] = weights.get(t, 0.0) + SUGGESTED_TAG_SHARE * tag_weight(t)
+    tag_bound = index.tag_sums(docs, weights) if weights else np.zeros(len(docs))
     bonus = _max_bonus(want) + (LIKED_STORE_WEIGHT if request.liked_merchants else 0.0)
-    bounded = sorted(((RELEVANCE_WEIGHT * text + bonus, i, text)
-                      for i in found.candidates for text in (text_part(i),)), reverse=True)
+    bounded = sorted(((RELEVANCE_WEIGHT * text + bonus + tags, i, text)
+                      for i, tags in zip(docs.tolist(), tag_bound.tolist(), strict=True)
+                      for text in (text_part(i),)), reverse=True)
     # What the shopper named, in the catalog's words too: a "notebook case" is an accessory
     # of a "laptop".
     named = {w for t in want.term_set for w, _ in index.expand(t)} | set(want.term_set)
@@ -373,10 +384,8 @@ def tag_weight(tag: str) -> float:
 
 
 def _max_bonus(want: _Wanted) -> float:
-    """The most the parts other than relevance can add for this request."""
-    return (sum(tag_weight(t) for t in want.tags)
-            + SUGGESTED_TAG_SHARE * sum(tag_weight(t) for t in want.suggested_tags)
-            + (SUGGESTED_TYPE_WEIGHT if want.suggested_types else 0.0)
+    """The most the parts other than relevance and gift tags can add for this request."""
+    return ((SUGGESTED_TYPE_WEIGHT if want.suggested_types else 0.0)
             + (BRAND_WEIGHT if want.brands else LIKED_BRAND_WEIGHT if want.liked_brands
                else 0.0)
             + (BUDGET_WEIGHT if want.target else 0.0)
