@@ -37,7 +37,8 @@ from pydantic import (
     field_validator,
 )
 
-from bot.intent import Budget, Intent, IntentParser, lexicon, parse_number
+from bot.budgets import parse_number
+from bot.intent import Budget, Intent, IntentParser, lexicon
 from bot.llm_client import ChatCompletions, ChatMessage, JsonSchema
 from catalog.text import fold
 from core.errors import InvalidInput

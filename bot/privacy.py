@@ -19,10 +19,10 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from bot import erasure, linking, memory
-from bot.intent import RuleIntentParser
 from bot.memory import SHOPPER, FactKind
 from bot.models import Conversation, MemoryFact, ReminderOptOut
 from bot.replies import RECIPIENT_PHRASES, Message
+from bot.rules import RuleIntentParser
 from catalog.explain import INTEREST_LABELS
 from catalog.models import Merchant
 from catalog.product_types import product_types

@@ -17,10 +17,11 @@ from sqlmodel import Session, SQLModel, select
 from adapters.feed import FeedReport
 from adapters.ucp_mcp import HTTP_TIMEOUT, UcpMcpAdapter
 from bot.conversation import Assistant
-from bot.intent import IntentParser, RuleIntentParser
+from bot.intent import IntentParser
 from bot.llm_client import ChatCompletions
 from bot.llm_intent import LlmIntentParser
 from bot.llm_replies import ReplyPhraser
+from bot.rules import RuleIntentParser
 from catalog.federation import CircuitBreaker, Federation, ResultCache
 from catalog.live import FederatedSearch
 from catalog.merchants import add_merchant_from_feed

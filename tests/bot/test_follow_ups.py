@@ -6,8 +6,8 @@ from sqlmodel import Session
 
 from bot import memory
 from bot.follow_ups import ActiveRequest, plan
-from bot.intent import RuleIntentParser
 from bot.models import Conversation
+from bot.rules import RuleIntentParser
 from core.markets import get_market
 
 PARSER = RuleIntentParser()

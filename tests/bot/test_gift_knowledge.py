@@ -10,7 +10,8 @@ from bot.gift_knowledge import (
     InvalidGiftKnowledge,
     gift_knowledge,
 )
-from bot.intent import Intent, RuleIntentParser
+from bot.intent import Intent
+from bot.rules import RuleIntentParser
 from catalog.product_types import product_types
 from core.markets import all_markets, get_market
 

@@ -1,6 +1,7 @@
 import pytest
 
-from bot.intent import RuleIntentParser, parse_number
+from bot.budgets import parse_number
+from bot.rules import RuleIntentParser
 from catalog.product_types import product_types
 from catalog.text import fold
 from core.markets import get_market

@@ -9,8 +9,8 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import Session, select
 
-from bot.intent import RuleIntentParser
 from bot.llm_intent import LlmIntentParser
+from bot.rules import RuleIntentParser
 from core.settings import Settings
 from ops.events import ConversionEvent, EventKind, record_event
 from tests.conftest import OPS_TOKEN

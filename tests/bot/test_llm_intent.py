@@ -7,9 +7,10 @@ import logging
 import httpx
 import pytest
 
-from bot.intent import Budget, Intent, RuleIntentParser, lexicon
+from bot.intent import Budget, Intent, lexicon
 from bot.llm_client import ChatCompletions
 from bot.llm_intent import LlmIntentParser, understanding_schema
+from bot.rules import RuleIntentParser
 from core.markets import Market, get_market
 from tests.fake_llm_server import API_KEY, BASE_URL, MODEL, FakeLlm, understanding
 

@@ -8,10 +8,10 @@ from sqlmodel import Session, select
 
 from bot import erasure, memory
 from bot.birthdays import read_birthday
-from bot.intent import RuleIntentParser
 from bot.memory import SHOPPER, FactKind
 from bot.models import Conversation, GiftRecord, MemoryFact, ShopperProfile
 from bot.privacy import read_command
+from bot.rules import RuleIntentParser
 from catalog.text import fold
 from checkout.models import Order
 from core.db import utcnow

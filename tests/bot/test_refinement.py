@@ -2,8 +2,9 @@ import copy
 
 import pytest
 
-from bot.intent import Budget, Intent, RuleIntentParser
+from bot.intent import Budget, Intent
 from bot.refinement import FollowUp, FollowUpKind, merge, read_follow_up
+from bot.rules import RuleIntentParser
 from core.markets import get_market
 
 PARSER = RuleIntentParser()
