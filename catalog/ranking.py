@@ -53,9 +53,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from catalog.index import PRIOR_REVIEWS, PRIOR_SHARE, CatalogIndex, IndexedProduct, vocabulary
+from catalog.columns import IndexedProduct
+from catalog.index import PRIOR_REVIEWS, PRIOR_SHARE, CatalogIndex
 from catalog.product_types import product_types
 from catalog.text import fold, stems
+from catalog.vocabulary import vocabulary
 
 RELEVANCE_WEIGHT = 3.0
 TAG_WEIGHTS = {"recipient": 1.0, "age": 0.8, "interest": 1.5, "occasion": 0.5, "gender": 0.5}

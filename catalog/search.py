@@ -13,7 +13,8 @@ import threading
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from catalog.index import CatalogIndex, IndexedProduct, product_ref
+from catalog.columns import IndexedProduct, product_ref
+from catalog.index import CatalogIndex
 from catalog.ranking import RankedProduct, SearchRequest, choose, diversify, rank, score_all
 from catalog.sponsorship import sponsored_refs
 from catalog.store import catalog_revision, iter_products_for_market

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import UniqueConstraint, and_, delete
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from catalog.index import product_ref
+from catalog.columns import product_ref
 from catalog.models import CatalogProduct, Merchant
 from core.db import utcnow
 from core.errors import InvalidInput

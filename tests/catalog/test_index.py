@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session
 
+from catalog.columns import IndexedProduct, product_ref
 from catalog.index import (
     FIELD_WEIGHTS,
     K1,
@@ -11,8 +12,6 @@ from catalog.index import (
     PARTS,
     B,
     CatalogIndex,
-    IndexedProduct,
-    product_ref,
 )
 from catalog.models import CatalogProduct, Merchant, MerchantCreate
 from catalog.store import (
