@@ -9,8 +9,7 @@ Built to hold a million products in well under 1.5 GB and answer in milliseconds
 
 - Products are kept as columns (`catalog.columns`: packed UTF-8 strings, interned brands,
   categories, currencies and tag sets, arrays of numbers); `index.products[i]` is a small view
-  over one row, made on
-  demand. Descriptions are read to build postings and then dropped.
+  over one row, made on demand. Descriptions are read to build postings and then dropped.
 - Postings are two flat numpy arrays (document numbers and saturated term weights) with one
   offset per word. A query adds its words' weights into one dense score array, in the same
   order and with the same float operations as a per-document dictionary would, so scores are
