@@ -11,7 +11,10 @@ Every product left gets one score, the sum of these parts:
                          coverage (0.5 + 0.5 × share of the query's words it matches), times
                          0.55 when it is an accessory of what was asked ("laptop" -> a laptop
                          sleeve), times 0.8 when the shopper named a product type and no
-                         word of it is in this product's title, brand or category
+                         word of it is in this product's title, brand or category (and
+                         0.7 more when its title names a kind of its own: a "Gaming
+                         mouse" for "gaming pc"), times 0.5 when it lacks a number the
+                         query holds ("TN-670" for "tn-2110")
     + intent fit         matched gift tags: interest 1.5, recipient 1.0, age 0.8, occasion
                          0.5, gender 0.5; tags that gift knowledge suggested count half; 0.8
                          when it is of a kind gift knowledge suggests for an open request;
@@ -67,6 +70,8 @@ AGE_MISMATCH_PENALTY = 2.0
 SOFT_TERM_WEIGHT = 0.6
 ACCESSORY_FACTOR = 0.55
 OTHER_TYPE_FACTOR = 0.8
+TITLED_OTHER_FACTOR = 0.7
+NUMBER_MISS_FACTOR = 0.5
 BRAND_WEIGHT = 0.8
 LIKED_BRAND_WEIGHT = 0.4
 LIKED_STORE_WEIGHT = 0.3
@@ -158,6 +163,7 @@ class _Wanted:
     suggested_tags: frozenset[str]
     ages: frozenset[str]
     interests: frozenset[str]
+    numbers: frozenset[str]
     types: Phrases
     suggested_types: Phrases
     excluded: Phrases
@@ -232,6 +238,7 @@ def _wanted(request: SearchRequest, index: CatalogIndex | None = None) -> _Wante
         suggested_tags=frozenset(request.suggested_tags) - set(tags),
         ages=frozenset(t for t in tags if t.startswith("age:")),
         interests=frozenset(request.stated_interests),
+        numbers=frozenset(t for t in terms if any(ch.isdigit() for ch in t)),
         types=_kind_phrases(tuple(request.product_types)),
         suggested_types=_kind_phrases(tuple(request.suggested_types)) if request.is_open
         else Phrases(),
@@ -311,6 +318,11 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         of_kind = not want.types or want.types.found_in(words)
         if not of_kind:
             relevance *= OTHER_TYPE_FACTOR
+            if _title_kinds(product.title):
+                # Its title names a kind of its own: a "Gaming mouse" for "gaming pc".
+                relevance *= TITLED_OTHER_FACTOR
+        if want.numbers and not want.numbers <= hits.get(i, frozenset()):
+            relevance *= NUMBER_MISS_FACTOR  # "TN-670" for "brother tn-2110 toner"
         product_tags = product.tags
         matched_tags = [t for t in want.tags if t in product_tags]
         score = (RELEVANCE_WEIGHT * relevance

@@ -272,3 +272,23 @@ def test_with_no_kind_named_the_cards_fit_the_interest_stated_while_any_can():
                           limit=3))) == {"GARDEN", "TEA"}
     # When nothing for the interest may be shown (over the budget), the closest ideas stay.
     assert _ids(_rank(rows, budget_max=5000, **stated)) == ["TEA"]
+
+
+def test_a_product_whose_title_names_another_kind_ranks_below_one_of_no_named_kind():
+    rows = [_row("MOUSE", "Voodoo Gaming mouse USB", categories="1"),
+            _row("BOARD", "ROG STRIX Gaming ATX Intel Z490", categories="1")]
+    ranked = _rank(rows, terms=["gaming", "pc"], product_types=["desktop computer"], limit=10)
+    # Neither names a desktop computer; the mouse names a kind of its own, so it goes last.
+    assert _ids(ranked)[-1] == "MOUSE"
+
+
+def test_a_model_number_asked_for_outranks_other_model_numbers():
+    rows = [_row("OTHER", "Brother TN-670 Toner Cartridge Original Black", 4000),
+            _row("ASKED", "Brother TN-2110 toner cartridge Original Black 1 pc(s) extra", 9000),
+            _row("OLD", "Brother Genuine TN-200 Toner Cartridge Black", 3000)]
+    ranked = _ids(_rank(rows, terms=["brother", "tn", "2110", "toner"], limit=10))
+    assert ranked[0] == "ASKED"
+    scores = {r.product.product_id: r.score for r in _rank(rows, terms=["brother", "tn", "2110",
+                                                                        "toner"], limit=10)}
+    # Missing the number asked for halves what the other words earn.
+    assert scores["OTHER"] < 0.2 * scores["ASKED"]
