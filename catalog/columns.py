@@ -185,6 +185,7 @@ class ProductColumns:
         self.rating_counts = array("q")  # NO_COUNT where None
         self.updated_at = array("d")
         self.accessory = bytearray()
+        self.names_kind = bytearray()  # its title names a kind of product ("mouse")
         self.sponsored: set[int] = set()
         # Stems of the title (word ids, in order, repeats kept) and of each brand and
         # category path (shared by every product that has it).
@@ -244,6 +245,8 @@ class IndexedProduct:
         self.tags: frozenset[str] = columns.tag_sets[doc]
         # Whether its title has an accessory word (sleeve, case, toner...).
         self.accessory: bool = columns.accessory[doc] == 1
+        # Whether its title names a kind of product ("Gaming mouse", "Notebook PC").
+        self.names_kind: bool = columns.names_kind[doc] == 1
         rating = columns.rating_values[doc]
         self.rating_value: float | None = None if rating != rating else rating
         scale = columns.rating_scales[doc]

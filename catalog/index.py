@@ -45,6 +45,7 @@ from catalog.columns import (
 )
 from catalog.models import Merchant
 from catalog.policy import blocked_reason
+from catalog.product_types import product_types
 from catalog.text import indexed_stems
 from catalog.vocabulary import vocabulary
 
@@ -213,6 +214,7 @@ class CatalogIndex:
               word_ids: _WordIds, forward: _Forward, ref_hashes: array[int]) -> None:
         c = self._columns
         accessories = vocabulary().accessories
+        kinds = product_types()
         blocked: dict[tuple[str, str, tuple[str, ...]], bool] = {}
         # By identity; the merchant is kept with its facts so that its id is not reused.
         merchants: dict[int, tuple[Merchant, MerchantFacts]] = {}
@@ -269,6 +271,7 @@ class CatalogIndex:
             c.rating_counts.append(NO_COUNT if row.rating_count is None else row.rating_count)
             c.updated_at.append(timestamp_of(row.updated_at))
             c.accessory.append(bool(accessories.intersection(title)))
+            c.names_kind.append(kinds.names_a_type(title))
             c.title_words.extend(title_ids)
             c.title_ends.append(len(c.title_words))
             if ref in sponsored:
@@ -562,6 +565,7 @@ class CatalogIndex:
             "strings": sum(s.nbytes() for s in (c.product_ids, c.titles, c.urls, c.image_urls)),
             "numbers": sum(len(a) * a.itemsize for a in (
                 c.prices, c.rating_values, c.rating_scales, c.rating_counts, c.updated_at,
-                c.title_ends, c.title_words)) + len(c.in_stock) + len(c.accessory),
+                c.title_ends, c.title_words))
+            + len(c.in_stock) + len(c.accessory) + len(c.names_kind),
             "vocabulary_words": len(self.vocabulary),
         }

@@ -14,6 +14,7 @@ scan costs a few dictionary look-ups per word whatever the number of types.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -181,6 +182,21 @@ class ProductTypes:
                                    end=spans[end - 1][1]))
             i = end
         return found
+
+    def names_a_type(self, stems: Sequence[str]) -> bool:
+        """Whether these stems, in order (a title's, as `catalog.text.indexed_stems` gives
+        them), hold a phrase naming a type. A trie walk, cheap enough to run on every title
+        while an index is built."""
+        for i in range(len(stems)):
+            node: dict[str, Any] | None = self._trie
+            for key in stems[i:]:
+                node = node.get(key) if node is not None else None
+                if node is None:
+                    break
+                found = node.get(_END)
+                if found is not None and not found[1]:
+                    return True
+        return False
 
     def match_at(self, folded: str, pos: int) -> KindMatch | None:
         """The kind named by the phrase starting at the first word at or after `pos`, if any."""

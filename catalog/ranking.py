@@ -318,7 +318,7 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         of_kind = not want.types or want.types.found_in(words)
         if not of_kind:
             relevance *= OTHER_TYPE_FACTOR
-            if _title_kinds(product.title):
+            if product.names_kind:
                 # Its title names a kind of its own: a "Gaming mouse" for "gaming pc".
                 relevance *= TITLED_OTHER_FACTOR
         if want.numbers and not want.numbers <= hits.get(i, frozenset()):

@@ -105,3 +105,18 @@ def test_a_type_missing_a_language_or_a_group_with_strangers_is_refused():
 def test_the_shipped_file_loads():
     assert load_product_types().type_names == KINDS.type_names
     assert len(KINDS.type_names) > 150
+
+
+def test_a_titles_stems_are_checked_for_a_kind_without_reading_the_text_again():
+    from catalog.product_types import product_types
+    from catalog.text import indexed_stems
+
+    kinds = product_types()
+    for title, names in (("HP Voodoo Laser Gaming mouse USB", True),
+                         ("HP Compaq 6530b Notebook PC 35.8 cm", True),
+                         ("Kit de Jardinagem com 5 Ferramentas", True),
+                         ("ASUS ROG STRIX Z490-A Gaming LGA 1200", False),
+                         ("Sony Dreams PlayStation 4 Basic", True)):
+        stems = indexed_stems(title)[0]
+        assert kinds.names_a_type(stems) is names, title
+        assert bool(kinds.find(title)) is names, title
