@@ -291,10 +291,13 @@ class RuleIntentParser:
         avoided = {w for brand in intent.avoid_brands for w in re.findall(r"[a-z0-9]+",
                                                                          fold(brand))}
         # Model numbers stay ("windows 10", "rtx 2060"); ages and budgets were taken out above.
+        # A single letter is noise, unless a kind's name holds it ("d battery").
+        in_kinds = {w for k in self._kinds.scan(remaining)
+                    for w in re.findall(r"[a-z0-9]+", remaining[k.start:k.end])}
         terms = [
             t for t in re.findall(r"[a-z0-9]+", remaining)
             if t not in self._filler_in.get(intent.language, self._filler)
-            and (len(t) > 1 or not t.isalpha())
+            and (len(t) > 1 or not t.isalpha() or t in in_kinds)
             and not (t.isdigit() and len(t) == 1) and t not in avoided and t not in noise
         ]
         # A colour or size alone ("algo azul") does not name a product: it stays a soft

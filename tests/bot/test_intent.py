@@ -328,3 +328,12 @@ def test_filler_is_judged_in_the_messages_own_language():
 ])
 def test_a_greeting_asks_for_nothing(text, market):
     assert parse(text, market).is_empty()
+
+
+@pytest.mark.parametrize(("text", "terms"), [
+    ("d battery", ["d", "battery"]),  # the letter is the battery's size, not noise
+    ("c batteries", ["c", "batteries"]),
+    ("presente p minha mae", []),  # a lone letter outside a kind's name is chat shorthand
+])
+def test_a_single_letter_stays_only_inside_a_kinds_name(text, terms):
+    assert parse(text).product_terms == terms
