@@ -121,6 +121,11 @@ def _conjunction_re(conjunctions: list[str]) -> re.Pattern[str]:
     return re.compile(rf"\s*(?:[{marks}]|(?:{_alternation(words)})(?![a-z0-9]))\s*")
 
 
+def _model_of(previous: str, filler: set[str]) -> bool:
+    """Whether a lone letter or digit after `previous` names its model ("iphone 7")."""
+    return len(previous) > 1 and previous.isalpha() and previous not in filler
+
+
 _WORD_RE = re.compile(r"\s*([a-z0-9][a-z0-9'&+-]*)")
 MAX_BRAND_WORDS = 3
 INTEREST_CONTEXT_GAP = 2  # words allowed between "gosta de" and what she likes ("de tomar café")
@@ -291,14 +296,17 @@ class RuleIntentParser:
         avoided = {w for brand in intent.avoid_brands for w in re.findall(r"[a-z0-9]+",
                                                                          fold(brand))}
         # Model numbers stay ("windows 10", "rtx 2060"); ages and budgets were taken out above.
-        # A single letter is noise, unless a kind's name holds it ("d battery").
+        # A lone letter or digit is chat shorthand or a count ("p minha mãe", "2 canecas"),
+        # unless a kind's name holds it ("d battery") or it follows a product word as its
+        # model ("iphone 7", "iphone x").
+        filler = self._filler_in.get(intent.language, self._filler)
         in_kinds = {w for k in self._kinds.scan(remaining)
                     for w in re.findall(r"[a-z0-9]+", remaining[k.start:k.end])}
+        words = re.findall(r"[a-z0-9]+", remaining)
         terms = [
-            t for t in re.findall(r"[a-z0-9]+", remaining)
-            if t not in self._filler_in.get(intent.language, self._filler)
-            and (len(t) > 1 or not t.isalpha() or t in in_kinds)
-            and not (t.isdigit() and len(t) == 1) and t not in avoided and t not in noise
+            t for at, t in enumerate(words)
+            if t not in filler and t not in avoided and t not in noise
+            and (len(t) > 1 or t in in_kinds or _model_of(words[at - 1] if at else "", filler))
         ]
         # A colour or size alone ("algo azul") does not name a product: it stays a soft
         # attribute, and the request stays open for gift knowledge.

@@ -334,6 +334,9 @@ def test_a_greeting_asks_for_nothing(text, market):
     ("d battery", ["d", "battery"]),  # the letter is the battery's size, not noise
     ("c batteries", ["c", "batteries"]),
     ("presente p minha mae", []),  # a lone letter outside a kind's name is chat shorthand
+    ("iphone 7", ["iphone", "7"]),  # after a product word, it is the model
+    ("iphone x", ["iphone", "x"]),
+    ("quero 2 canecas", ["canecas"]),  # before it, a count
 ])
-def test_a_single_letter_stays_only_inside_a_kinds_name(text, terms):
+def test_a_single_letter_or_digit_stays_only_as_part_of_a_name_or_model(text, terms):
     assert parse(text).product_terms == terms
