@@ -33,13 +33,14 @@ from bot.replies import (
     no_results_text,
     results_text,
 )
-from bot.search_requests import build_search_request, in_colour
+from bot.search_requests import build_search_request, missing_colour
 from bot.stores import read_stores
 from catalog.cards import Card, build_cards
 from catalog.live import FederatedSearch
 from catalog.models import Merchant
 from catalog.product_types import product_types
 from catalog.search import SearchRequest
+from catalog.store import catalog_revision
 from checkout import service as checkout
 from checkout.rails import PaymentRail
 from core.db import joined_or_own, session_scope, utcnow
@@ -51,7 +52,6 @@ from core.settings import Settings
 from ops.events import EventKind, record_event
 
 MAX_REMEMBERED_REFS = 60
-STORE_NAMES_SECONDS = 60.0
 TURN_ATTEMPTS = 3
 
 
@@ -93,7 +93,7 @@ class Assistant:
         self.rails = rails
         self.settings = settings
         self.buying = Buying(search=search, rails=rails, settings=settings)
-        self._stores: dict[str, tuple[float, dict[str, str]]] = {}
+        self._stores: dict[str, tuple[tuple[int, ...], dict[str, str]]] = {}
 
     # -- recommendation without a conversation ----------------------------------------------
 
@@ -135,7 +135,7 @@ class Assistant:
             return Recommendation(query=text, market=market, intent=intent, request=request,
                                   cards=[], reply=help_message(intent.language, t).text)
         found = self.search.search(request, language=intent.language, session=session)
-        ranked, missing_colour = in_colour(found.ranked, intent)
+        ranked = found.ranked
         cards = build_cards(ranked, request, market, t)
         budget = Money(request.budget_max, market.currency) \
             if request.budget_max is not None else None
@@ -151,7 +151,7 @@ class Assistant:
         notes = recommendation_notes(
             intent=intent, request=request, market=market, t=t, learned=learned,
             remembered=remembered, tell_about_memory=tell_about_memory,
-            missing_colour=missing_colour if cards else None,
+            missing_colour=missing_colour(ranked, request, intent),
             none_fits=bool(ranked) and not any(r.of_kind for r in ranked),
             unanswered=found.unanswered)
         return Recommendation(query=text, market=market, intent=intent, request=request,
@@ -170,16 +170,16 @@ class Assistant:
         return intent
 
     def _store_names(self, market: str, session: Session | None) -> dict[str, str]:
-        """The market's merchants by slug, read at most every `STORE_NAMES_SECONDS`: a
-        query per message cost a tenth of a request for names that rarely change."""
-        now = time.monotonic()
-        cached = self._stores.get(market)
-        if cached is not None and now - cached[0] < STORE_NAMES_SECONDS:
-            return cached[1]
+        """The market's merchants by slug, read again only when the market's catalogs change
+        (a merchant added or removed, or a catalog synced, changes the revision)."""
         with joined_or_own(self.engine, session) as reader:
+            revision = catalog_revision(session=reader, market=market)
+            cached = self._stores.get(market)
+            if cached is not None and cached[0] == revision:
+                return cached[1]
             names = {m.slug: m.name for m in reader.exec(
                 select(Merchant).where(Merchant.market == market))}
-        self._stores[market] = (now, names)
+        self._stores[market] = (revision, names)
         return names
 
     def search_request(self, intent: Intent, market: Market, *, limit: int | None = None,
@@ -316,7 +316,11 @@ class Assistant:
                      conversation_id=conv.conversation_id, market=market.code,
                      language=conv.language, parser=rec.intent.parser,
                      tokens_in=rec.intent.tokens_in, tokens_out=rec.intent.tokens_out)
-        if step.lowered_to is not None:
+        if step.ran_out and not rec.cards:
+            rec.reply = Translator(rec.intent.language).gettext(
+                "Those were all the options I have for that right now. Tell me something "
+                "else to look for, or change the budget.")
+        elif step.lowered_to is not None:
             rec.reply = cheaper_text(rec.intent, bool(rec.cards),
                                      Money(step.lowered_to, market.currency), market,
                                      Translator(rec.intent.language))
@@ -384,7 +388,7 @@ class Assistant:
             market=market.code, currency=market.currency,
             text=product.title, soft_terms=[product.categories, product.title],
             tags=sorted(product.tags), exclude=set(conv.shown) | set(conv.excluded),
-            limit=self.settings.default_card_limit,
+            limit=self.settings.default_card_limit, fit_to_ask=True,
             # More like a book is more books, not whatever else its tags reach.
             product_types=product_types().find(product.title))
         found = self.search.search(request, language=conv.language, session=session)

@@ -10,6 +10,7 @@ else is a new request.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -55,6 +56,9 @@ class Plan:
     pick: str | None = None  # the ref of the card the shopper picked
     lowered_to: int | None = None  # "mais barato": what is now too expensive (a preference)
     no_card: bool = False  # a pick that names no card shown ("the fifth one" of three)
+    # More of the same request ("mais opções", "outra", "mais barato" after nothing): with
+    # no cards, the answer is that the options ran out, not that nothing was found.
+    ran_out: bool = False
 
 
 def plan(text: str, active: ActiveRequest | None, parse: Callable[[str], Intent], *,
@@ -64,7 +68,12 @@ def plan(text: str, active: ActiveRequest | None, parse: Callable[[str], Intent]
     follow = read_follow_up(text) if active is not None else None
     if active is None or follow is None:
         intent = parse(text)
-        if active is not None and (_only_changes(intent) or _same_person(intent, active)):
+        if active is not None and _same_person(intent, active):
+            # What the message says about "her" is about the person on the table.
+            said = replace(intent, recipient=active.intent.recipient)
+            return Plan(intent=_merged(active, intent), said=said, refines=True,
+                        exclude=set(active.cards))
+        if active is not None and _only_changes(intent):
             return Plan(intent=_merged(active, intent), said=intent, refines=True,
                         exclude=set(active.cards))
         return Plan(intent=intent, said=intent)
@@ -74,13 +83,22 @@ def plan(text: str, active: ActiveRequest | None, parse: Callable[[str], Intent]
             return Plan(no_card=True)
         return Plan(pick=active.cards[position])
     change = parse(follow.rest) if follow.rest.strip() else None
+    if follow.kind == FollowUpKind.REFINE and change is not None and \
+            change.recipient is None and _NAMED_RE.search(text):
+        # "e pra Ana?": someone new, by name, not the person on the table.
+        fresh = parse(text)
+        return Plan(intent=fresh, said=fresh)
     intent = _merged(active, change) if change is not None else replace(active.intent)
     if follow.kind == FollowUpKind.CHEAPER:
-        ceiling = _below(active)
-        if ceiling is not None:
-            # Strictly cheaper: the same price again is not what "mais barato" asked for.
-            below = max(0, ceiling - 1) if active.prices else ceiling
-            intent.budget = Budget(currency=currency, max=below, amount=below)
+        if not active.prices:
+            # The last answer showed nothing: there is nothing to go below, and lowering
+            # the ceiling again would quote prices the shopper never saw.
+            return Plan(intent=intent, said=change, refines=True, exclude=set(active.seen),
+                        ran_out=True)
+        # Strictly below the cheapest card shown: the same price again is not "cheaper".
+        ceiling = min(active.prices)
+        below = max(0, ceiling - 1)
+        intent.budget = Budget(currency=currency, max=below, amount=below)
         return Plan(intent=intent, said=change, refines=True, exclude=set(active.cards),
                     lowered_to=ceiling)
     if follow.kind == FollowUpKind.PRICIER:
@@ -89,11 +107,12 @@ def plan(text: str, active: ActiveRequest | None, parse: Callable[[str], Intent]
             intent.budget = Budget(currency=currency, min=floor, amount=floor)
         return Plan(intent=intent, said=change, refines=True, exclude=set(active.cards))
     if follow.kind == FollowUpKind.MORE:
-        return Plan(intent=intent, said=change, refines=True, exclude=set(active.seen))
+        return Plan(intent=intent, said=change, refines=True, exclude=set(active.seen),
+                    ran_out=True)
     # OTHER and REFINE: the same or changed request, without the cards just shown.
+    other = follow.kind == FollowUpKind.OTHER
     return Plan(intent=intent, said=change, refines=True,
-                exclude=set(active.seen if follow.kind == FollowUpKind.OTHER
-                            else active.cards))
+                exclude=set(active.seen if other else active.cards), ran_out=other)
 
 
 def _only_changes(intent: Intent) -> bool:
@@ -112,22 +131,16 @@ def _same_person(intent: Intent, active: ActiveRequest) -> bool:
     person = active.intent
     return (intent.recipient is None and person.recipient is not None
             and person.recipient != "self" and intent.gender is not None
-            and person.gender in (None, intent.gender))
+            and person.gender in (None, intent.gender) and intent.name is None
+            and not _NAMED_RE.search(intent.text))
+
+
+# "o que dou pra Ana?", "something for Sarah": a name after a word that introduces a person.
+_NAMED_RE = re.compile(r"(?i:\b(?:pra|pro|para|for|to|a|al)\s+)(?:[Aa]\s+|[Oo]\s+)?"
+                       r"[A-ZÁÉÍÓÚÂÊÔÃÕÇÑ][a-záéíóúâêôãõçñü]+")
 
 
 def _merged(active: ActiveRequest, change: Intent) -> Intent:
     merged = merge(active.intent, change)
     merged.text = merged.text[-MAX_TEXT:]
     return merged
-
-
-def _below(active: ActiveRequest) -> int | None:
-    """The cheapest card's price as the new ceiling (the cards shown are left out); without
-    prices, a fifth under the budget."""
-    if active.prices:
-        return min(active.prices)
-    budget = active.intent.budget
-    if budget is not None and budget.max is not None:
-        return int(budget.max * 0.8)
-    return None
-

@@ -42,7 +42,7 @@ def recommendation_notes(*, intent: Intent, request: SearchRequest, market: Mark
         notes.append(t.gettext("I found nothing in {colour} for that; these are the "
                                "closest ideas.").format(colour=missing_colour))
     if none_fits:
-        notes.extend(_nothing_that_fits(request, intent.language, t))
+        notes.extend(_nothing_that_fits(intent, request, t))
     if unanswered:
         notes.append(t.gettext("{shops} did not answer in time, so these ideas come from "
                                "the other shops.").format(shops=", ".join(unanswered)))
@@ -56,11 +56,13 @@ def recommendation_notes(*, intent: Intent, request: SearchRequest, market: Mark
     return notes
 
 
-def _nothing_that_fits(request: SearchRequest, language: str, t: Translator) -> list[str]:
+def _nothing_that_fits(intent: Intent, request: SearchRequest, t: Translator) -> list[str]:
     """Say that no card is of the kind, or for the interest, asked for (they are the closest
-    ideas), rather than pass them off as what was asked."""
+    ideas), rather than pass them off as what was asked. The kind is named as asked ("roupa"),
+    not as the first of the types it stands for."""
     if request.product_types:
-        kind = product_types().label(request.product_types[0], language)
+        asked = intent.product_types[0] if intent.product_types else request.product_types[0]
+        kind = product_types().label(asked, intent.language)
         return [t.gettext("I found no {kind} for that; these are the closest ideas.")
                 .format(kind=kind)]
     if request.stated_interests:

@@ -9,10 +9,12 @@ from dataclasses import replace
 from bot.gift_knowledge import gift_knowledge
 from bot.intent import Intent, attribute_words
 from catalog.product_types import product_types
-from catalog.ranking import RankedProduct
+from catalog.ranking import RankedProduct, names_colour
 from catalog.search import SearchRequest
 from catalog.text import fold
 from core.markets import Market
+
+CHAT_CARDS = 3  # up to this many cards is a chat's answer: they must fit what was asked
 
 
 def build_search_request(intent: Intent, market: Market, *, limit: int,
@@ -47,6 +49,9 @@ def build_search_request(intent: Intent, market: Market, *, limit: int,
             w for value in intent.attributes for w in attribute_words(value))),
         brands=list(intent.brands), avoid_brands=list(intent.avoid_brands),
         merchants=list(intent.stores), avoid_merchants=list(intent.avoid_stores),
+        fit_to_ask=limit <= CHAT_CARDS,
+        colours=sorted({fold(w) for value in intent.attributes if value.startswith("color:")
+                        for w in attribute_words(value)}),
         stated_interests=[f"interest:{i}" for i in intent.interests
                           if f"interest:{i}" not in intent.remembered],
         excluded_terms=list(dict.fromkeys(
@@ -76,22 +81,16 @@ def product_words(intent: Intent) -> tuple[list[str], list[str]]:
     return required, [t for t in terms if t not in required]
 
 
-def in_colour(ranked: list[RankedProduct], intent: Intent) -> tuple[list[RankedProduct],
-                                                                      str | None]:
-    """Keep only the products whose title names the colour asked for ("em azul"); when none
-    does, keep them all and return the colour's word as the shopper wrote it, so the reply
-    can say it was not found rather than pass other colours off as it."""
-    colours = [a for a in intent.attributes if a.startswith("color:")]
-    if not colours or not ranked:
-        return ranked, None
-    words = {fold(w) for value in colours for w in attribute_words(value)}
-    alternatives = "|".join(map(re.escape, sorted(words)))
-    pattern = re.compile(rf"(?<![a-z])(?:{alternatives})s?(?![a-z])")
-    matching = [r for r in ranked if pattern.search(fold(r.product.title))]
-    if matching:
-        return matching, None
-    said = pattern.search(fold(intent.text))
-    return ranked, said.group(0) if said else sorted(words)[0]
+def missing_colour(ranked: list[RankedProduct], request: SearchRequest,
+                   intent: Intent) -> str | None:
+    """The colour asked for, as the shopper wrote it, when no card names it: the reply then
+    says so rather than pass other colours off as it (ranking prefers cards that do)."""
+    if not request.colours or not ranked or any(
+            names_colour(r.product.title, request.colours) for r in ranked):
+        return None
+    alternatives = "|".join(map(re.escape, request.colours))
+    said = re.search(rf"(?<![a-z])(?:{alternatives})(?![a-z])", fold(intent.text))
+    return said.group(0) if said else request.colours[0]
 
 
 def _narrowest(names: list[str]) -> list[str]:

@@ -5,7 +5,7 @@ Merchant names are proper names the intent parser cannot know ("Jardim & Cia" is
 garden), so they are read first, against the market's merchants, and cut from the message
 before it is understood. A store ruled out is never shown and is remembered as avoided; a
 store asked for limits this request to it and is remembered as liked (ranked up a little
-later on).
+later on). A store's name alone is not read as a store: it may be a brand or a word.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def read_stores(text: str, merchants: dict[str, str]) -> StoreWords:
     """Find the market's store names (`merchants`: slug -> name) in a message.
 
     A name after a ruling-out phrase ("nada da", "sin", "not from") is avoided; one after an
-    asking phrase ("da loja", "only from") or alone is liked. The name and its phrase are cut
-    from the returned text. Names are matched whole, case and accents aside; the longest
-    name wins where two overlap.
+    asking phrase ("da loja", "only from") is liked; a name alone is left to the message (it
+    may be a brand). The name and its phrase are cut from the returned text. Names are matched
+    whole, case and accents aside; the longest name wins where two overlap.
     """
     folded = fold(text)
     if len(folded) != len(text) or not merchants:
@@ -52,6 +52,10 @@ def read_stores(text: str, merchants: dict[str, str]) -> StoreWords:
     found = StoreWords(text)
     cuts: list[tuple[int, int]] = []
     for match in pattern.finditer(folded):
+        if not (match.group("avoid") or match.group("like")):
+            # A bare name may be a brand or a plain word ("panelas Tramontina", "um mimo"):
+            # only a phrase about the store makes it one.
+            continue
         slug = slugs[fold(match.group("name")).strip()]
         target = found.avoided if match.group("avoid") else found.liked
         if slug not in target:

@@ -46,7 +46,7 @@ from catalog.columns import (
 from catalog.models import Merchant
 from catalog.policy import blocked_reason
 from catalog.product_types import product_types
-from catalog.text import indexed_stems
+from catalog.text import indexed_stems, stems
 from catalog.vocabulary import vocabulary
 
 FIELD_WEIGHTS = {"title": 3.0, "brand": 2.5, "categories": 2.0, "tags": 2.0, "description": 1.0}
@@ -271,7 +271,8 @@ class CatalogIndex:
             c.rating_counts.append(NO_COUNT if row.rating_count is None else row.rating_count)
             c.updated_at.append(timestamp_of(row.updated_at))
             c.accessory.append(bool(accessories.intersection(title)))
-            c.names_kind.append(kinds.names_a_type(title))
+            # The kinds' phrases split letters from digits ("ps5" -> ps, 5), as `stems` does.
+            c.names_kind.append(kinds.names_a_type(stems(row.title)))
             c.title_words.extend(title_ids)
             c.title_ends.append(len(c.title_words))
             if ref in sponsored:
@@ -355,13 +356,21 @@ class CatalogIndex:
         """For each product of `docs` (ascending), the sum of `weights` of the tags it carries.
 
         One vectorised pass per tag, so ranking can bound each candidate's score by its own
-        tags rather than by every tag the request names."""
+        tags rather than by every tag the request names. The carriers of a tag are sorted, so
+        a binary search finds each candidate among them."""
         total = np.zeros(len(docs))
         for tag, weight in weights.items():
             carriers = self._tag_docs.get(tag)
-            if carriers is not None and weight:
-                total += weight * np.isin(docs, carriers, assume_unique=True)
+            if carriers is None or not weight or not len(carriers):
+                continue
+            at = np.searchsorted(carriers, docs)
+            found = carriers[np.minimum(at, len(carriers) - 1)] == docs
+            total += weight * found
         return total
+
+    def carries_any(self, tags: Iterable[str]) -> bool:
+        """Whether any product carries one of these gift tags."""
+        return any(len(self._tag_docs.get(tag, ())) for tag in tags)
 
     def postings(self, word: str) -> tuple[np.ndarray, np.ndarray]:
         """The products containing a stem (ascending) and its saturated weight in each."""

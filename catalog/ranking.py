@@ -49,6 +49,7 @@ always labelled.
 from __future__ import annotations
 
 import heapq
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -128,6 +129,12 @@ class SearchRequest:
     excluded_terms: list[str] = field(default_factory=list)  # "nada de perfume": filtered
     given: set[str] = field(default_factory=set)  # refs already given to this recipient
     budget_target: int | None = None  # the price named in "around 40 bucks"
+    # The few cards of a chat: they must fit the kind (or stated interest) asked for while
+    # the catalog carries it; a longer list (an evaluation's top 100) is a plain ranking.
+    fit_to_ask: bool = False
+    # Colour words asked for ("azul", "blue"), folded: with `fit_to_ask`, the cards are of
+    # that colour when any product that may be shown says so in its title.
+    colours: list[str] = field(default_factory=list)
     # Interests the shopper stated for this request ("interest:gardening"), not recalled
     # from memory: with no kind named, the few cards of a chat fit one of them when any can.
     stated_interests: list[str] = field(default_factory=list)
@@ -304,9 +311,16 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     now = time.time()
     ranked: list[RankedProduct] = []
     best: list[float] = []  # a min-heap of the `needed` best scores so far
+    # When the cards must fit what was asked (`choose`), the products that fit are ranked
+    # among themselves: the visit also goes on until `needed` of them are scored, or none
+    # left could pass the worst of those.
+    fitting = request.fit_to_ask and bool(
+        want.types or (want.interests and index.carries_any(want.interests)))
+    best_fit: list[float] = []
     for ceiling, i, text in bounded:
         if len(best) >= needed and ceiling < best[0] and not (
-                sponsored and ceiling >= SPONSORED_RATIO * max(best)):
+                sponsored and ceiling >= SPONSORED_RATIO * max(best)) and not (
+                fitting and (len(best_fit) < needed or ceiling >= best_fit[0])):
             break
         product = index.products[i]
         if not eligible(product, request, want):
@@ -344,6 +358,11 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
             heapq.heappush(best, score)
         elif score > best[0]:
             heapq.heapreplace(best, score)
+        if fitting and of_kind:
+            if len(best_fit) < needed:
+                heapq.heappush(best_fit, score)
+            elif score > best_fit[0]:
+                heapq.heapreplace(best_fit, score)
     turned_down = [p for p in map(index.get, request.penalise) if p is not None]
     if turned_down:
         # "Not for me" also lowers products nearly the same as the one turned down (another
@@ -476,15 +495,17 @@ def choose(ranked: list[RankedProduct], request: SearchRequest) -> list[RankedPr
     `SPONSORED_RATIO` of the first card may take the last card, never the first. Either
     way only one sponsored product is shown.
     """
-    if request.limit <= DIVERSE_CARDS and any(r.kind_carried for r in ranked) and (
+    if request.fit_to_ask and any(r.kind_carried for r in ranked) and (
             request.product_types or any(r.of_kind for r in ranked)):
         # The few cards of a chat are of the kind asked for when the catalog carries it:
         # once those run out ("mais opções" after the last headphones), no speaker fills
         # in. With no kind named, they fit the interest stated while any that may be shown
         # does; past that the closest ideas stay, and the reply says none fits. A longer
         # list (an evaluation's top 100) is a ranking and keeps its tail.
-        asked = frozenset(request.product_types)
-        ranked = [r for r in ranked if r.of_kind and not _titled_otherwise(r.product.title, asked)]
+        ranked = [r for r in ranked if r.of_kind]
+    if request.fit_to_ask and request.colours:
+        in_colour = [r for r in ranked if names_colour(r.product.title, request.colours)]
+        ranked = in_colour or ranked
     passed_over: set[str] = set()
     while True:
         pool = [r for r in ranked if r.product.ref not in passed_over] if passed_over \
@@ -515,18 +536,15 @@ def choose(ranked: list[RankedProduct], request: SearchRequest) -> list[RankedPr
     return picked
 
 
-def _titled_otherwise(title: str, asked: frozenset[str]) -> bool:
-    """Whether the title names kinds and none of them is asked for: a "Kindle" (an e-reader)
-    filed under Books is not a book, whatever its category says."""
-    if not asked:
-        return False
-    named = _title_kinds(title)
-    return bool(named) and not (named & asked)
+def names_colour(title: str, colours: list[str]) -> bool:
+    """Whether a title names one of these (folded) colour words, or its plural."""
+    return _colour_re(tuple(colours)).search(fold(title)) is not None
 
 
-@lru_cache(maxsize=65536)
-def _title_kinds(title: str) -> frozenset[str]:
-    return frozenset(product_types().find(title))
+@lru_cache(maxsize=256)
+def _colour_re(colours: tuple[str, ...]) -> re.Pattern[str]:
+    words = "|".join(map(re.escape, sorted(colours)))
+    return re.compile(rf"(?<![a-z])(?:{words})s?(?![a-z])")
 
 
 def diversify(ranked: list[RankedProduct], limit: int, *, by_kind: bool = False,

@@ -1,5 +1,6 @@
 """Conversation v0: memory, refinements from card buttons, and stale prices."""
 
+import pytest
 from sqlmodel import Session, select
 
 from catalog.models import CatalogProduct
@@ -169,3 +170,21 @@ def test_a_zero_budget_is_still_a_budget(demo_runtime):
     reply = demo_runtime.assistant.handle(user_key="web:ana", market="BR",
                                           text="presente para minha mãe até R$ 0")
     assert not _cards(reply) and "R$ 0,00" in reply.messages[-1].text
+
+
+@pytest.mark.parametrize(("market", "text", "expected"), [
+    ("BR", "livro de culinária", "Rita Lobo"),  # a cookbook is a book
+    ("AR", "un libro de cocina para mi mamá", "Petrona"),
+    ("US", "headphones for my son", "AirPods"),  # earbuds are headphones
+])
+def test_a_narrower_kind_in_the_title_still_answers_the_kind_asked_for(demo_runtime, market,
+                                                                        text, expected):
+    cards = _cards(demo_runtime.assistant.handle(user_key="web:ana", text=text, market=market))
+    assert any(expected in c.title for c in cards), [c.title for c in cards]
+
+
+def test_when_no_card_is_of_the_kind_asked_the_note_names_the_kind_as_asked(demo_runtime):
+    reply = demo_runtime.assistant.handle(user_key="web:ana", text="roupa pra minha avó",
+                                          market="BR")
+    text = "\n".join(m.text for m in reply.messages)
+    assert "Não encontrei roupa" in text and "camiseta" not in text

@@ -156,3 +156,30 @@ def test_the_active_request_survives_a_restart_and_expires_when_idle(demo_runtim
         assert "sua mãe" not in _text(stale)
     finally:
         again.close()
+
+
+def test_a_pronoun_continues_the_person_but_a_name_is_someone_else(demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="presente pra minha avó", market="BR")
+    continued = _text(bot.handle(user_key="web:ana", text="ela adora yoga, o que eu dou pra ela?"))
+    assert "sua avó" in continued
+    with Session(demo_runtime.engine) as session:
+        facts = {(f.subject, f.value) for f in memory.facts(session=session, user_key="web:ana")}
+    assert ("grandmother", "yoga") in facts
+    other = _text(bot.handle(user_key="web:ana", text="e o que dou pra Ana? ela ama café"))
+    assert "sua avó" not in other
+
+
+def test_show_more_that_runs_out_says_so_and_cheaper_after_nothing_does_not_keep_lowering(
+        demo_runtime):
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="fone de ouvido bluetooth", market="BR")
+    for _ in range(3):
+        last = bot.handle(user_key="web:ana", text="mais opções")
+    assert not _cards(last) and "todas as opções" in _text(last)
+    bot.handle(user_key="web:ana", text="fone de ouvido até 300 reais")
+    bot.handle(user_key="web:ana", text="mais barato")
+    first_empty = bot.handle(user_key="web:ana", text="mais barato")
+    again = bot.handle(user_key="web:ana", text="mais barato")
+    assert not _cards(again) and "todas as opções" in _text(again)
+    assert _text(first_empty) != "" and "R$ 119" not in _text(again)

@@ -396,3 +396,4 @@ def test_purge_leaves_no_personal_row_past_the_retention(demo_runtime):
                 for model in (MemoryFact, Conversation, ShopperProfile, ShopperLink, LinkCode,
                               Notification, GiftRecord)}
     assert not any(left.values()), left
+

@@ -249,23 +249,25 @@ def test_a_chats_cards_are_of_the_kind_asked_for_and_a_long_list_keeps_its_tail(
     rows = [_row("HEAD", "Fone de ouvido bluetooth", categories="Áudio"),
             _row("SPEAKER", "Caixa de som bluetooth", categories="Áudio")]
     asked = dict(terms=["fone", "bluetooth"], product_types=["headphones"])
-    assert _ids(_rank(rows, limit=3, **asked)) == ["HEAD"]
+    assert _ids(_rank(rows, limit=3, fit_to_ask=True, **asked)) == ["HEAD"]
     assert _ids(_rank(rows, limit=10, **asked)) == ["HEAD", "SPEAKER"]
     # Once the headphones were shown, "show more" finds no more rather than a speaker.
-    assert _ids(_rank(rows, limit=3, exclude={"loja:HEAD"}, **asked)) == []
+    assert _ids(_rank(rows, limit=3, fit_to_ask=True, exclude={"loja:HEAD"}, **asked)) == []
 
 
-def test_a_title_naming_another_kind_is_not_of_the_kind_its_category_says():
-    rows = [_row("NOVEL", "Livro Torto Arado", categories="Livros > Romance"),
-            _row("KINDLE", "Kindle 16 GB", categories="Livros > Leitores digitais")]
-    assert _ids(_rank(rows, terms=["livro"], product_types=["book"], limit=3)) == ["NOVEL"]
+def test_a_narrower_kind_named_in_the_title_still_fits_the_kind_asked_for():
+    # A cookbook is a book: the cards for "livro" may be books whose titles say so.
+    rows = [_row("COOK", "Livro Cozinha Prática Rita Lobo", categories="Livros > Culinária"),
+            _row("PAN", "Panela de pressão", categories="Casa > Cozinha")]
+    assert _ids(_rank(rows, terms=["livro"], product_types=["book"], limit=3,
+                      fit_to_ask=True)) == ["COOK"]
 
 
 def test_with_no_kind_named_the_cards_fit_the_interest_stated_while_any_can():
     rows = [_row("GARDEN", "Regador", tags=["interest:gardening", "recipient:mother"]),
             _row("TEA", "Chá", 4000, tags=["recipient:mother"], rating=5.0, count=900)]
     stated = dict(tags=["recipient:mother", "interest:gardening"],
-                  stated_interests=["interest:gardening"], limit=3)
+                  stated_interests=["interest:gardening"], limit=3, fit_to_ask=True)
     assert _ids(_rank(rows, **stated)) == ["GARDEN"]
     # Remembered interests rank but do not restrict.
     assert set(_ids(_rank(rows, tags=["recipient:mother", "interest:gardening"],
@@ -292,3 +294,21 @@ def test_a_model_number_asked_for_outranks_other_model_numbers():
                                                                         "toner"], limit=10)}
     # Missing the number asked for halves what the other words earn.
     assert scores["OTHER"] < 0.2 * scores["ASKED"]
+
+
+def test_cards_that_must_fit_are_the_best_fitting_even_far_down_the_scores():
+    # Hundreds of well-rated speakers for music-loving teens outscore the three headphones
+    # (their descriptions say "saída para fone"); the visit must not stop before the
+    # headphones are scored.
+    tags = ["interest:music", "age:13-17"]
+    rows = []
+    for n in range(300):
+        row, merchant = _row(f"SPK{n}", f"Caixa de som portátil {n}", categories="Áudio",
+                             tags=tags, rating=5.0, count=2000)
+        row.description = "Caixa de som com saída para fone"
+        rows.append((row, merchant))
+    rows += [_row(f"HEAD{n}", f"Fone de ouvido modelo {n}", categories="Áudio")
+             for n in range(3)]
+    ranked = _rank(rows, terms=["fone"], product_types=["headphones"], tags=tags, limit=3,
+                   fit_to_ask=True)
+    assert sorted(_ids(ranked)) == ["HEAD0", "HEAD1", "HEAD2"]

@@ -35,8 +35,13 @@ FEATURES = {"cheaper", "pricier", "other", "more", "switch_person", "colour", "e
 # Dialogues the product fails today, each with why: product bugs, not wrong expectations. A
 # dialogue not listed must pass; a listed one that starts passing fails its test until its
 # line is removed, so the list stays honest. The pass rate asserted is therefore "every
-# dialogue but these" (58 of 58 on 2026-11-29; docs/quality.md).
-KNOWN_FAILURES: dict[str, str] = {}
+# dialogue but these" (57 of 58 on 2026-11-29; docs/quality.md).
+KNOWN_FAILURES: dict[str, str] = {
+    "pt-11": "'um livro de literatura brasileira' shows a Kindle: the demo catalog files it "
+             "under Livros, and a title naming another kind is no longer dropped from the "
+             "cards, because that hid cookbooks, earbuds and GPS watches asked for as books, "
+             "headphones and watches",
+}
 
 
 @pytest.fixture(scope="module")
