@@ -92,6 +92,7 @@ NEAR_DUPLICATE_PENALTY = 0.5
 NEAR_DUPLICATE_OVERLAP = 0.8
 SPONSORED_RATIO = 0.8
 DIVERSITY_WINDOW = 50
+FIT_EXTRA_VISITS = 4
 DIVERSE_CARDS = 3
 # Words that link the words of a phrase ("tênis de corrida", "board of games"), not content.
 LINK_WORDS = frozenset({"de", "da", "do", "das", "dos", "del", "la", "el", "para", "pra", "for",
@@ -317,11 +318,17 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     fitting = request.fit_to_ask and bool(
         want.types or (want.interests and index.carries_any(want.interests)))
     best_fit: list[float] = []
+    extra = 0  # products visited only to find fitting ones; at most FIT_EXTRA_VISITS x needed
     for ceiling, i, text in bounded:
         if len(best) >= needed and ceiling < best[0] and not (
-                sponsored and ceiling >= SPONSORED_RATIO * max(best)) and not (
-                fitting and (len(best_fit) < needed or ceiling >= best_fit[0])):
-            break
+                sponsored and ceiling >= SPONSORED_RATIO * max(best)):
+            if not (fitting and (len(best_fit) < needed or ceiling >= best_fit[0])):
+                break
+            # A catalog that names kinds only in descriptions (Icecat) has few fitting
+            # titles: the search for them is bounded, as the request's latency is.
+            extra += 1
+            if extra > FIT_EXTRA_VISITS * needed:
+                break
         product = index.products[i]
         if not eligible(product, request, want):
             continue
