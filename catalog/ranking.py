@@ -313,16 +313,18 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     ranked: list[RankedProduct] = []
     best: list[float] = []  # a min-heap of the `needed` best scores so far
     # When the cards must fit what was asked (`choose`), the products that fit are ranked
-    # among themselves: the visit also goes on until `needed` of them are scored, or none
-    # left could pass the worst of those.
+    # among themselves: the visit also goes on until `needed_fit` of them are scored, or
+    # none left could pass the worst of those.
     fitting = request.fit_to_ask and bool(
         want.types or (want.interests and index.carries_any(want.interests)))
-    best_fit: list[float] = []
+    best_fit: list[float] = []  # a min-heap of the `needed_fit` best fitting scores so far
+    # Enough fitting products for the cards and a choice among them for diversity.
+    needed_fit = request.limit + 2 * DIVERSE_CARDS
     extra = 0  # products visited only to find fitting ones; at most FIT_EXTRA_VISITS x needed
     for ceiling, i, text in bounded:
         if len(best) >= needed and ceiling < best[0] and not (
                 sponsored and ceiling >= SPONSORED_RATIO * max(best)):
-            if not (fitting and (len(best_fit) < needed or ceiling >= best_fit[0])):
+            if not (fitting and (len(best_fit) < needed_fit or ceiling >= best_fit[0])):
                 break
             # A catalog that names kinds only in descriptions (Icecat) has few fitting
             # titles: the search for them is bounded, as the request's latency is.
@@ -366,7 +368,7 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         elif score > best[0]:
             heapq.heapreplace(best, score)
         if fitting and of_kind:
-            if len(best_fit) < needed:
+            if len(best_fit) < needed_fit:
                 heapq.heappush(best_fit, score)
             elif score > best_fit[0]:
                 heapq.heapreplace(best_fit, score)
