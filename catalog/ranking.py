@@ -38,9 +38,12 @@ Relevance carries the most weight: the other parts mostly order products that fi
 about equally. A product matching fewer of the words can still pass one that matches them
 all when it also fits the person, the brand and the budget.
 
-Picking the cards (`choose`): near-duplicates (same title, or nearly the same words) are
-pushed down among the first three cards; when the request names no product, each card is of
-a different kind where the catalog allows. A sponsored product earns a card on its own
+Picking the cards (`choose`): for a chat's few cards (`fit_to_ask`), only products of the
+kind asked for are shown while the catalog carries that kind (with no kind named, those that
+fit an interest the shopper stated, while any may be shown), and of the colour asked for when
+any names it; near-duplicates (same title, or nearly the same words) are pushed down among
+the first three cards; when the request names no product, each card is of a different kind
+where the catalog allows. A sponsored product earns a card on its own
 score like any other; otherwise it may take the last card only if its score is at least
 `SPONSORED_RATIO` of the first card's. At most one sponsored product is shown, and it is
 always labelled.
