@@ -24,6 +24,9 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from bot.models import (
+    OPPOSITE,
+    SINGLE_VALUED,
+    FactKind,
     GiftRecord,
     LinkCode,
     MemoryFact,
@@ -38,12 +41,6 @@ CODE_LENGTH = 8
 CODE_MINUTES = 10
 MAX_FAILURES = 5
 LOCK_MINUTES = 15
-
-
-# Kinds with one value per person, and likes/avoids that share a slot: the newest wins.
-_SINGLE = frozenset({"age", "birthday", "budget", "name"})
-_SAME_SLOT = {"likes_brand": "brand", "avoids_brand": "brand", "likes_store": "store",
-              "avoids_store": "store"}
 
 
 class LinkOutcome(StrEnum):
@@ -135,8 +132,10 @@ def _merge(session: Session, *, source: str, into: str) -> None:
     kept: dict[tuple[str, str, str], MemoryFact] = {}
     for fact in sorted(facts, key=lambda f: (_aware(f.created_at) or utcnow(), f.id or 0),
                        reverse=True):
-        kind = _SAME_SLOT.get(fact.kind, fact.kind)
-        slot = (fact.subject, kind, "" if fact.kind in _SINGLE else fact.value)
+        # Likes and avoids of one brand share a slot; a single-valued kind has one per person.
+        kind = min(fact.kind, OPPOSITE.get(FactKind(fact.kind), fact.kind)) \
+            if fact.kind in FactKind._value2member_map_ else fact.kind
+        slot = (fact.subject, kind, "" if fact.kind in SINGLE_VALUED else fact.value)
         if slot in kept:
             session.delete(fact)
         else:

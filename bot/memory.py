@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from functools import lru_cache
 
 from sqlalchemy import case
@@ -28,6 +27,9 @@ from sqlmodel import Session, col, select
 from bot.birthdays import read_birthday
 from bot.intent import Intent, attribute_words, lexicon
 from bot.models import (
+    OPPOSITE,
+    SINGLE_VALUED,
+    FactKind,
     GiftRecord,
     MemoryFact,
     ShopperProfile,
@@ -50,23 +52,6 @@ MAX_SUMMARY_GIFTS = 5  # the newest gifts of a person that a request sees
 GIVEN_STATUSES = (OrderStatus.AWAITING_PAYMENT, OrderStatus.PENDING_COLLECTION, OrderStatus.PAID)
 
 
-class FactKind(StrEnum):
-    AGE = "age"
-    BIRTHDAY = "birthday"  # "03" (March) or "03-15"
-    INTEREST = "interest"
-    SIZE = "size"  # "size:m", "size:38"
-    DISLIKE = "dislike"  # a kind of product: "perfume", "clothing"
-    LIKES_BRAND = "likes_brand"
-    AVOIDS_BRAND = "avoids_brand"
-    BUDGET = "budget"  # the usual ceiling, "20000 BRL"
-    TURNED_DOWN = "turned_down"  # a product ref the shopper said "Not for me" to
-    NAME = "name"  # "Inês"
-    LIKES_STORE = "likes_store"  # a merchant slug
-    AVOIDS_STORE = "avoids_store"
-
-
-# One value per person: a new statement replaces the old one.
-SINGLE_VALUED = frozenset({FactKind.AGE, FactKind.BIRTHDAY, FactKind.BUDGET, FactKind.NAME})
 # The most facts of one kind about one subject a summary takes, so that neither a kind nor
 # a person crowds out the others (the shopper's own avoided brands still reach ranking when
 # the person asked about has hundreds of facts).
@@ -167,10 +152,7 @@ def remember(*, session: Session, user_key: str, subject: str, kind: FactKind, v
     cancels avoiding it and the other way round.
     """
     value = value[:100]
-    opposite = {FactKind.LIKES_BRAND: FactKind.AVOIDS_BRAND,
-                FactKind.AVOIDS_BRAND: FactKind.LIKES_BRAND,
-                FactKind.LIKES_STORE: FactKind.AVOIDS_STORE,
-                FactKind.AVOIDS_STORE: FactKind.LIKES_STORE}.get(kind)
+    opposite = OPPOSITE.get(kind)
     rows = session.exec(select(MemoryFact).where(
         MemoryFact.user_key == user_key, MemoryFact.subject == subject,
         col(MemoryFact.kind).in_([kind, opposite or kind]))).all()

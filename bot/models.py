@@ -4,6 +4,7 @@ privacy settings. Everything here is personal data: `bot.erasure` deletes it."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -24,6 +25,30 @@ class Conversation(SQLModel, table=True):
     quoted: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
     excluded: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class FactKind(StrEnum):
+    AGE = "age"
+    BIRTHDAY = "birthday"  # "03" (March) or "03-15"
+    INTEREST = "interest"
+    SIZE = "size"  # "size:m", "size:38"
+    DISLIKE = "dislike"  # a kind of product: "perfume", "clothing"
+    LIKES_BRAND = "likes_brand"
+    AVOIDS_BRAND = "avoids_brand"
+    BUDGET = "budget"  # the usual ceiling, "20000 BRL"
+    TURNED_DOWN = "turned_down"  # a product ref the shopper said "Not for me" to
+    NAME = "name"  # "Inês"
+    LIKES_STORE = "likes_store"  # a merchant slug
+    AVOIDS_STORE = "avoids_store"
+
+
+# One value per person: a new statement replaces the old one.
+SINGLE_VALUED = frozenset({FactKind.AGE, FactKind.BIRTHDAY, FactKind.BUDGET, FactKind.NAME})
+# Liking a brand or store cancels avoiding it, and the other way round.
+OPPOSITE = {FactKind.LIKES_BRAND: FactKind.AVOIDS_BRAND,
+            FactKind.AVOIDS_BRAND: FactKind.LIKES_BRAND,
+            FactKind.LIKES_STORE: FactKind.AVOIDS_STORE,
+            FactKind.AVOIDS_STORE: FactKind.LIKES_STORE}
 
 
 class MemoryFact(SQLModel, table=True):

@@ -88,9 +88,7 @@ def missing_colour(ranked: list[RankedProduct], request: SearchRequest,
     if not request.colours or not ranked or any(
             names_colour(r.product.title, request.colours) for r in ranked):
         return None
-    alternatives = "|".join(map(re.escape, request.colours))
-    said = re.search(rf"(?<![a-z])(?:{alternatives})(?![a-z])", fold(intent.text))
-    return said.group(0) if said else request.colours[0]
+    return names_colour(intent.text, request.colours) or request.colours[0]
 
 
 def _narrowest(names: list[str]) -> list[str]:

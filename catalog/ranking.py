@@ -548,9 +548,10 @@ def choose(ranked: list[RankedProduct], request: SearchRequest) -> list[RankedPr
     return picked
 
 
-def names_colour(title: str, colours: list[str]) -> bool:
-    """Whether a title names one of these (folded) colour words, or its plural."""
-    return _colour_re(tuple(colours)).search(fold(title)) is not None
+def names_colour(text: str, colours: list[str]) -> str | None:
+    """The first of these (folded) colour words, or its plural, that a text names."""
+    found = _colour_re(tuple(colours)).search(fold(text))
+    return found.group(0) if found else None
 
 
 @lru_cache(maxsize=256)
