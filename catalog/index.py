@@ -380,6 +380,10 @@ class CatalogIndex:
         lo, hi = self._post_starts[at], self._post_starts[at + 1]
         return self._post_docs[lo:hi], self._post_weights[lo:hi]
 
+    def has_word(self, word: str) -> bool:
+        """Whether some product holds this very stem (no other spelling of it)."""
+        return word in self._word_ids
+
     def idf(self, word: str) -> float:
         return self._idf[self._word_ids[word]]
 
@@ -394,8 +398,8 @@ class CatalogIndex:
     def _spelled(self, term: str) -> list[tuple[str, float]]:
         if term in self._word_ids:
             return [(term, 1.0)]
-        if len(term) < 4:
-            return []
+        if len(term) < 4 or not term.isalpha():
+            return []  # "2110" is not a misspelt "2100", nor "rtx2070" an "rtx2080"
         cached = self._fuzzy_cache.get(term)
         if cached is None:
             cached = [(word, (score / 100) ** 2) for word, score in self._close_words(term)]

@@ -63,7 +63,7 @@ import numpy as np
 from catalog.columns import IndexedProduct
 from catalog.index import PRIOR_REVIEWS, PRIOR_SHARE, CatalogIndex
 from catalog.product_types import product_types
-from catalog.text import fold, stems
+from catalog.text import fold, query_units, stems
 from catalog.vocabulary import vocabulary
 
 RELEVANCE_WEIGHT = 3.0
@@ -202,7 +202,8 @@ class Phrases:
     def of(cls, words: Iterable[str]) -> Phrases:
         found = []
         for word in words:
-            content = frozenset(s for s in stems(word) if s not in LINK_WORDS)
+            content = frozenset(whole for whole, _ in query_units(word)
+                                if whole not in LINK_WORDS)
             if content:
                 found.append(content)
         unique = tuple(dict.fromkeys(found))
@@ -233,12 +234,14 @@ def _kind_phrases(kinds: tuple[str, ...]) -> Phrases:
                       for w in (known.words(t) or [t]))
 
 
-def _wanted(request: SearchRequest, index: CatalogIndex | None = None) -> _Wanted:
-    terms = [s for t in request.terms for s in stems(t)]
-    if index is not None:
-        # A word no product contains, even misspelt ("qro", "chegando"), is noise in the
-        # message: requiring it would leave the shopper with nothing.
-        terms = [t for t in terms if index.expand(t)]
+def _wanted(request: SearchRequest, index: CatalogIndex) -> _Wanted:
+    # A model name is looked for whole ("ps4", "rtx 2060" -> "rtx2060"): its parts alone
+    # would find a "PS/2 4-port switch". Where no product is written that way, its parts.
+    terms = [s for whole, parts in query_units(" ".join(request.terms))
+             for s in ([whole] if len(parts) == 1 or index.has_word(whole) else parts)]
+    # A word no product contains, even misspelt ("qro", "chegando"), is noise in the
+    # message: requiring it would leave the shopper with nothing.
+    terms = [t for t in terms if index.expand(t)]
     soft = [s for t in request.soft_terms + request.attributes for s in stems(t)]
     target = request.budget_target
     if target is None and request.budget_max is not None:
@@ -420,7 +423,7 @@ def brand_fit(product: IndexedProduct, want: _Wanted) -> float:
 
 @lru_cache(maxsize=4096)
 def _brand_words(brand: str) -> frozenset[str]:
-    return frozenset(stems(brand))
+    return frozenset(whole for whole, _ in query_units(brand))  # as `Phrases` reads them
 
 
 def tag_weight(tag: str) -> float:

@@ -50,6 +50,14 @@ def stems(text: str) -> list[str]:
 
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
+# A short run of letters written apart from the number after it is one model name: "PS 4",
+# "TN-2110", "RTX 2060" are "ps4", "tn2110", "rtx2060". Longer words ("Windows 10",
+# "Notebook 15") are a word and a number.
+JOINED_LETTERS = 4
+
+
+def _joinable(first: str, second: str) -> bool:
+    return len(first) <= JOINED_LETTERS and first.isalpha() and second.isdigit()
 
 
 def indexed_stems(text: str) -> tuple[list[str], list[str]]:
@@ -57,14 +65,38 @@ def indexed_stems(text: str) -> tuple[list[str], list[str]]:
 
     "Alienware AA352186 backpack" gives the words ["alienware", "aa352186", "backpack"] and
     the parts ["aa", "352186"]: a query for "aa" batteries or "rtx 2060" still finds a code
-    written as one token, but weaker than a product where "AA" stands alone as a word.
+    written as one token, but weaker than a product where "AA" stands alone as a word. A
+    model name written in two ("PS 4", "TN-2110") also gives the joined word ("ps4",
+    "tn2110"), so that it meets the same name written as one.
     """
     words: list[str] = []
     parts: list[str] = []
+    previous = ""
     for token in _WORD_RE.findall(fold(text)):
         if token.isalpha() or token.isdigit():
             words.append(stem(token))
+            if previous and _joinable(previous, token):
+                words.append(previous + token)
         else:
             words.append(token)
             parts.extend(stem(p) for p in TOKEN_RE.findall(token))
+        previous = token
     return words, parts
+
+
+def query_units(text: str) -> list[tuple[str, list[str]]]:
+    """A query's stems, with each model name kept whole next to its parts: "ps4 pro" gives
+    [("ps4", ["ps", "4"]), ("pro", ["pro"])], and so does "ps 4 pro". A caller looks for the
+    whole name first and falls back on its parts when no product is written that way."""
+    units: list[tuple[str, list[str]]] = []
+    previous = ""
+    for token in _WORD_RE.findall(fold(text)):
+        if token.isalpha() or token.isdigit():
+            if previous and _joinable(previous, token) and units[-1][1] == [stem(previous)]:
+                units[-1] = (previous + token, [stem(previous), token])
+            else:
+                units.append((stem(token), [stem(token)]))
+        else:
+            units.append((token, [stem(p) for p in TOKEN_RE.findall(token)]))
+        previous = token
+    return units

@@ -20,7 +20,7 @@ from catalog.store import (
     products_for_market,
     replace_catalog,
 )
-from catalog.text import indexed_stems
+from catalog.text import indexed_stems, query_units
 from vitrine.runtime import Runtime
 
 SHOP = Merchant(id=1, slug="loja", name="Loja", market="BR")
@@ -112,9 +112,9 @@ def test_views_expose_what_the_catalog_row_says():
     assert (mug.price_amount, mug.currency, mug.in_stock) == (10000, "BRL", True)
     assert (mug.rating_value, mug.rating_scale, mug.rating_count) == (4.6, 5.0, 120)
     assert mug.tags == frozenset({"interest:coffee", "recipient:mother"})  # free tags: text
-    assert mug.words == frozenset({"caneca", "de", "ceramica", "azul", "350", "ml", "marca",
-                                   "casa", "cozinha"})
-    assert mug.title_stems == ("caneca", "de", "ceramica", "azul", "350", "ml")
+    assert mug.words == frozenset({"caneca", "de", "ceramica", "azul", "350", "azul350", "ml",
+                                   "marca", "casa", "cozinha"})
+    assert mug.title_stems == ("caneca", "de", "ceramica", "azul", "350", "azul350", "ml")
     assert mug.updated_at == UPDATED.timestamp()
     assert (mug.sponsored, mug.health, mug.accessory) == (False, 1.0, False)
     assert mug.category_path == ["Casa", "Cozinha"]
@@ -257,3 +257,29 @@ def test_blocked_products_are_not_indexed():
     rows = CATALOG + [_row("GUN", "Pistola de airsoft", categories="Armas > Airsoft")]
     index = CatalogIndex(rows)
     assert index.get(product_ref("loja", "GUN")) is None and len(index.products) == 5
+
+
+def test_a_model_name_written_apart_is_also_indexed_joined():
+    assert indexed_stems("Sony PS4 Pro") == (["sony", "ps4", "pro"], ["ps", "4"])
+    assert indexed_stems("Brother TN-2110 toner") == (["brother", "tn", "2110", "tn2110",
+                                                      "toner"], [])
+    # A longer word before a number is a word and a number, not a name.
+    assert indexed_stems("Windows 10") == (["window", "10"], [])
+
+
+def test_a_query_keeps_model_names_whole_next_to_their_parts():
+    assert query_units("ps4 pro") == [("ps4", ["ps", "4"]), ("pro", ["pro"])]
+    assert query_units("PS 4 pro") == [("ps4", ["ps", "4"]), ("pro", ["pro"])]
+    assert query_units("brother tn-2110 toners") == [
+        ("brother", ["brother"]), ("tn2110", ["tn", "2110"]), ("toner", ["toner"])]
+    assert query_units("windows 10") == [("window", ["window"]), ("10", ["10"])]
+    assert query_units("10 aa") == [("10", ["10"]), ("aa", ["aa"])]
+
+
+def test_numbers_and_model_names_are_never_read_as_typos():
+    index = CatalogIndex([
+        _row("R1", "Placa de vídeo RTX2080", price=100),
+        _row("R2", "Toner 21100", price=100),
+    ])
+    assert index.expand("rtx2070") == [] and index.expand("2110") == []
+    assert index.expand("rtx2080") == [("rtx2080", 1.0)]

@@ -111,6 +111,32 @@ def test_model_numbers_meet_however_they_are_written(runtime, tmp_path):
     assert ranked[0].product.product_id == "G1"
 
 
+def test_a_model_name_is_found_whole_not_by_its_letters_and_digits_apart(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("KVM", "Switch KVM 4 portas PS/2", 29900, tags=[]),
+        ucp_product("PS4", "Console Sony PS4 Pro 1TB", 299900, tags=[]),
+        ucp_product("PS4B", "Jogo Dreams para PS 4", 19900, tags=[]),
+        ucp_product("IP", "Capa para iPhone 7", 4990, tags=[]),
+        ucp_product("3M", "Fita dupla face", 1990, metadata={"brand": "3M"}, tags=[]),
+        ucp_product("FITA", "Fita dupla face transparente", 1490, tags=[]),
+    ])
+    ids = [r.product.product_id for r in search.search(_request(terms=["ps4"], limit=5))]
+    assert sorted(ids) == ["PS4", "PS4B"]
+    ids = [r.product.product_id for r in search.search(_request(terms=["ps", "4"], limit=5))]
+    assert sorted(ids) == ["PS4", "PS4B"]
+    ids = [r.product.product_id for r in search.search(_request(terms=["ps2"], limit=5))]
+    assert ids == ["KVM"]
+    # A name no product is written as ("iPhone 7" is a word and a number) is looked for in
+    # its parts.
+    ids = [r.product.product_id for r in search.search(_request(terms=["iphone7"], limit=5))]
+    assert ids == ["IP"]
+    ids = [r.product.product_id for r in search.search(_request(terms=["fita"], limit=5,
+                                                                avoid_brands=["3M"]))]
+    assert ids == ["FITA"]
+    ranked = search.search(_request(terms=["fita"], limit=5, brands=["3m"]))
+    assert ranked[0].product.product_id == "3M"
+
+
 def test_a_gift_set_is_not_mistaken_for_an_accessory(runtime, tmp_path):
     search = _shop(runtime, tmp_path, [
         ucp_product("KIT", "Kit de Jardinagem com 5 Ferramentas", 14990, tags=[]),
