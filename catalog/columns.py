@@ -299,13 +299,16 @@ class IndexedProduct:
         return frozenset(self.title_stems).union(c.brand_words[c.brands.code(doc)],
                                                   c.category_words[c.categories.code(doc)])
 
-    def accessory_of(self, terms: set[str]) -> bool:
+    def accessory_of(self, terms: set[str], asked: frozenset[str] = frozenset()) -> bool:
         """Whether the title names an accessory of what the terms name: "Laptop Sleeve"
         (the accessory after the thing), or "Capa para Notebook" and "Sleeve for iPad"
-        (the accessory first, then a word like for / para / de, then the thing)."""
+        (the accessory first, then a word like for / para / de, then the thing).
+
+        Accessory words in `asked` name the kind the shopper asked for: "AA Batteries" are
+        what "aa" asks for, not an accessory of it."""
         if not self.accessory:
             return False
-        accessories = vocabulary().accessories
+        accessories = vocabulary().accessories - asked if asked else vocabulary().accessories
         seen_term = pending = linked = False
         for word in self.title_stems:
             if word in terms:

@@ -10,7 +10,8 @@ Every product left gets one score, the sum of these parts:
     3.0 × relevance      BM25F text score as a share of the best candidate's (0..1), times
                          coverage (0.5 + 0.5 × share of the query's words it matches), times
                          0.55 when it is an accessory of what was asked ("laptop" -> a laptop
-                         sleeve), times 0.8 when the shopper named a product type and no
+                         sleeve; not when the accessory word names the kind asked for, as
+                         "batteries" does for "aa"), times 0.8 when the shopper named a product type and no
                          word of it is in this product's title, brand or category (and
                          0.7 more when its title names a kind of its own: a "Gaming
                          mouse" for "gaming pc"), times 0.5 when it lacks a number the
@@ -182,6 +183,8 @@ class _Wanted:
     liked_brands: Phrases
     avoid_brands: Phrases
     wants_accessory: bool
+    # Accessory words that name the kind asked for ("battery" when "aa" asks for batteries).
+    kind_accessories: frozenset[str]
     target: int | None
 
 
@@ -247,20 +250,25 @@ def _wanted(request: SearchRequest, index: CatalogIndex) -> _Wanted:
     if target is None and request.budget_max is not None:
         target = int(request.budget_max * CEILING_TARGET)
     tags = list(dict.fromkeys(request.tags))
+    types = _kind_phrases(tuple(request.product_types))
+    accessories = vocabulary().accessories
     return _Wanted(
         terms=terms, term_set=frozenset(terms), soft=soft, tags=tags,
         suggested_tags=frozenset(request.suggested_tags) - set(tags),
         ages=frozenset(t for t in tags if t.startswith("age:")),
         interests=frozenset(request.stated_interests),
         numbers=frozenset(t for t in terms if any(ch.isdigit() for ch in t)),
-        types=_kind_phrases(tuple(request.product_types)),
+        types=types,
         suggested_types=_kind_phrases(tuple(request.suggested_types)) if request.is_open
         else Phrases(),
         excluded=Phrases.of(request.excluded_terms),
         brands=Phrases.of(request.brands),
         liked_brands=Phrases.of(request.liked_brands),
         avoid_brands=Phrases.of(request.avoid_brands),
-        wants_accessory=bool(vocabulary().accessories.intersection(terms)), target=target)
+        wants_accessory=bool(accessories.intersection(terms)),
+        kind_accessories=frozenset(w for phrase in types.all for w in phrase
+                                   if w in accessories),
+        target=target)
 
 
 def rank(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct]:
@@ -341,7 +349,8 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         if not eligible(product, request, want):
             continue
         relevance = text
-        if terms and not want.wants_accessory and product.accessory_of(named):
+        if terms and not want.wants_accessory and \
+                product.accessory_of(named, want.kind_accessories):
             relevance *= ACCESSORY_FACTOR
         words = product.words
         of_kind = not want.types or want.types.found_in(words)

@@ -137,6 +137,18 @@ def test_a_model_name_is_found_whole_not_by_its_letters_and_digits_apart(runtime
     assert ranked[0].product.product_id == "3M"
 
 
+def test_an_accessory_word_that_names_the_kind_asked_for_is_no_accessory(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("BAT", "Duracell AA Batteries", 2990, tags=[]),
+        ucp_product("EXT", "Extension USB 2.0 AA 3m", 1990, tags=[]),
+    ])
+    ranked = search.search(_request(terms=["aa"], product_types=["battery"], limit=2))
+    assert [r.product.product_id for r in ranked] == ["BAT", "EXT"]
+    products = {p.product_id: p for p in search.index("BR").products}
+    assert products["BAT"].accessory_of({"aa"})
+    assert not products["BAT"].accessory_of({"aa"}, frozenset({"battery"}))
+
+
 def test_a_gift_set_is_not_mistaken_for_an_accessory(runtime, tmp_path):
     search = _shop(runtime, tmp_path, [
         ucp_product("KIT", "Kit de Jardinagem com 5 Ferramentas", 14990, tags=[]),
