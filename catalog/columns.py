@@ -8,16 +8,19 @@ market's products and searches them.
 
 from __future__ import annotations
 
+import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Generic, Protocol, TypeVar, overload
 
 import numpy as np
 
 from catalog.models import Merchant
+from catalog.text import fold, stem
 from catalog.vocabulary import vocabulary
 
 ACCESSORY_LINKS = frozenset({"for", "para", "pra", "de", "compatible", "compativel", "with"})
@@ -299,6 +302,12 @@ class IndexedProduct:
         return frozenset(self.title_stems).union(c.brand_words[c.brands.code(doc)],
                                                   c.category_words[c.categories.code(doc)])
 
+    def kind_words(self) -> frozenset[str]:
+        """`words` without those the title only names as a part, after a quantity: a PC's
+        "256 GB SSD" says what it holds, not what it is."""
+        parts = _quantified(self.title)
+        return self.words - parts if parts else self.words
+
     def accessory_of(self, terms: set[str], asked: frozenset[str] = frozenset()) -> bool:
         """Whether the title names an accessory of what the terms name: "Laptop Sleeve"
         (the accessory after the thing), or "Capa para Notebook" and "Sleeve for iPad"
@@ -339,6 +348,31 @@ class IndexedProduct:
 
     def __repr__(self) -> str:
         return f"IndexedProduct({self.ref!r}, {self.title!r})"
+
+
+@lru_cache(maxsize=1)
+def _quantity_re() -> re.Pattern[str]:
+    """A quantity ("256 GB", "1.5TB") and the words right after it, joined by "+" or "/"."""
+    units = "|".join(sorted(map(re.escape, vocabulary().units), key=len, reverse=True))
+    return re.compile(rf"\b\d+(?:[.,]\d+)?\s?(?:{units})\b"
+                      rf"(?=\s+([a-z][a-z0-9]*(?:[+/][a-z0-9]+)*))?")
+
+
+@lru_cache(maxsize=65536)
+def _quantified(title: str) -> frozenset[str]:
+    """In a title that lists specifications (two quantities or more: "8 GB DDR4-SDRAM 256 GB
+    HDD+SSD Tower"), the stems that only ever follow a quantity. With a single quantity the
+    word after it is often the product itself ("Kingston 480 GB SSD")."""
+    folded = fold(title)
+    found = _quantity_re().findall(folded)
+    if len(found) < 2:
+        return frozenset()
+    after = {stem(w) for words in found for w in re.split(r"[+/]", words) if w}
+    inside = {i for m in _quantity_re().finditer(folded) if m.group(1)
+              for i in range(m.start(1), m.end(1))}
+    elsewhere = {stem(m.group(0)) for m in re.finditer(r"[a-z0-9]+", folded)
+                 if m.start() not in inside}
+    return frozenset(after - elsewhere)
 
 
 class _ProductView(IndexedProduct):

@@ -11,11 +11,13 @@ Every product left gets one score, the sum of these parts:
                          coverage (0.5 + 0.5 × share of the query's words it matches), times
                          0.55 when it is an accessory of what was asked ("laptop" -> a laptop
                          sleeve; not when the accessory word names the kind asked for, as
-                         "batteries" does for "aa"), times 0.8 when the shopper named a product type and no
-                         word of it is in this product's title, brand or category (and
-                         0.7 more when its title names a kind of its own: a "Gaming
-                         mouse" for "gaming pc"), times 0.5 when it lacks a number the
-                         query holds ("TN-670" for "tn-2110")
+                         "batteries" does for "aa"), times 0.8 when the shopper named a
+                         product type and no word of it is in this product's title, brand or
+                         category (a kind a title lists among specifications after a
+                         quantity, the "256 GB SSD" of a PC, does not count), and 0.7 more
+                         when its title names a kind of its own (a "Gaming mouse" for
+                         "gaming pc"), times 0.5 when it lacks a number the query holds
+                         ("TN-670" for "tn-2110")
     + intent fit         matched gift tags: interest 1.5, recipient 1.0, age 0.8, occasion
                          0.5, gender 0.5; tags that gift knowledge suggested count half; 0.8
                          when it is of a kind gift knowledge suggests for an open request;
@@ -353,7 +355,8 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
                 product.accessory_of(named, want.kind_accessories):
             relevance *= ACCESSORY_FACTOR
         words = product.words
-        of_kind = not want.types or want.types.found_in(words)
+        of_kind = not want.types or (want.types.found_in(words)
+                                     and want.types.found_in(product.kind_words()))
         if not of_kind:
             relevance *= OTHER_TYPE_FACTOR
             if product.names_kind:
@@ -404,7 +407,7 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     if want.types or want.interests:
         def fits(product: IndexedProduct) -> bool:
             if want.types:
-                return want.types.found_in(product.words)
+                return want.types.found_in(product.kind_words())
             return bool(want.interests & product.tags)
 
         carried = any(r.of_kind for r in ranked) or any(

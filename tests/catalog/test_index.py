@@ -133,13 +133,15 @@ def test_views_made_on_demand_read_the_same_as_views_kept():
     kept = CatalogIndex(CATALOG, sponsored=frozenset({"outra:B2"}))
     made = CatalogIndex(CATALOG, sponsored=frozenset({"outra:B2"}), keep_views=0)
     assert kept.products[1] is kept.products[1] and made.products[1] is not made.products[1]
-    names = [n for n in dir(IndexedProduct) if not n.startswith("_") and n != "accessory_of"]
+    methods = {"accessory_of", "kind_words"}
+    names = [n for n in dir(IndexedProduct) if not n.startswith("_") and n not in methods]
     names += ["price_amount", "currency", "in_stock", "tags", "accessory", "rating_value",
               "rating_scale", "rating_count", "updated_at", "sponsored", "merchant_slug",
               "merchant_name", "health"]
     for a, b in zip(kept.products, made.products, strict=True):
         assert {n: getattr(a, n) for n in names} == {n: getattr(b, n) for n in names}
         assert a.accessory_of({"notebook"}) == b.accessory_of({"notebook"})
+        assert a.kind_words() == b.kind_words()
     assert [p.ref for p in made.products[1:3]] == ["loja:A2", "loja:A3"]
     assert made.products[-1].ref == "outra:B2"
 

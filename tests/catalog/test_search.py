@@ -149,6 +149,24 @@ def test_an_accessory_word_that_names_the_kind_asked_for_is_no_accessory(runtime
     assert not products["BAT"].accessory_of({"aa"}, frozenset({"battery"}))
 
 
+def test_a_kind_listed_among_a_products_specifications_is_not_its_kind(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("PC", "Lenovo V55t Ryzen 5 8 GB DDR4-SDRAM 256 GB SSD Tower PC", 299900,
+                    tags=[]),
+        ucp_product("PC2", "ASUS E500 i7 16 GB 1512 GB HDD+SSD Tower PC", 399900, tags=[]),
+        ucp_product("SSD", "Kingston A400 480 GB SSD", 29900, tags=[]),
+        ucp_product("SSD2", "DELL 9PTC2 internal solid state drive 2.5\" 960 GB Serial ATA III",
+                    59900, description={"plain": "Enterprise SSD"}, tags=[]),
+    ])
+    ranked = search.search(_request(terms=["ssd"], product_types=["ssd"], limit=4))
+    assert {r.product.product_id for r in ranked[:2]} == {"SSD", "SSD2"}
+    assert [r.of_kind for r in ranked] == [True, True, False, False]
+    products = {p.product_id: p for p in search.index("BR").products}
+    assert "ssd" in products["PC"].words and "ssd" not in products["PC"].kind_words()
+    assert "hdd" not in products["PC2"].kind_words()
+    assert "ssd" in products["SSD"].kind_words()  # one quantity: the product itself
+
+
 def test_a_gift_set_is_not_mistaken_for_an_accessory(runtime, tmp_path):
     search = _shop(runtime, tmp_path, [
         ucp_product("KIT", "Kit de Jardinagem com 5 Ferramentas", 14990, tags=[]),
