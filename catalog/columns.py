@@ -20,6 +20,7 @@ from typing import Generic, Protocol, TypeVar, overload
 import numpy as np
 
 from catalog.models import Merchant
+from catalog.product_types import product_types
 from catalog.text import fold, stem
 from catalog.vocabulary import vocabulary
 
@@ -303,10 +304,10 @@ class IndexedProduct:
                                                   c.category_words[c.categories.code(doc)])
 
     def kind_words(self) -> frozenset[str]:
-        """`words` without those the title only names as a part, after a quantity: a PC's
-        "256 GB SSD" says what it holds, not what it is."""
-        parts = _quantified(self.title)
-        return self.words - parts if parts else self.words
+        """`words` without those the title names only as what the product holds or serves:
+        a PC's "256 GB SSD", "Sleeve for iPad", a "Laptop Backpack" (see `_not_its_kind`)."""
+        other = _not_its_kind(self.title)
+        return self.words - other if other else self.words
 
     def accessory_of(self, terms: set[str], asked: frozenset[str] = frozenset()) -> bool:
         """Whether the title names an accessory of what the terms name: "Laptop Sleeve"
@@ -358,21 +359,38 @@ def _quantity_re() -> re.Pattern[str]:
                       rf"(?=\s+([a-z][a-z0-9]*(?:[+/][a-z0-9]+)*))?")
 
 
+# A kind named after these serves the product: "FireWire for Laptop", "Capa para notebook".
+_FOR_RE = re.compile(r"\b(?:for|para|pra)\s+$")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
 @lru_cache(maxsize=65536)
-def _quantified(title: str) -> frozenset[str]:
-    """In a title that lists specifications (two quantities or more: "8 GB DDR4-SDRAM 256 GB
-    HDD+SSD Tower"), the stems that only ever follow a quantity. With a single quantity the
-    word after it is often the product itself ("Kingston 480 GB SSD")."""
+def _not_its_kind(title: str) -> frozenset[str]:
+    """The title's stems that never say what the product is, only what it holds or serves:
+
+    - in a title listing specifications (two quantities or more), what follows a quantity:
+      "8 GB DDR4-SDRAM 256 GB HDD+SSD Tower" (with one quantity, the word after it is often
+      the product itself: "Kingston 480 GB SSD");
+    - a kind named after "for" or "para": "FireWire for Laptop", "Suporte para notebook".
+
+    Which of two kinds side by side is the product's, titles do not say ("Laptop Backpack" is
+    a backpack, "Screen protector iPad" a screen protector), so neither is dropped. A stem
+    that also appears anywhere else in the title is kept."""
     folded = fold(title)
-    found = _quantity_re().findall(folded)
-    if len(found) < 2:
+    spans: list[tuple[int, int]] = []
+    found = list(_quantity_re().finditer(folded))
+    if len(found) >= 2:
+        spans += [(m.start(1), m.end(1)) for m in found if m.group(1)]
+    spans += [(k.start, k.end) for k in product_types().scan(folded)
+              if not k.group and _FOR_RE.search(folded, 0, k.start)]
+    if not spans:
         return frozenset()
-    after = {stem(w) for words in found for w in re.split(r"[+/]", words) if w}
-    inside = {i for m in _quantity_re().finditer(folded) if m.group(1)
-              for i in range(m.start(1), m.end(1))}
-    elsewhere = {stem(m.group(0)) for m in re.finditer(r"[a-z0-9]+", folded)
-                 if m.start() not in inside}
-    return frozenset(after - elsewhere)
+    inside: set[str] = set()
+    elsewhere: set[str] = set()
+    for m in _WORD.finditer(folded):
+        within = any(a <= m.start() < b for a, b in spans)
+        (inside if within else elsewhere).add(stem(m.group(0)))
+    return frozenset(inside - elsewhere)
 
 
 class _ProductView(IndexedProduct):

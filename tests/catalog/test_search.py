@@ -167,6 +167,23 @@ def test_a_kind_listed_among_a_products_specifications_is_not_its_kind(runtime, 
     assert "ssd" in products["SSD"].kind_words()  # one quantity: the product itself
 
 
+def test_a_kind_the_product_is_for_is_not_its_kind(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("FW", "Sandberg FireWire for Laptop (3 ports)", 4990, tags=[]),
+        ucp_product("NB", "Notebook Dell Inspiron 14", 399900, tags=[]),
+        ucp_product("RUN", "Tênis para corrida Nike", 39900, tags=[]),
+    ])
+    products = {p.product_id: p for p in search.index("BR").products}
+    assert "laptop" in products["FW"].words and "laptop" not in products["FW"].kind_words()
+    assert "corrida" in products["RUN"].kind_words()  # "corrida" is no kind of product
+    ranked = search.search(_request(terms=["laptop"], product_types=["laptop"], limit=2))
+    assert {r.product.product_id: r.of_kind for r in ranked} == {"NB": True, "FW": False}
+    # A chat's cards are of the kind asked for while the catalog carries it.
+    ranked = search.search(_request(terms=["laptop"], product_types=["laptop"], limit=1,
+                                    fit_to_ask=True))
+    assert [r.product.product_id for r in ranked] == ["NB"]
+
+
 def test_a_gift_set_is_not_mistaken_for_an_accessory(runtime, tmp_path):
     search = _shop(runtime, tmp_path, [
         ucp_product("KIT", "Kit de Jardinagem com 5 Ferramentas", 14990, tags=[]),
