@@ -305,6 +305,8 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         text = (scores.get(i, 0.0) + soft_scores.get(i, 0.0)) / max_text
         if terms:
             text *= 0.5 + 0.5 * len(hits.get(i, ())) / terms
+        if want.numbers and not want.numbers <= hits.get(i, frozenset()):
+            text *= NUMBER_MISS_FACTOR  # "TN-670" for "brother tn-2110 toner"
         return text
 
     # Each candidate's score is bounded by its text, the tags it carries and the most every
@@ -315,9 +317,30 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     for t in want.suggested_tags:
         weights[t] = weights.get(t, 0.0) + SUGGESTED_TAG_SHARE * tag_weight(t)
     tag_bound = index.tag_sums(docs, weights) if weights else np.zeros(len(docs))
+    # Each product's own rating part (the same Bayesian average as `rating_signal`), and a
+    # hair more for rounding: a catalog without ratings adds nothing to any bound.
+    tag_bound += RATING_WEIGHT * (index.prior()[docs] - RATING_PRIOR) / (1.0 - RATING_PRIOR) \
+        + 1e-9
     bonus = _max_bonus(want) + (LIKED_STORE_WEIGHT if request.liked_merchants else 0.0)
-    bounded = sorted(((RELEVANCE_WEIGHT * text + bonus + tags, i, text)
-                      for i, tags in zip(docs.tolist(), tag_bound.tolist(), strict=True)
+    if want.suggested_types:
+        # Of a kind gift knowledge suggests only if its text holds every word of one of the
+        # kind's phrases: the soft words it matched say so before it is visited. Products
+        # share few distinct sets of matched words.
+        of_suggested: dict[frozenset[str], float] = {}
+        soft_hits = found.soft_hits
+
+        def suggested(i: int) -> float:
+            words = soft_hits.get(i, frozenset())
+            value = of_suggested.get(words)
+            if value is None:
+                value = of_suggested[words] = SUGGESTED_TYPE_WEIGHT \
+                    if want.suggested_types.found_in(words) else 0.0
+            return value
+    else:
+        def suggested(i: int) -> float:
+            return 0.0
+    bounded = sorted(((RELEVANCE_WEIGHT * text + bonus + own + suggested(i), i, text)
+                      for i, own in zip(docs.tolist(), tag_bound.tolist(), strict=True)
                       for text in (text_part(i),)), reverse=True)
     # What the shopper named, in the catalog's words too: a "notebook case" is an accessory
     # of a "laptop".
@@ -362,8 +385,6 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
             if product.names_kind:
                 # Its title names a kind of its own: a "Gaming mouse" for "gaming pc".
                 relevance *= TITLED_OTHER_FACTOR
-        if want.numbers and not want.numbers <= hits.get(i, frozenset()):
-            relevance *= NUMBER_MISS_FACTOR  # "TN-670" for "brother tn-2110 toner"
         product_tags = product.tags
         matched_tags = [t for t in want.tags if t in product_tags]
         score = (RELEVANCE_WEIGHT * relevance
@@ -444,12 +465,11 @@ def tag_weight(tag: str) -> float:
 
 
 def _max_bonus(want: _Wanted) -> float:
-    """The most the parts other than relevance and gift tags can add for this request."""
-    return ((SUGGESTED_TYPE_WEIGHT if want.suggested_types else 0.0)
-            + (BRAND_WEIGHT if want.brands else LIKED_BRAND_WEIGHT if want.liked_brands
-               else 0.0)
-            + (BUDGET_WEIGHT if want.target else 0.0)
-            + RATING_WEIGHT)
+    """The most the parts other than relevance, gift tags, rating and a suggested kind can
+    add for this request."""
+    return ((BRAND_WEIGHT if want.brands else LIKED_BRAND_WEIGHT if want.liked_brands
+             else 0.0)
+            + (BUDGET_WEIGHT if want.target else 0.0))
 
 
 def eligible(product: IndexedProduct, request: SearchRequest, want: _Wanted) -> bool:

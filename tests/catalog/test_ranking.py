@@ -1,5 +1,7 @@
 from datetime import timedelta
 
+import pytest
+
 from catalog.index import CatalogIndex
 from catalog.models import CatalogProduct, Merchant
 from catalog.ranking import SPONSORED_RATIO, SearchRequest, rank
@@ -149,17 +151,26 @@ def test_asking_the_same_thing_twice_gives_the_same_scores():
     assert index.expand("laptop") == index.expand("laptop") == [("notebook", 0.5)]
 
 
-def test_stopping_early_never_changes_the_products_that_can_be_shown():
+@pytest.mark.parametrize("asked", [
+    dict(terms=["caneca", "azul", "porcelana"], tags=["recipient:mother"], budget_max=7000),
+    # A number the query holds, and a kind named.
+    dict(terms=["caneca", "modelo", "7"], product_types=["mug"]),
+    # An open request: kinds and tags gift knowledge suggests.
+    dict(tags=["recipient:mother"], suggested_types=["mug", "gift set"],
+         suggested_tags=["interest:coffee"], soft_terms=["caneca", "kit"]),
+], ids=["terms", "number-kind", "open"])
+def test_stopping_early_never_changes_the_products_that_can_be_shown(asked):
     from catalog.ranking import DIVERSITY_WINDOW, score_all
 
     words = ["caneca", "azul", "grande", "porcelana", "kit", "presente"]
     rows = [_row(f"P{n:03}", " ".join(words[: 1 + n % len(words)]) + f" modelo {n}",
-                 price=1000 + 37 * n, brand=f"B{n % 7}", rating=3 + (n % 5) / 2,
-                 count=n * 3, tags=["recipient:mother"] if n % 3 == 0 else [],
+                 price=1000 + 37 * n, brand=f"B{n % 7}",
+                 rating=3 + (n % 5) / 2 if n % 4 else None, count=n * 3,
+                 tags=(["recipient:mother"] if n % 3 == 0 else [])
+                 + (["interest:coffee"] if n % 5 == 0 else []),
                  age_days=n % 90) for n in range(150)]
     index = CatalogIndex(rows)
-    asked = dict(market="BR", currency="BRL", terms=["caneca", "azul", "porcelana"],
-                 tags=["recipient:mother"], budget_max=7000)
+    asked = dict(market="BR", currency="BRL", **asked)
     early = score_all(index, SearchRequest(limit=3, **asked))
     full = score_all(index, SearchRequest(limit=1000, **asked))
     assert len(full) > len(early) >= DIVERSITY_WINDOW
