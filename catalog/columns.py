@@ -8,20 +8,17 @@ market's products and searches them.
 
 from __future__ import annotations
 
-import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Generic, Protocol, TypeVar, overload
 
 import numpy as np
 
 from catalog.models import Merchant
-from catalog.product_types import product_types
-from catalog.text import fold, stem
+from catalog.titles import not_its_kind
 from catalog.vocabulary import vocabulary
 
 ACCESSORY_LINKS = frozenset({"for", "para", "pra", "de", "compatible", "compativel", "with"})
@@ -305,8 +302,8 @@ class IndexedProduct:
 
     def kind_words(self) -> frozenset[str]:
         """`words` without those the title names only as what the product holds or serves:
-        a PC's "256 GB SSD", "Sleeve for iPad", a "Laptop Backpack" (see `_not_its_kind`)."""
-        other = _not_its_kind(self.title)
+        a PC's "256 GB SSD", "FireWire for Laptop" (see `catalog.titles.not_its_kind`)."""
+        other = not_its_kind(self.title)
         return self.words - other if other else self.words
 
     def accessory_of(self, terms: set[str], asked: frozenset[str] = frozenset()) -> bool:
@@ -349,48 +346,6 @@ class IndexedProduct:
 
     def __repr__(self) -> str:
         return f"IndexedProduct({self.ref!r}, {self.title!r})"
-
-
-@lru_cache(maxsize=1)
-def _quantity_re() -> re.Pattern[str]:
-    """A quantity ("256 GB", "1.5TB") and the words right after it, joined by "+" or "/"."""
-    units = "|".join(sorted(map(re.escape, vocabulary().units), key=len, reverse=True))
-    return re.compile(rf"\b\d+(?:[.,]\d+)?\s?(?:{units})\b"
-                      rf"(?=\s+([a-z][a-z0-9]*(?:[+/][a-z0-9]+)*))?")
-
-
-# A kind named after these serves the product: "FireWire for Laptop", "Capa para notebook".
-_FOR_RE = re.compile(r"\b(?:for|para|pra)\s+$")
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-@lru_cache(maxsize=65536)
-def _not_its_kind(title: str) -> frozenset[str]:
-    """The title's stems that never say what the product is, only what it holds or serves:
-
-    - in a title listing specifications (two quantities or more), what follows a quantity:
-      "8 GB DDR4-SDRAM 256 GB HDD+SSD Tower" (with one quantity, the word after it is often
-      the product itself: "Kingston 480 GB SSD");
-    - a kind named after "for" or "para": "FireWire for Laptop", "Suporte para notebook".
-
-    Which of two kinds side by side is the product's, titles do not say ("Laptop Backpack" is
-    a backpack, "Screen protector iPad" a screen protector), so neither is dropped. A stem
-    that also appears anywhere else in the title is kept."""
-    folded = fold(title)
-    spans: list[tuple[int, int]] = []
-    found = list(_quantity_re().finditer(folded))
-    if len(found) >= 2:
-        spans += [(m.start(1), m.end(1)) for m in found if m.group(1)]
-    spans += [(k.start, k.end) for k in product_types().scan(folded)
-              if not k.group and _FOR_RE.search(folded, 0, k.start)]
-    if not spans:
-        return frozenset()
-    inside: set[str] = set()
-    elsewhere: set[str] = set()
-    for m in _WORD.finditer(folded):
-        within = any(a <= m.start() < b for a, b in spans)
-        (inside if within else elsewhere).add(stem(m.group(0)))
-    return frozenset(inside - elsewhere)
 
 
 class _ProductView(IndexedProduct):

@@ -47,13 +47,16 @@ from catalog.models import Merchant
 from catalog.policy import blocked_reason
 from catalog.product_types import product_types
 from catalog.text import indexed_stems, stems
+from catalog.titles import split_specs
 from catalog.vocabulary import vocabulary
 
-FIELD_WEIGHTS = {"title": 3.0, "brand": 2.5, "categories": 2.0, "tags": 2.0, "description": 1.0}
+# "specs" is the end of a title that runs on into specifications (`catalog.titles`).
+FIELD_WEIGHTS = {"title": 3.0, "brand": 2.5, "categories": 2.0, "tags": 2.0, "description": 1.0,
+                 "specs": 1.0}
 K1 = 1.2
 B = 0.75
 FUZZY_CUTOFF = 80
-SYNONYM_WEIGHT = 0.5
+SYNONYM_WEIGHT = 0.9
 # The letter and digit runs inside a model code ("AA352186") count for this share of a word.
 PART_WEIGHT = 0.25
 PARTS = "_parts"
@@ -236,13 +239,15 @@ class CatalogIndex:
                     merchant.slug, merchant.name, merchant_health_factor(merchant)))
             facts = known[1]
             free_tags = " ".join(t for t in row.tags if ":" not in t)
-            title, title_parts = indexed_stems(row.title)
+            product_name, specs = split_specs(row.title)
+            title, title_parts = indexed_stems(product_name)
             title_ids = list(map(number, title))
             tokens.extend(title_ids)
             tokens.extend(map(number, title_parts))
             field_lengths = [len(title), len(title_parts)]
             for name, value in (("brand", row.brand or ""), ("categories", row.categories),
-                                ("tags", free_tags), ("description", row.description)):
+                                ("tags", free_tags), ("description", row.description),
+                                ("specs", specs)):
                 words, parts = indexed_stems(value)
                 tokens.extend(map(number, words))
                 tokens.extend(map(number, parts))
@@ -272,7 +277,7 @@ class CatalogIndex:
             c.updated_at.append(timestamp_of(row.updated_at))
             c.accessory.append(bool(accessories.intersection(title)))
             # The kinds' phrases split letters from digits ("ps5" -> ps, 5), as `stems` does.
-            c.names_kind.append(kinds.names_a_type(stems(row.title)))
+            c.names_kind.append(kinds.names_a_type(stems(product_name)))
             c.title_words.extend(title_ids)
             c.title_ends.append(len(c.title_words))
             if ref in sponsored:
@@ -439,9 +444,13 @@ class CatalogIndex:
         reach = _Reach(list(dict.fromkeys(words)))
         n = len(self._columns)
         for j, word in enumerate(reach.words):
+            # A synonym counts as the word asked for, with that word's rarity: "laptop" finds
+            # a "Notebook PC" as it finds a "Laptop Cooler", though "notebook" is a commoner
+            # word in the catalog. Other spellings of a word the catalog lacks have their own.
+            own = self._word_ids.get(word)
             for variant, similarity in self.expand(word):
                 at = self._word_ids[variant]
-                idf = self._idf[at] * similarity * weight
+                idf = self._idf[at if own is None else own] * similarity * weight
                 lo, hi = self._post_starts[at], self._post_starts[at + 1]
                 docs = self._post_docs[lo:hi]
                 if reach.scores is None:

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from catalog.index import CatalogIndex
+from catalog.index import SYNONYM_WEIGHT, CatalogIndex
 from catalog.models import CatalogProduct, Merchant
 from catalog.ranking import SPONSORED_RATIO, SearchRequest, rank
 from core.db import utcnow
@@ -148,7 +148,7 @@ def test_asking_the_same_thing_twice_gives_the_same_scores():
     request = SearchRequest(market="BR", currency="BRL", terms=["laptop"])
     first = [(r.product.product_id, r.score) for r in rank(index, request)]
     assert [(r.product.product_id, r.score) for r in rank(index, request)] == first
-    assert index.expand("laptop") == index.expand("laptop") == [("notebook", 0.5)]
+    assert index.expand("laptop") == index.expand("laptop") == [("notebook", SYNONYM_WEIGHT)]
 
 
 @pytest.mark.parametrize("asked", [

@@ -1,0 +1,87 @@
+"""How a product title is read: its name, the specifications listed after it, and the kinds
+it names only as something the product holds or serves.
+
+Electronics titles often run on from the product's name into its specifications: "HP Compaq
+6530b Notebook PC 35.8 cm (14.1") Intel Core 2 Duo 2 GB DDR2-SDRAM 160 GB". Searched as one
+field, the long tail makes the name weak (a "Laptop Cooler" outranks the notebook for
+"laptop") and the parts look like the product's kind (a PC's "256 GB SSD" for "ssd").
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from catalog.product_types import product_types
+from catalog.text import fold, stem, stems
+from catalog.vocabulary import vocabulary
+
+
+@lru_cache(maxsize=1)
+def _quantity_re() -> re.Pattern[str]:
+    """A quantity ("256 GB", "1.5TB", "20,100mAh", "850 W") and the words right after it,
+    joined by "+" or "/". A one-letter unit needs a space: "3400G" is a model, not grams."""
+    units = sorted(vocabulary().units, key=len, reverse=True)
+    long = "|".join(re.escape(u) for u in units if len(u) > 1)
+    short = "|".join(re.escape(u) for u in units if len(u) == 1)
+    return re.compile(rf"\b\d+(?:[.,]\d+)?(?:\s?(?:{long})|\s(?:{short}))\b"
+                      rf"(?=\s+([a-z][a-z0-9]*(?:[+/][a-z0-9]+)*))?")
+
+
+def split_specs(title: str) -> tuple[str, str]:
+    """A title's name and the specifications listed after it ("" when it lists none).
+
+    A title lists specifications when it holds two quantities or more; they start at the
+    first one, provided the words before it name a kind of product ("... Notebook PC", "...
+    microwave"). Otherwise the quantity may be part of the name ("Tripp Lite Portable
+    20,100mAh 3-Port Mobile Power Bank") and the title is kept whole.
+    """
+    if not any(ch.isdigit() for ch in title):
+        return title, ""
+    lowered = title.lower()
+    found = _quantity_re().finditer(lowered)
+    first = next(found, None)
+    if first is None or next(found, None) is None:
+        return title, ""
+    # Lower-casing keeps offsets but for a few letters; then the title is kept whole rather
+    # than cut in the wrong place.
+    if len(lowered) != len(title):
+        return title, ""
+    name = title[:first.start()]
+    if not product_types().names_a_type(stems(name)):
+        return title, ""
+    return name, title[first.start():]
+
+
+# A kind named after these serves the product: "FireWire for Laptop", "Suporte para notebook".
+_FOR_RE = re.compile(r"\b(?:for|para|pra)\s+$")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@lru_cache(maxsize=65536)
+def not_its_kind(title: str) -> frozenset[str]:
+    """The title's stems that never say what the product is, only what it holds or serves:
+
+    - in a title listing specifications (two quantities or more), what follows a quantity:
+      "8 GB DDR4-SDRAM 256 GB HDD+SSD Tower" (with one quantity, the word after it is often
+      the product itself: "Kingston 480 GB SSD");
+    - a kind named after "for" or "para": "FireWire for Laptop", "Suporte para notebook".
+
+    Which of two kinds side by side is the product's, titles do not say ("Laptop Backpack" is
+    a backpack, "Screen protector iPad" a screen protector), so neither is dropped. A stem
+    that also appears anywhere else in the title is kept."""
+    folded = fold(title)
+    spans: list[tuple[int, int]] = []
+    found = list(_quantity_re().finditer(folded))
+    if len(found) >= 2:
+        spans += [(m.start(1), m.end(1)) for m in found if m.group(1)]
+    spans += [(k.start, k.end) for k in product_types().scan(folded)
+              if not k.group and _FOR_RE.search(folded, 0, k.start)]
+    if not spans:
+        return frozenset()
+    inside: set[str] = set()
+    elsewhere: set[str] = set()
+    for m in _WORD.finditer(folded):
+        within = any(a <= m.start() < b for a, b in spans)
+        (inside if within else elsewhere).add(stem(m.group(0)))
+    return frozenset(inside - elsewhere)

@@ -1,0 +1,33 @@
+import pytest
+
+from catalog.titles import not_its_kind, split_specs
+
+
+@pytest.mark.parametrize(("title", "name"), [
+    # A name naming a kind, then two quantities or more: the specifications start there.
+    ('HP Compaq 6530b Notebook PC 35.8 cm (14.1") Intel® Core™2 Duo 2 GB DDR2-SDRAM 160 GB',
+     "HP Compaq 6530b Notebook PC "),
+    ("Samsung GE89MST microwave 23 L 850 W Stainless steel", "Samsung GE89MST microwave "),
+    # The words before the first quantity name no kind: it may be part of the name.
+    ("Tripp Lite Portable 20,100mAh 3-Port Mobile Power Bank USB Battery 5V 2.4A", None),
+    # One quantity is no list of specifications.
+    ("Caneca de cerâmica azul 350 ml", None),
+    ("Kingston A400 480 GB SSD", None),
+    # A one-letter unit needs a space: "3400G" is a model, not grams.
+    ("Notebook Acme 3400G 5W", None),
+])
+def test_a_title_is_cut_where_its_specifications_start(title, name):
+    got = split_specs(title)
+    if name is None:
+        assert got == (title, "")
+    else:
+        assert got == (name, title[len(name):])
+
+
+def test_what_a_product_only_holds_or_serves_is_not_its_kind():
+    assert not_its_kind("Acme X1 8 GB DDR4-SDRAM 256 GB HDD+SSD Tower") == {"ddr4", "hdd", "ssd"}
+    assert not_its_kind("Kingston A400 480 GB SSD") == frozenset()
+    assert not_its_kind("Sandberg FireWire for Laptop (3 ports)") == {"laptop"}
+    # "corrida" is no kind of product; "SSD" named again outside the specifications stays.
+    assert not_its_kind("Tênis para corrida") == frozenset()
+    assert not_its_kind("SSD box 2 GB SSD 4 GB cache") == {"cach"}
