@@ -33,6 +33,7 @@ RECIPIENT_PHRASES = {
     "wife": N_("your wife"), "husband": N_("your husband"), "partner": N_("your partner"),
     "friend": N_("your friend"), "sister": N_("your sister"), "brother": N_("your brother"),
     "child": N_("the child"), "teen": N_("the teenager"), "baby": N_("the baby"),
+    "aunt": N_("your aunt"), "uncle": N_("your uncle"), "cousin": N_("your cousin"),
     "colleague": N_("your colleague"), "self": N_("you"),
 }
 

@@ -36,7 +36,8 @@ RECIPIENT_LABELS = {
     "grandfather": N_("grandfathers"), "wife": N_("wives"), "husband": N_("husbands"),
     "partner": N_("couples"), "friend": N_("friends"), "sister": N_("sisters"),
     "brother": N_("brothers"), "child": N_("children"), "teen": N_("teenagers"),
-    "baby": N_("babies"), "colleague": N_("colleagues"), "self": N_("treating yourself"),
+    "baby": N_("babies"), "aunt": N_("aunts"), "uncle": N_("uncles"), "cousin": N_("cousins"),
+    "colleague": N_("colleagues"), "self": N_("treating yourself"),
 }
 
 AGE_LABELS = {

@@ -89,6 +89,9 @@ RECIPIENT_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
     "friend": {"pt": ("amigo", "amiga"), "es": ("amigo", "amiga"), "en": ("friend",)},
     "colleague": {"pt": ("colega",), "es": ("colega", "compañero", "compañera"),
                   "en": ("colleague", "coworker")},
+    "aunt": {"pt": ("tia", "titia"), "es": ("tía",), "en": ("aunt", "auntie")},
+    "uncle": {"pt": ("tio", "titio"), "es": ("tío",), "en": ("uncle",)},
+    "cousin": {"pt": ("primo", "prima"), "es": ("primo", "prima"), "en": ("cousin",)},
     "mother_in_law": {"pt": ("sogra",), "es": ("suegra",), "en": ("mother-in-law",)},
     "father_in_law": {"pt": ("sogro",), "es": ("suegro",), "en": ("father-in-law",)},
 }

@@ -53,6 +53,12 @@ def test_a_cook_mother_in_law_gets_kitchen_ideas_first():
     assert len(hint.types) <= MAX_TYPES and len(set(hint.types)) == len(hint.types)
 
 
+def test_aunts_uncles_and_cousins_are_people_with_ideas_of_their_own():
+    assert suggest("um presente pra minha tia").types[:2] == ["candle", "body care"]
+    assert suggest("regalo para mi tío", "AR").types[0] == "wallet"
+    assert suggest("a gift for my cousin", "US").types[0] == "board game"
+
+
 def test_more_specific_rules_rank_first():
     # grandmother + gardening (two conditions) before gardening alone or grandmother alone.
     hint = suggest("presente para minha avó que ama jardinagem")

@@ -111,7 +111,8 @@ async def test_tokens_reach_the_conversion_log_and_the_funnel_through_the_chat_a
     assert response.status_code == 200 and any(m["cards"] for m in response.json()["messages"])
 
     # Invalid output on the third: the rules answer, but the tokens were spent.
-    fake_llm.answer(understanding(recipient="aunt"), prompt_tokens=880, completion_tokens=20)
+    fake_llm.answer(understanding(recipient="neighbour"), prompt_tokens=880,
+                    completion_tokens=20)
     await llm_client.post("/api/chat", json={
         "user": "ana", "text": "presente para minha mãe até R$300", "market": "BR"})
 

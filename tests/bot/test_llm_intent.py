@@ -169,7 +169,7 @@ def test_an_answer_that_is_not_json_falls_back_but_its_tokens_count(caplog):
 
 
 @pytest.mark.parametrize("answer", [
-    understanding(recipient="aunt"),  # not a canonical recipient
+    understanding(recipient="neighbour"),  # not a canonical recipient
     understanding(interests=["cooking", "skydiving"]),
     understanding(occasion="halloween"),
     understanding(gender="other"),
