@@ -189,9 +189,11 @@ class ProductColumns:
         self.names_kind = bytearray()  # its title names a kind of product ("mouse")
         self.sponsored: set[int] = set()
         # Stems of the title (word ids, in order, repeats kept) and of each brand and
-        # category path (shared by every product that has it).
+        # category path (shared by every product that has it); of a title's stems, how many
+        # are its name, before the specifications it lists (`catalog.titles.split_specs`).
         self.title_ends = array("q")
         self.title_words = array("I")
+        self.name_lengths = array("I")
         self.brand_words: list[frozenset[str]] = []
         self.category_words: list[frozenset[str]] = []
         self.vocabulary: tuple[str, ...] = ()
@@ -273,7 +275,9 @@ class IndexedProduct:
     url: str | None
     image_url: str | None
     title_stems: tuple[str, ...]
-    words: frozenset[str]  # stems of title, brand and categories, for kind matching
+    # Stems of the title's name (without the specifications it lists), brand and categories,
+    # for kind matching.
+    words: frozenset[str]
 
     def _fill(self) -> None:
         c, doc = self._columns, self._doc
@@ -295,16 +299,24 @@ class IndexedProduct:
         start = c.title_ends[doc - 1] if doc else 0
         return tuple(map(c.vocabulary.__getitem__, c.title_words[start:c.title_ends[doc]]))
 
+    def _name_stems(self) -> tuple[str, ...]:
+        return self.title_stems[:self._columns.name_lengths[self._doc]]
+
     def _words(self) -> frozenset[str]:
         c, doc = self._columns, self._doc
-        return frozenset(self.title_stems).union(c.brand_words[c.brands.code(doc)],
-                                                  c.category_words[c.categories.code(doc)])
+        return frozenset(self._name_stems()).union(c.brand_words[c.brands.code(doc)],
+                                                    c.category_words[c.categories.code(doc)])
 
     def kind_words(self) -> frozenset[str]:
-        """`words` without those the title names only as what the product holds or serves:
-        a PC's "256 GB SSD", "FireWire for Laptop" (see `catalog.titles.not_its_kind`)."""
+        """`words` without the title's words that only name what the product serves
+        ("FireWire for Laptop", see `catalog.titles.not_its_kind`); its brand and category
+        words stay."""
         other = not_its_kind(self.title)
-        return self.words - other if other else self.words
+        if not other:
+            return self.words
+        c, doc = self._columns, self._doc
+        return frozenset(self._name_stems()).difference(other).union(
+            c.brand_words[c.brands.code(doc)], c.category_words[c.categories.code(doc)])
 
     def accessory_of(self, terms: set[str], asked: frozenset[str] = frozenset()) -> bool:
         """Whether the title names an accessory of what the terms name: "Laptop Sleeve"

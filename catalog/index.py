@@ -239,10 +239,12 @@ class CatalogIndex:
                     merchant.slug, merchant.name, merchant_health_factor(merchant)))
             facts = known[1]
             free_tags = " ".join(t for t in row.tags if ":" not in t)
+            # The title's name is searched as the title, the specifications it lists as a
+            # field of their own; the whole title is kept for accessories and duplicates.
+            whole, whole_parts = indexed_stems(row.title)
             product_name, specs = split_specs(row.title)
-            title, title_parts = indexed_stems(product_name)
-            title_ids = list(map(number, title))
-            tokens.extend(title_ids)
+            title, title_parts = indexed_stems(product_name) if specs else (whole, whole_parts)
+            tokens.extend(map(number, title))
             tokens.extend(map(number, title_parts))
             field_lengths = [len(title), len(title_parts)]
             for name, value in (("brand", row.brand or ""), ("categories", row.categories),
@@ -275,11 +277,12 @@ class CatalogIndex:
             c.rating_scales.append(math.nan if row.rating_scale is None else row.rating_scale)
             c.rating_counts.append(NO_COUNT if row.rating_count is None else row.rating_count)
             c.updated_at.append(timestamp_of(row.updated_at))
-            c.accessory.append(bool(accessories.intersection(title)))
+            c.accessory.append(bool(accessories.intersection(whole)))
             # The kinds' phrases split letters from digits ("ps5" -> ps, 5), as `stems` does.
             c.names_kind.append(kinds.names_a_type(stems(product_name)))
-            c.title_words.extend(title_ids)
+            c.title_words.extend(map(number, whole))
             c.title_ends.append(len(c.title_words))
+            c.name_lengths.append(len(title))
             if ref in sponsored:
                 c.sponsored.add(doc)
 
@@ -440,7 +443,8 @@ class CatalogIndex:
                                              key=lambda item: (-item[1][1], item[0]))[:3]]
 
     def _reach(self, words: list[str], weight: float) -> _Reach:
-        """Add up the weights of `words` (and their spellings and synonyms) per product."""
+        """Add up the weights of `words` per product; each word counts once, as the best of
+        itself, its close spellings and its synonyms that the product holds."""
         reach = _Reach(list(dict.fromkeys(words)))
         n = len(self._columns)
         for j, word in enumerate(reach.words):
@@ -448,19 +452,32 @@ class CatalogIndex:
             # a "Notebook PC" as it finds a "Laptop Cooler", though "notebook" is a commoner
             # word in the catalog. Other spellings of a word the catalog lacks have their own.
             own = self._word_ids.get(word)
+            found: list[tuple[np.ndarray, np.ndarray]] = []
             for variant, similarity in self.expand(word):
                 at = self._word_ids[variant]
                 idf = self._idf[at if own is None else own] * similarity * weight
                 lo, hi = self._post_starts[at], self._post_starts[at + 1]
-                docs = self._post_docs[lo:hi]
-                if reach.scores is None:
-                    reach.scores = np.zeros(n)
-                while len(reach.bits) <= j >> 6:
-                    reach.bits.append(np.zeros(n, dtype=_bit_type(len(reach.words))))
-                # Each word's products are distinct, so += adds once per product.
-                reach.scores[docs] += idf * self._post_weights[lo:hi]
-                bits = reach.bits[j >> 6]
-                bits[docs] |= bits.dtype.type(1 << (j & 63))
+                found.append((self._post_docs[lo:hi], idf * self._post_weights[lo:hi]))
+            if not found:
+                continue
+            if len(found) == 1:
+                docs, values = found[0]
+            else:
+                # "Laptop Notebook Sleeve" holds the word once, not twice.
+                docs = np.concatenate([d for d, _ in found])
+                values = np.concatenate([v for _, v in found])
+                order = np.argsort(docs, kind="stable")
+                docs, values = docs[order], values[order]
+                firsts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
+                docs, values = docs[firsts], np.maximum.reduceat(values, firsts)
+            if reach.scores is None:
+                reach.scores = np.zeros(n)
+            while len(reach.bits) <= j >> 6:
+                reach.bits.append(np.zeros(n, dtype=_bit_type(len(reach.words))))
+            # Each word's products are distinct, so += adds once per product.
+            reach.scores[docs] += values
+            bits = reach.bits[j >> 6]
+            bits[docs] |= bits.dtype.type(1 << (j & 63))
         return reach
 
     def match(self, terms: list[str], soft_terms: list[str], soft_weight: float,
@@ -587,7 +604,7 @@ class CatalogIndex:
             "strings": sum(s.nbytes() for s in (c.product_ids, c.titles, c.urls, c.image_urls)),
             "numbers": sum(len(a) * a.itemsize for a in (
                 c.prices, c.rating_values, c.rating_scales, c.rating_counts, c.updated_at,
-                c.title_ends, c.title_words))
+                c.title_ends, c.title_words, c.name_lengths))
             + len(c.in_stock) + len(c.accessory) + len(c.names_kind),
             "vocabulary_words": len(self.vocabulary),
         }

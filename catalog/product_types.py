@@ -184,8 +184,8 @@ class ProductTypes:
         return found
 
     def names_a_type(self, stems: Sequence[str]) -> bool:
-        """Whether these stems, in order (a title's, as `catalog.text.indexed_stems` gives
-        them), hold a phrase naming a type. A trie walk, cheap enough to run on every title
+        """Whether these stems, in order (a title's, as `catalog.text.stems` gives them),
+        hold a phrase naming a type. A trie walk, cheap enough to run on every title
         while an index is built."""
         for i in range(len(stems)):
             node: dict[str, Any] | None = self._trie

@@ -12,9 +12,10 @@ Every product left gets one score, the sum of these parts:
                          0.55 when it is an accessory of what was asked ("laptop" -> a laptop
                          sleeve; not when the accessory word names the kind asked for, as
                          "batteries" does for "aa"), times 0.8 when the shopper named a
-                         product type and no word of it is in this product's title, brand or
-                         category (a kind a title lists among specifications after a
-                         quantity, the "256 GB SSD" of a PC, does not count), and 0.7 more
+                         product type and no word of it is in the name of this product's
+                         title, its brand or its category (not the specifications a title
+                         lists, the "256 GB SSD" of a PC, nor a kind it is only for, "for
+                         Laptop"; see `catalog.titles`), and 0.7 more
                          when its title names a kind of its own (a "Gaming mouse" for
                          "gaming pc"), times 0.5 when it lacks a number the query holds
                          ("TN-670" for "tn-2110")
@@ -240,9 +241,9 @@ def _kind_phrases(kinds: tuple[str, ...]) -> Phrases:
 
 
 def _wanted(request: SearchRequest, index: CatalogIndex) -> _Wanted:
-    # A model name is looked for whole ("ps4", "rtx 2060" -> "rtx2060"): its parts alone
-    # would find a "PS/2 4-port switch". Where no product is written that way, its parts.
-    terms = [s for whole, parts in query_units(" ".join(request.terms))
+    # A model name is looked for whole ("ps4", "rtx2060"): its parts alone would find a
+    # "PS/2 4-port switch". Where no product is written that way, its parts.
+    terms = [s for term in request.terms for whole, parts in query_units(term)
              for s in ([whole] if len(parts) == 1 or index.has_word(whole) else parts)]
     # A word no product contains, even misspelt ("qro", "chegando"), is noise in the
     # message: requiring it would leave the shopper with nothing.

@@ -84,19 +84,26 @@ def indexed_stems(text: str) -> tuple[list[str], list[str]]:
     return words, parts
 
 
+_NAME_RE = re.compile(rf"[a-z]{{1,{JOINED_LETTERS}}}[0-9]+")
+
+
 def query_units(text: str) -> list[tuple[str, list[str]]]:
-    """A query's stems, with each model name kept whole next to its parts: "ps4 pro" gives
-    [("ps4", ["ps", "4"]), ("pro", ["pro"])], and so does "ps 4 pro". A caller looks for the
-    whole name first and falls back on its parts when no product is written that way."""
+    """A query's stems, with each model name written as one word kept whole next to its
+    parts: "ps4 pro" gives [("ps4", ["ps", "4"]), ("pro", ["pro"])]. A caller looks for the
+    whole name first (the index also holds "PS 4" joined) and falls back on its parts when
+    no product is written that way.
+
+    Only a short run of letters and then digits is a name ("ps4", "rtx2060", "tn2110"), as
+    the index joins them. Other mixes ("9v", "ryzen5") are read as their parts, and words
+    written apart ("smart tv 50") are never joined: a 50" TV is no "TV 50"."""
     units: list[tuple[str, list[str]]] = []
-    previous = ""
     for token in _WORD_RE.findall(fold(text)):
         if token.isalpha() or token.isdigit():
-            if previous and _joinable(previous, token) and units[-1][1] == [stem(previous)]:
-                units[-1] = (previous + token, [stem(previous), token])
-            else:
-                units.append((stem(token), [stem(token)]))
+            units.append((stem(token), [stem(token)]))
+            continue
+        parts = [stem(p) for p in TOKEN_RE.findall(token)]
+        if _NAME_RE.fullmatch(token):
+            units.append((token, parts))
         else:
-            units.append((token, [stem(p) for p in TOKEN_RE.findall(token)]))
-        previous = token
+            units.extend((p, [p]) for p in parts)
     return units

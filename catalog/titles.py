@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 
 from catalog.product_types import product_types
-from catalog.text import fold, stem, stems
+from catalog.text import fold, indexed_stems, stems
 from catalog.vocabulary import vocabulary
 
 
@@ -28,6 +28,9 @@ def _quantity_re() -> re.Pattern[str]:
                       rf"(?=\s+([a-z][a-z0-9]*(?:[+/][a-z0-9]+)*))?")
 
 
+_DIGIT = re.compile(r"\d").search
+
+
 def split_specs(title: str) -> tuple[str, str]:
     """A title's name and the specifications listed after it ("" when it lists none).
 
@@ -36,7 +39,7 @@ def split_specs(title: str) -> tuple[str, str]:
     microwave"). Otherwise the quantity may be part of the name ("Tripp Lite Portable
     20,100mAh 3-Port Mobile Power Bank") and the title is kept whole.
     """
-    if not any(ch.isdigit() for ch in title):
+    if _DIGIT(title) is None:
         return title, ""
     lowered = title.lower()
     found = _quantity_re().finditer(lowered)
@@ -55,33 +58,37 @@ def split_specs(title: str) -> tuple[str, str]:
 
 # A kind named after these serves the product: "FireWire for Laptop", "Suporte para notebook".
 _FOR_RE = re.compile(r"\b(?:for|para|pra)\s+$")
-_WORD = re.compile(r"[a-z0-9]+")
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def not_its_kind(title: str) -> frozenset[str]:
-    """The title's stems that never say what the product is, only what it holds or serves:
+    """The title's stems that only name what the product holds or serves:
 
-    - in a title listing specifications (two quantities or more), what follows a quantity:
-      "8 GB DDR4-SDRAM 256 GB HDD+SSD Tower" (with one quantity, the word after it is often
-      the product itself: "Kingston 480 GB SSD");
-    - a kind named after "for" or "para": "FireWire for Laptop", "Suporte para notebook".
+    - a kind named after "for" or "para": "FireWire for Laptop", "Suporte para notebook",
+      "Controller for PS 5" ("laptop", "notebook", "ps", "5" and "ps5");
+    - what follows the second quantity of a title or a later one: "... 8 GB DDR4-SDRAM
+      512 GB SSD" (a PC holding an SSD). The word after the first quantity is often the
+      product itself ("Samsung 65 in TV 120 Hz", "Kingston 480 GB SSD").
 
-    Which of two kinds side by side is the product's, titles do not say ("Laptop Backpack" is
-    a backpack, "Screen protector iPad" a screen protector), so neither is dropped. A stem
-    that also appears anywhere else in the title is kept."""
+    A stem the title also uses elsewhere is kept. A title whose name `split_specs` cut
+    from its specifications has those out of its words already. Which of two kinds side by
+    side is the product's, titles do not say ("Laptop Backpack" is a backpack, "Screen
+    protector iPad" a screen protector), so neither is dropped."""
     folded = fold(title)
-    spans: list[tuple[int, int]] = []
-    found = list(_quantity_re().finditer(folded))
-    if len(found) >= 2:
-        spans += [(m.start(1), m.end(1)) for m in found if m.group(1)]
-    spans += [(k.start, k.end) for k in product_types().scan(folded)
-              if not k.group and _FOR_RE.search(folded, 0, k.start)]
+    spans = [(k.start, k.end) for k in product_types().scan(folded)
+             if not k.group and _FOR_RE.search(folded, 0, k.start)]
+    spans += [(m.start(1), m.end(1)) for m in list(_quantity_re().finditer(folded))[1:]
+              if m.group(1)]
     if not spans:
         return frozenset()
+    spans.sort()
     inside: set[str] = set()
-    elsewhere: set[str] = set()
-    for m in _WORD.finditer(folded):
-        within = any(a <= m.start() < b for a, b in spans)
-        (inside if within else elsewhere).add(stem(m.group(0)))
-    return frozenset(inside - elsewhere)
+    rest = []
+    last = 0
+    for a, b in spans:
+        inside.update(indexed_stems(folded[a:b])[0])
+        rest.append(folded[last:max(a, last)])
+        last = max(last, b)
+    rest.append(folded[last:])
+    # Indexed as the index reads the title, so that joined names ("ps 5" -> "ps5") count.
+    return frozenset(inside.difference(indexed_stems(" | ".join(rest))[0]))

@@ -271,11 +271,15 @@ def test_a_model_name_written_apart_is_also_indexed_joined():
 
 def test_a_query_keeps_model_names_whole_next_to_their_parts():
     assert query_units("ps4 pro") == [("ps4", ["ps", "4"]), ("pro", ["pro"])]
-    assert query_units("PS 4 pro") == [("ps4", ["ps", "4"]), ("pro", ["pro"])]
+    assert query_units("rtx2060") == [("rtx2060", ["rtx", "2060"])]
+    # Words written apart stay apart: "tv 50" is a 50" TV, "tn-2110" is looked for as
+    # "tn" and "2110", both required.
+    assert query_units("smart tv 50") == [("smart", ["smart"]), ("tv", ["tv"]), ("50", ["50"])]
     assert query_units("brother tn-2110 toners") == [
-        ("brother", ["brother"]), ("tn2110", ["tn", "2110"]), ("toner", ["toner"])]
-    assert query_units("windows 10") == [("window", ["window"]), ("10", ["10"])]
-    assert query_units("10 aa") == [("10", ["10"]), ("aa", ["aa"])]
+        ("brother", ["brother"]), ("tn", ["tn"]), ("2110", ["2110"]), ("toner", ["toner"])]
+    # Other mixes of letters and digits are read as their parts.
+    assert query_units("9v ryzen5") == [("9", ["9"]), ("v", ["v"]), ("ryzen", ["ryzen"]),
+                                         ("5", ["5"])]
 
 
 def test_numbers_and_model_names_are_never_read_as_typos():

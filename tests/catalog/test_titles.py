@@ -24,10 +24,13 @@ def test_a_title_is_cut_where_its_specifications_start(title, name):
         assert got == (name, title[len(name):])
 
 
-def test_what_a_product_only_holds_or_serves_is_not_its_kind():
-    assert not_its_kind("Acme X1 8 GB DDR4-SDRAM 256 GB HDD+SSD Tower") == {"ddr4", "hdd", "ssd"}
-    assert not_its_kind("Kingston A400 480 GB SSD") == frozenset()
+def test_a_kind_the_product_only_holds_or_serves_is_not_its_kind():
     assert not_its_kind("Sandberg FireWire for Laptop (3 ports)") == {"laptop"}
-    # "corrida" is no kind of product; "SSD" named again outside the specifications stays.
+    assert not_its_kind("DualSense Controller for PS 5") == {"ps", "5", "ps5"}
+    # Named again outside "for ...", it stays; "corrida" is no kind of product.
+    assert not_its_kind("Laptop sleeve for laptop") == frozenset()
     assert not_its_kind("Tênis para corrida") == frozenset()
-    assert not_its_kind("SSD box 2 GB SSD 4 GB cache") == {"cach"}
+    # What follows a second quantity is a part; after the first, often the product itself.
+    assert not_its_kind("Acme X1 8 GB DDR4-SDRAM 512 GB HDD+SSD Tower") == {"hdd", "ssd"}
+    assert not_its_kind("Samsung 65 in TV 120 Hz") == frozenset()
+    assert not_its_kind("Kingston A400 480 GB SSD") == frozenset()
