@@ -2,6 +2,7 @@ import math
 from collections import defaultdict
 from datetime import UTC, datetime
 
+import pytest
 from sqlmodel import Session
 
 from catalog.columns import IndexedProduct, product_ref
@@ -10,6 +11,7 @@ from catalog.index import (
     K1,
     PART_WEIGHT,
     PARTS,
+    SYNONYM_WEIGHT,
     B,
     CatalogIndex,
 )
@@ -289,3 +291,21 @@ def test_numbers_and_model_names_are_never_read_as_typos():
     ])
     assert index.expand("rtx2070") == [] and index.expand("2110") == []
     assert index.expand("rtx2080") == [("rtx2080", 1.0)]
+
+
+def test_a_word_counts_once_however_many_of_its_synonyms_a_product_holds():
+    index = CatalogIndex([_row("BOTH", "Laptop notebook sleeve", price=100),
+                          _row("ONE", "Notebook stand", price=100),
+                          _row("L", "Laptop bag", price=100)])
+    assert index.expand("laptop") == [("laptop", 1.0), ("notebook", SYNONYM_WEIGHT)]
+    found = index.match(["laptop"], [], 0.6, [])
+
+    def part(word: str, doc: int) -> float:
+        docs, weights = index.postings(word)
+        return float(weights[list(docs).index(doc)])
+
+    idf = index.idf("laptop")  # a synonym counts with the rarity of the word asked for
+    assert found.scores[0] == pytest.approx(
+        idf * max(part("laptop", 0), SYNONYM_WEIGHT * part("notebook", 0)))
+    assert found.scores[1] == pytest.approx(idf * SYNONYM_WEIGHT * part("notebook", 1))
+    assert found.hits[0] == found.hits[1] == frozenset({"laptop"})
