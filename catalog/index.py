@@ -447,7 +447,6 @@ class CatalogIndex:
         itself, its close spellings and its synonyms that the product holds."""
         reach = _Reach(list(dict.fromkeys(words)))
         n = len(self._columns)
-        best: np.ndarray | None = None  # per product, what the current word gave it
         for j, word in enumerate(reach.words):
             # A synonym counts as the word asked for, with that word's rarity: "laptop" finds
             # a "Notebook PC" as it finds a "Laptop Cooler", though "notebook" is a commoner
@@ -466,24 +465,21 @@ class CatalogIndex:
             while len(reach.bits) <= j >> 6:
                 reach.bits.append(np.zeros(n, dtype=_bit_type(len(reach.words))))
             bits = reach.bits[j >> 6]
-            # Each variant's products are distinct, so += adds once per product.
             if len(found) == 1:
                 docs, values = found[0]
-                reach.scores[docs] += values
-                bits[docs] |= bits.dtype.type(1 << (j & 63))
-                continue
-            # "Laptop Notebook Sleeve" holds the word once, not twice: each product gets
-            # its best variant, through what this word has given it so far.
-            if best is None:
-                best = np.zeros(n)
-            for docs, values in found:
-                gain = values - best[docs]
-                np.maximum(gain, 0.0, out=gain)
-                reach.scores[docs] += gain
-                best[docs] += gain
-                bits[docs] |= bits.dtype.type(1 << (j & 63))
-            for docs, _ in found:
-                best[docs] = 0.0
+            else:
+                # "Laptop Notebook Sleeve" holds the word once, not twice: each product gets
+                # its best variant. Each variant's products are ascending, so the stable sort
+                # merges runs.
+                docs = np.concatenate([d for d, _ in found])
+                values = np.concatenate([v for _, v in found])
+                order = np.argsort(docs, kind="stable")
+                docs, values = docs[order], values[order]
+                firsts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
+                docs, values = docs[firsts], np.maximum.reduceat(values, firsts)
+            # Products are distinct now, so += adds once per product.
+            reach.scores[docs] += values
+            bits[docs] |= bits.dtype.type(1 << (j & 63))
         return reach
 
     def match(self, terms: list[str], soft_terms: list[str], soft_weight: float,
