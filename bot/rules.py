@@ -1,10 +1,10 @@
 """The rule parser: understanding a message in pt, es and en without a language model.
 
 `RuleIntentParser` reads, from the word lists in `lexicon.json` and the kinds of product in
-`catalog/product_types.json`: who the gift is for and their name, age, gender when the words
-imply it, occasion, budget (`bot.budgets`), kinds of product ("tênis" -> sneakers), what is
-ruled out ("nada de perfume", "sin ropa"), brands wanted or avoided, interests, colour,
-material and size.
+`catalog/product_types.json`: who the gift is for and their name and age (`bot.ages`),
+gender when the words imply it, occasion, budget (`bot.budgets`), kinds of product
+("tênis" -> sneakers), what is ruled out ("nada de perfume", "sin ropa"), brands wanted or
+avoided, interests, colour, material and size.
 """
 
 from __future__ import annotations
@@ -12,59 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from bot.ages import AgeReader, take_name
 from bot.budgets import take_budget
 from bot.intent import Intent, lexicon
 from catalog.product_types import KindMatch, product_types
 from catalog.text import fold
 from core.markets import Market
-
-# -- names ---------------------------------------------------------------------------------
-
-# "minha mãe se chama Inês", "mi abuela se llama Rosa", "my mom, her name is Linda". The name
-# is one word after the phrase; it is not a product word, a colour ("Rosa") or an interest.
-_NAME_RE = re.compile(
-    r"(?<![a-z])(?:se chama|chama-se|chamada|chamado|o nome dela e|o nome dele e|nome dela e|"
-    r"nome dele e|se llama|llamada|llamado|su nombre es|named|called|her name is|"
-    r"his name is|their name is)\s+(?P<name>[a-z][a-z'-]{1,29})(?![a-z])")
-
-
-def _take_name(s: str, low: str, intent: Intent) -> str:
-    found = _NAME_RE.search(s)
-    if not found:
-        return s
-    start, end = found.span("name")
-    cut_end = found.end()
-    # `low` and the message keep the accents `s` folded away; all have the same length for
-    # Latin letters. A capitalised word right after the name is part of it ("Maria Clara").
-    same = len(low) == len(s) == len(intent.text)
-    written = low[start:end] if same else found.group("name")
-    if same:
-        more = re.match(r"\s+([A-ZÀ-Ý][a-zà-ÿ'-]+)", intent.text[end:])
-        if more:
-            written += " " + more.group(1).lower()
-            cut_end = end + more.end()
-    intent.name = " ".join(w[:1].upper() + w[1:] for w in written.split())
-    return _cut(s, [(found.start(), cut_end)])
-
-
-_AGE_RES = [
-    re.compile(r"(?<![\d.,$])(\d{1,3})\s*-?\s*(?:anos|ano|years?|yrs?|yo|y/o)(?:\s*-?\s*old)?\b"),
-    re.compile(r"\b(?P<verb>faz|fara|fazendo|vai fazer|completa|completando|cumple|cumplira|"
-               r"turning|turns|turned|aged|age|idade de|edad de|de edad)\s+(\d{1,3})\b"
-               r"(?!\s*(?:reais|pesos|dolares|dollars|bucks|mil|k|lucas|%))"),
-    re.compile(r"\b(?:she|he)(?:'s|s|\s+is)\s+(\d{1,2})\b(?!\s*(?:dollars|bucks|k|%))"),
-    # "ela tem 60 e adora", "y tiene 25": a number that ends the clause; "tem 2 filhos" is not.
-    re.compile(r"\b(?:tem|tiene)\s+(\d{1,3})(?=\s*(?:[,.;!?)]|$)|\s+(?:e|y|and)\b)"),
-]
-# Turning an age is having a birthday: "cumple 40", "she's turning 70".
-_BIRTHDAY_VERBS = frozenset({"faz", "fara", "fazendo", "vai fazer", "completa", "completando",
-                             "cumple", "cumplira", "turning", "turns"})
-
-_BARE_AGE_RE = re.compile(r"(?<![a-z0-9])(?:de|of)\s+(\d{1,3})(?!\d|[.,]\d)(?!\s*(?:reais|pesos|"
-                          r"dolares|dollars|bucks|mil|k|lucas|%|cm|kg|g|ml|l|m|gb|tb|pol|in)\b)")
-# "my dad, 65, coffee snob": a number set off by commas right after who it is for.
-_COMMA_AGE_RE = re.compile(r"\s*,\s*(\d{1,3})\s*(?=[,.;!?)]|$)")
-
 
 LANGUAGE_SWITCH_MARGIN = 2
 
@@ -156,15 +109,7 @@ class RuleIntentParser:
         self._markers = {lang: {fold(w) for w in words}
                          for lang, words in lex["language_markers"].items()}
         number_words = lex["number_words"]
-        words = "|".join(sorted(number_words, key=len, reverse=True))
-        # "sessenta e cinco anos" -> "65 anos": spelled-out ages become digits.
-        self._number_word_re = re.compile(
-            rf"\b({words})(?:\s+e\s+|\s+y\s+|-|\s+)?({words})?"
-            rf"(?=\s*(?:anos|ano|years?|reais|real|pesos|dolares|dollars|bucks|mil)\b)")
-        self._number_words = number_words
-        self._age_number_word_re = re.compile(
-            rf"\b(turning|turns|cumple|cumplira|faz|fara|completa|she's|he's|shes|hes)\s+"
-            rf"({words})(?:\s+e\s+|\s+y\s+|-|\s+)?({words})?(?=\s*(?:[,.;!?)]|$))")
+        self._ages = AgeReader(number_words)
 
         # What is ruled out, and what may sit between the marker and it.
         self._exclusion_re = _phrases_re(lex["exclusion_markers"])
@@ -218,13 +163,12 @@ class RuleIntentParser:
         for pattern, replacement in self._accents.items():
             low = pattern.sub(replacement, low)
         s = fold(low)
-        s = self._number_word_re.sub(self._spell_number, s)
-        s = self._age_number_word_re.sub(self._spell_age, s)
+        s = self._ages.spell_numbers(s)
         lang = self._language(s, language or market.language)
         intent = Intent(text=text, language=lang, thanks=bool(self._thanks_re.search(s)))
 
-        s = _take_name(s, low, intent)
-        s, birthday = self._take_age(s, intent)
+        s = take_name(s, low, intent)
+        s, birthday = self._ages.take_age(s, intent)
         s = take_budget(s, intent, market)
         s = self._take_sizes(s, intent)
         caps = _capitalised(text)
@@ -232,7 +176,9 @@ class RuleIntentParser:
         s, qualifiers = self._take_explicit_gender(s, intent)
         noise: set[str] = set()
         if intent.age is None and self._phrase_re.search(s):
-            s = self._take_bare_age(s, intent)
+            s = self._ages.take_bare_age(s, intent, (
+                m.end() for m in self._phrase_re.finditer(s)
+                if self._phrases[m.group(0)][0] == "recipients"))
 
         rest: list[str] = []
         pos = 0
@@ -475,17 +421,7 @@ class RuleIntentParser:
         person = self._phrase_re.match(s, after.start(1))
         return person is not None and self._phrases[person.group(0)][0] == "recipients"
 
-    # -- language, age and budget -------------------------------------------------------
-
-    def _spell_age(self, match: re.Match[str]) -> str:
-        """"turning seventy five" -> "turning 75"."""
-        first = self._number_words[match.group(2)]
-        return f"{match.group(1)} {first + self._number_words.get(match.group(3) or '', 0)}"
-
-    def _spell_number(self, match: re.Match[str]) -> str:
-        first = self._number_words[match.group(1)]
-        second = self._number_words.get(match.group(2) or "", 0)
-        return f"{first + second} "
+    # -- language -----------------------------------------------------------------------
 
     def _language(self, folded: str, fallback: str) -> str:
         words = re.findall(r"[a-z']+", folded)
@@ -497,29 +433,3 @@ class RuleIntentParser:
         if scores[best_lang] >= scores.get(fallback, 0) + LANGUAGE_SWITCH_MARGIN:
             return best_lang
         return fallback
-
-    def _take_age(self, s: str, intent: Intent) -> tuple[str, bool]:
-        """Take the age out of the text; also says whether it was a birthday ("cumple 40")."""
-        for pattern in _AGE_RES:
-            match = pattern.search(s)
-            if match and 0 <= int(match.group(match.re.groups)) <= 120:
-                intent.age = int(match.group(match.re.groups))
-                verb = match.groupdict().get("verb")
-                birthday = verb is not None and re.sub(r"\s+", " ", verb) in _BIRTHDAY_VERBS
-                return s[:match.start()] + " " + s[match.end():], birthday
-        return s, False
-
-    def _take_bare_age(self, s: str, intent: Intent) -> str:
-        # "para mi abuela de 80": a bare number after "de" is an age once money is taken out.
-        match = _BARE_AGE_RE.search(s)
-        if match and 1 <= int(match.group(1)) <= 110:
-            intent.age = int(match.group(1))
-            return s[:match.start()] + " " + s[match.end():]
-        for person in self._phrase_re.finditer(s):
-            if self._phrases[person.group(0)][0] != "recipients":
-                continue
-            match = _COMMA_AGE_RE.match(s, person.end())
-            if match and 1 <= int(match.group(1)) <= 110:
-                intent.age = int(match.group(1))
-                return s[:match.start()] + ", " + s[match.end():]
-        return s
