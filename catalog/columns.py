@@ -18,7 +18,7 @@ from typing import Generic, Protocol, TypeVar, overload
 import numpy as np
 
 from catalog.models import Merchant
-from catalog.titles import not_its_kind
+from catalog.titles import after_name_words, not_its_kind
 from catalog.vocabulary import vocabulary
 
 ACCESSORY_LINKS = frozenset({"for", "para", "pra", "de", "compatible", "compativel", "with"})
@@ -166,6 +166,11 @@ class MerchantFacts:
     health: float
 
 
+# Where a title has an accessory word: in its name, or right after its first quantity.
+ACCESSORY_IN_NAME = 1
+ACCESSORY_AFTER_NAME = 2
+
+
 class ProductColumns:
     """The products of one index, one column per attribute (see `IndexedProduct`)."""
 
@@ -185,7 +190,7 @@ class ProductColumns:
         self.rating_scales = array("d")
         self.rating_counts = array("q")  # NO_COUNT where None
         self.updated_at = array("d")
-        self.accessory = bytearray()
+        self.accessory = bytearray()  # ACCESSORY_IN_NAME | ACCESSORY_AFTER_NAME
         self.names_kind = bytearray()  # its title names a kind of product ("mouse")
         self.sponsored: set[int] = set()
         # Stems of the title (word ids, in order, repeats kept) and of each brand and
@@ -247,7 +252,7 @@ class IndexedProduct:
         # Gift tags ("interest:gardening"); free tags only feed the text index.
         self.tags: frozenset[str] = columns.tag_sets[doc]
         # Whether its title has an accessory word (sleeve, case, toner...).
-        self.accessory: bool = columns.accessory[doc] == 1
+        self.accessory: bool = columns.accessory[doc] != 0
         # Whether its title names a kind of product ("Gaming mouse", "Notebook PC").
         self.names_kind: bool = columns.names_kind[doc] == 1
         rating = columns.rating_values[doc]
@@ -321,15 +326,23 @@ class IndexedProduct:
     def accessory_of(self, terms: set[str], asked: frozenset[str] = frozenset()) -> bool:
         """Whether the title names an accessory of what the terms name: "Laptop Sleeve"
         (the accessory after the thing), or "Capa para Notebook" and "Sleeve for iPad"
-        (the accessory first, then a word like for / para / de, then the thing).
+        (the accessory first, then a word like for / para / de, then the thing). The title's
+        name is read, and of its specifications only the words right after the first
+        quantity ("Laptop 17 in Cooling Pad"): "... 256 GB SSD com Carregador" is a notebook
+        sold with a charger.
 
         Accessory words in `asked` name the kind the shopper asked for: "AA Batteries" are
         what "aa" asks for, not an accessory of it."""
-        if not self.accessory:
+        flags = self._columns.accessory[self._doc]
+        if not flags:
             return False
         accessories = vocabulary().accessories - asked if asked else vocabulary().accessories
+        name = self._name_stems()
+        if flags & ACCESSORY_AFTER_NAME and not terms.isdisjoint(name) and \
+                not accessories.isdisjoint(after_name_words(self.title)):
+            return True  # "Laptop 17 in Cooling Pad, 5 Fans"
         seen_term = pending = linked = False
-        for word in self.title_stems:
+        for word in name:
             if word in terms:
                 if pending and linked:
                     return True

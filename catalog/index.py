@@ -31,6 +31,8 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from catalog.columns import (
+    ACCESSORY_AFTER_NAME,
+    ACCESSORY_IN_NAME,
     KEEP_VIEWS,
     NO_COUNT,
     CatalogRow,
@@ -47,7 +49,7 @@ from catalog.models import Merchant
 from catalog.policy import blocked_reason
 from catalog.product_types import product_types
 from catalog.text import indexed_stems, stems
-from catalog.titles import split_specs
+from catalog.titles import first_spec_words, split_specs
 from catalog.vocabulary import vocabulary
 
 # "specs" is the end of a title that runs on into specifications (`catalog.titles`).
@@ -240,17 +242,18 @@ class CatalogIndex:
             facts = known[1]
             free_tags = " ".join(t for t in row.tags if ":" not in t)
             # The title's name is searched as the title, the specifications it lists as a
-            # field of their own; the whole title is kept for accessories and duplicates.
-            whole, whole_parts = indexed_stems(row.title)
+            # field of their own; the name and then the specifications are kept in order for
+            # accessories and near-duplicates.
             product_name, specs = split_specs(row.title)
-            title, title_parts = indexed_stems(product_name) if specs else (whole, whole_parts)
+            title, title_parts = indexed_stems(product_name)
+            spec_stems = indexed_stems(specs) if specs else ([], [])
             tokens.extend(map(number, title))
             tokens.extend(map(number, title_parts))
             field_lengths = [len(title), len(title_parts)]
             for name, value in (("brand", row.brand or ""), ("categories", row.categories),
                                 ("tags", free_tags), ("description", row.description),
                                 ("specs", specs)):
-                words, parts = indexed_stems(value)
+                words, parts = spec_stems if name == "specs" else indexed_stems(value)
                 tokens.extend(map(number, words))
                 tokens.extend(map(number, parts))
                 field_lengths += (len(words), len(parts))
@@ -277,10 +280,16 @@ class CatalogIndex:
             c.rating_scales.append(math.nan if row.rating_scale is None else row.rating_scale)
             c.rating_counts.append(NO_COUNT if row.rating_count is None else row.rating_count)
             c.updated_at.append(timestamp_of(row.updated_at))
-            c.accessory.append(bool(accessories.intersection(whole)))
+            # An accessory word in the name (1), or in the words right after the first
+            # quantity ("Laptop 17 in Cooling Pad, 5 Fans"), not further down the list of
+            # specifications ("... Windows 11 com Carregador", "3.5 mm connector") (2).
+            c.accessory.append((ACCESSORY_IN_NAME if accessories.intersection(title) else 0)
+                               | (ACCESSORY_AFTER_NAME if specs and accessories.intersection(
+                                   indexed_stems(first_spec_words(specs))[0]) else 0))
             # The kinds' phrases split letters from digits ("ps5" -> ps, 5), as `stems` does.
             c.names_kind.append(kinds.names_a_type(stems(product_name)))
-            c.title_words.extend(map(number, whole))
+            c.title_words.extend(map(number, title))
+            c.title_words.extend(map(number, spec_stems[0]))
             c.title_ends.append(len(c.title_words))
             c.name_lengths.append(len(title))
             if ref in sponsored:

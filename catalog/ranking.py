@@ -67,7 +67,7 @@ import numpy as np
 from catalog.columns import IndexedProduct
 from catalog.index import PRIOR_REVIEWS, PRIOR_SHARE, CatalogIndex
 from catalog.product_types import product_types
-from catalog.text import fold, query_units, stems
+from catalog.text import fold, phrase_words, query_units, stems
 from catalog.vocabulary import vocabulary
 
 RELEVANCE_WEIGHT = 3.0
@@ -208,8 +208,7 @@ class Phrases:
     def of(cls, words: Iterable[str]) -> Phrases:
         found = []
         for word in words:
-            content = frozenset(whole for whole, _ in query_units(word)
-                                if whole not in LINK_WORDS)
+            content = frozenset(w for w in phrase_words(word) if w not in LINK_WORDS)
             if content:
                 found.append(content)
         unique = tuple(dict.fromkeys(found))
@@ -457,7 +456,7 @@ def brand_fit(product: IndexedProduct, want: _Wanted) -> float:
 
 @lru_cache(maxsize=4096)
 def _brand_words(brand: str) -> frozenset[str]:
-    return frozenset(whole for whole, _ in query_units(brand))  # as `Phrases` reads them
+    return frozenset(phrase_words(brand))  # as `Phrases` reads them
 
 
 def tag_weight(tag: str) -> float:

@@ -107,3 +107,9 @@ def query_units(text: str) -> list[tuple[str, list[str]]]:
         else:
             units.extend((p, [p]) for p in parts)
     return units
+
+
+def phrase_words(text: str) -> list[str]:
+    """A phrase's words as a product's title words are indexed: whole, stemmed when all
+    letters or all digits ("9V battery" -> ["9v", "battery"], "PS5" -> ["ps5"])."""
+    return [stem(t) if t.isalpha() or t.isdigit() else t for t in _WORD_RE.findall(fold(text))]

@@ -56,8 +56,38 @@ def split_specs(title: str) -> tuple[str, str]:
     return name, title[first.start():]
 
 
+_LEADING_WORDS = re.compile(r"\s*((?:[a-z][a-z0-9'-]*)(?:\s+[a-z][a-z0-9'-]*)*)")
+
+
+def first_spec_words(specs: str) -> str:
+    """The words right after the first quantity of a title's specifications, up to the next
+    punctuation or number: "Cooling Pad" in "17 in Cooling Pad, 5 Fans, 1200 RPM"."""
+    lowered = specs.lower()
+    quantity = _quantity_re().match(lowered)
+    if quantity is None:
+        return ""
+    words = _LEADING_WORDS.match(lowered, quantity.end())
+    return words.group(1) if words else ""
+
+
+@lru_cache(maxsize=4096)
+def after_name_words(title: str) -> frozenset[str]:
+    """The stems of `first_spec_words` of a title (none when it lists no specifications)."""
+    specs = split_specs(title)[1]
+    return frozenset(indexed_stems(first_spec_words(specs))[0]) if specs else frozenset()
+
+
 # A kind named after these serves the product: "FireWire for Laptop", "Suporte para notebook".
-_FOR_RE = re.compile(r"\b(?:for|para|pra)\s+$")
+_FOR_RE = re.compile(r"(?:^|[^a-z0-9])(?:for|para|pra)$")
+
+
+def _after_for(folded: str, at: int) -> bool:
+    """Whether the word at `at` follows "for", "para" or "pra" (looking back a few
+    characters only, so that a long title costs no more per kind it names)."""
+    end = at
+    while end > 0 and folded[end - 1].isspace():
+        end -= 1
+    return end < at and _FOR_RE.search(folded, max(0, end - 5), end) is not None
 
 
 @lru_cache(maxsize=16384)
@@ -76,7 +106,7 @@ def not_its_kind(title: str) -> frozenset[str]:
     protector iPad" a screen protector), so neither is dropped."""
     folded = fold(title)
     spans = [(k.start, k.end) for k in product_types().scan(folded)
-             if not k.group and _FOR_RE.search(folded, 0, k.start)]
+             if not k.group and _after_for(folded, k.start)]
     spans += [(m.start(1), m.end(1)) for m in list(_quantity_re().finditer(folded))[1:]
               if m.group(1)]
     if not spans:

@@ -195,10 +195,39 @@ def test_a_kind_the_product_is_for_is_not_its_kind(runtime, tmp_path):
 def test_an_accessory_named_before_its_specifications_is_still_an_accessory(runtime, tmp_path):
     search = _shop(runtime, tmp_path, [
         ucp_product("PAD", "Laptop 17 in Cooling Pad, 5 Fans, 1200 RPM", 9990, tags=[]),
+        ucp_product("NB", "Notebook Lenovo IdeaPad 3 15.6 in 8 GB 256 GB SSD Windows 11 com "
+                    "Carregador", 349900, tags=[]),
+        ucp_product("HS", "Headset Gamer HyperX 7.1 50 mm 3.5 mm connector", 49900, tags=[]),
     ])
-    pad = search.index("BR").products[0]
+    products = {p.product_id: p for p in search.index("BR").products}
+    pad = products["PAD"]
     assert pad.words.isdisjoint({"pad", "cooling"})  # its name is "Laptop"
     assert pad.accessory and pad.accessory_of({"laptop"})
+    # Further down a list of specifications, an accessory word is something it comes with.
+    assert not products["NB"].accessory_of({"notebook"})
+    assert not products["HS"].accessory_of({"headset"})
+
+
+def test_words_joined_across_the_end_of_a_name_are_not_indexed(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("MON", "Monitor Gamer AOC 24 in 144 Hz", 99900, tags=[],
+                    description={"plain": "Monitor para jogos"}),
+    ])
+    assert not search.index("BR").has_word("aoc24")
+    # So "aoc24" is looked for in its parts, and finds the monitor.
+    ids = [r.product.product_id for r in search.search(_request(terms=["aoc24"], limit=5))]
+    assert ids == ["MON"]
+
+
+def test_a_phrase_with_letters_and_digits_matches_the_word_as_titles_write_it(runtime,
+                                                                              tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("9V", "Duracell 9V Battery", 2990, tags=[]),
+        ucp_product("AA", "Duracell AA Battery", 2990, tags=[]),
+    ])
+    ids = [r.product.product_id for r in search.search(_request(
+        terms=["duracell"], excluded_terms=["9v"], limit=5))]
+    assert ids == ["AA"]
 
 
 def test_a_gift_set_is_not_mistaken_for_an_accessory(runtime, tmp_path):

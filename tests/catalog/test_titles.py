@@ -34,3 +34,9 @@ def test_a_kind_the_product_only_holds_or_serves_is_not_its_kind():
     assert not_its_kind("Acme X1 8 GB DDR4-SDRAM 512 GB HDD+SSD Tower") == {"hdd", "ssd"}
     assert not_its_kind("Samsung 65 in TV 120 Hz") == frozenset()
     assert not_its_kind("Kingston A400 480 GB SSD") == frozenset()
+
+
+def test_a_long_title_is_read_like_a_short_one():
+    # Each kind looks back a few characters for "for", not at the whole title before it.
+    assert not_its_kind("mouse " * 2000 + "for laptop") == {"laptop"}
+    assert not_its_kind("for " * 2000 + "mouse") == not_its_kind("for mouse") == {"mous"}
