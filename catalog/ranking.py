@@ -15,10 +15,9 @@ Every product left gets one score, the sum of these parts:
                          product type and no word of it is in the name of this product's
                          title, its brand or its category (not the specifications a title
                          lists, the "256 GB SSD" of a PC, nor a kind it is only for, "for
-                         Laptop"; see `catalog.titles`), and 0.7 more
-                         when its title names a kind of its own (a "Gaming mouse" for
-                         "gaming pc"), times 0.5 when it lacks a number the query holds
-                         ("TN-670" for "tn-2110")
+                         Laptop"; see `catalog.titles`), and 0.7 more when its title names a
+                         kind of its own (a "Gaming mouse" for "gaming pc"), times 0.5 when
+                         it lacks a number the query holds ("TN-670" for "tn-2110")
     + intent fit         matched gift tags: interest 1.5, recipient 1.0, age 0.8, occasion
                          0.5, gender 0.5; tags that gift knowledge suggested count half; 0.8
                          when it is of a kind gift knowledge suggests for an open request;
