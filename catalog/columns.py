@@ -332,7 +332,8 @@ class IndexedProduct:
         sold with a charger.
 
         Accessory words in `asked` name the kind the shopper asked for: "AA Batteries" are
-        what "aa" asks for, not an accessory of it."""
+        what "aa" asks for, not an accessory of it. Nor is an accessory word right before
+        the thing it describes: a "Bluetooth Speaker ... docking speaker" is a speaker."""
         flags = self._columns.accessory[self._doc]
         if not flags:
             return False
@@ -342,12 +343,14 @@ class IndexedProduct:
                 not accessories.isdisjoint(after_name_words(self.title)):
             return True  # "Laptop 17 in Cooling Pad, 5 Fans"
         seen_term = pending = linked = False
-        for word in name:
+        for at, word in enumerate(name):
             if word in terms:
                 if pending and linked:
                     return True
                 seen_term = True
             elif word in accessories:
+                if at + 1 < len(name) and name[at + 1] in terms:
+                    continue  # it describes the thing named next: a "docking speaker"
                 if seen_term:
                     return True
                 pending, linked = True, False

@@ -160,8 +160,8 @@ class RankedProduct:
     matched_tags: list[str]
     sponsored: bool = False  # shown because its merchant sponsors it: labelled on the card
     doc: int = -1  # its number in the index it was ranked from
-    # It names the kind of product asked for, or (no kind asked) carries an interest asked
-    # for; and whether the catalog has any such product.
+    # It names the kind of product asked for and is not an accessory of it, or (no kind
+    # asked) carries an interest asked for; and whether the catalog has any such product.
     of_kind: bool = True
     kind_carried: bool = False
 
@@ -342,8 +342,10 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
                       for i, own in zip(docs.tolist(), tag_bound.tolist(), strict=True)
                       for text in (text_part(i),)), reverse=True)
     # What the shopper named, in the catalog's words too: a "notebook case" is an accessory
-    # of a "laptop".
-    named = {w for t in want.term_set for w, _ in index.expand(t)} | set(want.term_set)
+    # of a "laptop". A brand is no thing to have accessories: for "samsung", a Samsung phone
+    # case is a Samsung product like any other.
+    named = ({w for t in want.term_set for w, _ in index.expand(t)} | set(want.term_set)) \
+        - {w for phrase in want.brands.all for w in phrase}
     # The diversity window, plus room for sponsored products `choose` may pass over.
     needed = max(request.limit, DIVERSITY_WINDOW) + request.limit
     sponsored = index.has_sponsored
@@ -373,12 +375,16 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         if not eligible(product, request, want):
             continue
         relevance = text
-        if terms and not want.wants_accessory and \
-                product.accessory_of(named, want.kind_accessories):
+        accessory = bool(terms) and not want.wants_accessory and \
+            product.accessory_of(named, want.kind_accessories)
+        if accessory:
             relevance *= ACCESSORY_FACTOR
         words = product.words
         of_kind = not want.types or (want.types.found_in(words)
                                      and want.types.found_in(product.kind_words()))
+        # Its bags are no vacuum cleaner: a chat's cards show the kind itself while the
+        # catalog carries it (see `choose`), not what goes with it.
+        fits_kind = of_kind and not accessory
         if not of_kind:
             relevance *= OTHER_TYPE_FACTOR
             if product.names_kind:
@@ -399,13 +405,13 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
             score -= TURNED_DOWN_PENALTY
         if not want.types and want.interests:
             # Without a kind, "a mãe que ama jardinagem" asks for gardening things.
-            of_kind = any(t in want.interests for t in matched_tags)
-        ranked.append(RankedProduct(product, score, [], matched_tags, doc=i, of_kind=of_kind))
+            fits_kind = any(t in want.interests for t in matched_tags)
+        ranked.append(RankedProduct(product, score, [], matched_tags, doc=i, of_kind=fits_kind))
         if len(best) < needed:
             heapq.heappush(best, score)
         elif score > best[0]:
             heapq.heapreplace(best, score)
-        if fitting and of_kind:
+        if fitting and fits_kind:
             if len(best_fit) < needed_fit:
                 heapq.heappush(best_fit, score)
             elif score > best_fit[0]:
@@ -427,7 +433,9 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     if want.types or want.interests:
         def fits(product: IndexedProduct) -> bool:
             if want.types:
-                return want.types.found_in(product.kind_words())
+                return want.types.found_in(product.kind_words()) and not (
+                    terms and not want.wants_accessory
+                    and product.accessory_of(named, want.kind_accessories))
             return bool(want.interests & product.tags)
 
         carried = any(r.of_kind for r in ranked) or any(

@@ -1,3 +1,5 @@
+import pytest
+
 from catalog.merchants import add_merchant_from_feed
 from catalog.search import SearchRequest
 from tests.factories import ucp_product, write_jsonl
@@ -228,6 +230,39 @@ def test_a_phrase_with_letters_and_digits_matches_the_word_as_titles_write_it(ru
     ids = [r.product.product_id for r in search.search(_request(
         terms=["duracell"], excluded_terms=["9v"], limit=5))]
     assert ids == ["AA"]
+
+
+def test_a_chats_cards_show_the_kind_asked_for_not_its_accessories(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("V1", "Philips MiniVac Handheld vacuum cleaner FC6144/01", 39900, tags=[]),
+        ucp_product("B1", "Philips s-bag Vacuum cleaner bags FC8022/04", 4900, tags=[]),
+        ucp_product("B2", "Philips s-bag 4 x dust bags Vacuum cleaner bags", 3900, tags=[]),
+        ucp_product("V2", "Rowenta Extenso handheld vacuum Bagless", 29900, tags=[]),
+        ucp_product("SP", "Sony Portable Bluetooth Speaker MBS-100 docking speaker", 19900,
+                    tags=[]),
+    ])
+    ranked = search.search(_request(terms=["vacuum", "cleaner"],
+                                    product_types=["vacuum cleaner"], limit=3, fit_to_ask=True))
+    assert {r.product.product_id for r in ranked} == {"V1", "V2"}
+    # A list (not a chat's cards) still ranks the bags.
+    ranked = search.search(_request(terms=["vacuum", "cleaner"],
+                                    product_types=["vacuum cleaner"], limit=4))
+    assert {"B1", "B2"} <= {r.product.product_id for r in ranked}
+    # An accessory word right before the thing it describes: a docking speaker is a speaker.
+    speaker = {p.product_id: p for p in search.index("BR").products}["SP"]
+    assert not speaker.accessory_of({"speaker"})
+
+
+def test_a_brand_asked_for_has_no_accessories(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("CASE", "Samsung EF-EA715 mobile phone case", 9900, tags=[],
+                    metadata={"brand": "Samsung"}),
+        ucp_product("TV", "Samsung Crystal UHD 50 TV", 299900, tags=[],
+                    metadata={"brand": "Samsung"}),
+    ])
+    ranked = search.search(_request(terms=["samsung"], brands=["Samsung"], limit=2))
+    assert ranked[0].score == pytest.approx(ranked[1].score, abs=0.5)
+    assert all(r.of_kind for r in ranked)
 
 
 def test_a_gift_set_is_not_mistaken_for_an_accessory(runtime, tmp_path):
