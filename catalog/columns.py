@@ -18,10 +18,13 @@ from typing import Generic, Protocol, TypeVar, overload
 import numpy as np
 
 from catalog.models import Merchant
+from catalog.text import indexed_stems
 from catalog.titles import after_name_words, not_its_kind
 from catalog.vocabulary import vocabulary
 
 ACCESSORY_LINKS = frozenset({"for", "para", "pra", "de", "compatible", "compativel", "with"})
+# After the thing itself, what these introduce comes with it ("com Case", "with Accessories").
+INCLUDED = frozenset({"com", "with", "con", "incl", "including", "includes", "included"})
 NO_COUNT = -(2**63)  # rating_count None in its int64 column
 # Up to this many products, every product's view is made at build time and kept (about 1 kB
 # each, with its ref and words worked out): ranking then reads plain attributes, as it did of
@@ -342,18 +345,23 @@ class IndexedProduct:
         if flags & ACCESSORY_AFTER_NAME and not terms.isdisjoint(name) and \
                 not accessories.isdisjoint(after_name_words(self.title)):
             return True  # "Laptop 17 in Cooling Pad, 5 Fans"
+        if "+" in self.title:
+            # "Smartphone Galaxy A15 + Capa e Película": what comes with it, not what it is.
+            name = name[:len(indexed_stems(self.title.split("+", 1)[0])[0])]
         seen_term = pending = linked = False
         for at, word in enumerate(name):
             if word in terms:
                 if pending and linked:
                     return True
                 seen_term = True
+            elif seen_term and word in INCLUDED:
+                return False  # "Fone Bluetooth com Case Carregador": sold with it
             elif word in accessories:
+                pending, linked = True, False
                 if at + 1 < len(name) and name[at + 1] in terms:
                     continue  # it describes the thing named next: a "docking speaker"
                 if seen_term:
                     return True
-                pending, linked = True, False
             elif pending and word in ACCESSORY_LINKS:
                 linked = True
         return False

@@ -57,6 +57,7 @@ class ProductTypes:
                 an unknown type, or a group has the name of a type.
         """
         self._words: dict[str, tuple[str, ...]] = {}
+        self._words_in: dict[tuple[str, str], tuple[str, ...]] = {}
         self._labels: dict[tuple[str, str], str] = {}
         self._groups: dict[str, tuple[str, ...]] = {}
         self._groups_of: dict[str, list[str]] = {name: [] for name in types}
@@ -68,6 +69,7 @@ class ProductTypes:
             words = [w for lang in LANGUAGES for w in by_language[lang]]
             self._labels.update(((name, lang), by_language[lang][0]) for lang in LANGUAGES)
             self._words[name] = tuple(dict.fromkeys(words))
+            self._words_in.update(((name, lang), tuple(by_language[lang])) for lang in LANGUAGES)
             for word in words:
                 self._add_phrase(word, name, group=False)
         for group, members in groups.items():
@@ -127,15 +129,16 @@ class ProductTypes:
             return [name]
         return list(self._groups.get(name, ()))
 
-    def words(self, type_name: str) -> list[str]:
-        """Every word and phrase naming a type, in en, pt and es, as written in the data file.
+    def words(self, type_name: str, language: str | None = None) -> list[str]:
+        """Every word and phrase naming a type, in en, pt and es (or in one `language`), as
+        written in the data file.
 
         A group name gives the words of all its types; an unknown name gives none.
         """
-        if type_name in self._words:
-            return list(self._words[type_name])
-        return list(dict.fromkeys(w for t in self._groups.get(type_name, ())
-                                  for w in self._words[t]))
+        types = [type_name] if type_name in self._words else self._groups.get(type_name, ())
+        if language is None:
+            return list(dict.fromkeys(w for t in types for w in self._words[t]))
+        return list(dict.fromkeys(w for t in types for w in self._words_in[(t, language)]))
 
     def label(self, name: str, language: str) -> str:
         """How a type or group is called in a language ("clothing", "pt" -> "roupa"): the

@@ -238,6 +238,24 @@ def _kind_phrases(kinds: tuple[str, ...]) -> Phrases:
                       for w in (known.words(t) or [t]))
 
 
+@lru_cache(maxsize=256)
+def _device_accessory_words(kinds: tuple[str, ...]) -> frozenset[str]:
+    """The accessory words in the names of these kinds that are devices. A kind is a device
+    when most of its English names hold no accessory word: "vacuum cleaner" ("vacuum",
+    "stick vacuum"...) is one, batteries ("battery", "aa batteries"...) are not. A device's
+    name does not ask for accessories."""
+    accessories = vocabulary().accessories
+    known = product_types()
+    words: set[str] = set()
+    for kind in kinds:
+        for t in known.expand(kind):
+            english = Phrases.of(known.words(t, "en")).all
+            free = sum(1 for p in english if not accessories.intersection(p))
+            if 2 * free > len(english):
+                words.update(w for p in _kind_phrases((t,)).all for w in p if w in accessories)
+    return frozenset(words)
+
+
 def _wanted(request: SearchRequest, index: CatalogIndex) -> _Wanted:
     # A model name is looked for whole ("ps4", "rtx2060"): its parts alone would find a
     # "PS/2 4-port switch". Where no product is written that way, its parts.
@@ -253,6 +271,7 @@ def _wanted(request: SearchRequest, index: CatalogIndex) -> _Wanted:
     tags = list(dict.fromkeys(request.tags))
     types = _kind_phrases(tuple(request.product_types))
     accessories = vocabulary().accessories
+    of_devices = _device_accessory_words(tuple(request.product_types))
     return _Wanted(
         terms=terms, term_set=frozenset(terms), soft=soft, tags=tags,
         suggested_tags=frozenset(request.suggested_tags) - set(tags),
@@ -266,7 +285,7 @@ def _wanted(request: SearchRequest, index: CatalogIndex) -> _Wanted:
         brands=Phrases.of(request.brands),
         liked_brands=Phrases.of(request.liked_brands),
         avoid_brands=Phrases.of(request.avoid_brands),
-        wants_accessory=bool(accessories.intersection(terms)),
+        wants_accessory=bool(accessories.intersection(terms).difference(of_devices)),
         kind_accessories=frozenset(w for phrase in types.all for w in phrase
                                    if w in accessories),
         target=target)
@@ -342,10 +361,20 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
                       for i, own in zip(docs.tolist(), tag_bound.tolist(), strict=True)
                       for text in (text_part(i),)), reverse=True)
     # What the shopper named, in the catalog's words too: a "notebook case" is an accessory
-    # of a "laptop". A brand is no thing to have accessories: for "samsung", a Samsung phone
-    # case is a Samsung product like any other.
-    named = ({w for t in want.term_set for w, _ in index.expand(t)} | set(want.term_set)) \
-        - {w for phrase in want.brands.all for w in phrase}
+    # of a "laptop". A brand asked for is no thing to have accessories in its own products:
+    # for "samsung", a Samsung phone case is a Samsung product like any other, while a
+    # third party's "Suporte para GoPro" stays an accessory for "gopro".
+    named = {w for t in want.term_set for w, _ in index.expand(t)} | set(want.term_set)
+    brand_words = {w for phrase in want.brands.all for w in phrase}
+    named_in_brand = named - brand_words
+
+    def accessory_of_asked(product: IndexedProduct) -> bool:
+        if not terms or want.wants_accessory:
+            return False
+        own = brand_words and product.brand and want.brands.found_in(
+            _brand_words(product.brand))
+        return product.accessory_of(named_in_brand if own else named, want.kind_accessories)
+
     # The diversity window, plus room for sponsored products `choose` may pass over.
     needed = max(request.limit, DIVERSITY_WINDOW) + request.limit
     sponsored = index.has_sponsored
@@ -375,8 +404,7 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
         if not eligible(product, request, want):
             continue
         relevance = text
-        accessory = bool(terms) and not want.wants_accessory and \
-            product.accessory_of(named, want.kind_accessories)
+        accessory = accessory_of_asked(product)
         if accessory:
             relevance *= ACCESSORY_FACTOR
         words = product.words
@@ -433,9 +461,8 @@ def score_all(index: CatalogIndex, request: SearchRequest) -> list[RankedProduct
     if want.types or want.interests:
         def fits(product: IndexedProduct) -> bool:
             if want.types:
-                return want.types.found_in(product.kind_words()) and not (
-                    terms and not want.wants_accessory
-                    and product.accessory_of(named, want.kind_accessories))
+                return want.types.found_in(product.kind_words()) and \
+                    not accessory_of_asked(product)
             return bool(want.interests & product.tags)
 
         carried = any(r.of_kind for r in ranked) or any(

@@ -253,6 +253,27 @@ def test_a_chats_cards_show_the_kind_asked_for_not_its_accessories(runtime, tmp_
     assert not speaker.accessory_of({"speaker"})
 
 
+def test_what_a_product_comes_with_does_not_make_it_an_accessory(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("ASP", "Aspirador de Pó Vertical com Acessórios", 39900, tags=[]),
+        ucp_product("CEL", "Smartphone Samsung Galaxy A15 + Capa e Película", 129900, tags=[]),
+        ucp_product("FONE", "Fone de Ouvido Bluetooth TWS com Case Carregador", 19900, tags=[]),
+        ucp_product("CHG", "Carregador Notebook para Dell Inspiron", 12900, tags=[]),
+        ucp_product("GEL", "Keyboard Cleaner Gel", 2900, tags=[]),
+    ])
+    products = {p.product_id: p for p in search.index("BR").products}
+    assert not products["ASP"].accessory_of({"aspirador", "po"})
+    assert not products["CEL"].accessory_of({"smartphon"})
+    assert not products["FONE"].accessory_of({"fone", "ouvido"})
+    # An accessory word before the thing, then "para": still the thing's accessory.
+    assert products["CHG"].accessory_of({"notebook", "dell"})
+    assert products["GEL"].accessory_of({"keyboard"})
+    # "vacuum cleaner" names a device: its accessory word asks for no accessory.
+    ranked = search.search(_request(terms=["aspirador", "po"], product_types=["vacuum cleaner"],
+                                    limit=3, fit_to_ask=True))
+    assert [r.product.product_id for r in ranked] == ["ASP"]
+
+
 def test_a_brand_asked_for_has_no_accessories(runtime, tmp_path):
     search = _shop(runtime, tmp_path, [
         ucp_product("CASE", "Samsung EF-EA715 mobile phone case", 9900, tags=[],
@@ -263,6 +284,18 @@ def test_a_brand_asked_for_has_no_accessories(runtime, tmp_path):
     ranked = search.search(_request(terms=["samsung"], brands=["Samsung"], limit=2))
     assert ranked[0].score == pytest.approx(ranked[1].score, abs=0.5)
     assert all(r.of_kind for r in ranked)
+
+
+def test_another_brands_accessory_of_a_brand_asked_for_stays_an_accessory(runtime, tmp_path):
+    search = _shop(runtime, tmp_path, [
+        ucp_product("CAM", "GoPro Hero 12 Black", 249900, tags=[], metadata={"brand": "GoPro"}),
+        ucp_product("SUP", "Suporte para GoPro Hero", 4900, tags=[],
+                    metadata={"brand": "Generico"}),
+    ])
+    ranked = search.search(_request(terms=["gopro"], brands=["GoPro"], limit=2))
+    assert [r.product.product_id for r in ranked] == ["CAM", "SUP"]
+    # Its relevance is cut as an accessory's (0.55), beside the brand's own bonus.
+    assert ranked[1].score < 0.5 * ranked[0].score
 
 
 def test_a_gift_set_is_not_mistaken_for_an_accessory(runtime, tmp_path):
