@@ -93,7 +93,6 @@ FRESH_DAYS = 7
 STALE_DAYS = 67
 HEALTH_WEIGHT = 1.0
 TURNED_DOWN_PENALTY = 1.5
-DIVERSITY_PENALTY = 0.25
 NEAR_DUPLICATE_PENALTY = 0.5
 NEAR_DUPLICATE_OVERLAP = 0.8
 SPONSORED_RATIO = 0.8
@@ -631,19 +630,22 @@ def _colour_re(colours: tuple[str, ...]) -> re.Pattern[str]:
 
 def diversify(ranked: list[RankedProduct], limit: int, *, by_kind: bool = False,
               window: int = DIVERSITY_WINDOW) -> list[RankedProduct]:
-    """Pick `limit` results, pushing down products of a family already picked (the kind,
-    with `by_kind`) and, among the first `DIVERSE_CARDS`, near-duplicates of a pick."""
-    pool = [(r, _family(r.product, by_kind)) for r in ranked[:max(window, limit)]]
+    """Pick `limit` results, pushing down near-duplicates of a pick among the first
+    `DIVERSE_CARDS` and, with `by_kind` (an open request), products of a kind already picked.
+
+    A request that names its kind is not spread over the catalog's categories: where a
+    merchant filed one pair of headphones says nothing about how well it fits.
+    """
+    pool = [(r, _family(r.product) if by_kind else "") for r in ranked[:max(window, limit)]]
     picked: list[RankedProduct] = []
     seen_titles: set[str] = set()
     family_count: dict[str, int] = {}
-    penalty = 1.0 if by_kind else DIVERSITY_PENALTY
 
     def adjusted(entry: tuple[RankedProduct, str]) -> float:
         item, family = entry
         score = item.score
         if family:
-            score -= penalty * abs(item.score) * family_count.get(family, 0)
+            score -= abs(item.score) * family_count.get(family, 0)
         if len(picked) < DIVERSE_CARDS and any(_near_duplicate(item.product, p.product)
                                                for p in picked):
             score -= NEAR_DUPLICATE_PENALTY * abs(item.score) + NEAR_DUPLICATE_PENALTY
@@ -661,11 +663,9 @@ def diversify(ranked: list[RankedProduct], limit: int, *, by_kind: bool = False,
     return picked
 
 
-def _family(product: IndexedProduct, by_kind: bool) -> str:
+def _family(product: IndexedProduct) -> str:
     path = product.category_path
-    if not path:
-        return ""
-    return (path[-1] if by_kind else path[0]).casefold()
+    return path[-1].casefold() if path else ""
 
 
 def _near_duplicate(a: IndexedProduct, b: IndexedProduct) -> bool:

@@ -83,6 +83,14 @@ def test_the_three_cards_are_not_near_duplicates():
     assert "CH" in shown and len(set(shown) & {"DE", "FR"}) == 1
 
 
+def test_a_request_naming_its_kind_is_not_spread_over_the_catalogs_categories():
+    rows = [_row("PHILIPS", "Stereo headphones", brand="Philips", categories="Audio > Fones"),
+            _row("SANDBERG", "HeadPhones", brand="Sandberg", categories="Audio > Fones"),
+            _row("IPAQ", "iPAQ headphones", brand="HP", age_days=20,
+                 categories="Celulares > Acessórios")]
+    assert _ids(_rank(rows, terms=["headphones"], limit=3)) == ["SANDBERG", "PHILIPS", "IPAQ"]
+
+
 def test_an_open_request_covers_different_kinds_of_product():
     rows = [_row(f"MUG{i}", f"Caneca estampa {i}", tags=["recipient:mother"],
                  categories="Casa > Canecas") for i in range(3)]
