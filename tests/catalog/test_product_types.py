@@ -34,6 +34,7 @@ def test_a_kind_is_found_in_any_language_with_plurals_and_without_accents(text, 
     ("roupa de cama", ["bedding"]), ("gaming mouse pad", ["mouse pad"]),
     ("relógio inteligente", ["smartwatch"]), ("Garmin GPS Running Watch", ["smartwatch"]),
     ("ps4 games", ["video game"]), ("caixa de som bluetooth", ["speaker"]),
+    ("HP External USB DVD RW Drive", ["optical drive"]),  # not a blank DVD-RW
     ("chá de bebê", ["tea"]),  # find() knows no occasions: the parser keeps those out
 ])
 def test_multi_word_phrases_win_over_the_words_inside_them(text, expected):
