@@ -1,4 +1,5 @@
-"""Checkout tables: orders and the payment provider events already processed."""
+"""Checkout tables: orders, every change of an order's status, and the payment provider
+events already processed."""
 
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ from core.db import utcnow
 
 
 class OrderStatus(StrEnum):
+    """Where an order stands; `checkout.orders.TRANSITIONS` says which way it may move."""
+
     AWAITING_CONFIRMATION = "awaiting_confirmation"
     AWAITING_PAYMENT = "awaiting_payment"
-    PENDING_COLLECTION = "pending_collection"
+    PENDING_COLLECTION = "pending_collection"  # cash on delivery: confirmed, paid at the door
     PAID = "paid"
     FAILED = "failed"
+    EXPIRED = "expired"  # the voucher or payment code ran out before it was paid
     CANCELED = "canceled"
+    REFUND_PENDING = "refund_pending"  # withdrawn after payment; the merchant refunds
+    REFUNDED = "refunded"
 
 
 class Order(SQLModel, table=True):
@@ -57,3 +63,16 @@ class PaymentEvent(SQLModel, table=True):
     txid: str | None = Field(default=None, max_length=40)
     outcome: str = Field(max_length=20)
     received_at: datetime = Field(default_factory=utcnow)
+
+
+class OrderTransition(SQLModel, table=True):
+    """One change of an order's status: the audit log of who moved it, when, and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(index=True, max_length=40)
+    from_status: str = Field(max_length=30)
+    to_status: str = Field(max_length=30)
+    actor: str = Field(max_length=80)  # "shopper", "rail:stripe", "merchant:slug", "ops"
+    event_ref: str | None = Field(default=None, max_length=200)  # the provider's event id
+    note: str | None = Field(default=None, max_length=300)
+    at: datetime = Field(default_factory=utcnow)

@@ -1,8 +1,9 @@
-"""Messages checkout sends a shopper outside their own turn (payment confirmed or failed)."""
+"""Messages checkout sends a shopper outside their own turn (payment confirmed, failed or
+expired, a refund)."""
 
 from __future__ import annotations
 
-from checkout.models import Order
+from checkout.models import Order, OrderStatus
 from core.i18n import Translator
 from core.markets import Market
 from core.money import Money
@@ -19,3 +20,24 @@ def paid_text(order: Order, market: Market, t: Translator) -> str:
 def failed_text(order: Order, t: Translator) -> str:
     return t.gettext("The payment for order {order} did not go through. You can try again "
                      "from the product card.").format(order=order.id)
+
+
+def expired_text(order: Order, t: Translator) -> str:
+    return t.gettext("The time to pay order {order} ran out, so nothing will be charged. You "
+                     "can buy it again from the product card.").format(order=order.id)
+
+
+def refunded_text(order: Order, market: Market, t: Translator) -> str:
+    return t.gettext("Order {order} was refunded: {total} is on its way back to you.").format(
+        order=order.id, total=market.format_price(Money(order.total, order.currency)))
+
+
+def status_text(order: Order, market: Market, t: Translator) -> str:
+    """What to tell the shopper about the status an order just reached."""
+    if order.status == OrderStatus.PAID:
+        return paid_text(order, market, t)
+    if order.status == OrderStatus.EXPIRED:
+        return expired_text(order, t)
+    if order.status == OrderStatus.REFUNDED:
+        return refunded_text(order, market, t)
+    return failed_text(order, t)

@@ -14,7 +14,8 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session, select
 
 from checkout.models import Order
-from checkout.webhooks import SANDBOX_SIGNATURE_HEADER, process_sandbox_webhook, sandbox_event
+from checkout.rails import WebhookRequest
+from checkout.webhooks import process_webhook, sandbox_event
 from core.errors import NotFound
 from core.markets import get_market
 from core.money import Money
@@ -73,7 +74,7 @@ async def pay(txid: str, request: Request, status: str = Form(pattern="^(paid|fa
     runtime = request.app.state.runtime
     secret = runtime.settings.sandbox_secret
     body, headers = sandbox_event(secret=secret, txid=txid, status=status)
-    outcome = await run_in_threadpool(process_sandbox_webhook, engine=runtime.engine,
-                                      secret=secret, body=body,
-                                      signature=headers[SANDBOX_SIGNATURE_HEADER])
+    request_in = WebhookRequest(body=body, headers={k.lower(): v for k, v in headers.items()})
+    outcome = await run_in_threadpool(process_webhook, engine=runtime.engine,
+                                      rail=runtime.rails["sandbox"], request=request_in)
     return _page(_order(request, txid), note=f"Webhook delivered: {outcome.value}")

@@ -10,18 +10,17 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import cast
 
-from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from catalog.models import CatalogProduct
 from catalog.store import get_product
-from checkout.models import Order, OrderStatus, PaymentEvent
-from checkout.rails import PaymentInstructions, PaymentRail, RailOutcome
+from checkout.models import Order, OrderStatus, OrderTransition, PaymentEvent
+from checkout.orders import move
+from checkout.rails import PaymentInstructions, PaymentRail, RailEvent, RailOutcome
 from core.db import utcnow
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound, PaymentProviderError
 from core.markets import Market
 from ops.events import EventKind, record_event
 
@@ -56,6 +55,7 @@ class ConfirmOutcome(StrEnum):
     OUT_OF_STOCK = "out_of_stock"
     NOT_PENDING = "not_pending"
     RAIL_REFUSED = "rail_refused"
+    PROVIDER_DOWN = "provider_down"  # the rail's provider did not answer: try again later
 
 
 @dataclass
@@ -71,6 +71,7 @@ class EventOutcome(StrEnum):
     DUPLICATE = "duplicate"
     UNKNOWN_TXID = "unknown_txid"
     IGNORED = "ignored"  # valid event for an order that is not waiting for it
+    AMOUNT_MISMATCH = "amount_mismatch"  # paid, but not the order's total: ops must look
 
 
 @dataclass
@@ -126,6 +127,8 @@ def start_checkout(*, session: Session, user_key: str, conversation_id: str, mar
         currency=product.currency, rail=rail,
     )
     session.add(order)
+    session.add(OrderTransition(order_id=order.id, from_status="",
+                                to_status=order.status, actor="shopper"))
     record_order_event(session, EventKind.CHECKOUT_STARTED, order)
     return CheckoutStart(StartOutcome.STARTED, order)
 
@@ -144,28 +147,29 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
         return Confirmation(ConfirmOutcome.NOT_PENDING, order)
     product = _current(session, order)
     if product is None or not product.in_stock:
-        order.status = OrderStatus.CANCELED
-        session.add(order)
+        move(session, order, OrderStatus.CANCELED, actor="system", note="out of stock")
         return Confirmation(ConfirmOutcome.OUT_OF_STOCK, order)
     if product.price_amount != order.amount or product.currency != order.currency:
         old_total = order.total
         order.amount = product.price_amount
         order.currency = product.currency
-        order.total = order.amount + order.fee
+        order.total = order.amount + order.fee + order.shipping
         session.add(order)
         return Confirmation(ConfirmOutcome.PRICE_CHANGED, order, old_total=old_total)
     txid = new_txid()
     try:
         instructions = rails[order.rail].initiate(order, txid=txid)
-    except InvalidInput:
-        order.status = OrderStatus.CANCELED
-        session.add(order)
+    except InvalidInput as exc:
+        move(session, order, OrderStatus.CANCELED, actor=f"rail:{order.rail}",
+             note=exc.reason[:300])
         return Confirmation(ConfirmOutcome.RAIL_REFUSED, order)
-    order.txid = txid
-    order.payment = instructions.as_dict()
-    order.status = OrderStatus(instructions.status)
-    order.confirmed_at = utcnow()
-    session.add(order)
+    except PaymentProviderError:
+        # Nothing was charged and the order still awaits confirmation: the shopper may
+        # tap again once the provider is back.
+        return Confirmation(ConfirmOutcome.PROVIDER_DOWN, order)
+    move(session, order, OrderStatus(instructions.status), actor="shopper",
+         txid=instructions.txid or txid,
+         payment=instructions.as_dict(), confirmed_at=utcnow())
     record_order_event(session, EventKind.CHECKOUT_CONFIRMED, order)
     record_order_event(session, EventKind.PAYMENT_PENDING, order)
     return Confirmation(ConfirmOutcome.CONFIRMED, order, instructions)
@@ -173,50 +177,52 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
 
 def cancel_order(*, session: Session, order: Order) -> bool:
     """Cancel an order the shopper has not confirmed yet; False if it is past that."""
-    if order.status != OrderStatus.AWAITING_CONFIRMATION:
+    if order.status != OrderStatus.AWAITING_CONFIRMATION or \
+            not move(session, order, OrderStatus.CANCELED, actor="shopper"):
         return False
-    order.status = OrderStatus.CANCELED
-    session.add(order)
     record_order_event(session, EventKind.CHECKOUT_CANCELED, order)
     return True
 
 
-def apply_payment_event(*, session: Session, provider: str, event_id: str, txid: str,
-                        outcome: RailOutcome) -> PaymentResult:
+def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
+                        settles: frozenset[str] | None = None) -> PaymentResult:
     """Apply a verified provider event to its order, exactly once.
 
     The event id is stored in the same transaction as the order's change, and the change
-    itself is conditional on the order still awaiting payment, so neither a repeated event
-    nor two deliveries racing each other can mark an order paid twice.
+    itself is conditional on the order's status (`checkout.orders.move`), so neither a
+    repeated event nor two deliveries racing each other can mark an order paid twice, and a
+    late "failed" never undoes "paid". Should the transaction fail after the provider
+    captured the money, nothing of it stays: the provider's retry applies it once.
+
+    `settles` names the rails whose orders this provider may settle (its own by default):
+    a card provider's webhook never marks a Pix order paid.
     """
-    order = session.exec(select(Order).where(Order.txid == txid)).first()
-    if order is None:
+    if event.txid is None:
+        return PaymentResult(EventOutcome.UNKNOWN_TXID)
+    order = session.exec(select(Order).where(Order.txid == event.txid)).first()
+    if order is None or order.rail not in (settles or {rail}):
         return PaymentResult(EventOutcome.UNKNOWN_TXID)
     try:
         with session.begin_nested():
-            session.add(PaymentEvent(provider=provider, event_id=event_id, txid=txid,
-                                     outcome=outcome.value))
+            session.add(PaymentEvent(provider=rail, event_id=event.event_id, txid=event.txid,
+                                     outcome=event.outcome.value))
     except IntegrityError:
         return PaymentResult(EventOutcome.DUPLICATE, order)
 
-    if outcome in (RailOutcome.CAPTURED, RailOutcome.AUTHORIZED):
+    if event.outcome in (RailOutcome.CAPTURED, RailOutcome.AUTHORIZED):
+        if event.amount is not None and (event.amount != order.total or (
+                event.currency or order.currency).upper() != order.currency):
+            return PaymentResult(EventOutcome.AMOUNT_MISMATCH, order)
         new_status, kind = OrderStatus.PAID, EventKind.ORDER_PAID
-    elif outcome == RailOutcome.FAILED:
-        new_status, kind = OrderStatus.FAILED, EventKind.PAYMENT_FAILED
+    elif event.outcome == RailOutcome.FAILED:
+        new_status = OrderStatus.EXPIRED if event.reason == "expired" else OrderStatus.FAILED
+        kind = EventKind.PAYMENT_FAILED
+    elif event.outcome == RailOutcome.REFUNDED:
+        new_status, kind = OrderStatus.REFUNDED, EventKind.ORDER_REFUNDED
     else:
         return PaymentResult(EventOutcome.IGNORED, order)
-    now = utcnow()
-    # Money that arrives after a failed attempt (a static Pix code paid again) still counts.
-    waiting = [OrderStatus.AWAITING_PAYMENT]
-    if new_status == OrderStatus.PAID:
-        waiting.append(OrderStatus.FAILED)
-    changed = cast(CursorResult, session.execute(
-        update(Order)
-        .where(col(Order.id) == order.id, col(Order.status).in_(waiting))
-        .values(status=new_status, paid_at=now if new_status == OrderStatus.PAID else None)
-    )).rowcount
-    if not changed:
+    if not move(session, order, new_status, actor=f"rail:{rail}", event_ref=event.event_id,
+                note=event.reason):
         return PaymentResult(EventOutcome.IGNORED, order)
-    session.refresh(order)
     record_order_event(session, kind, order)
     return PaymentResult(EventOutcome.APPLIED, order)

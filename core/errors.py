@@ -6,8 +6,9 @@
     │   └── FeedError           a file that is not a readable product feed
     ├── NotFound                a merchant, product, checkout or order that does not exist
     ├── SignatureError          a webhook whose signature does not verify
-    └── AdapterError            a merchant's catalog could not be reached or answered badly
-        └── AdapterTimeout      ... or did not answer before the deadline
+    ├── AdapterError            a merchant's catalog could not be reached or answered badly
+    │   └── AdapterTimeout      ... or did not answer before the deadline
+    └── PaymentProviderError    a payment provider could not be reached or refused a request
 """
 
 from __future__ import annotations
@@ -50,3 +51,7 @@ class AdapterError(VitrineError):
 
 class AdapterTimeout(AdapterError):
     """A merchant's catalog did not answer before the deadline."""
+
+
+class PaymentProviderError(VitrineError):
+    """A payment provider could not be reached, or refused a request it should take."""

@@ -9,7 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = {"dev-sandbox-secret", "dev-ops-token", "dev-admin-token"}
+PLACEHOLDER_SECRETS = {"dev-sandbox-secret", "dev-ops-token", "dev-admin-token",
+                       "dev-pix-webhook-secret"}
 
 
 class Settings(BaseSettings):
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     pix_key: str = "pagamentos@vitrine.dev"
     pix_merchant_name: str = "Vitrine Pagamentos"
     pix_merchant_city: str = "Sao Paulo"
+    # The PSP signs its Pix payment notices with this (`X-Pix-Signature`).
+    pix_webhook_secret: str = "dev-pix-webhook-secret"
 
     # Live merchants (their own UCP MCP servers): total budget of one search, each merchant's
     # share, how long an answer is reused, and when a failing merchant stops being called.
@@ -74,7 +77,7 @@ class Settings(BaseSettings):
         if self.env == "production":
             weak = [
                 name
-                for name in ("ops_token", "sandbox_secret", "admin_token")
+                for name in ("ops_token", "sandbox_secret", "admin_token", "pix_webhook_secret")
                 if getattr(self, name) in PLACEHOLDER_SECRETS or len(getattr(self, name)) < 16
             ]
             if weak:

@@ -24,6 +24,7 @@ class EventKind(StrEnum):
     ORDER_PAID = "order_paid"
     PAYMENT_FAILED = "payment_failed"
     CHECKOUT_CANCELED = "checkout_canceled"
+    ORDER_REFUNDED = "order_refunded"
     REMINDER_SENT = "reminder_sent"
 
 

@@ -128,7 +128,7 @@ async def test_a_wrong_or_missing_signature_changes_nothing(client):
 
 
 @pytest.mark.parametrize("event", [
-    {"event_id": "e", "txid": "T", "status": "refunded"},
+    {"event_id": "e", "txid": "T", "status": "settled"},
     {"txid": "T", "status": "paid"},
     [1, 2],
 ])

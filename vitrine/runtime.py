@@ -57,9 +57,12 @@ def build_rails(settings: Settings) -> dict[str, PaymentRail]:
     """Every payment rail by its stable name; markets pick from these in `markets.json`."""
     return {
         "pix": PixRail(key=settings.pix_key, merchant_name=settings.pix_merchant_name,
-                       merchant_city=settings.pix_merchant_city),
+                       merchant_city=settings.pix_merchant_city,
+                       webhook_secret=settings.pix_webhook_secret),
         "cod": CashOnDeliveryRail(),
-        "sandbox": SandboxRail(public_url=settings.public_url),
+        # While developing, the sandbox provider also settles the push rails' payments.
+        "sandbox": SandboxRail(public_url=settings.public_url, secret=settings.sandbox_secret,
+                               settles=frozenset({"pix"})),
     }
 
 

@@ -1,12 +1,27 @@
-"""Payment rails: the `PaymentRail` protocol and the registry of rails by stable name."""
+"""Payment rails: the `PaymentRail` protocol, and the values rails hand back.
+
+A rail is one way to pay in a market (Pix, UPI, a SEPA transfer QR, an OXXO voucher, cash on
+delivery, a hosted card checkout). Rails are registered explicitly by stable name in
+`vitrine.runtime.build_rails`; which ones a market offers, and in what order, is data
+(`checkout/market_rails.json`). Every provider event a rail reads is reduced to the closed
+set of `RailOutcome`s; an event the rail does not know is `NOT_SUPPORTED`, never an error.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from checkout.models import Order
+from core.errors import InvalidInput
+
+EventModel = TypeVar("EventModel", bound=BaseModel)
 
 
 class RailOutcome(StrEnum):
@@ -27,12 +42,75 @@ class PaymentInstructions:
     status: str  # "awaiting_payment" or "pending_collection"
     txid: str | None = None
     copy_code: str | None = None  # a code the shopper pastes in their bank app (Pix)
-    url: str | None = None
+    url: str | None = None  # a page or deep link to pay on (card checkout, UPI)
+    qr: str | None = None  # the text a QR code shows, when paying by scanning one
+    reference: str | None = None  # a voucher or transfer reference read out at the till
+    expires_at: datetime | None = None
+    provider_ref: str | None = None  # the provider's id for this payment (session, charge)
     details: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {"rail": self.rail, "txid": self.txid, "copy_code": self.copy_code,
-                "url": self.url, **self.details}
+                "url": self.url, "qr": self.qr, "reference": self.reference,
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "provider_ref": self.provider_ref, **self.details}
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A provider's webhook call as received, before anything in it is trusted."""
+
+    body: bytes
+    headers: Mapping[str, str]  # keys in lower case
+    query: Mapping[str, str] = field(default_factory=dict)
+    received_at: float = 0.0  # Unix time, for checking the provider's timestamp
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True)
+class RailEvent:
+    """One provider event, verified and reduced to an outcome.
+
+    `txid` is the reference Vitrine gave the provider when the payment started (see
+    `PaymentRail.initiate`); `reason` says more about a failure ("expired", "rejected").
+    """
+
+    event_id: str
+    txid: str | None
+    outcome: RailOutcome
+    reason: str | None = None
+    amount: int | None = None  # minor units, when the provider says how much was paid
+    currency: str | None = None
+    provider_ref: str | None = None
+
+
+def read_event(model: type[EventModel], body: bytes) -> EventModel:
+    """A webhook body, already verified, read as the provider's event shape.
+
+    Raises:
+        InvalidInput: not JSON, or not that shape (the first problem, by field).
+    """
+    try:
+        return model.model_validate(json.loads(body))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise InvalidInput("body is not JSON") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") \
+            from None
+
+
+class RefundOutcome(StrEnum):
+    REFUNDED = "refunded"  # the provider has taken the refund (it may settle later)
+    NOT_SUPPORTED = "not_supported"  # the rail cannot send money back: the merchant does
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    outcome: RefundOutcome
+    provider_ref: str | None = None
 
 
 class PaymentRail(Protocol):
@@ -54,5 +132,47 @@ class PaymentRail(Protocol):
 
         Raises:
             InvalidInput: the rail cannot take this order (currency, amount limits).
+            PaymentProviderError: the provider could not be reached or refused the request.
+        """
+        ...
+
+    def parse_webhook(self, request: WebhookRequest) -> list[RailEvent]:
+        """Verify a provider's webhook and reduce it to its events (most providers send
+        one per call; the Pix API may batch several payments).
+
+        The signature is checked on the raw body (and the provider's timestamp against a
+        replay window) before anything is parsed. An event type the rail does not know is
+        a `NOT_SUPPORTED` event, not an error.
+
+        Raises:
+            SignatureError: the signature is missing, wrong or too old; nothing was read.
+            InvalidInput: signed, but not an event this rail's provider sends.
+        """
+        ...
+
+    def status(self, order: Order) -> RailEvent | None:
+        """Ask the provider what became of an order's payment (when a webhook may have been
+        missed).
+
+        Returns:
+            The payment's current outcome as an event (its `event_id` names the provider's
+            state, so that asking twice applies it once), or None when this rail's
+            provider can only tell by webhook, or nothing has happened yet.
+
+        Raises:
+            PaymentProviderError: the provider could not be reached.
+        """
+        ...
+
+    def refund(self, order: Order) -> RefundResult:
+        """Send a paid order's total back to the shopper through the provider.
+
+        Returns:
+            `REFUNDED` once the provider accepted it, or `NOT_SUPPORTED` when the rail has
+            no way to send money back (a static Pix code, a cash voucher): the merchant
+            refunds by other means.
+
+        Raises:
+            PaymentProviderError: the provider could not be reached or refused the refund.
         """
         ...

@@ -1,14 +1,34 @@
-"""Pix: static BR Codes ("copia e cola") as the Banco Central's EMV QR layout specifies."""
+"""Pix: BR Codes ("copia e cola") as the Banco Central's EMV QR layout specifies, and the
+payment notices of the Banco Central's Pix API (`{"pix": [...]}`), which a payment
+service provider (PSP) posts to `/api/payments/pix/webhook`.
+
+The Pix API authenticates its webhook with mutual TLS; behind a proxy that ends TLS, the PSP
+signs the body instead: `X-Pix-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
+"""
 
 from __future__ import annotations
 
 import binascii
 import unicodedata
+from decimal import Decimal, InvalidOperation
+
+from pydantic import BaseModel, Field
 
 from checkout.models import Order
-from checkout.rails import PaymentInstructions
-from core.errors import InvalidInput
+from checkout.rails import (
+    PaymentInstructions,
+    RailEvent,
+    RailOutcome,
+    RefundOutcome,
+    RefundResult,
+    WebhookRequest,
+    read_event,
+)
+from checkout.signatures import verify_sha256_header
+from core.errors import InvalidInput, SignatureError
 from core.money import Money
+
+SIGNATURE_HEADER = "X-Pix-Signature"
 
 GUI = "br.gov.bcb.pix"
 MAX_AMOUNT_CENTS = 999_999_999_999  # field 54 holds at most 13 characters: "9999999999.99"
@@ -62,20 +82,80 @@ def static_brcode(*, key: str, merchant_name: str, merchant_city: str,
     return payload + crc16(payload)
 
 
+class PixRefund(BaseModel):
+    id: str = Field(min_length=1, max_length=200)
+    valor: str
+    status: str = ""
+
+
+class PixPayment(BaseModel):
+    endToEndId: str = Field(min_length=1, max_length=200)
+    txid: str | None = Field(default=None, max_length=35)
+    valor: str
+    devolucoes: list[PixRefund] = Field(default_factory=list)
+
+
+class PixNotice(BaseModel):
+    pix: list[PixPayment] = Field(min_length=1, max_length=1000)
+
+
+def cents(valor: str) -> int:
+    """A Pix API amount ("110.00") in centavos.
+
+    Raises:
+        InvalidInput: not an amount with two decimals.
+    """
+    try:
+        amount = Decimal(valor)
+    except InvalidOperation:
+        raise InvalidInput(f"valor {valor!r} is not an amount") from None
+    if amount < 0 or amount != amount.quantize(Decimal("0.01")):
+        raise InvalidInput(f"valor {valor!r} is not an amount in centavos")
+    return int(amount * 100)
+
+
 class PixRail:
-    """Static Pix: the shopper pastes the code in their bank app; the provider's webhook
-    confirms the payment."""
+    """Static Pix: the shopper pastes the code in their bank app (or scans its QR code);
+    the PSP's webhook confirms the payment by the code's txid."""
 
     name = "pix"
 
-    def __init__(self, *, key: str, merchant_name: str, merchant_city: str) -> None:
+    def __init__(self, *, key: str, merchant_name: str, merchant_city: str,
+                 webhook_secret: str) -> None:
         self.key = key
         self.merchant_name = merchant_name
         self.merchant_city = merchant_city
+        self.webhook_secret = webhook_secret
 
     def initiate(self, order: Order, *, txid: str) -> PaymentInstructions:
         code = static_brcode(key=self.key, merchant_name=self.merchant_name,
                              merchant_city=self.merchant_city,
                              amount=Money(order.total, order.currency), txid=txid)
         return PaymentInstructions(rail=self.name, status="awaiting_payment", txid=txid,
-                                   copy_code=code)
+                                   copy_code=code, qr=code)
+
+    def parse_webhook(self, request: WebhookRequest) -> list[RailEvent]:
+        if not verify_sha256_header(secret=self.webhook_secret, body=request.body,
+                                    header=request.header(SIGNATURE_HEADER)):
+            raise SignatureError(f"missing or invalid {SIGNATURE_HEADER}")
+        notice = read_event(PixNotice, request.body)
+        events = []
+        for paid in notice.pix:
+            # A payment's end-to-end id is unique across the Pix system; each refund has
+            # its own id, so the news of a refund applies once too.
+            events.append(RailEvent(event_id=paid.endToEndId, txid=paid.txid,
+                                    outcome=RailOutcome.CAPTURED, amount=cents(paid.valor),
+                                    currency="BRL", provider_ref=paid.endToEndId))
+            events.extend(RailEvent(event_id=f"{paid.endToEndId}:{back.id}", txid=paid.txid,
+                                    outcome=RailOutcome.REFUNDED, amount=cents(back.valor),
+                                    currency="BRL", provider_ref=back.id)
+                          for back in paid.devolucoes if back.status == "DEVOLVIDO")
+        return events
+
+    def status(self, order: Order) -> RailEvent | None:
+        return None  # a static code's payment is only known from the PSP's notice
+
+    def refund(self, order: Order) -> RefundResult:
+        # Returning a static Pix payment (a "devolução") is the receiving bank's operation:
+        # the merchant's PSP does it, and its notice reports it here.
+        return RefundResult(RefundOutcome.NOT_SUPPORTED)
