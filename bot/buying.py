@@ -1,5 +1,5 @@
-"""Buying in a conversation: a card's Buy button, the shopper's one-tap confirmation, and
-canceling before it.
+"""Buying in a conversation: a card's Buy button, the shopper's one-tap confirmation,
+canceling before it, and withdrawing after it while the law allows.
 
 The path from a card to a payment is deterministic: the price is looked up again when a live
 merchant's copy is old, a changed price asks to confirm again, and the rail's instructions come
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from babel.dates import format_date
 from sqlmodel import Session
 
 from bot import linking, memory
@@ -20,13 +21,16 @@ from bot.replies import (
     STATUS_LABELS,
     Message,
     confirmation_message,
+    orders_message,
     payment_message,
 )
 from catalog.live import FederatedSearch
 from checkout import service as checkout
+from checkout import withdrawal
 from checkout.rails import PaymentRail
 from core.i18n import Translator
-from core.markets import Market
+from core.markets import Market, get_market
+from core.money import Money
 from core.settings import Settings
 from ops.events import EventKind, record_event
 
@@ -100,3 +104,41 @@ class Buying:
             return [Message(text=t.gettext("Canceled. Nothing was charged."))]
         return [Message(text=t.gettext("Order {order} can no longer be canceled here.")
                         .format(order=order.id))]
+
+    def withdraw(self, session: Session, order: checkout.Order, t: Translator
+                 ) -> list[Message]:
+        market = get_market(order.market)  # the law of the market the order was made in
+        done = withdrawal.withdraw(session=session, order=order, market=market,
+                                   rail=self.rails[order.rail])
+        outcome = done.outcome
+        if outcome == withdrawal.WithdrawalOutcome.CANCELED:
+            text = t.gettext("Order {order} is canceled. Nothing was charged.")
+        elif outcome == withdrawal.WithdrawalOutcome.REFUND_REQUESTED:
+            text = t.gettext("Order {order} is canceled. The refund of {total} is on its way "
+                             "and I will tell you here when it is done.")
+        elif outcome == withdrawal.WithdrawalOutcome.REFUND_BY_MERCHANT:
+            text = t.gettext("Order {order} is canceled. {merchant} will refund {total} "
+                             "and I will tell you here when it is done.")
+        elif outcome == withdrawal.WithdrawalOutcome.WINDOW_CLOSED:
+            text = t.gettext("The time to cancel order {order} ended on {date}. {merchant} "
+                             "can still help with a return.")
+        elif outcome == withdrawal.WithdrawalOutcome.NO_RIGHT:
+            text = t.gettext("Order {order} can no longer be canceled here.")
+        elif outcome == withdrawal.WithdrawalOutcome.PROVIDER_DOWN:
+            text = t.gettext("I could not reach the payment provider to refund order {order}. "
+                             "Nothing changed; please try again in a few minutes.")
+        else:
+            text = t.gettext("Order {order} is already {status}.")
+        ends = done.deadline
+        return [Message(text=text.format(
+            order=order.id, merchant=order.merchant_name,
+            total=market.format_price(Money(order.total, order.currency)),
+            status=t.gettext(STATUS_LABELS.get(order.status, order.status)),
+            date=format_date(ends, format="long", locale=market.locale) if ends else ""))]
+
+    def orders(self, session: Session, user_key: str, t: Translator) -> list[Message]:
+        """The shopper's latest orders, with a cancel button on those still in the window."""
+        latest = checkout.latest_orders(session=session, user_key=user_key)
+        withdrawable = {o.id for o in latest
+                        if withdrawal.can_withdraw(o, get_market(o.market))}
+        return [orders_message(latest, t, withdrawable)]

@@ -39,6 +39,7 @@ COMMANDS = {
     "export": "export", "exportar": "export",
     "link": "link", "vincular": "link", "conectar": "link",
     "reminders": "reminders", "lembretes": "reminders", "recordatorios": "reminders",
+    "orders": "orders", "pedidos": "orders", "compras": "orders",
 }
 # "/reminders off", "/lembretes desligar", "/recordatorios no".
 SWITCH_OFF = frozenset({"off", "no", "nao", "não", "stop", "desligar", "desligado",

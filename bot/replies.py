@@ -10,7 +10,7 @@ from catalog.explain import INTEREST_LABELS
 from checkout.models import Order
 from checkout.rails import PaymentInstructions
 from core.i18n import N_, Translator
-from core.markets import Market
+from core.markets import Market, get_market
 from core.money import Money
 
 
@@ -53,10 +53,15 @@ STATUS_LABELS = {
     "awaiting_confirmation": N_("awaiting your confirmation"),
     "awaiting_payment": N_("awaiting payment"), "pending_collection": N_("confirmed"),
     "paid": N_("paid"), "failed": N_("failed"), "canceled": N_("canceled"),
+    "expired": N_("expired"), "refund_pending": N_("being refunded"),
+    "refunded": N_("refunded"),
 }
 
 RAIL_LABELS = {"pix": N_("Pix"), "cod": N_("cash on delivery"),
-               "sandbox": N_("card (secure checkout page)")}
+               "sandbox": N_("card (secure checkout page)"),
+               "stripe": N_("card (secure checkout page)"),
+               "mercadopago": N_("Mercado Pago"), "upi": N_("UPI"),
+               "sepa_qr": N_("bank transfer (SEPA)"), "oxxo": N_("cash at OXXO")}
 
 
 def who(intent: Intent, t: Translator) -> str | None:
@@ -155,6 +160,31 @@ def confirmation_message(order: Order, market: Market, t: Translator,
     ])
 
 
+def withdraw_button(order: Order, market: Market, t: Translator) -> list[Button]:
+    """The cancel button the law of the shopper's market gives them after buying (in
+    Argentina, the mandatory "botón de arrepentimiento")."""
+    if not market.withdrawal_days:
+        return []
+    return [Button(label=t.gettext("Cancel this purchase"), action=f"withdraw:{order.id}")]
+
+
+def orders_message(orders: list[Order], t: Translator, withdrawable: set[str]) -> Message:
+    """`/orders`: the shopper's latest orders, with the cancel button where it still works."""
+    if not orders:
+        return Message(text=t.gettext("You have no orders yet."))
+    lines = [t.gettext("Your latest orders:")]
+    buttons = []
+    for order in orders:
+        lines.append(t.gettext("{order}: {title}, {total}, {status}").format(
+            order=order.id, title=order.title,
+            total=get_market(order.market).format_price(Money(order.total, order.currency)),
+            status=t.gettext(STATUS_LABELS.get(order.status, order.status))))
+        if order.id in withdrawable:
+            buttons.append(Button(label=t.gettext("Cancel {order}").format(order=order.id),
+                                  action=f"withdraw:{order.id}"))
+    return Message(text="\n".join(lines), buttons=buttons)
+
+
 def payment_message(order: Order, instructions: PaymentInstructions, market: Market,
                     t: Translator) -> Message:
     total = market.format_price(Money(order.total, order.currency))
@@ -180,4 +210,4 @@ def payment_message(order: Order, instructions: PaymentInstructions, market: Mar
             instructions.url or "",
             t.gettext("I will tell you here as soon as the payment is confirmed."),
         ])
-    return Message(text=text)
+    return Message(text=text, buttons=withdraw_button(order, market, t))

@@ -50,6 +50,7 @@ class Order(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     confirmed_at: datetime | None = None
     paid_at: datetime | None = None
+    delivered_at: datetime | None = None  # told by the merchant; starts the withdrawal window
 
 
 class PaymentEvent(SQLModel, table=True):

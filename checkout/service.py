@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from catalog.models import CatalogProduct
 from catalog.store import get_product
@@ -139,6 +139,14 @@ def find_order(*, session: Session, order_id: str, user_key: str) -> Order | Non
     if order is None or order.user_key != user_key:
         return None
     return order
+
+
+def latest_orders(*, session: Session, user_key: str, limit: int = 5) -> list[Order]:
+    """The shopper's latest orders past their confirmation, newest first."""
+    return list(session.exec(
+        select(Order).where(Order.user_key == user_key,
+                            Order.status != OrderStatus.AWAITING_CONFIRMATION)
+        .order_by(col(Order.created_at).desc()).limit(limit)))
 
 
 def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRail]) -> Confirmation:

@@ -34,6 +34,16 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        @event.listens_for(engine, "savepoint")
+        def _begin_before_savepoint(conn, _name):  # type: ignore[no-untyped-def]
+            # The sqlite3 module opens a transaction only before a write, not before a
+            # SAVEPOINT; a savepoint opened outside one starts a transaction of its own that
+            # its RELEASE commits, so "exactly once" (the provider event stored with the
+            # order's change) would be two commits. Open the transaction first; IMMEDIATE
+            # because a savepoint is taken to write.
+            if not conn.connection.dbapi_connection.in_transaction:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     return create_engine(url, pool_pre_ping=True)
 

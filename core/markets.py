@@ -27,6 +27,10 @@ class Market:
     rails: tuple[str, ...]
     whole_units: bool = False
     cod_fee: int = 0
+    # The consumer's right to withdraw from a distance sale: days after delivery (calendar
+    # days, or business days where the law counts those), 0 where the law gives none.
+    withdrawal_days: int = 0
+    withdrawal_business_days: bool = False
 
     def format_price(self, money: Money) -> str:
         """Format an amount the way shops in this market write it."""

@@ -18,8 +18,15 @@ from bot.channels import web
 from bot.channels.mcp import build_vitrine_mcp_app
 from catalog import api as merchants_api
 from catalog.ucp_server import build_merchant_mcp_app
+from checkout import api as orders_api
 from checkout import sandbox_page, webhooks
-from core.errors import InvalidInput, NotFound, SignatureError, VitrineError
+from core.errors import (
+    InvalidInput,
+    NotFound,
+    PaymentProviderError,
+    SignatureError,
+    VitrineError,
+)
 from core.markets import get_market
 from ops import api as ops_api
 from vitrine.runtime import DEMO_DIR, Runtime, build_runtime
@@ -52,6 +59,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(sandbox_page.router)
     app.include_router(ops_api.router)
     app.include_router(merchants_api.router)
+    app.include_router(orders_api.router)
     app.mount("/media/demo", StaticFiles(directory=DEMO_DIR / "media"), name="demo-media")
     app.mount("/mcp/merchants", merchant_mcp.app)
     # An exact route: `/mcp` must not redirect to `/mcp/`, MCP clients do not follow it.
@@ -73,6 +81,12 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
         return _error(400, "invalid_input", exc.reason)
+
+    @app.exception_handler(PaymentProviderError)
+    async def _provider(_: Request, exc: PaymentProviderError) -> JSONResponse:
+        # A provider's webhook answered 502 is delivered again later, as it should be.
+        log.warning("payment provider failed: %s %s", exc.reason, exc.context)
+        return _error(502, "provider_unavailable", exc.reason)
 
     @app.exception_handler(VitrineError)
     async def _vitrine(_: Request, exc: VitrineError) -> JSONResponse:

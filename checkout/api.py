@@ -1,0 +1,175 @@
+"""Orders API: an order and its status history for its merchant (API key) or ops (token),
+and the steps only a merchant can take: cash collected at the door, a refund sent back.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from catalog.merchants import api_key_matches
+from catalog.store import get_merchant
+from checkout.models import Order, OrderStatus, OrderTransition
+from checkout.notices import status_text
+from checkout.orders import history, move
+from checkout.service import record_order_event
+from core.auth import bearer
+from core.db import session_scope, utcnow
+from core.errors import InvalidInput, NotFound, SignatureError
+from core.i18n import Translator
+from core.markets import get_market
+from core.outbox import notify
+from ops.events import EventKind
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+# How an order reads in the agentic checkout protocols' terms (ACP/UCP checkout sessions).
+CHECKOUT_STATE = {
+    OrderStatus.AWAITING_CONFIRMATION: "ready_for_payment",
+    OrderStatus.AWAITING_PAYMENT: "awaiting_payment",
+    OrderStatus.PENDING_COLLECTION: "completed",
+    OrderStatus.PAID: "completed",
+    OrderStatus.FAILED: "awaiting_payment",
+    OrderStatus.EXPIRED: "expired",
+    OrderStatus.CANCELED: "canceled",
+    OrderStatus.REFUND_PENDING: "canceled",
+    OrderStatus.REFUNDED: "canceled",
+}
+
+
+class StatusChange(BaseModel):
+    from_status: str | None
+    to_status: str
+    actor: str
+    event_ref: str | None
+    note: str | None
+    at: datetime
+
+
+class OrderPublic(BaseModel):
+    id: str
+    status: str
+    checkout_state: str
+    market: str
+    merchant: str
+    product_id: str
+    title: str
+    currency: str
+    amount: int
+    shipping: int
+    fee: int
+    total: int
+    rail: str
+    txid: str | None
+    payment: dict[str, Any]
+    created_at: datetime
+    confirmed_at: datetime | None
+    paid_at: datetime | None
+    delivered_at: datetime | None
+    status_history: list[StatusChange]
+
+
+def order_public(session: Session, order: Order) -> OrderPublic:
+    return OrderPublic(
+        id=order.id, status=order.status, checkout_state=CHECKOUT_STATE[order.status],
+        market=order.market, merchant=order.merchant_slug, product_id=order.product_id,
+        title=order.title, currency=order.currency, amount=order.amount,
+        shipping=order.shipping, fee=order.fee, total=order.total, rail=order.rail,
+        txid=order.txid, payment=order.payment or {}, created_at=order.created_at,
+        confirmed_at=order.confirmed_at, paid_at=order.paid_at,
+        delivered_at=order.delivered_at,
+        status_history=[StatusChange(from_status=h.from_status or None, to_status=h.to_status,
+                                     actor=h.actor, event_ref=h.event_ref, note=h.note,
+                                     at=h.at)
+                        for h in history(session=session, order_id=order.id)])
+
+
+def _order_for(session: Session, request: Request, order_id: str,
+               authorization: str | None, *, ops_allowed: bool) -> tuple[Order, str]:
+    """The order, if the caller is its merchant (API key) or, where allowed, ops.
+
+    Returns:
+        The order and who is acting ("merchant:<slug>" or "ops").
+
+    Raises:
+        SignatureError: no key, or a key of neither (the same answer whether or not the
+            order exists, so ids cannot be probed).
+    """
+    token = bearer(authorization)
+    order = session.get(Order, order_id)
+    if token is None:
+        raise SignatureError("missing bearer token (the merchant's API key or the ops token)")
+    ops_token = request.app.state.runtime.settings.ops_token
+    if ops_allowed and hmac.compare_digest(token.encode(), ops_token.encode()):
+        if order is None:
+            raise NotFound(f"no order {order_id!r}")
+        return order, "ops"
+    if order is not None:
+        try:
+            merchant = get_merchant(session=session, slug=order.merchant_slug)
+        except NotFound:
+            merchant = None
+        if merchant is not None and api_key_matches(merchant, token):
+            return order, f"merchant:{merchant.slug}"
+    raise SignatureError("this key does not open that order")
+
+
+@router.get("/{order_id}")
+def get_order(order_id: str, request: Request,
+              authorization: Annotated[str | None, Header()] = None) -> OrderPublic:
+    """Show an order and its status history to its merchant or to ops."""
+    with session_scope(request.app.state.runtime.engine) as session:
+        order, _ = _order_for(session, request, order_id, authorization, ops_allowed=True)
+        return order_public(session, order)
+
+
+@router.post("/{order_id}/collected")
+def mark_collected(order_id: str, request: Request,
+                   authorization: Annotated[str | None, Header()] = None) -> OrderPublic:
+    """Record that the carrier collected a cash-on-delivery payment."""
+    with session_scope(request.app.state.runtime.engine) as session:
+        order, actor = _order_for(session, request, order_id, authorization, ops_allowed=False)
+        if order.status != OrderStatus.PENDING_COLLECTION or \
+                not move(session, order, OrderStatus.PAID, actor=actor, note="collected",
+                         delivered_at=utcnow()):
+            raise InvalidInput(f"order {order_id} is {order.status}, not awaiting collection")
+        record_order_event(session, EventKind.ORDER_PAID, order)
+        return order_public(session, order)
+
+
+@router.post("/{order_id}/delivered")
+def mark_delivered(order_id: str, request: Request,
+                   authorization: Annotated[str | None, Header()] = None) -> OrderPublic:
+    """Record the delivery, which starts the shopper's window to withdraw."""
+    with session_scope(request.app.state.runtime.engine) as session:
+        order, actor = _order_for(session, request, order_id, authorization, ops_allowed=False)
+        if order.status not in (OrderStatus.PAID, OrderStatus.PENDING_COLLECTION):
+            raise InvalidInput(f"order {order_id} is {order.status}: only a paid or cash "
+                               "order is delivered")
+        if order.delivered_at is None:
+            order.delivered_at = utcnow()
+            session.add(order)
+            session.add(OrderTransition(order_id=order.id, from_status=order.status,
+                                        to_status=order.status, actor=actor,
+                                        note="delivered"))
+        return order_public(session, order)
+
+
+@router.post("/{order_id}/refunded")
+def mark_refunded(order_id: str, request: Request,
+                  authorization: Annotated[str | None, Header()] = None) -> OrderPublic:
+    """Record that the merchant sent a withdrawn order's money back."""
+    with session_scope(request.app.state.runtime.engine) as session:
+        order, actor = _order_for(session, request, order_id, authorization, ops_allowed=False)
+        if order.status != OrderStatus.REFUND_PENDING or \
+                not move(session, order, OrderStatus.REFUNDED, actor=actor):
+            raise InvalidInput(f"order {order_id} is {order.status}, not awaiting a refund")
+        record_order_event(session, EventKind.ORDER_REFUNDED, order)
+        notify(session, user_key=order.user_key, text=status_text(
+            order, get_market(order.market), Translator(order.language)))
+        return order_public(session, order)

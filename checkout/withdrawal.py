@@ -1,0 +1,110 @@
+"""Withdrawal from a distance sale: the shopper's cancel button ("botón de arrepentimiento").
+
+The law of each market gives a window after delivery (Argentina 10 days, Colombia 5
+business days, Brazil 7 days, the EU 14 days; see `core/markets.json`). Until the merchant
+reports the delivery, the window has not started, so the button works. Withdrawing an order
+not paid yet cancels it; a paid one asks its rail for a refund, or, where the rail cannot
+send money back (a static Pix code, cash), leaves the refund to the merchant, who reports it
+(`POST /api/orders/{id}/refunded`).
+
+Business days are Monday to Friday; public holidays, which only lengthen the window, are
+not counted out, so the window shown may end a day or two before the law's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlmodel import Session
+
+from checkout.models import Order, OrderStatus
+from checkout.orders import move
+from checkout.rails import PaymentRail, RefundOutcome
+from checkout.service import record_order_event
+from core.db import utcnow
+from core.errors import PaymentProviderError
+from core.markets import Market
+from ops.events import EventKind
+
+# Orders the shopper may still withdraw from, while the window is open.
+WITHDRAWABLE = frozenset({OrderStatus.AWAITING_PAYMENT, OrderStatus.FAILED,
+                          OrderStatus.PENDING_COLLECTION, OrderStatus.PAID})
+
+
+class WithdrawalOutcome(StrEnum):
+    CANCELED = "canceled"  # nothing was paid: the order is simply off
+    REFUND_REQUESTED = "refund_requested"  # the rail's provider is sending the money back
+    REFUND_BY_MERCHANT = "refund_by_merchant"  # the merchant sends it back by other means
+    WINDOW_CLOSED = "window_closed"
+    NO_RIGHT = "no_right"  # the market's law gives no withdrawal window (returns are the shop's)
+    NOT_WITHDRAWABLE = "not_withdrawable"  # canceled, refunded or never confirmed
+    PROVIDER_DOWN = "provider_down"  # the refund could not be asked for now: try again
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    outcome: WithdrawalOutcome
+    order: Order
+    deadline: datetime | None = None
+
+
+def deadline(order: Order, market: Market) -> datetime | None:
+    """When the right to withdraw ends: None while the order is not delivered (the window
+    has not started) or where the market's law gives none (then see `has_right`)."""
+    if order.delivered_at is None or not market.withdrawal_days:
+        return None
+    return add_days(order.delivered_at, market.withdrawal_days,
+                    business=market.withdrawal_business_days)
+
+
+def add_days(start: datetime, days: int, *, business: bool) -> datetime:
+    """The end of the `days`-th day after `start` (calendar or Monday-to-Friday days)."""
+    moment = start
+    left = days
+    while left > 0:
+        moment += timedelta(days=1)
+        if not business or moment.weekday() < 5:
+            left -= 1
+    return moment.replace(hour=23, minute=59, second=59, microsecond=0)
+
+
+def can_withdraw(order: Order, market: Market, now: datetime | None = None) -> bool:
+    if not market.withdrawal_days or order.status not in WITHDRAWABLE:
+        return False
+    ends = deadline(order, market)
+    return ends is None or (now or utcnow()) <= _aware(ends)
+
+
+def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRail,
+             now: datetime | None = None) -> Withdrawal:
+    """The shopper pressed the cancel button on an order."""
+    ends = deadline(order, market)
+    if order.status not in WITHDRAWABLE:
+        return Withdrawal(WithdrawalOutcome.NOT_WITHDRAWABLE, order, ends)
+    if not market.withdrawal_days:
+        return Withdrawal(WithdrawalOutcome.NO_RIGHT, order)
+    if ends is not None and (now or utcnow()) > _aware(ends):
+        return Withdrawal(WithdrawalOutcome.WINDOW_CLOSED, order, ends)
+    if order.status != OrderStatus.PAID:
+        if not move(session, order, OrderStatus.CANCELED, actor="shopper", note="withdrawal"):
+            return Withdrawal(WithdrawalOutcome.NOT_WITHDRAWABLE, order, ends)
+        record_order_event(session, EventKind.CHECKOUT_CANCELED, order)
+        return Withdrawal(WithdrawalOutcome.CANCELED, order, ends)
+    try:
+        refund = rail.refund(order)
+    except PaymentProviderError:
+        return Withdrawal(WithdrawalOutcome.PROVIDER_DOWN, order, ends)
+    by_rail = refund.outcome == RefundOutcome.REFUNDED
+    note = f"withdrawal; refund {refund.provider_ref}" if by_rail and refund.provider_ref \
+        else "withdrawal"
+    if not move(session, order, OrderStatus.REFUND_PENDING, actor="shopper", note=note):
+        return Withdrawal(WithdrawalOutcome.NOT_WITHDRAWABLE, order, ends)
+    return Withdrawal(WithdrawalOutcome.REFUND_REQUESTED if by_rail
+                      else WithdrawalOutcome.REFUND_BY_MERCHANT, order, ends)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; Vitrine stores UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
