@@ -8,12 +8,13 @@ Amounts are read the way people in these markets write them ("50.000", "1,299.90
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from bot.intent import Budget, Intent
+from catalog.text import fold
 from core.errors import InvalidInput
 from core.markets import Market
-from core.money import money_from_major
+from core.money import Money, money_from_major
 
 _NUM = r"(\d{1,3}(?:[.,]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)"
 _CUR_BEFORE = r"(r\$|us\$|u\$s|\$|brl|ars|cop|usd|mxn|eur|€)"
@@ -74,6 +75,29 @@ def parse_number(text: str) -> Decimal:
                 return Decimal(s.replace(sep, ""))
             return Decimal(s.replace(sep, "."))
     return Decimal(s)
+
+
+_AMOUNT_RE = re.compile(r"^\s*(?:r\$|us\$|\$|€|₹)?\s*(\d[\d.,]*)\s*(mil|k|reais|pesos|"
+                        r"dolares|dollars|euros|rupees)?\s*$")
+
+
+def parse_amount(text: str, market: Market) -> Money:
+    """An amount the shopper typed alone ("500", "R$ 1.500,50", "30 mil") in the market's
+    currency.
+
+    Raises:
+        InvalidInput: not an amount, or too large to be one anybody means.
+    """
+    found = _AMOUNT_RE.match(fold(text))
+    if not found or sum(ch.isdigit() for ch in found.group(1)) > MAX_BUDGET_DIGITS:
+        raise InvalidInput(f"not an amount: {text!r}")
+    try:
+        value = parse_number(found.group(1).rstrip(".,"))
+    except InvalidOperation:
+        raise InvalidInput(f"not an amount: {text!r}") from None
+    if found.group(2) in ("mil", "k"):
+        value *= 1000
+    return money_from_major(value.quantize(Decimal("0.01")), market.currency)
 
 
 def _currency(before: str | None, after: str | None, market: Market) -> str:

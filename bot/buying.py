@@ -15,24 +15,32 @@ from babel.dates import format_date
 from sqlmodel import Session
 
 from bot import linking, memory
+from bot.budgets import parse_amount
 from bot.models import Conversation
+from bot.privacy import SWITCH_OFF
 from bot.replies import (
     RAIL_LABELS,
     STATUS_LABELS,
     Message,
     confirmation_message,
     orders_message,
+    over_limit_message,
     payment_message,
 )
 from catalog.live import FederatedSearch
 from checkout import service as checkout
-from checkout import withdrawal
+from checkout import spending, withdrawal
 from checkout.rails import PaymentRail
+from core.errors import InvalidInput
 from core.i18n import Translator
 from core.markets import Market, get_market
 from core.money import Money
 from core.settings import Settings
 from ops.events import EventKind, record_event
+
+# "/limit month 2000", "/limite mês 2000", "/límite mes 2000"; the per-order limit is the default.
+MONTH_WORDS = frozenset({"month", "monthly", "mes", "mês", "mensal", "mensual"})
+ORDER_WORDS = frozenset({"order", "pedido", "compra"})
 
 
 class Buying:
@@ -82,9 +90,15 @@ class Buying:
                             max_age=timedelta(minutes=self.settings.price_max_age_minutes))
 
     def confirm(self, session: Session, conv: Conversation, order: checkout.Order,
-                 market: Market, t: Translator) -> list[Message]:
+                 market: Market, t: Translator, *, over_limit_ok: bool = False
+                 ) -> list[Message]:
         self._recheck(session, order.merchant_slug, order.product_id)
-        result = checkout.confirm_order(session=session, order=order, rails=self.rails)
+        owner = linking.owner_of(session, conv.user_key)
+        result = checkout.confirm_order(
+            session=session, order=order, rails=self.rails, over_limit_ok=over_limit_ok,
+            spender=checkout.Spender(owner, linking.accounts_of(session, owner)))
+        if result.outcome == checkout.ConfirmOutcome.OVER_LIMIT and result.spending:
+            return [over_limit_message(order, result.spending, market, t)]
         if result.outcome == checkout.ConfirmOutcome.CONFIRMED and result.instructions:
             return [payment_message(order, result.instructions, market, t)]
         if result.outcome == checkout.ConfirmOutcome.PRICE_CHANGED:
@@ -142,3 +156,37 @@ class Buying:
         withdrawable = {o.id for o in latest
                         if withdrawal.can_withdraw(o, get_market(o.market))}
         return [orders_message(latest, t, withdrawable)]
+
+    def limits(self, session: Session, conv: Conversation, market: Market, argument: str,
+               t: Translator) -> list[Message]:
+        """`/limit` shows the spending limits; `/limit 500` sets the one per order, `/limit
+        month 2000` the monthly one, `/limit off` goes back to the defaults."""
+        owner = linking.owner_of(session, conv.user_key)
+        words = argument.casefold().split()
+        if words and words[0] in SWITCH_OFF:
+            for which in spending.Limit:
+                spending.set_limit(session=session, owner_key=owner, currency=market.currency,
+                                   limit=which, amount=None)
+        elif words:
+            which = spending.Limit.PER_MONTH if words[0] in MONTH_WORDS \
+                else spending.Limit.PER_ORDER
+            number = " ".join(words[1:] if words[0] in MONTH_WORDS | ORDER_WORDS else words)
+            try:
+                amount = parse_amount(number, market)
+            except InvalidInput:
+                return [Message(text=t.gettext(
+                    "I did not understand that amount. For example: /limit 500 (per order) "
+                    "or /limit month 2000."))]
+            spending.set_limit(session=session, owner_key=owner, currency=market.currency,
+                               limit=which, amount=amount.amount)
+        per_order, per_month = spending.limits_of(session=session, owner_key=owner,
+                                                  market=market.code, currency=market.currency)
+        spent = spending.spent_this_month(session=session,
+                                          user_keys=linking.accounts_of(session, owner),
+                                          currency=market.currency)
+        return [Message(text=t.gettext(
+            "Your limits: {per_order} per order and {per_month} per month ({spent} spent "
+            "this month). Over a limit I ask you to confirm twice.").format(
+            per_order=market.format_price(Money(per_order, market.currency)),
+            per_month=market.format_price(Money(per_month, market.currency)),
+            spent=market.format_price(Money(spent, market.currency))))]

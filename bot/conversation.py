@@ -275,6 +275,8 @@ class Assistant:
         command = read_command(stripped)
         if command is not None and command.name == "orders":
             return self.buying.orders(session, conv.user_key, t)
+        if command is not None and command.name == "limit":
+            return self.buying.limits(session, conv, market, command.argument, t)
         if command is not None:
             return run_command(command, session=session, user_key=conv.user_key,
                                market=market, t=t)
@@ -363,10 +365,12 @@ class Assistant:
             if verb == "more":
                 return self._more_like(session, conv, market, arg, t)
             return self._not_for_me(session, conv, market, arg, t)
-        if verb in ("confirm", "cancel", "withdraw"):
+        if verb in ("confirm", "confirm_over", "cancel", "withdraw"):
             order = checkout.find_order(session=session, order_id=arg, user_key=conv.user_key)
             if order is not None and verb == "withdraw":
                 return self.buying.withdraw(session, order, t)
+            if order is not None and verb == "confirm_over":
+                return self.buying.confirm(session, conv, order, market, t, over_limit_ok=True)
             if order is not None:
                 return self.buying.confirm(session, conv, order, market, t) if verb == "confirm" \
                     else self.buying.cancel(session, order, t)

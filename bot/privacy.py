@@ -40,6 +40,8 @@ COMMANDS = {
     "link": "link", "vincular": "link", "conectar": "link",
     "reminders": "reminders", "lembretes": "reminders", "recordatorios": "reminders",
     "orders": "orders", "pedidos": "orders", "compras": "orders",
+    "limit": "limit", "limits": "limit", "limite": "limit", "limites": "limit",
+    "límite": "limit", "límites": "limit",
 }
 # "/reminders off", "/lembretes desligar", "/recordatorios no".
 SWITCH_OFF = frozenset({"off", "no", "nao", "não", "stop", "desligar", "desligado",

@@ -9,6 +9,7 @@ from catalog.cards import Button, Card
 from catalog.explain import INTEREST_LABELS
 from checkout.models import Order
 from checkout.rails import PaymentInstructions
+from checkout.spending import Limit, SpendingCheck
 from core.i18n import N_, Translator
 from core.markets import Market, get_market
 from core.money import Money
@@ -156,6 +157,30 @@ def confirmation_message(order: Order, market: Market, t: Translator,
     ]
     return Message(text="\n".join(lines), buttons=[
         Button(label=t.gettext("Confirm"), action=f"confirm:{order.id}"),
+        Button(label=t.gettext("Cancel"), action=f"cancel:{order.id}"),
+    ])
+
+
+def over_limit_message(order: Order, check: SpendingCheck, market: Market,
+                       t: Translator) -> Message:
+    """The extra step an order over a spending limit needs: which limit, and a second
+    confirmation."""
+    lines = []
+    for over in check.exceeded:
+        limit = market.format_price(Money(over.allowed, order.currency))
+        if over.limit == Limit.PER_ORDER:
+            lines.append(t.gettext("This order ({total}) is over your limit of {limit} per "
+                                   "order.").format(
+                total=market.format_price(Money(order.total, order.currency)), limit=limit))
+        else:
+            lines.append(t.gettext("With this order you would spend {spent} this month, over "
+                                   "your monthly limit of {limit}.").format(
+                spent=market.format_price(Money(over.spent + order.total, order.currency)),
+                limit=limit))
+    lines.append(t.gettext("Do you want to buy it anyway? You can change your limits with "
+                           "/limit."))
+    return Message(text="\n".join(lines), buttons=[
+        Button(label=t.gettext("Yes, buy it"), action=f"confirm_over:{order.id}"),
         Button(label=t.gettext("Cancel"), action=f"cancel:{order.id}"),
     ])
 

@@ -16,9 +16,11 @@ from sqlmodel import Session, col, select
 
 from catalog.models import CatalogProduct
 from catalog.store import get_product
+from checkout import spending
 from checkout.models import Order, OrderStatus, OrderTransition, PaymentEvent
 from checkout.orders import move
 from checkout.rails import PaymentInstructions, PaymentRail, RailEvent, RailOutcome
+from checkout.spending import SpendingCheck
 from core.db import utcnow
 from core.errors import InvalidInput, NotFound, PaymentProviderError
 from core.markets import Market
@@ -56,6 +58,7 @@ class ConfirmOutcome(StrEnum):
     NOT_PENDING = "not_pending"
     RAIL_REFUSED = "rail_refused"
     PROVIDER_DOWN = "provider_down"  # the rail's provider did not answer: try again later
+    OVER_LIMIT = "over_limit"  # over a spending limit: needs the shopper's second confirm
 
 
 @dataclass
@@ -64,6 +67,16 @@ class Confirmation:
     order: Order
     instructions: PaymentInstructions | None = None
     old_total: int | None = None
+    spending: SpendingCheck | None = None
+
+
+@dataclass(frozen=True)
+class Spender:
+    """Who pays, for the spending limits: the shopper's key and every account linked to it
+    (what one person spends from Telegram and WhatsApp counts together)."""
+
+    owner_key: str
+    user_keys: list[str]
 
 
 class EventOutcome(StrEnum):
@@ -149,8 +162,12 @@ def latest_orders(*, session: Session, user_key: str, limit: int = 5) -> list[Or
         .order_by(col(Order.created_at).desc()).limit(limit)))
 
 
-def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRail]) -> Confirmation:
-    """The shopper tapped confirm: re-check price and stock, then start the payment."""
+def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRail],
+                  spender: Spender | None = None, over_limit_ok: bool = False
+                  ) -> Confirmation:
+    """The shopper tapped confirm: re-check price and stock and the spending limits, then
+    start the payment. Over a limit, the payment starts only on a second confirmation
+    (`over_limit_ok`), which the shopper gives after being shown which limit it passes."""
     if order.status != OrderStatus.AWAITING_CONFIRMATION:
         return Confirmation(ConfirmOutcome.NOT_PENDING, order)
     product = _current(session, order)
@@ -164,6 +181,12 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
         order.total = order.amount + order.fee + order.shipping
         session.add(order)
         return Confirmation(ConfirmOutcome.PRICE_CHANGED, order, old_total=old_total)
+    if not over_limit_ok:
+        payer = spender or Spender(order.user_key, [order.user_key])
+        verdict = spending.check(session=session, order=order, owner_key=payer.owner_key,
+                                 user_keys=payer.user_keys)
+        if verdict.needs_extra_confirmation:
+            return Confirmation(ConfirmOutcome.OVER_LIMIT, order, spending=verdict)
     txid = new_txid()
     try:
         instructions = rails[order.rail].initiate(order, txid=txid)
@@ -205,6 +228,10 @@ def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
     `settles` names the rails whose orders this provider may settle (its own by default):
     a card provider's webhook never marks a Pix order paid.
     """
+    if event.outcome == RailOutcome.NOT_SUPPORTED:
+        # News this rail does not act on (another topic, a pending state): acknowledged, so
+        # the provider stops sending it, whether or not it names a payment of ours.
+        return PaymentResult(EventOutcome.IGNORED)
     if event.txid is None:
         return PaymentResult(EventOutcome.UNKNOWN_TXID)
     order = session.exec(select(Order).where(Order.txid == event.txid)).first()

@@ -15,4 +15,6 @@ def verify_sha256_header(*, secret: str, body: bytes, header: str | None) -> boo
     if not header or not header.startswith("sha256="):
         return False
     expected = hmac_sha256_hex(secret, body)
-    return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
+    given = header.removeprefix("sha256=").strip().lower()
+    # Bytes: compare_digest refuses str holding anything but ASCII, and a forged header may.
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))

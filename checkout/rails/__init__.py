@@ -147,6 +147,9 @@ class PaymentRail(Protocol):
         Raises:
             SignatureError: the signature is missing, wrong or too old; nothing was read.
             InvalidInput: signed, but not an event this rail's provider sends.
+            PaymentProviderError: the event names a payment whose state must be fetched
+                from the provider (Mercado Pago), and the provider could not be reached:
+                the webhook answers 502 and the provider delivers it again.
         """
         ...
 

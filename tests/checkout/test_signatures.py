@@ -13,3 +13,7 @@ def test_header_check_accepts_only_the_right_signature():
     assert not verify_sha256_header(secret="other", body=b"test", header=f"sha256={VECTOR}")
     assert not verify_sha256_header(secret="secret", body=b"test", header=VECTOR)
     assert not verify_sha256_header(secret="secret", body=b"test", header=None)
+
+
+def test_a_forged_header_with_non_ascii_text_is_refused_not_an_error():
+    assert not verify_sha256_header(secret="secret", body=b"test", header="sha256=çà" + "0" * 62)
