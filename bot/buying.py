@@ -27,6 +27,7 @@ from bot.replies import (
     over_limit_message,
     payment_message,
 )
+from catalog.cards import Button
 from catalog.live import FederatedSearch
 from checkout import service as checkout
 from checkout import spending, withdrawal
@@ -58,12 +59,15 @@ class Buying:
         started = checkout.start_checkout(session=session, user_key=conv.user_key,
                                           conversation_id=conv.conversation_id, market=market,
                                           language=conv.language, merchant_slug=merchant_slug,
-                                          product_id=product_id)
+                                          product_id=product_id, rails=self.rails)
         if started.outcome != checkout.StartOutcome.REOPENED:
             record_event(session, EventKind.CARD_CLICKED, user_key=conv.user_key,
                          conversation_id=conv.conversation_id, market=market.code,
                          language=conv.language, merchant=merchant_slug, product_id=product_id)
         order = started.order
+        if started.outcome == checkout.StartOutcome.NO_RAIL:
+            return [Message(text=t.gettext("Sorry, I cannot take payments in {market} yet.")
+                            .format(market=market.name))]
         if order is None:
             return [Message(text=t.gettext("Sorry, that product is no longer available. "
                                            "Want to see other options?"))]
@@ -71,7 +75,30 @@ class Buying:
         quoted = conv.quoted.get(f"{merchant_slug}:{product_id}")
         changed_from = quoted + order.fee if quoted is not None and quoted != order.amount \
             else None
-        return [confirmation_message(order, market, t, price_changed_from=changed_from)]
+        return [self._confirmation(order, market, t, price_changed_from=changed_from)]
+
+    def _confirmation(self, order: checkout.Order, market: Market, t: Translator, *,
+                      price_changed_from: int | None = None) -> Message:
+        """The one-tap confirmation card, offering the market's other rails and, where
+        allowed, instalments."""
+        return confirmation_message(
+            order, market, t, price_changed_from=price_changed_from,
+            other_rails=[r for r in checkout.offered_rails(market, self.rails)
+                         if r != order.rail],
+            instalments=spending.instalment_choices(market=order.market, rail=order.rail,
+                                                    total=order.total))
+
+    def choose(self, session: Session, order: checkout.Order, market: Market, choice: str,
+               t: Translator) -> list[Message]:
+        """The shopper picked another rail ("pix") or a number of instalments ("3")."""
+        changed = checkout.choose_instalments(session=session, order=order,
+                                              count=int(choice)) if choice.isdigit() \
+            else checkout.choose_rail(session=session, order=order, rail=choice,
+                                      market=market, rails=self.rails)
+        if not changed:
+            return [Message(text=t.gettext("That button is no longer valid. Tell me what you "
+                                           "are looking for and I will show fresh options."))]
+        return [self._confirmation(order, market, t)]
 
     def _note_gift(self, session: Session, conv: Conversation, ref: str, order_id: str) -> None:
         """Link the order to the person its card was shown for, when the request named one.
@@ -100,9 +127,15 @@ class Buying:
         if result.outcome == checkout.ConfirmOutcome.OVER_LIMIT and result.spending:
             return [over_limit_message(order, result.spending, market, t)]
         if result.outcome == checkout.ConfirmOutcome.CONFIRMED and result.instructions:
-            return [payment_message(order, result.instructions, market, t)]
+            qr_url = f"{self.settings.public_url.rstrip('/')}/api/payments/qr/{order.id}.png"
+            return [payment_message(order, result.instructions, market, t, qr_url=qr_url)]
         if result.outcome == checkout.ConfirmOutcome.PRICE_CHANGED:
-            return [confirmation_message(order, market, t, price_changed_from=result.old_total)]
+            return [self._confirmation(order, market, t, price_changed_from=result.old_total)]
+        if result.outcome == checkout.ConfirmOutcome.PROVIDER_DOWN:
+            return [Message(text=t.gettext(
+                "I could not reach the payment provider. Nothing was charged; please confirm "
+                "again in a few minutes."), buttons=[
+                Button(label=t.gettext("Confirm"), action=f"confirm:{order.id}")])]
         if result.outcome == checkout.ConfirmOutcome.RAIL_REFUSED:
             return [Message(text=t.gettext("Sorry, this order cannot be paid with {rail}. "
                                            "Nothing was charged.").format(

@@ -365,6 +365,12 @@ class Assistant:
             if verb == "more":
                 return self._more_like(session, conv, market, arg, t)
             return self._not_for_me(session, conv, market, arg, t)
+        if verb == "choose":
+            order_id, _, choice = arg.partition(":")
+            order = checkout.find_order(session=session, order_id=order_id,
+                                        user_key=conv.user_key)
+            if order is not None:
+                return self.buying.choose(session, order, market, choice, t)
         if verb in ("confirm", "confirm_over", "cancel", "withdraw"):
             order = checkout.find_order(session=session, order_id=arg, user_key=conv.user_key)
             if order is not None and verb == "withdraw":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from babel.dates import format_date
 from pydantic import BaseModel, Field
 
 from bot.intent import Intent
@@ -21,6 +22,8 @@ class Message(BaseModel):
     text: str
     cards: list[Card] = Field(default_factory=list)
     buttons: list[Button] = Field(default_factory=list)
+    # A picture to show with the text: the QR code of a payment (Pix, UPI, a SEPA transfer).
+    image_url: str | None = None
 
 
 class Reply(BaseModel):
@@ -134,7 +137,9 @@ def help_message(language: str, t: Translator, *, greeting: bool = False) -> Mes
 
 
 def confirmation_message(order: Order, market: Market, t: Translator,
-                         *, price_changed_from: int | None = None) -> Message:
+                         *, price_changed_from: int | None = None,
+                         other_rails: list[str] | None = None,
+                         instalments: list[int] | None = None) -> Message:
     total = market.format_price(Money(order.total, order.currency))
     lines = []
     if price_changed_from is not None:
@@ -153,12 +158,22 @@ def confirmation_message(order: Order, market: Market, t: Translator,
         t.gettext("Total: {total}").format(total=total),
         t.gettext("Payment: {rail}").format(rail=t.gettext(RAIL_LABELS.get(order.rail,
                                                                           order.rail))),
-        t.gettext("Delivery is arranged by {merchant}.").format(merchant=order.merchant_name),
     ]
-    return Message(text="\n".join(lines), buttons=[
-        Button(label=t.gettext("Confirm"), action=f"confirm:{order.id}"),
-        Button(label=t.gettext("Cancel"), action=f"cancel:{order.id}"),
-    ])
+    if order.instalments > 1:
+        each = market.format_price(Money(-(-order.total // order.instalments), order.currency))
+        lines.append(t.ngettext("In {n} instalment of {each}", "In {n} instalments of {each}",
+                                order.instalments).format(n=order.instalments, each=each))
+    lines.append(t.gettext("Delivery is arranged by {merchant}.").format(
+        merchant=order.merchant_name))
+    buttons = [Button(label=t.gettext("Confirm"), action=f"confirm:{order.id}"),
+               Button(label=t.gettext("Cancel"), action=f"cancel:{order.id}")]
+    buttons += [Button(label=t.gettext("Pay with {rail}").format(
+        rail=t.gettext(RAIL_LABELS.get(rail, rail))), action=f"choose:{order.id}:{rail}")
+        for rail in other_rails or ()]
+    buttons += [Button(label=t.gettext("{n}x").format(n=n), action=f"choose:{order.id}:{n}")
+                for n in ([1] if order.instalments > 1 else []) + [
+                    n for n in instalments or () if n != order.instalments]]
+    return Message(text="\n".join(lines), buttons=buttons)
 
 
 def over_limit_message(order: Order, check: SpendingCheck, market: Market,
@@ -211,10 +226,13 @@ def orders_message(orders: list[Order], t: Translator, withdrawable: set[str]) -
 
 
 def payment_message(order: Order, instructions: PaymentInstructions, market: Market,
-                    t: Translator) -> Message:
+                    t: Translator, *, qr_url: str | None = None) -> Message:
+    """How to pay a confirmed order, on its rail; `qr_url` draws the rail's QR code."""
     total = market.format_price(Money(order.total, order.currency))
-    if instructions.rail == "pix":
-        text = "\n".join([
+    waiting = t.gettext("I will tell you here as soon as the payment is confirmed.")
+    rail = instructions.rail
+    if rail == "pix":
+        lines = [
             t.gettext("Order {order} is reserved. Pay {total} with Pix: copy the code below "
                       "and paste it in your bank app (Pix copia e cola).")
             .format(order=order.id, total=total),
@@ -222,17 +240,34 @@ def payment_message(order: Order, instructions: PaymentInstructions, market: Mar
             instructions.copy_code or "",
             "",
             t.gettext("Reference: {txid}").format(txid=instructions.txid),
-            t.gettext("I will tell you here as soon as the payment is confirmed."),
-        ])
-    elif instructions.rail == "cod":
-        text = t.gettext("Order {order} is confirmed! You will pay {total} in cash on delivery. "
-                         "{merchant} will contact you to arrange the delivery.").format(
-            order=order.id, total=total, merchant=order.merchant_name)
+            waiting,
+        ]
+    elif rail == "cod":
+        lines = [t.gettext("Order {order} is confirmed! You will pay {total} in cash on "
+                           "delivery. {merchant} will contact you to arrange the delivery.")
+                 .format(order=order.id, total=total, merchant=order.merchant_name)]
+    elif rail == "upi":
+        lines = [t.gettext("Order {order} is reserved. Pay {total} with UPI: open the link in "
+                           "your UPI app, or scan the QR code.").format(order=order.id,
+                                                                      total=total),
+                 instructions.url or "", waiting]
+    elif rail == "sepa_qr":
+        lines = [t.gettext("Order {order} is reserved. Pay {total} by bank transfer: scan the "
+                           "QR code with your banking app, or transfer to {iban} ({name}) "
+                           "with the reference {reference}.").format(
+            order=order.id, total=total, iban=instructions.details.get("iban", ""),
+            name=instructions.details.get("beneficiary", ""),
+            reference=instructions.reference or instructions.txid), waiting]
+    elif rail == "oxxo":
+        expires = format_date(instructions.expires_at, format="long", locale=market.locale) \
+            if instructions.expires_at else ""
+        lines = [t.gettext("Order {order} is reserved. Pay {total} in cash at any OXXO store "
+                           "by {date}, with the reference {reference}.").format(
+            order=order.id, total=total, date=expires, reference=instructions.reference),
+            instructions.url or "", waiting]
     else:
-        text = "\n".join([
-            t.gettext("Order {order} is reserved. Pay {total} on the secure checkout page:")
-            .format(order=order.id, total=total),
-            instructions.url or "",
-            t.gettext("I will tell you here as soon as the payment is confirmed."),
-        ])
-    return Message(text=text, buttons=withdraw_button(order, market, t))
+        lines = [t.gettext("Order {order} is reserved. Pay {total} on the secure checkout "
+                           "page:").format(order=order.id, total=total),
+                 instructions.url or "", waiting]
+    return Message(text="\n".join(lines), buttons=withdraw_button(order, market, t),
+                   image_url=qr_url if instructions.qr else None)

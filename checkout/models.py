@@ -44,6 +44,9 @@ class Order(SQLModel, table=True):
     total: int
     currency: str = Field(max_length=3)
     rail: str = Field(max_length=20)
+    # Chosen by the shopper where the market and rail allow it (a server default, so that
+    # databases made before it gain the column).
+    instalments: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     status: OrderStatus = Field(default=OrderStatus.AWAITING_CONFIRMATION, index=True)
     txid: str | None = Field(default=None, unique=True, max_length=40)
     payment: dict = Field(default_factory=dict, sa_column=Column(JSON))

@@ -8,6 +8,7 @@ silently.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -43,6 +44,7 @@ class StartOutcome(StrEnum):
     REOPENED = "reopened"  # the same product was already awaiting this shopper's confirmation
     OUT_OF_STOCK = "out_of_stock"
     UNKNOWN_PRODUCT = "unknown_product"
+    NO_RAIL = "no_rail"  # no way to pay is configured for this market
 
 
 @dataclass
@@ -110,9 +112,19 @@ def _current(session: Session, order: Order) -> CatalogProduct | None:
     return product
 
 
+def offered_rails(market: Market, rails: Collection[str]) -> list[str]:
+    """The rails a market's shoppers may pay with, in the market's order: those configured
+    here (a provider's rail needs its keys). With none of them configured, the sandbox
+    provider stands in, where it runs (never in production)."""
+    offered = [name for name in market.rails if name in rails]
+    return offered or (["sandbox"] if "sandbox" in rails else [])
+
+
 def start_checkout(*, session: Session, user_key: str, conversation_id: str, market: Market,
-                   language: str, merchant_slug: str, product_id: str) -> CheckoutStart:
-    """Open an order awaiting the shopper's confirmation, priced from the catalog now."""
+                   language: str, merchant_slug: str, product_id: str,
+                   rails: Collection[str]) -> CheckoutStart:
+    """Open an order awaiting the shopper's confirmation, priced from the catalog now, to
+    be paid with the market's first rail offered (the shopper may pick another)."""
     try:
         product, merchant = get_product(session=session, merchant_slug=merchant_slug,
                                         product_id=product_id)
@@ -120,7 +132,10 @@ def start_checkout(*, session: Session, user_key: str, conversation_id: str, mar
         return CheckoutStart(StartOutcome.UNKNOWN_PRODUCT)
     if not product.in_stock or merchant.market != market.code or product.price_amount <= 0:
         return CheckoutStart(StartOutcome.OUT_OF_STOCK)
-    rail = market.rails[0]
+    offered = offered_rails(market, rails)
+    if not offered:
+        return CheckoutStart(StartOutcome.NO_RAIL)
+    rail = offered[0]
     fee = market.cod_fee if rail == "cod" else 0
     open_order = session.exec(select(Order).where(
         Order.user_key == user_key, Order.merchant_slug == merchant.slug,
@@ -129,7 +144,7 @@ def start_checkout(*, session: Session, user_key: str, conversation_id: str, mar
     if open_order is not None:
         # A second tap on Buy reopens the same order, priced again from the catalog.
         open_order.amount, open_order.currency = product.price_amount, product.currency
-        open_order.total = open_order.amount + open_order.fee
+        open_order.total = open_order.amount + open_order.fee + open_order.shipping
         session.add(open_order)
         return CheckoutStart(StartOutcome.REOPENED, open_order)
     order = Order(
@@ -204,6 +219,36 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
     record_order_event(session, EventKind.CHECKOUT_CONFIRMED, order)
     record_order_event(session, EventKind.PAYMENT_PENDING, order)
     return Confirmation(ConfirmOutcome.CONFIRMED, order, instructions)
+
+
+def choose_rail(*, session: Session, order: Order, rail: str, market: Market,
+                rails: Collection[str]) -> bool:
+    """Pay an order not confirmed yet with another of the market's rails (its fee too).
+
+    Returns:
+        False when the order is past confirmation or the rail is not offered there.
+    """
+    if order.status != OrderStatus.AWAITING_CONFIRMATION or \
+            rail not in offered_rails(market, rails):
+        return False
+    order.rail = rail
+    order.fee = market.cod_fee if rail == "cod" else 0
+    order.total = order.amount + order.fee + order.shipping
+    order.instalments = 1  # chosen again for the new rail, where it allows them
+    session.add(order)
+    return True
+
+
+def choose_instalments(*, session: Session, order: Order, count: int) -> bool:
+    """Pay an order not confirmed yet in `count` instalments, where its market and rail
+    allow that many (`checkout.spending.instalment_choices`); 1 pays at once."""
+    if order.status != OrderStatus.AWAITING_CONFIRMATION or (count != 1 and count not in (
+            spending.instalment_choices(market=order.market, rail=order.rail,
+                                        total=order.total))):
+        return False
+    order.instalments = count
+    session.add(order)
+    return True
 
 
 def cancel_order(*, session: Session, order: Order) -> bool:

@@ -10,7 +10,12 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"dev-sandbox-secret", "dev-ops-token", "dev-admin-token",
-                       "dev-pix-webhook-secret"}
+                       "dev-pix-webhook-secret", "dev-upi-webhook-secret",
+                       "dev-sepa-webhook-secret"}
+# Webhook secrets of rails that are on only when configured: refused in production when a
+# rail is on with a placeholder or short secret.
+PROVIDER_SECRETS = ("stripe_webhook_secret", "oxxo_webhook_secret",
+                    "mercadopago_webhook_secret")
 
 
 class Settings(BaseSettings):
@@ -33,6 +38,28 @@ class Settings(BaseSettings):
     pix_merchant_city: str = "Sao Paulo"
     # The PSP signs its Pix payment notices with this (`X-Pix-Signature`).
     pix_webhook_secret: str = "dev-pix-webhook-secret"
+
+    # UPI (India): the merchant's virtual payment address for deep links and QR codes; the
+    # payment provider signs its notices with the secret.
+    upi_vpa: str = "vitrine@upi"
+    upi_payee_name: str = "Vitrine Pagamentos"
+    upi_webhook_secret: str = "dev-upi-webhook-secret"
+    # SEPA transfer QR (euro area): the receiving account; the bank's notices are signed.
+    sepa_beneficiary_name: str = "Vitrine Pagamentos"
+    sepa_iban: str = "FR1420041010050500013M02606"
+    sepa_bic: str | None = None
+    sepa_webhook_secret: str = "dev-sepa-webhook-secret"
+
+    # Hosted card checkout (Stripe) and OXXO vouchers (through Stripe): on when the API key
+    # is set. Each webhook endpoint has its own signing secret in Stripe's dashboard.
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str = ""
+    oxxo_webhook_secret: str = ""
+    stripe_api_base: str = "https://api.stripe.com"
+    # Mercado Pago Checkout Pro: on when the access token is set.
+    mercadopago_access_token: str | None = None
+    mercadopago_webhook_secret: str = ""
+    mercadopago_api_base: str = "https://api.mercadopago.com"
 
     # Live merchants (their own UCP MCP servers): total budget of one search, each merchant's
     # share, how long an answer is reused, and when a failing merchant stops being called.
@@ -77,15 +104,23 @@ class Settings(BaseSettings):
         if self.env == "production":
             weak = [
                 name
-                for name in ("ops_token", "sandbox_secret", "admin_token", "pix_webhook_secret")
+                for name in ("ops_token", "sandbox_secret", "admin_token", "pix_webhook_secret",
+                             "upi_webhook_secret", "sepa_webhook_secret")
                 if getattr(self, name) in PLACEHOLDER_SECRETS or len(getattr(self, name)) < 16
             ]
+            weak += [name for name in PROVIDER_SECRETS
+                     if self._provider_on(name) and len(getattr(self, name)) < 16]
             if weak:
                 raise ValueError(
                     "refusing to start in production with placeholder secrets: "
                     + ", ".join(f"VITRINE_{n.upper()}" for n in weak)
                 )
         return self
+
+    def _provider_on(self, secret_name: str) -> bool:
+        if secret_name.startswith(("stripe", "oxxo")):
+            return self.stripe_api_key is not None
+        return self.mercadopago_access_token is not None
 
     @field_validator("llm_base_url")
     @classmethod

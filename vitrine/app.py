@@ -19,7 +19,7 @@ from bot.channels.mcp import build_vitrine_mcp_app
 from catalog import api as merchants_api
 from catalog.ucp_server import build_merchant_mcp_app
 from checkout import api as orders_api
-from checkout import return_page, sandbox_page, webhooks
+from checkout import sandbox_page, shopper_pages, webhooks
 from core.errors import (
     InvalidInput,
     NotFound,
@@ -56,7 +56,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     app.include_router(web.router)
     app.include_router(webhooks.router)
-    app.include_router(return_page.router)
+    app.include_router(shopper_pages.router)
     app.include_router(sandbox_page.router)
     app.include_router(ops_api.router)
     app.include_router(merchants_api.router)

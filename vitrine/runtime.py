@@ -32,6 +32,8 @@ from checkout.rails import PaymentRail
 from checkout.rails.cod import CashOnDeliveryRail
 from checkout.rails.pix import PixRail
 from checkout.rails.sandbox import SandboxRail
+from checkout.rails.sepa_qr import SepaQrRail
+from checkout.rails.upi import UpiRail
 from core.db import add_missing_columns, make_engine
 from core.settings import Settings, get_settings
 
@@ -54,16 +56,26 @@ def create_tables(engine: Engine) -> None:
 
 
 def build_rails(settings: Settings) -> dict[str, PaymentRail]:
-    """Every payment rail by its stable name; markets pick from these in `markets.json`."""
-    return {
+    """Every payment rail configured here, by its stable name; markets offer them in the
+    order `core/markets.json` gives. A provider's rail is on when its keys are set; the
+    sandbox provider runs everywhere but in production."""
+    rails: dict[str, PaymentRail] = {
         "pix": PixRail(key=settings.pix_key, merchant_name=settings.pix_merchant_name,
                        merchant_city=settings.pix_merchant_city,
                        webhook_secret=settings.pix_webhook_secret),
         "cod": CashOnDeliveryRail(),
-        # While developing, the sandbox provider also settles the push rails' payments.
-        "sandbox": SandboxRail(public_url=settings.public_url, secret=settings.sandbox_secret,
-                               settles=frozenset({"pix"})),
+        "upi": UpiRail(vpa=settings.upi_vpa, payee_name=settings.upi_payee_name,
+                       webhook_secret=settings.upi_webhook_secret),
+        "sepa_qr": SepaQrRail(beneficiary_name=settings.sepa_beneficiary_name,
+                              iban=settings.sepa_iban, bic=settings.sepa_bic,
+                              webhook_secret=settings.sepa_webhook_secret),
     }
+    if settings.env != "production":
+        # While developing, the sandbox provider also settles the push rails' payments.
+        rails["sandbox"] = SandboxRail(public_url=settings.public_url,
+                                       secret=settings.sandbox_secret,
+                                       settles=frozenset({"pix", "upi", "sepa_qr"}))
+    return rails
 
 
 @dataclass(eq=False)

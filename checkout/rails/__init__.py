@@ -3,8 +3,9 @@
 A rail is one way to pay in a market (Pix, UPI, a SEPA transfer QR, an OXXO voucher, cash on
 delivery, a hosted card checkout). Rails are registered explicitly by stable name in
 `vitrine.runtime.build_rails`; which ones a market offers, and in what order, is data
-(`checkout/market_rails.json`). Every provider event a rail reads is reduced to the closed
-set of `RailOutcome`s; an event the rail does not know is `NOT_SUPPORTED`, never an error.
+(`core/markets.json`; those configured are offered). Every provider event a rail reads is
+reduced to the closed set of `RailOutcome`s; an event the rail does not know is
+`NOT_SUPPORTED`, never an error.
 """
 
 from __future__ import annotations

@@ -181,6 +181,11 @@ class MercadoPagoRail:
             "expiration_date_from": now.isoformat(timespec="milliseconds"),
             "expiration_date_to": expires_at.isoformat(timespec="milliseconds"),
         }
+        if order.instalments > 1:
+            # The shopper chose this many in the chat (where the market allows them): the
+            # checkout offers that plan first and nothing longer.
+            preference["payment_methods"] = {"installments": order.instalments,
+                                             "default_installments": order.instalments}
         created = self._call("POST", "/checkout/preferences", txid=txid,
                              content=to_json(preference),
                              headers={"Content-Type": "application/json",

@@ -227,6 +227,16 @@ def test_initiate_creates_a_preference():
     assert instructions.expires_at.timestamp() == NOW + 3600
 
 
+def test_the_instalments_the_shopper_chose_are_the_checkouts_plan():
+    sent: list[httpx.Request] = []
+    rail = make_rail(preference_created(sent))
+    rail.initiate(make_order(payment={}), txid="VT1")
+    rail.initiate(make_order(payment={}, instalments=6), txid="VT2")
+    at_once, in_six = (json.loads(r.content) for r in sent)
+    assert "payment_methods" not in at_once
+    assert in_six["payment_methods"] == {"installments": 6, "default_installments": 6}
+
+
 def test_initiate_sends_whole_pesos_for_a_currency_without_decimals():
     sent: list[httpx.Request] = []
     make_rail(preference_created(sent)).initiate(
