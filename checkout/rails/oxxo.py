@@ -5,23 +5,19 @@ Stripe tells the outcome by webhook (`/api/payments/oxxo/webhook`): it sends
 `payment_intent.succeeded` once the cash is taken at the store, and
 `payment_intent.payment_failed` when the voucher expires unpaid (cash at a till is not
 declined, so for an OXXO payment that event means expiry). `charge.refunded` reports a full
-refund made from Stripe's dashboard. The webhook's `Stripe-Signature` is checked here, before
-the body is parsed, against the endpoint secret and the time the call was received.
+refund made from Stripe's dashboard. The webhook's `Stripe-Signature` is checked before the
+body is parsed, against the endpoint secret and the time the call was received.
 
-Stripe's Python SDK makes the API calls, over an injected `httpx.Client` so that timeouts
-are the caller's and tests can fake the transport.
+The Stripe plumbing (signature, SDK over an injected `httpx.Client`, errors) is
+`checkout.rails.stripe_api`, shared with the card rail.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import stripe
 from pydantic import BaseModel, Field, ValidationError
 
 from checkout.models import Order
@@ -32,65 +28,20 @@ from checkout.rails import (
     RefundOutcome,
     RefundResult,
     WebhookRequest,
-    read_event,
 )
-from core.errors import InvalidInput, PaymentProviderError, SignatureError
+from checkout.rails.stripe_api import (
+    STRIPE_API,
+    TOLERANCE_SECONDS,
+    HttpxTransport,
+    StripeEvent,
+    calling_stripe,
+    read_answer,
+    read_webhook,
+    stripe_client,
+)
+from core.errors import InvalidInput, PaymentProviderError
 
-SIGNATURE_HEADER = "Stripe-Signature"
-STRIPE_API = "https://api.stripe.com"
 MIN_CENTAVOS, MAX_CENTAVOS = 10_00, 10_000_00  # MXN 10.00 .. 10,000.00 a voucher
-
-
-def verify_stripe_signature(*, secret: str, body: bytes, header: str | None, now: float,
-                            tolerance: int = 300) -> None:
-    """Check a `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]` header.
-
-    Each v1 is hex HMAC-SHA256(secret, f"{t}.{body}"); any one matching in constant time
-    passes (Stripe signs with every live secret while one is being rolled).
-
-    Raises:
-        SignatureError: missing, malformed, no v1 that matches, or `t` further than
-            `tolerance` seconds from `now`.
-    """
-    if not header:
-        raise SignatureError(f"missing {SIGNATURE_HEADER}")
-    pairs = [part.strip().partition("=") for part in header.split(",")]
-    stamps = [value for key, _, value in pairs if key == "t"]
-    signatures = [value.lower() for key, _, value in pairs if key == "v1"]
-    if len(stamps) != 1 or not (stamps[0].isascii() and stamps[0].isdigit()) or not signatures:
-        raise SignatureError(f"malformed {SIGNATURE_HEADER}")
-    signed = stamps[0].encode() + b"." + body
-    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest().encode()
-    # Bytes: compare_digest refuses a str holding anything but ASCII, and a forged one may.
-    if not any(hmac.compare_digest(expected, candidate.encode("utf-8", "replace"))
-               for candidate in signatures):
-        raise SignatureError(f"no {SIGNATURE_HEADER} v1 matches")
-    if abs(now - int(stamps[0])) > tolerance:
-        raise SignatureError(f"{SIGNATURE_HEADER} timestamp is outside the tolerance")
-
-
-class StripeTransport(stripe.HTTPClient):
-    """Stripe's SDK speaking through an httpx.Client that Vitrine owns and configures."""
-
-    name = "vitrine-httpx"
-
-    def __init__(self, http: httpx.Client) -> None:
-        super().__init__()
-        self.http = http
-
-    def request(self, method: str, url: str, headers: Mapping[str, str] | None,
-                post_data: Any = None, *, _usage: list[str] | None = None
-                ) -> tuple[str, int, Mapping[str, str]]:
-        try:
-            response = self.http.request(method.upper(), url, headers=dict(headers or {}),
-                                         content=post_data)
-        except httpx.HTTPError as exc:
-            raise stripe.APIConnectionError(f"could not reach Stripe ({type(exc).__name__})",
-                                            should_retry=True) from exc
-        return response.text, response.status_code, response.headers
-
-    def close(self) -> None:
-        pass  # the client is the caller's to close
 
 
 class OxxoDisplayDetails(BaseModel):
@@ -125,28 +76,6 @@ class StripeCharge(BaseModel):
     currency: str
     metadata: dict[str, str] = Field(default_factory=dict)
     payment_method_details: ChargeDetails | None = None
-
-
-class EventData(BaseModel):
-    object: dict[str, Any]
-
-
-class StripeEvent(BaseModel):
-    id: str = Field(min_length=1, max_length=200)
-    type: str
-    data: EventData
-
-
-def read_intent(found: stripe.PaymentIntent) -> StripeIntent:
-    """A PaymentIntent from Stripe's API, checked for the fields this rail reads.
-
-    Raises:
-        PaymentProviderError: Stripe answered with something that is not one.
-    """
-    try:
-        return StripeIntent.model_validate(found.to_dict())
-    except ValidationError as exc:
-        raise PaymentProviderError(f"Stripe answered with no PaymentIntent: {exc}") from None
 
 
 def intent_event(intent: StripeIntent, *, event_id: str, outcome: RailOutcome,
@@ -193,19 +122,21 @@ class OxxoRail:
     def __init__(self, *, api_key: str, webhook_secret: str, http: httpx.Client | None = None,
                  base_url: str = STRIPE_API, expires_after_days: int = 3,
                  shopper_name: str | None = None, shopper_email: str | None = None,
-                 max_network_retries: int = 1, tolerance: int = 300) -> None:
+                 max_network_retries: int = 1, tolerance: int = TOLERANCE_SECONDS) -> None:
         """Raises InvalidInput for a voucher life outside Stripe's 1..7 days."""
         if not 1 <= expires_after_days <= 7:
             raise InvalidInput("an OXXO voucher lasts 1 to 7 days on Stripe")
-        self.http = http or httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0))
-        self.client = stripe.StripeClient(api_key, base_addresses={"api": base_url},
-                                          http_client=StripeTransport(self.http),
-                                          max_network_retries=max_network_retries)
+        self.transport = HttpxTransport(http, timeout=httpx.Timeout(15.0, connect=5.0))
+        self.client = stripe_client(api_key, transport=self.transport, api_base=base_url,
+                                    max_network_retries=max_network_retries)
         self.webhook_secret = webhook_secret
         self.expires_after_days = expires_after_days
         self.shopper_name = shopper_name
         self.shopper_email = shopper_email
         self.tolerance = tolerance
+
+    def close(self) -> None:
+        self.transport.close()
 
     def initiate(self, order: Order, *, txid: str) -> PaymentInstructions:
         if order.currency != "MXN":
@@ -217,7 +148,8 @@ class OxxoRail:
         email = getattr(order, "shopper_email", None) or self.shopper_email
         if not name or not email:
             raise InvalidInput("an OXXO voucher needs the shopper's name and email")
-        try:
+        with calling_stripe("create an OXXO voucher", order_is_input=True,
+                            provider=self.name, order=order.id, txid=txid):
             intent = self.client.v1.payment_intents.create(
                 params={
                     "amount": order.total, "currency": "mxn", "confirm": True,
@@ -233,24 +165,19 @@ class OxxoRail:
                 },
                 # A retry after a lost answer must not print a second voucher.
                 options={"idempotency_key": f"vitrine-oxxo-{txid}"})
-        except stripe.StripeError as exc:
-            raise PaymentProviderError(f"Stripe refused the OXXO voucher: {exc}",
-                                       order=order.id, txid=txid) from None
-        created = read_intent(intent)
+        created = read_answer(StripeIntent, intent, provider=self.name, order=order.id,
+                              txid=txid)
         voucher = created.next_action.oxxo_display_details if created.next_action else None
         if voucher is None or "oxxo" not in created.payment_method_types:
-            raise PaymentProviderError("Stripe returned no OXXO voucher", order=order.id,
-                                       payment_intent=intent.id)
+            raise PaymentProviderError("Stripe returned no OXXO voucher", provider=self.name,
+                                       order=order.id, payment_intent=intent.id)
         return PaymentInstructions(
             rail=self.name, status="awaiting_payment", txid=txid, reference=voucher.number,
             url=voucher.hosted_voucher_url, provider_ref=intent.id,
             expires_at=datetime.fromtimestamp(voucher.expires_after, tz=UTC))
 
     def parse_webhook(self, request: WebhookRequest) -> list[RailEvent]:
-        verify_stripe_signature(secret=self.webhook_secret, body=request.body,
-                                header=request.header(SIGNATURE_HEADER),
-                                now=request.received_at, tolerance=self.tolerance)
-        event = read_event(StripeEvent, request.body)
+        event = read_webhook(request, secret=self.webhook_secret, tolerance=self.tolerance)
         try:
             return [reduce_event(event)]
         except ValidationError as exc:
@@ -262,12 +189,11 @@ class OxxoRail:
         intent_id = order.payment.get("provider_ref") if order.payment else None
         if not isinstance(intent_id, str) or not intent_id:
             return None
-        try:
+        context: dict[str, Any] = {"provider": self.name, "order": order.id,
+                                   "payment_intent": intent_id}
+        with calling_stripe("read an OXXO voucher's PaymentIntent", **context):
             found = self.client.v1.payment_intents.retrieve(intent_id)
-        except stripe.StripeError as exc:
-            raise PaymentProviderError(f"Stripe could not tell the voucher's state: {exc}",
-                                       order=order.id, payment_intent=intent_id) from None
-        intent = read_intent(found)
+        intent = read_answer(StripeIntent, found, **context)
         event_id = f"{intent.id}:{intent.status}"
         if intent.status == "succeeded":
             return intent_event(intent, event_id=event_id, outcome=RailOutcome.CAPTURED)

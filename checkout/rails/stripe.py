@@ -1,22 +1,20 @@
 """Stripe Checkout: a hosted card page the shopper is sent to; Stripe tells the outcome by a
 signed webhook (`Stripe-Signature`), and its API answers when a webhook was missed.
 
-The official `stripe` package talks to the API, through an injected `httpx.Client` so that
-timeouts are explicit and tests fake the transport, not the library.
+The Stripe plumbing (signature, SDK over an injected `httpx.Client`, errors) is
+`checkout.rails.stripe_api`, shared with the OXXO rail.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
-import stripe
 from pydantic import BaseModel, Field, ValidationError
+from stripe.params.checkout import SessionCreateParams
 
 from checkout.models import Order
 from checkout.rails import (
@@ -26,14 +24,19 @@ from checkout.rails import (
     RefundOutcome,
     RefundResult,
     WebhookRequest,
-    read_event,
 )
-from checkout.signatures import hmac_sha256_hex
-from core.errors import InvalidInput, PaymentProviderError, SignatureError
+from checkout.rails.stripe_api import (
+    STRIPE_API,
+    HttpxTransport,
+    StripeEvent,
+    calling_stripe,
+    read_answer,
+    read_webhook,
+    stripe_client,
+)
+from core.errors import InvalidInput, PaymentProviderError
 from core.money import currency_exponent
 
-SIGNATURE_HEADER = "Stripe-Signature"
-TOLERANCE_SECONDS = 300
 StripeObject = TypeVar("StripeObject", bound=BaseModel)
 
 # Stripe's minor unit is not always ISO 4217's (https://docs.stripe.com/currencies): these
@@ -41,10 +44,6 @@ StripeObject = TypeVar("StripeObject", bound=BaseModel)
 # two decimals.
 ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
 THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
-# Stripe's answer when it cannot charge that amount in that currency: the order, not Stripe,
-# is at fault, so the shopper hears the rail refused it rather than "try again later".
-AMOUNT_CODES = frozenset({"amount_too_small", "amount_too_large", "invalid_charge_amount",
-                          "invalid_charge_amount_no_decimal_compatible"})
 
 
 def _stripe_exponent(currency: str) -> int:
@@ -82,67 +81,6 @@ def from_stripe_amount(amount: int, currency: str) -> int:
     return whole
 
 
-def signature_header(*, secret: str, body: bytes, timestamp: int) -> str:
-    """The `Stripe-Signature` Stripe sends with `body` (for tests and local replays)."""
-    return f"t={timestamp},v1={hmac_sha256_hex(secret, str(timestamp).encode() + b'.' + body)}"
-
-
-def verify_signature(*, secret: str, header: str | None, body: bytes, now: float) -> None:
-    """Check `t=<ts>,v1=<hex>[,v1=<hex>...]` on the raw body, and that `t` is within 300 s
-    of `now` either way (a future timestamp is as suspect as an old one).
-
-    Raises:
-        SignatureError: missing, malformed, wrong or stale.
-    """
-    if not header:
-        raise SignatureError(f"missing {SIGNATURE_HEADER}")
-    timestamp, signatures = "", []
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t":
-            timestamp = value
-        elif key == "v1":
-            signatures.append(value.encode())
-    if not (timestamp.isascii() and timestamp.isdigit()) or not signatures:
-        raise SignatureError(f"malformed {SIGNATURE_HEADER}")
-    expected = hmac_sha256_hex(secret, timestamp.encode() + b"." + body).encode()
-    # Bytes, not str: compare_digest refuses non-ASCII strings with a TypeError.
-    if not any([hmac.compare_digest(expected, given) for given in signatures]):
-        raise SignatureError(f"{SIGNATURE_HEADER} does not match")
-    if abs(now - int(timestamp)) > TOLERANCE_SECONDS:
-        raise SignatureError(f"{SIGNATURE_HEADER} timestamp is outside the replay window")
-
-
-class HttpxTransport(stripe.HTTPClient):
-    """The `stripe` library's HTTP client interface over an injected `httpx.Client`
-    (its own `HTTPXClient` builds a client we could neither configure nor fake)."""
-
-    name = "vitrine-httpx"
-
-    def __init__(self, client: httpx.Client) -> None:
-        super().__init__()
-        self.client = client
-
-    def request(self, method: str, url: str, headers: Mapping[str, str] | None,
-                post_data: Any = None, *, _usage: list[str] | None = None
-                ) -> tuple[str, int, Mapping[str, str]]:
-        try:
-            response = self.client.request(method, url, headers=headers, content=post_data)
-        except httpx.HTTPError as exc:
-            raise stripe.APIConnectionError(f"could not reach Stripe: {exc!r}",
-                                            should_retry=True) from exc
-        return response.text, response.status_code, response.headers
-
-    def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None,
-                       post_data: Any = None, *, _usage: list[str] | None = None
-                       ) -> tuple[Any, int, Mapping[str, str]]:
-        content, status, response_headers = self.request(method, url, headers, post_data)
-        return iter([content]), status, response_headers
-
-    def close(self) -> None:
-        self.client.close()
-
-
 class CheckoutSession(BaseModel):
     id: str = Field(min_length=1, max_length=200)
     status: str | None = None  # open | complete | expired
@@ -161,12 +99,6 @@ class Charge(BaseModel):
     currency: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     payment_intent: str | None = None
-
-
-class StripeEvent(BaseModel):
-    id: str = Field(min_length=1, max_length=200)
-    type: str = Field(min_length=1, max_length=200)
-    data: dict[str, dict[str, Any]]  # {"object": {...}}
 
 
 def _session_txid(session: CheckoutSession) -> str | None:
@@ -195,7 +127,7 @@ class StripeRail:
     name = "stripe"
 
     def __init__(self, *, api_key: str, webhook_secret: str, public_url: str,
-                 api_base: str = "https://api.stripe.com", http_client: httpx.Client | None = None,
+                 api_base: str = STRIPE_API, http_client: httpx.Client | None = None,
                  expires_in: timedelta = timedelta(hours=1), max_network_retries: int = 2,
                  clock: Callable[[], float] = time.time) -> None:
         # Stripe refuses a session that expires sooner than 30 minutes or later than 24 hours.
@@ -205,19 +137,17 @@ class StripeRail:
         self.public_url = public_url.rstrip("/")
         self.expires_in = expires_in
         self.clock = clock
-        self.transport = HttpxTransport(
-            http_client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)))
-        # POSTs carry idempotency keys, so the library may retry them safely.
-        self.client = stripe.StripeClient(api_key, base_addresses={"api": api_base},
-                                          http_client=self.transport,
-                                          max_network_retries=max_network_retries)
+        self.transport = HttpxTransport(http_client, timeout=httpx.Timeout(10.0, connect=5.0))
+        self.client = stripe_client(api_key, transport=self.transport, api_base=api_base,
+                                    max_network_retries=max_network_retries)
 
     def close(self) -> None:
         self.transport.close()
 
     def initiate(self, order: Order, *, txid: str) -> PaymentInstructions:
         return_url = f"{self.public_url}/api/payments/{self.name}/return?txid={txid}"
-        params: dict[str, Any] = {
+        # Typed, so that mypy refuses a parameter the pinned API version no longer takes.
+        params: SessionCreateParams = {
             "mode": "payment",
             "line_items": [{"quantity": 1, "price_data": {
                 "currency": order.currency.lower(),
@@ -231,20 +161,18 @@ class StripeRail:
             "cancel_url": return_url + "&result=cancel",
             "expires_at": int(self.clock() + self.expires_in.total_seconds()),
         }
-        with self._calling("create a Checkout Session", txid=txid, order_is_input=True):
+        with calling_stripe("create a Checkout Session", order_is_input=True,
+                            provider=self.name, order=order.id, txid=txid):
             session = self.client.v1.checkout.sessions.create(
-                params=params,  # type: ignore[arg-type]  # a plain dict of the same shape
-                options={"idempotency_key": f"vitrine-session-{txid}"})
+                params=params, options={"idempotency_key": f"vitrine-session-{txid}"})
         return PaymentInstructions(
             rail=self.name, status="awaiting_payment", txid=txid, url=session.url,
             provider_ref=session.id,
             expires_at=datetime.fromtimestamp(session.expires_at, UTC))
 
     def parse_webhook(self, request: WebhookRequest) -> list[RailEvent]:
-        verify_signature(secret=self.webhook_secret, header=request.header(SIGNATURE_HEADER),
-                         body=request.body, now=request.received_at)
-        event = read_event(StripeEvent, request.body)
-        obj = event.data.get("object", {})
+        event = read_webhook(request, secret=self.webhook_secret)
+        obj = event.data.object
         if event.type.startswith("checkout.session."):
             session = _read(CheckoutSession, obj)
             state = {"checkout.session.async_payment_succeeded": "paid",
@@ -289,7 +217,8 @@ class StripeRail:
         if session is None or session.payment_intent is None:
             raise PaymentProviderError("no Stripe payment to refund", provider=self.name,
                                        order=order.id, txid=order.txid)
-        with self._calling("create a refund", txid=order.txid):
+        with calling_stripe("create a refund", provider=self.name, order=order.id,
+                            txid=order.txid):
             refund = self.client.v1.refunds.create(
                 params={"payment_intent": session.payment_intent,
                         "metadata": {"txid": order.txid or "", "order_id": order.id}},
@@ -303,43 +232,28 @@ class StripeRail:
         session_id = (order.payment or {}).get("provider_ref")
         if not session_id:
             return None
-        with self._calling("read a Checkout Session", txid=order.txid):
+        context: dict[str, Any] = {"provider": self.name, "order": order.id,
+                                   "txid": order.txid}
+        with calling_stripe("read a Checkout Session", **context):
             found = self.client.v1.checkout.sessions.retrieve(str(session_id))
-        return CheckoutSession.model_validate(found.to_dict())
+        return read_answer(CheckoutSession, found, **context)
 
     def _txid_of_intent(self, payment_intent: str | None) -> str | None:
         """The txid of the session that created a payment intent (a charge made before its
         metadata was set, or refunded from the Dashboard, does not carry it)."""
         if payment_intent is None:
             return None
-        with self._calling("find a payment intent's Checkout Session", txid=None):
+        context: dict[str, Any] = {"provider": self.name, "payment_intent": payment_intent}
+        with calling_stripe("find a payment intent's Checkout Session", **context):
             found = self.client.v1.checkout.sessions.list(
                 params={"payment_intent": payment_intent, "limit": 1})
         if not found.data:
             return None
-        return _session_txid(CheckoutSession.model_validate(found.data[0].to_dict()))
+        return _session_txid(read_answer(CheckoutSession, found.data[0], **context))
 
     def _not_supported(self, event: StripeEvent, txid: str | None) -> RailEvent:
         return RailEvent(event_id=event.id, txid=txid, outcome=RailOutcome.NOT_SUPPORTED,
                          reason=event.type)
-
-    @contextmanager
-    def _calling(self, what: str, *, txid: str | None,
-                 order_is_input: bool = False) -> Iterator[None]:
-        """Translate the library's exceptions into Vitrine's, with what was being done."""
-        try:
-            yield
-        except stripe.StripeError as exc:
-            context = {"provider": self.name, "txid": txid, "code": exc.code,
-                       "http_status": exc.http_status,
-                       "request_id": getattr(exc, "request_id", None)}
-            param = getattr(exc, "param", None) or ""
-            if order_is_input and isinstance(exc, stripe.InvalidRequestError) and (
-                    exc.code in AMOUNT_CODES or param.endswith("currency")):
-                raise InvalidInput(f"Stripe cannot take this order: {exc.user_message}",
-                                   **context) from exc
-            raise PaymentProviderError(f"could not {what}: {exc.user_message or exc}",
-                                       **context) from exc
 
 
 def _read(model: type[StripeObject], obj: Mapping[str, Any]) -> StripeObject:

@@ -7,13 +7,8 @@ import pytest
 
 from checkout.models import Order
 from checkout.rails import RailOutcome, RefundOutcome, WebhookRequest
-from checkout.rails.stripe import (
-    StripeRail,
-    from_stripe_amount,
-    signature_header,
-    to_stripe_amount,
-    verify_signature,
-)
+from checkout.rails.stripe import StripeRail, from_stripe_amount, to_stripe_amount
+from checkout.rails.stripe_api import signature_header
 from core.errors import InvalidInput, PaymentProviderError, SignatureError
 
 SECRET = "whsec_test_secret"
@@ -68,12 +63,6 @@ def signed(event_type: str, obj: dict, *, event_id: str = "evt_1",
                           received_at=received_at)
 
 
-def test_golden_signature_vector():
-    header = signature_header(secret=SECRET, body=GOLDEN_BODY, timestamp=GOLDEN_T)
-    assert header == f"t={GOLDEN_T},v1={GOLDEN_V1}"
-    verify_signature(secret=SECRET, header=header, body=GOLDEN_BODY, now=GOLDEN_T)
-
-
 def test_golden_vector_passes_the_webhook_check_before_the_body_is_read():
     request = WebhookRequest(body=GOLDEN_BODY, received_at=GOLDEN_T,
                              headers={"stripe-signature": f"t={GOLDEN_T},v1={GOLDEN_V1}"})
@@ -82,33 +71,19 @@ def test_golden_vector_passes_the_webhook_check_before_the_body_is_read():
         make_rail(no_network).parse_webhook(request)
 
 
-def test_any_of_several_v1_signatures_may_match():
-    header = f"t={GOLDEN_T},v1={'0' * 64},v0=ignored,v1={GOLDEN_V1}"
-    verify_signature(secret=SECRET, header=header, body=GOLDEN_BODY, now=GOLDEN_T)
-
-
-@pytest.mark.parametrize("header", [
-    None,
-    "",
-    f"v1={GOLDEN_V1}",
-    f"t={GOLDEN_T}",
-    f"t=soon,v1={GOLDEN_V1}",
-    f"t={GOLDEN_T},v1={'0' * 64}",
-    f"t={GOLDEN_T},v1={GOLDEN_V1[:-1]}é",
-    signature_header(secret="whsec_other", body=GOLDEN_BODY, timestamp=GOLDEN_T),
+# The check itself is tested in test_stripe_api.py; these show the rail applies it.
+@pytest.mark.parametrize(("header", "received_at"), [
+    (None, GOLDEN_T),
+    (f"t={GOLDEN_T},v1={'0' * 64}", GOLDEN_T),
+    (signature_header(secret="whsec_other", body=GOLDEN_BODY, timestamp=GOLDEN_T), GOLDEN_T),
+    (f"t={GOLDEN_T},v1={GOLDEN_V1}", GOLDEN_T + 301),
+    (f"t={GOLDEN_T},v1={GOLDEN_V1}", GOLDEN_T - 301),
 ])
-def test_missing_malformed_and_forged_signatures_are_refused(header):
-    request = WebhookRequest(body=GOLDEN_BODY, received_at=GOLDEN_T,
+def test_unsigned_forged_stale_and_future_webhooks_are_refused(header, received_at):
+    request = WebhookRequest(body=GOLDEN_BODY, received_at=received_at,
                              headers={} if header is None else {"stripe-signature": header})
     with pytest.raises(SignatureError):
         make_rail(no_network).parse_webhook(request)
-
-
-@pytest.mark.parametrize("received_at", [GOLDEN_T + 301, GOLDEN_T - 301])
-def test_stale_and_future_timestamps_are_refused(received_at):
-    with pytest.raises(SignatureError):
-        verify_signature(secret=SECRET, header=f"t={GOLDEN_T},v1={GOLDEN_V1}",
-                         body=GOLDEN_BODY, now=received_at)
 
 
 def test_the_signature_is_checked_before_the_body_is_parsed():
@@ -218,6 +193,8 @@ def test_initiate_creates_a_checkout_session():
     assert params["payment_intent_data[metadata][txid]"] == "VT0123456789"
     assert params["success_url"].startswith("https://vitrine.example/")
     assert params["expires_at"] == str(NOW + 3600)
+    # Read-only under the SDK's pinned API version: Stripe would answer 400.
+    assert not any(key.startswith("payment_method_types") for key in params)
     assert instructions.url == "https://checkout.stripe.com/c/pay/cs_test_1"
     assert (instructions.rail, instructions.status) == ("stripe", "awaiting_payment")
     assert (instructions.txid, instructions.provider_ref) == ("VT0123456789", "cs_test_1")
@@ -296,6 +273,12 @@ def test_status_of_an_expired_session_is_failed_expired():
         RailOutcome.FAILED, "expired", "cs_test_1:expired")
 
 
+def test_status_of_a_session_stripe_answers_oddly_is_a_provider_error():
+    # It used to escape as pydantic's ValidationError.
+    with pytest.raises(PaymentProviderError):
+        make_rail(serve_session(id=None)).status(make_order())
+
+
 def test_status_without_a_session_asks_nothing():
     assert make_rail(no_network).status(make_order(payment={})) is None
 
@@ -322,3 +305,11 @@ def test_refund_without_a_payment_is_a_provider_error():
     with pytest.raises(PaymentProviderError):
         make_rail(serve_session(payment_intent=None, payment_status="unpaid")).refund(
             make_order())
+
+
+def test_closing_the_rail_leaves_an_injected_client_open():
+    http = httpx.Client(transport=httpx.MockTransport(no_network))
+    rail = StripeRail(api_key="sk_test_123", webhook_secret=SECRET, public_url="https://v.example",
+                      http_client=http)
+    rail.close()
+    assert not http.is_closed
