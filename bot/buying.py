@@ -137,9 +137,15 @@ class Buying:
                 "again in a few minutes."), buttons=[
                 Button(label=t.gettext("Confirm"), action=f"confirm:{order.id}")])]
         if result.outcome == checkout.ConfirmOutcome.RAIL_REFUSED:
-            return [Message(text=t.gettext("Sorry, this order cannot be paid with {rail}. "
-                                           "Nothing was charged.").format(
-                rail=t.gettext(RAIL_LABELS.get(order.rail, order.rail))))]
+            refused = Message(text=t.gettext("Sorry, this order cannot be paid with {rail}. "
+                                             "Nothing was charged.").format(
+                rail=t.gettext(RAIL_LABELS.get(order.rail, order.rail))))
+            card = self._confirmation(order, market, t)
+            others = [b for b in card.buttons if b.action.startswith(("choose:", "cancel:"))]
+            if len(others) > 1:  # another rail may take it
+                return [refused, Message(text=card.text, buttons=others)]
+            checkout.cancel_order(session=session, order=order)
+            return [refused]
         if result.outcome == checkout.ConfirmOutcome.OUT_OF_STOCK:
             return [Message(text=t.gettext("Sorry, that product sold out before you confirmed. "
                                            "Nothing was charged."))]

@@ -205,9 +205,9 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
     txid = new_txid()
     try:
         instructions = rails[order.rail].initiate(order, txid=txid)
-    except InvalidInput as exc:
-        move(session, order, OrderStatus.CANCELED, actor=f"rail:{order.rail}",
-             note=exc.reason[:300])
+    except InvalidInput:
+        # The rail cannot take this order (over OXXO's limit, a currency it lacks): it
+        # stays open for the shopper to pick another of the market's rails.
         return Confirmation(ConfirmOutcome.RAIL_REFUSED, order)
     except PaymentProviderError:
         # Nothing was charged and the order still awaits confirmation: the shopper may

@@ -30,9 +30,12 @@ from catalog.onboarding import Onboarding
 from catalog.search import CatalogSearch
 from checkout.rails import PaymentRail
 from checkout.rails.cod import CashOnDeliveryRail
+from checkout.rails.mercadopago import MercadoPagoRail
+from checkout.rails.oxxo import OxxoRail
 from checkout.rails.pix import PixRail
 from checkout.rails.sandbox import SandboxRail
 from checkout.rails.sepa_qr import SepaQrRail
+from checkout.rails.stripe import StripeRail
 from checkout.rails.upi import UpiRail
 from core.db import add_missing_columns, make_engine
 from core.settings import Settings, get_settings
@@ -70,6 +73,20 @@ def build_rails(settings: Settings) -> dict[str, PaymentRail]:
                               iban=settings.sepa_iban, bic=settings.sepa_bic,
                               webhook_secret=settings.sepa_webhook_secret),
     }
+    public = settings.public_url.rstrip("/")
+    if settings.stripe_api_key:
+        rails["stripe"] = StripeRail(api_key=settings.stripe_api_key,
+                                     webhook_secret=settings.stripe_webhook_secret,
+                                     public_url=public, api_base=settings.stripe_api_base)
+        rails["oxxo"] = OxxoRail(api_key=settings.stripe_api_key,
+                                 webhook_secret=settings.oxxo_webhook_secret,
+                                 base_url=settings.stripe_api_base)
+    if settings.mercadopago_access_token:
+        rails["mercadopago"] = MercadoPagoRail(
+            access_token=settings.mercadopago_access_token,
+            webhook_secret=settings.mercadopago_webhook_secret, public_url=public,
+            notification_url=f"{public}/api/payments/mercadopago/webhook",
+            api_base=settings.mercadopago_api_base)
     if settings.env != "production":
         # While developing, the sandbox provider also settles the push rails' payments.
         rails["sandbox"] = SandboxRail(public_url=settings.public_url,
@@ -115,6 +132,10 @@ class Runtime:
         self.federated.loop.close()
         if self.llm_http is not None:
             self.llm_http.close()
+        for rail in self.rails.values():
+            close = getattr(rail, "close", None)  # rails with a provider hold a client
+            if close is not None:
+                close()
 
     def call_live(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
         """Run a coroutine function against live merchants, on their event loop."""

@@ -133,3 +133,42 @@ async def test_an_order_confirmed_cannot_change_rail(client):
     await chat(client, action=_action(confirmation, "confirm:"))
     [reply] = await chat(client, action=f"choose:{order_id}:mercadopago")
     assert "ya no es válido" in reply["text"]
+
+
+def test_provider_rails_are_on_with_their_keys_and_refused_in_production_without_secrets():
+    from checkout.service import offered_rails
+
+    keyed = build_rails(Settings(env="test", stripe_api_key="sk_test_x",
+                                 mercadopago_access_token="TEST-x"))
+    try:
+        assert {"stripe", "oxxo", "mercadopago"} <= set(keyed)
+        assert offered_rails(get_market("US"), keyed) == ["stripe"]
+        assert offered_rails(get_market("MX"), keyed) == ["oxxo", "mercadopago", "stripe"]
+    finally:
+        for rail in keyed.values():
+            getattr(rail, "close", lambda: None)()
+    strong = dict(ops_token="o" * 20, admin_token="a" * 20, sandbox_secret="s" * 20,
+                  pix_webhook_secret="p" * 20, upi_webhook_secret="u" * 20,
+                  sepa_webhook_secret="e" * 20)
+    with pytest.raises(ValueError, match="VITRINE_STRIPE_WEBHOOK_SECRET"):
+        Settings(env="production", stripe_api_key="sk_live_x", **strong)
+    Settings(env="production", stripe_api_key="sk_live_x", stripe_webhook_secret="w" * 20,
+             oxxo_webhook_secret="x" * 20, **strong)
+
+
+async def test_a_rail_that_cannot_take_the_order_leaves_it_open_for_another(
+        client, demo_runtime):
+    from checkout.rails.mercadopago import MercadoPagoRail
+
+    demo_runtime.assistant.buying.rails["mercadopago"] = MercadoPagoRail(
+        access_token="t", webhook_secret="w" * 20, public_url="http://testserver",
+        notification_url="http://testserver/api/payments/mercadopago/webhook")
+    # A rail that refuses pesos stands in for cash on delivery refusing this order.
+    demo_runtime.assistant.buying.rails["cod"] = demo_runtime.rails["upi"]
+    confirmation = await _confirmation(client, "AR", ASADO)
+    refused, card = await chat(client, action=_action(confirmation, "confirm:"))
+    assert "no se puede pagar con pago contra entrega" in refused["text"]
+    assert any(b["action"].endswith(":mercadopago") for b in card["buttons"])
+    order_id = _action(card, "cancel:").split(":", 1)[1]
+    shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
+    assert shown["status"] == "awaiting_confirmation"
