@@ -34,7 +34,7 @@ from bot.models import (
     ShopperLink,
     ShopperProfile,
 )
-from core.db import utcnow
+from core.db import as_utc, utcnow
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 8
@@ -176,6 +176,4 @@ def unlink_all(session: Session, owner_key: str) -> list[str]:
 
 def _aware(moment: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; every stored one is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=utcnow().tzinfo)
+    return as_utc(moment) if moment is not None else None

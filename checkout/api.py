@@ -1,5 +1,7 @@
 """Orders API: an order and its status history for its merchant (API key) or ops (token),
-and the steps only a merchant can take: cash collected at the door, a refund sent back.
+the steps only a merchant can take (cash collected at the door, the delivery, a refund sent
+back), and a merchant's orders: pulled as a list, or pushed to its webhook
+(`checkout.merchant_notices`).
 """
 
 from __future__ import annotations
@@ -8,12 +10,18 @@ import hmac
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel
-from sqlmodel import Session
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, Field
+from sqlmodel import Session, col, select
 
 from catalog.merchants import api_key_matches
 from catalog.store import get_merchant
+from checkout.merchant_notices import (
+    MERCHANT_NEWS,
+    MerchantOrderHook,
+    order_summary,
+    set_hook,
+)
 from checkout.models import Order, OrderStatus, OrderTransition
 from checkout.notices import status_text
 from checkout.orders import history, move
@@ -27,6 +35,7 @@ from core.outbox import notify
 from ops.events import EventKind
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
+merchant_router = APIRouter(prefix="/api/merchants", tags=["orders"])
 
 # How an order reads in the agentic checkout protocols' terms (ACP/UCP checkout sessions).
 CHECKOUT_STATE = {
@@ -65,6 +74,7 @@ class OrderPublic(BaseModel):
     fee: int
     total: int
     rail: str
+    instalments: int
     txid: str | None
     payment: dict[str, Any]
     created_at: datetime
@@ -76,13 +86,8 @@ class OrderPublic(BaseModel):
 
 def order_public(session: Session, order: Order) -> OrderPublic:
     return OrderPublic(
-        id=order.id, status=order.status, checkout_state=CHECKOUT_STATE[order.status],
-        market=order.market, merchant=order.merchant_slug, product_id=order.product_id,
-        title=order.title, currency=order.currency, amount=order.amount,
-        shipping=order.shipping, fee=order.fee, total=order.total, rail=order.rail,
-        txid=order.txid, payment=order.payment or {}, created_at=order.created_at,
-        confirmed_at=order.confirmed_at, paid_at=order.paid_at,
-        delivered_at=order.delivered_at,
+        **order_summary(order), checkout_state=CHECKOUT_STATE[order.status],
+        payment=order.payment or {},
         status_history=[StatusChange(from_status=h.from_status or None, to_status=h.to_status,
                                      actor=h.actor, event_ref=h.event_ref, note=h.note,
                                      at=h.at)
@@ -173,3 +178,69 @@ def mark_refunded(order_id: str, request: Request,
         notify(session, user_key=order.user_key, text=status_text(
             order, get_market(order.market), Translator(order.language)))
         return order_public(session, order)
+
+
+def _merchant_key(session: Session, slug: str, authorization: str | None) -> str:
+    """The merchant's slug, if the bearer token is its API key.
+
+    Raises:
+        SignatureError: no key or another one (also for a merchant that does not exist).
+    """
+    try:
+        merchant = get_merchant(session=session, slug=slug)
+    except NotFound:
+        merchant = None
+    if merchant is None or not api_key_matches(merchant, bearer(authorization)):
+        raise SignatureError(f"missing or wrong API key for merchant {slug!r}")
+    return merchant.slug
+
+
+class OrderWebhook(BaseModel):
+    url: str = Field(min_length=1, max_length=2000)
+
+
+@merchant_router.put("/{slug}/order-webhook")
+def put_order_webhook(slug: str, body: OrderWebhook, request: Request,
+                      authorization: Annotated[str | None, Header()] = None
+                      ) -> dict[str, Any]:
+    """Send the merchant's order news to this address, signed with a new secret."""
+    with session_scope(request.app.state.runtime.engine) as session:
+        hook = set_hook(session=session, merchant_slug=_merchant_key(session, slug,
+                                                                     authorization),
+                        url=body.url)
+        return {"url": hook.url, "secret": hook.secret,
+                "events": sorted(f"order.{s.value}" for s in MERCHANT_NEWS),
+                "signature": "X-Vitrine-Signature: t=<unix time>,v1=<hex HMAC-SHA256("
+                             "secret, '<t>.<body>')>",
+                "secret_note": "shown once: store it now; PUT again to rotate it"}
+
+
+@merchant_router.delete("/{slug}/order-webhook")
+def delete_order_webhook(slug: str, request: Request,
+                         authorization: Annotated[str | None, Header()] = None
+                         ) -> dict[str, str]:
+    """Stop pushing the merchant's order news (pulling still works)."""
+    with session_scope(request.app.state.runtime.engine) as session:
+        hook = session.get(MerchantOrderHook, _merchant_key(session, slug, authorization))
+        if hook is not None:
+            session.delete(hook)
+    return {"status": "removed"}
+
+
+@merchant_router.get("/{slug}/orders")
+def list_orders(slug: str, request: Request,
+                authorization: Annotated[str | None, Header()] = None,
+                status: OrderStatus | None = None,
+                since: datetime | None = None,
+                limit: int = Query(default=50, ge=1, le=200)) -> dict[str, Any]:
+    """The merchant's orders past confirmation, newest first (filter by status, since)."""
+    with session_scope(request.app.state.runtime.engine) as session:
+        merchant = _merchant_key(session, slug, authorization)
+        query = select(Order).where(Order.merchant_slug == merchant,
+                                    Order.status != OrderStatus.AWAITING_CONFIRMATION)
+        if status is not None:
+            query = query.where(Order.status == status)
+        if since is not None:
+            query = query.where(col(Order.created_at) >= since)
+        orders = session.exec(query.order_by(col(Order.created_at).desc()).limit(limit))
+        return {"orders": [order_summary(o) for o in orders]}

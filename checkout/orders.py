@@ -13,6 +13,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, update
 from sqlmodel import Session, col, select
 
+from checkout.merchant_notices import queue_news
 from checkout.models import Order, OrderStatus, OrderTransition
 from core.db import utcnow
 
@@ -64,6 +65,9 @@ def move(session: Session, order: Order, to: OrderStatus, *, actor: str,
             return False
     session.add(OrderTransition(order_id=order.id, from_status=start.value, to_status=to.value,
                                 actor=actor, event_ref=event_ref, note=note))
+    # The merchant hears of it in the same transaction: no news of a change undone, and
+    # no change without its news.
+    queue_news(session, order, to, was=start)
     return True
 
 

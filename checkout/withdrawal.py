@@ -14,7 +14,7 @@ not counted out, so the window shown may end a day or two before the law's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlmodel import Session
@@ -23,7 +23,7 @@ from checkout.models import Order, OrderStatus
 from checkout.orders import move
 from checkout.rails import PaymentRail, RefundOutcome
 from checkout.service import record_order_event
-from core.db import utcnow
+from core.db import as_utc, utcnow
 from core.errors import PaymentProviderError
 from core.markets import Market
 from ops.events import EventKind
@@ -74,7 +74,7 @@ def can_withdraw(order: Order, market: Market, now: datetime | None = None) -> b
     if not market.withdrawal_days or order.status not in WITHDRAWABLE:
         return False
     ends = deadline(order, market)
-    return ends is None or (now or utcnow()) <= _aware(ends)
+    return ends is None or (now or utcnow()) <= as_utc(ends)
 
 
 def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRail,
@@ -85,7 +85,7 @@ def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRai
         return Withdrawal(WithdrawalOutcome.NOT_WITHDRAWABLE, order, ends)
     if not market.withdrawal_days:
         return Withdrawal(WithdrawalOutcome.NO_RIGHT, order)
-    if ends is not None and (now or utcnow()) > _aware(ends):
+    if ends is not None and (now or utcnow()) > as_utc(ends):
         return Withdrawal(WithdrawalOutcome.WINDOW_CLOSED, order, ends)
     if order.status != OrderStatus.PAID:
         if not move(session, order, OrderStatus.CANCELED, actor="shopper", note="withdrawal"):
@@ -104,7 +104,3 @@ def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRai
     return Withdrawal(WithdrawalOutcome.REFUND_REQUESTED if by_rail
                       else WithdrawalOutcome.REFUND_BY_MERCHANT, order, ends)
 
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; Vitrine stores UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

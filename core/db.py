@@ -17,6 +17,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored time made timezone-aware: SQLite hands back naive datetimes, and Vitrine
+    stores UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine for `url`, making the folder of a SQLite file if needed."""
     if url.startswith("sqlite"):

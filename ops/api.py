@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlmodel import Session
 
 from core.auth import require_bearer
+from core.db import as_utc
 from ops.funnel import Funnel, funnel
 
 router = APIRouter(prefix="/api/ops", tags=["ops"])
@@ -19,11 +20,9 @@ def require_ops_token(request: Request, authorization: str | None = Header(defau
     require_bearer(authorization, request.app.state.runtime.settings.ops_token, what="ops")
 
 
-def as_utc(moment: datetime | None) -> datetime | None:
+def as_utc_or_none(moment: datetime | None) -> datetime | None:
     """Dates and times without a zone are read as UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
+    return as_utc(moment) if moment is not None else None
 
 
 @router.get("/funnel", dependencies=[Depends(require_ops_token)])
@@ -33,7 +32,7 @@ def get_funnel(request: Request,
                market: Annotated[str | None, Query(max_length=2)] = None,
                channel: Annotated[str | None, Query(max_length=20)] = None) -> Funnel:
     """Funnel stage counts and conversion rates."""
-    since, until = as_utc(since), as_utc(until)
+    since, until = as_utc_or_none(since), as_utc_or_none(until)
     runtime = request.app.state.runtime
     with Session(runtime.engine) as session:
         return funnel(session=session, since=since, until=until, market=market, channel=channel,

@@ -61,6 +61,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(ops_api.router)
     app.include_router(merchants_api.router)
     app.include_router(orders_api.router)
+    app.include_router(orders_api.merchant_router)
     app.mount("/media/demo", StaticFiles(directory=DEMO_DIR / "media"), name="demo-media")
     app.mount("/mcp/merchants", merchant_mcp.app)
     # An exact route: `/mcp` must not redirect to `/mcp/`, MCP clients do not follow it.

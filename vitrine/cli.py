@@ -229,6 +229,26 @@ def cmd_reminders_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_orders_deliver(args: argparse.Namespace) -> int:
+    import httpx
+
+    from checkout.merchant_notices import deliver_due
+
+    runtime = _runtime()
+    with httpx.Client(follow_redirects=False) as client:
+        counts = deliver_due(engine=runtime.engine, client=client)
+    print(json.dumps(counts))
+    return 0
+
+
+def cmd_payments_sweep(args: argparse.Namespace) -> int:
+    from checkout.sweep import sweep
+
+    runtime = _runtime()
+    print(json.dumps(sweep(engine=runtime.engine, rails=runtime.rails)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitrine", description="Conversational commerce.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -286,6 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="how many days ahead an occasion is near (default 14)")
     run_rem.add_argument("--today", help="the date to run for (default: today, UTC)")
     run_rem.set_defaults(func=cmd_reminders_run)
+
+    orders = sub.add_parser("orders", help="merchants' orders")
+    osub = orders.add_subparsers(dest="orders_command", required=True)
+    deliver = osub.add_parser("deliver", help="post due order news to merchants' webhooks "
+                                              "(run every minute from a scheduler)")
+    deliver.set_defaults(func=cmd_orders_deliver)
+
+    payments = sub.add_parser("payments", help="payments awaiting their provider")
+    psub = payments.add_subparsers(dest="payments_command", required=True)
+    sweep = psub.add_parser("sweep", help="ask providers about overdue payments and expire "
+                                          "those that ran out (run every few minutes)")
+    sweep.set_defaults(func=cmd_payments_sweep)
 
     sandbox = sub.add_parser("sandbox", help="the development payment provider")
     ssub = sandbox.add_subparsers(dest="sandbox_command", required=True)

@@ -50,7 +50,9 @@ def create_tables(engine: Engine) -> None:
     import bot.models  # noqa: F401
     import catalog.models
     import catalog.sponsorship  # noqa: F401
-    import checkout.models  # noqa: F401
+    import checkout.merchant_notices
+    import checkout.models
+    import checkout.spending  # noqa: F401
     import core.outbox  # noqa: F401
     import ops.events  # noqa: F401
 

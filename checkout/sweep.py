@@ -1,0 +1,96 @@
+"""The payments sweep (`vitrine payments sweep`, run every few minutes from a scheduler).
+
+Webhooks get lost: a provider gives up, an endpoint was down for a day. For orders awaiting
+payment longer than a few minutes, the sweep asks the rail's provider (`PaymentRail.status`)
+and applies what it says through the same exactly-once path as a webhook (the provider's
+state is the event id, so news that also arrives by webhook applies once). Orders whose
+payment instructions have run out (an OXXO voucher, a checkout session) and that no news
+has paid are then marked expired, and the shopper is told.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from checkout.models import Order, OrderStatus
+from checkout.notices import status_text
+from checkout.orders import move
+from checkout.rails import PaymentRail
+from checkout.service import EventOutcome, apply_payment_event, record_order_event
+from core.db import as_utc, session_scope, utcnow
+from core.errors import PaymentProviderError
+from core.i18n import Translator
+from core.markets import get_market
+from core.outbox import notify
+from ops.events import EventKind
+
+log = logging.getLogger("vitrine.payments")
+
+ASK_AFTER = timedelta(minutes=10)  # webhooks usually come within seconds
+BATCH = 500
+
+
+def sweep(*, engine: Engine, rails: dict[str, PaymentRail], now: datetime | None = None,
+          ask_after: timedelta = ASK_AFTER) -> dict[str, int]:
+    """Ask providers about overdue payments, then expire what ran out; count each."""
+    moment = now or utcnow()
+    counts = {"asked": 0, "applied": 0, "expired": 0, "provider_errors": 0}
+    with Session(engine) as session:
+        waiting = list(session.exec(
+            select(Order.id, Order.rail).where(
+                Order.status == OrderStatus.AWAITING_PAYMENT,
+                col(Order.confirmed_at) <= moment - ask_after)
+            .order_by(col(Order.confirmed_at)).limit(BATCH)))
+    for order_id, rail_name in waiting:
+        rail = rails.get(rail_name)
+        if rail is None:
+            continue
+        # One transaction per order: a provider's slow answer holds no lock on the others.
+        with session_scope(engine) as session:
+            order = session.get(Order, order_id)
+            if order is None or order.status != OrderStatus.AWAITING_PAYMENT:
+                continue
+            try:
+                event = rail.status(order)
+            except PaymentProviderError as exc:
+                counts["provider_errors"] += 1
+                log.warning("asking %s about order %s failed: %s", rail_name, order_id,
+                            exc.reason)
+                continue
+            counts["asked"] += 1
+            if event is None:
+                continue
+            result = apply_payment_event(session=session, rail=rail_name, event=event)
+            if result.outcome == EventOutcome.APPLIED:
+                counts["applied"] += 1
+                _tell(session, order)
+    counts["expired"] = expire_overdue(engine=engine, now=moment)
+    return counts
+
+
+def expire_overdue(*, engine: Engine, now: datetime | None = None) -> int:
+    """Mark expired the orders whose payment instructions ran out unpaid."""
+    moment = now or utcnow()
+    expired = 0
+    with session_scope(engine) as session:
+        for order in session.exec(select(Order).where(
+                Order.status == OrderStatus.AWAITING_PAYMENT)):
+            ends = (order.payment or {}).get("expires_at")
+            if not ends or as_utc(datetime.fromisoformat(str(ends))) > moment:
+                continue
+            if move(session, order, OrderStatus.EXPIRED, actor="system",
+                    note="the payment instructions ran out"):
+                record_order_event(session, EventKind.PAYMENT_FAILED, order)
+                _tell(session, order)
+                expired += 1
+    return expired
+
+
+def _tell(session: Session, order: Order) -> None:
+    notify(session, user_key=order.user_key,
+           text=status_text(order, get_market(order.market), Translator(order.language)))
+
