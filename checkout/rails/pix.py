@@ -1,6 +1,7 @@
 """Pix: BR Codes ("copia e cola") as the Banco Central's EMV QR layout specifies, and the
 payment notices of the Banco Central's Pix API (`{"pix": [...]}`), which a payment
-service provider (PSP) posts to `/api/payments/pix/webhook`.
+service provider (PSP) posts to `/api/payments/pix/webhook`. With a PSP's Pix API
+configured, the rail creates dynamic charges instead (`checkout.rails.pix_api`).
 
 The Pix API authenticates its webhook with mutual TLS; behind a proxy that ends TLS, the PSP
 signs the body instead: `X-Pix-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import binascii
 import unicodedata
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +29,9 @@ from checkout.rails import (
 from checkout.signatures import verify_sha256_header
 from core.errors import InvalidInput, SignatureError
 from core.money import Money
+
+if TYPE_CHECKING:  # pix_api reads notices' payments with this module's models
+    from checkout.rails.pix_api import PixApi
 
 SIGNATURE_HEADER = "X-Pix-Signature"
 
@@ -115,19 +120,35 @@ def cents(valor: str) -> int:
 
 
 class PixRail:
-    """Static Pix: the shopper pastes the code in their bank app (or scans its QR code);
-    the PSP's webhook confirms the payment by the code's txid."""
+    """Pix: the shopper pastes the code in their bank app (or scans its QR code); the PSP's
+    webhook confirms the payment by the code's txid.
+
+    The code is static (built here, for `key`) unless `api` is given: then each order gets
+    a dynamic charge at the PSP, which expires, can be asked about and can be refunded.
+    """
 
     name = "pix"
 
     def __init__(self, *, key: str, merchant_name: str, merchant_city: str,
-                 webhook_secret: str) -> None:
+                 webhook_secret: str, api: PixApi | None = None) -> None:
         self.key = key
         self.merchant_name = merchant_name
         self.merchant_city = merchant_city
         self.webhook_secret = webhook_secret
+        self.api = api
+
+    @property
+    def polls(self) -> bool:
+        """Whether `status` can ask the PSP (dynamic charges only; see `checkout.sweep`)."""
+        return self.api is not None
+
+    def close(self) -> None:
+        if self.api is not None:
+            self.api.close()
 
     def initiate(self, order: Order, *, txid: str) -> PaymentInstructions:
+        if self.api is not None:
+            return self.api.initiate(order, txid=txid)
         code = static_brcode(key=self.key, merchant_name=self.merchant_name,
                              merchant_city=self.merchant_city,
                              amount=Money(order.total, order.currency), txid=txid)
@@ -153,9 +174,13 @@ class PixRail:
         return events
 
     def status(self, order: Order) -> RailEvent | None:
+        if self.api is not None:
+            return self.api.status(order)
         return None  # a static code's payment is only known from the PSP's notice
 
     def refund(self, order: Order) -> RefundResult:
+        if self.api is not None:
+            return self.api.refund(order)
         # Returning a static Pix payment (a "devolução") is the receiving bank's operation:
         # the merchant's PSP does it, and its notice reports it here.
         return RefundResult(RefundOutcome.NOT_SUPPORTED)
