@@ -9,6 +9,7 @@ once confirmed, that person's gift history.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from babel.dates import format_date
@@ -88,13 +89,29 @@ class Buying:
             instalments=spending.instalment_choices(market=order.market, rail=order.rail,
                                                     total=order.total))
 
+    def act(self, session: Session, conv: Conversation, order: checkout.Order,
+            market: Market, verb: str, rest: str, t: Translator) -> list[Message]:
+        """A button pressed on one of the shopper's orders (`market` is the order's)."""
+        if verb == "choose":
+            return self.choose(session, order, market, rest, t)
+        if verb == "withdraw":
+            return self.withdraw(session, order, t)
+        if verb == "cancel":
+            return self.cancel(session, order, t)
+        # "Yes, buy it" over a limit holds for the total and rail it was shown for: after a
+        # price change or another rail, the limits are checked again.
+        approved = verb == "confirm_over" and rest == f"{order.total}:{order.rail}"
+        return self.confirm(session, conv, order, market, t, over_limit_ok=approved)
+
     def choose(self, session: Session, order: checkout.Order, market: Market, choice: str,
                t: Translator) -> list[Message]:
         """The shopper picked another rail ("pix") or a number of instalments ("3")."""
-        changed = checkout.choose_instalments(session=session, order=order,
-                                              count=int(choice)) if choice.isdigit() \
-            else checkout.choose_rail(session=session, order=order, rail=choice,
-                                      market=market, rails=self.rails)
+        if re.fullmatch(r"[0-9]{1,2}", choice):
+            changed = checkout.choose_instalments(session=session, order=order,
+                                                  count=int(choice))
+        else:
+            changed = checkout.choose_rail(session=session, order=order, rail=choice,
+                                           market=market, rails=self.rails)
         if not changed:
             return [Message(text=t.gettext("That button is no longer valid. Tell me what you "
                                            "are looking for and I will show fresh options."))]

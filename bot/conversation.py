@@ -365,21 +365,15 @@ class Assistant:
             if verb == "more":
                 return self._more_like(session, conv, market, arg, t)
             return self._not_for_me(session, conv, market, arg, t)
-        if verb == "choose":
-            order_id, _, choice = arg.partition(":")
+        if verb in ("choose", "confirm", "confirm_over", "cancel", "withdraw"):
+            # "choose:ORDER:pix", "confirm_over:ORDER:TOTAL:RAIL"; the others "verb:ORDER".
+            order_id, _, rest = arg.partition(":")
             order = checkout.find_order(session=session, order_id=order_id,
                                         user_key=conv.user_key)
             if order is not None:
-                return self.buying.choose(session, order, market, choice, t)
-        if verb in ("confirm", "confirm_over", "cancel", "withdraw"):
-            order = checkout.find_order(session=session, order_id=arg, user_key=conv.user_key)
-            if order is not None and verb == "withdraw":
-                return self.buying.withdraw(session, order, t)
-            if order is not None and verb == "confirm_over":
-                return self.buying.confirm(session, conv, order, market, t, over_limit_ok=True)
-            if order is not None:
-                return self.buying.confirm(session, conv, order, market, t) if verb == "confirm" \
-                    else self.buying.cancel(session, order, t)
+                # The market of the order, not of the conversation: its rails, fees, law.
+                return self.buying.act(session, conv, order, get_market(order.market), verb,
+                                       rest, t)
         if verb == "forget":
             return run_command(Command("forget", arg.strip()), session=session,
                                user_key=conv.user_key, market=market, t=t)

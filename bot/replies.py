@@ -195,7 +195,8 @@ def over_limit_message(order: Order, check: SpendingCheck, market: Market,
     lines.append(t.gettext("Do you want to buy it anyway? You can change your limits with "
                            "/limit."))
     return Message(text="\n".join(lines), buttons=[
-        Button(label=t.gettext("Yes, buy it"), action=f"confirm_over:{order.id}"),
+        Button(label=t.gettext("Yes, buy it"),
+               action=f"confirm_over:{order.id}:{order.total}:{order.rail}"),
         Button(label=t.gettext("Cancel"), action=f"cancel:{order.id}"),
     ])
 

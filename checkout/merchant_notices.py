@@ -38,7 +38,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from adapters.feed_source import LOOPBACK_HOSTS
 from checkout.models import Order, OrderStatus
-from core.db import session_scope, utcnow
+from core.db import as_utc, session_scope, utcnow
 from core.errors import InvalidInput
 
 log = logging.getLogger("vitrine.orders")
@@ -99,10 +99,16 @@ def check_url(url: str) -> str:
     Raises:
         InvalidInput: anything else.
     """
-    parsed = urlparse(url.strip())
+    text = url.strip()
+    try:
+        parsed = urlparse(text)
+        parsed.port  # noqa: B018 -- raises on a port that is not a number in range
+        httpx.URL(text)  # what the sender will parse: it must take it too
+    except (ValueError, httpx.InvalidURL):
+        raise InvalidInput("that order webhook address is not a valid URL") from None
     if (parsed.scheme == "https" and parsed.hostname) or (
             parsed.scheme == "http" and parsed.hostname in LOOPBACK_HOSTS):
-        return url.strip()
+        return text
     raise InvalidInput("an order webhook must be an https:// address (http:// only on "
                        "this machine)")
 
@@ -156,12 +162,18 @@ def deliver_due(*, engine: Engine, client: httpx.Client, now: datetime | None = 
     moment = now or utcnow()
     counts = {"delivered": 0, "retried": 0, "gave_up": 0}
     with session_scope(engine) as session:
-        due = list(session.exec(
+        pending = list(session.exec(
             select(OrderDelivery)
             .where(col(OrderDelivery.delivered_at).is_(None),
-                   col(OrderDelivery.gave_up_at).is_(None),
-                   col(OrderDelivery.next_attempt_at) <= moment)
-            .order_by(col(OrderDelivery.next_attempt_at)).limit(BATCH)))
+                   col(OrderDelivery.gave_up_at).is_(None))
+            .order_by(col(OrderDelivery.created_at), col(OrderDelivery.id))))
+        # One order's news goes out in order: "refund_pending" never before the "paid" it
+        # follows, which a merchant might otherwise ship after all.
+        first_of_order: dict[str, OrderDelivery] = {}
+        for delivery in pending:
+            first_of_order.setdefault(delivery.order_id, delivery)
+        due = [d for d in first_of_order.values()
+               if as_utc(d.next_attempt_at) <= moment][:BATCH]
         hooks = {h.merchant_slug: h for h in session.exec(select(MerchantOrderHook).where(
             col(MerchantOrderHook.merchant_slug).in_({d.merchant_slug for d in due})))}
         for delivery in due:
@@ -194,7 +206,8 @@ def _post(client: httpx.Client, hook: MerchantOrderHook, delivery: OrderDelivery
                "X-Vitrine-Signature": signature(hook.secret, body, int(now.timestamp()))}
     try:
         response = client.post(hook.url, content=body, headers=headers, timeout=TIMEOUT)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+        # One merchant's bad address or broken server never holds up the others' news.
         return f"{type(exc).__name__}: {exc}"
     if response.is_success:
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.db import utcnow
@@ -47,7 +47,10 @@ class Order(SQLModel, table=True):
     # Chosen by the shopper where the market and rail allow it (a server default, so that
     # databases made before it gain the column).
     instalments: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
-    status: OrderStatus = Field(default=OrderStatus.AWAITING_CONFIRMATION, index=True)
+    # Stored as text, not a database enum: a new status (expired, refunded) needs no
+    # ALTER TYPE on a PostgreSQL database made before it.
+    status: OrderStatus = Field(default=OrderStatus.AWAITING_CONFIRMATION, index=True,
+                                sa_type=String(30))
     txid: str | None = Field(default=None, unique=True, max_length=40)
     payment: dict = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)

@@ -23,13 +23,21 @@ def failed_text(order: Order, t: Translator) -> str:
 
 
 def expired_text(order: Order, t: Translator) -> str:
-    return t.gettext("The time to pay order {order} ran out, so nothing will be charged. You "
-                     "can buy it again from the product card.").format(order=order.id)
+    return t.gettext("The time to pay order {order} ran out. If you paid already, I will tell "
+                     "you here as soon as the payment arrives; if not, you can buy it again "
+                     "from the product card.").format(order=order.id)
 
 
 def refunded_text(order: Order, market: Market, t: Translator) -> str:
     return t.gettext("Order {order} was refunded: {total} is on its way back to you.").format(
         order=order.id, total=market.format_price(Money(order.total, order.currency)))
+
+
+def owed_back_text(order: Order, market: Market, t: Translator) -> str:
+    return t.gettext("A payment of {total} arrived for order {order}, which was canceled. "
+                     "It will be refunded to you, and I will tell you here when it is done."
+                     ).format(order=order.id,
+                              total=market.format_price(Money(order.total, order.currency)))
 
 
 def status_text(order: Order, market: Market, t: Translator) -> str:
@@ -40,4 +48,6 @@ def status_text(order: Order, market: Market, t: Translator) -> str:
         return expired_text(order, t)
     if order.status == OrderStatus.REFUNDED:
         return refunded_text(order, market, t)
+    if order.status == OrderStatus.REFUND_PENDING:
+        return owed_back_text(order, market, t)
     return failed_text(order, t)

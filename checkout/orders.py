@@ -27,7 +27,8 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING_COLLECTION: frozenset({S.PAID, S.CANCELED}),
     S.PAID: frozenset({S.REFUNDED, S.REFUND_PENDING}),
     S.REFUND_PENDING: frozenset({S.REFUNDED}),
-    S.CANCELED: frozenset(),
+    # Money that arrives for an order canceled meanwhile is owed back to the shopper.
+    S.CANCELED: frozenset({S.REFUND_PENDING}),
     S.REFUNDED: frozenset(),
 }
 
@@ -69,6 +70,15 @@ def move(session: Session, order: Order, to: OrderStatus, *, actor: str,
     # no change without its news.
     queue_news(session, order, to, was=start)
     return True
+
+
+def note(session: Session, order: Order, text: str, *, actor: str,
+         event_ref: str | None = None) -> None:
+    """Log something that happened to an order without changing its status (a delivery, a
+    payment that does not match it), for its merchant and ops to read."""
+    session.add(OrderTransition(order_id=order.id, from_status=order.status,
+                                to_status=order.status, actor=actor, event_ref=event_ref,
+                                note=text[:300]))
 
 
 def history(*, session: Session, order_id: str) -> list[OrderTransition]:

@@ -7,6 +7,8 @@ silently.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from catalog.models import CatalogProduct
 from catalog.store import get_product
 from checkout import spending
 from checkout.models import Order, OrderStatus, OrderTransition, PaymentEvent
-from checkout.orders import move
+from checkout.orders import move, note
 from checkout.rails import PaymentInstructions, PaymentRail, RailEvent, RailOutcome
 from checkout.spending import SpendingCheck
 from core.db import utcnow
@@ -27,12 +29,19 @@ from core.errors import InvalidInput, NotFound, PaymentProviderError
 from core.markets import Market
 from ops.events import EventKind, record_event
 
+log = logging.getLogger("vitrine.payments")
+
 TXID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
-def new_txid() -> str:
-    """A 25-character alphanumeric reference, unique enough to key payments on."""
-    return "VT" + "".join(secrets.choice(TXID_ALPHABET) for _ in range(23))
+def payment_txid(order: Order) -> str:
+    """The reference of an order's payment: derived from the order, its rail and total, so
+    that two confirmations racing each other (a double tap, two apps) start the same
+    payment at the provider (the rails key their requests on it), never two. Order ids are
+    random, so these are as unguessable."""
+    digest = hashlib.sha256(f"{order.id}|{order.rail}|{order.total}|{order.currency}"
+                            .encode()).digest()
+    return "VT" + "".join(TXID_ALPHABET[b % len(TXID_ALPHABET)] for b in digest[:23])
 
 
 def new_order_id() -> str:
@@ -87,6 +96,7 @@ class EventOutcome(StrEnum):
     UNKNOWN_TXID = "unknown_txid"
     IGNORED = "ignored"  # valid event for an order that is not waiting for it
     AMOUNT_MISMATCH = "amount_mismatch"  # paid, but not the order's total: ops must look
+    PAID_TWICE = "paid_twice"  # a second payment of a paid order: owed back, ops must look
 
 
 @dataclass
@@ -202,9 +212,12 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
                                  user_keys=payer.user_keys)
         if verdict.needs_extra_confirmation:
             return Confirmation(ConfirmOutcome.OVER_LIMIT, order, spending=verdict)
-    txid = new_txid()
+    rail = rails.get(order.rail)
+    if rail is None:  # its keys were removed since the card was shown
+        return Confirmation(ConfirmOutcome.RAIL_REFUSED, order)
+    txid = payment_txid(order)
     try:
-        instructions = rails[order.rail].initiate(order, txid=txid)
+        instructions = rail.initiate(order, txid=txid)
     except InvalidInput:
         # The rail cannot take this order (over OXXO's limit, a currency it lacks): it
         # stays open for the shopper to pick another of the market's rails.
@@ -213,9 +226,11 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
         # Nothing was charged and the order still awaits confirmation: the shopper may
         # tap again once the provider is back.
         return Confirmation(ConfirmOutcome.PROVIDER_DOWN, order)
-    move(session, order, OrderStatus(instructions.status), actor="shopper",
-         txid=instructions.txid or txid,
-         payment=instructions.as_dict(), confirmed_at=utcnow())
+    if not move(session, order, OrderStatus(instructions.status), actor="shopper",
+                txid=instructions.txid or txid, payment=instructions.as_dict(),
+                confirmed_at=utcnow()):
+        # Another confirmation of the same order won; it started this same payment.
+        return Confirmation(ConfirmOutcome.NOT_PENDING, order)
     record_order_event(session, EventKind.CHECKOUT_CONFIRMED, order)
     record_order_event(session, EventKind.PAYMENT_PENDING, order)
     return Confirmation(ConfirmOutcome.CONFIRMED, order, instructions)
@@ -289,20 +304,45 @@ def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
     except IntegrityError:
         return PaymentResult(EventOutcome.DUPLICATE, order)
 
+    actor = f"rail:{rail}"
     if event.outcome in (RailOutcome.CAPTURED, RailOutcome.AUTHORIZED):
-        if event.amount is not None and (event.amount != order.total or (
-                event.currency or order.currency).upper() != order.currency):
+        paid = event.amount if event.amount is not None else order.total
+        if paid != order.total or (event.currency or order.currency).upper() != order.currency:
+            # Money arrived, but not this order's total: it stays unpaid, and the payment
+            # is written on the order for its merchant and ops to settle.
+            note(session, order, f"paid {paid} {event.currency or order.currency}, not the "
+                 f"order's {order.total} {order.currency}", actor=actor,
+                 event_ref=event.event_id)
+            log.warning("order %s: a payment of %s %s for a total of %s", order.id, paid,
+                        event.currency, order.total)
             return PaymentResult(EventOutcome.AMOUNT_MISMATCH, order)
-        new_status, kind = OrderStatus.PAID, EventKind.ORDER_PAID
+        if order.status == OrderStatus.CANCELED:
+            # Canceled (or withdrawn) while the code or voucher could still be paid: the
+            # money is owed back, and the shopper and the merchant hear so.
+            new_status, kind = OrderStatus.REFUND_PENDING, None
+            reason = "paid after it was canceled: refund due"
+        elif order.status in (OrderStatus.PAID, OrderStatus.REFUND_PENDING,
+                              OrderStatus.REFUNDED):
+            note(session, order, "paid again: the second payment is owed back",
+                 actor=actor, event_ref=event.event_id)
+            log.warning("order %s was paid twice (event %s)", order.id, event.event_id)
+            return PaymentResult(EventOutcome.PAID_TWICE, order)
+        else:
+            new_status, kind, reason = OrderStatus.PAID, EventKind.ORDER_PAID, None
     elif event.outcome == RailOutcome.FAILED:
         new_status = OrderStatus.EXPIRED if event.reason == "expired" else OrderStatus.FAILED
-        kind = EventKind.PAYMENT_FAILED
+        kind, reason = EventKind.PAYMENT_FAILED, event.reason
     elif event.outcome == RailOutcome.REFUNDED:
-        new_status, kind = OrderStatus.REFUNDED, EventKind.ORDER_REFUNDED
+        if event.amount is not None and event.amount < order.total:
+            note(session, order, f"{event.amount} {order.currency} of {order.total} refunded",
+                 actor=actor, event_ref=event.event_id)
+            return PaymentResult(EventOutcome.IGNORED, order)
+        new_status, kind, reason = OrderStatus.REFUNDED, EventKind.ORDER_REFUNDED, None
     else:
         return PaymentResult(EventOutcome.IGNORED, order)
-    if not move(session, order, new_status, actor=f"rail:{rail}", event_ref=event.event_id,
-                note=event.reason):
+    if not move(session, order, new_status, actor=actor, event_ref=event.event_id,
+                note=reason):
         return PaymentResult(EventOutcome.IGNORED, order)
-    record_order_event(session, kind, order)
+    if kind is not None:  # money owed back is no sale
+        record_order_event(session, kind, order)
     return PaymentResult(EventOutcome.APPLIED, order)

@@ -22,7 +22,7 @@ from checkout.orders import move
 from checkout.rails import PaymentRail
 from checkout.service import EventOutcome, apply_payment_event, record_order_event
 from core.db import as_utc, session_scope, utcnow
-from core.errors import PaymentProviderError
+from core.errors import VitrineError
 from core.i18n import Translator
 from core.markets import get_market
 from core.outbox import notify
@@ -31,7 +31,11 @@ from ops.events import EventKind
 log = logging.getLogger("vitrine.payments")
 
 ASK_AFTER = timedelta(minutes=10)  # webhooks usually come within seconds
+# Failed and expired orders are asked about for a while too: money can still arrive (an
+# OXXO voucher paid at the till is confirmed up to a business day later).
+LATE_MONEY = timedelta(days=3)
 BATCH = 500
+ASKED = (OrderStatus.AWAITING_PAYMENT, OrderStatus.FAILED, OrderStatus.EXPIRED)
 
 
 def sweep(*, engine: Engine, rails: dict[str, PaymentRail], now: datetime | None = None,
@@ -39,12 +43,16 @@ def sweep(*, engine: Engine, rails: dict[str, PaymentRail], now: datetime | None
     """Ask providers about overdue payments, then expire what ran out; count each."""
     moment = now or utcnow()
     counts = {"asked": 0, "applied": 0, "expired": 0, "provider_errors": 0}
+    # Only rails whose provider can be asked: static Pix, UPI and SEPA codes are known only
+    # from their notices, and would fill the batch for ever.
+    polled = [name for name, rail in rails.items() if getattr(rail, "polls", False)]
     with Session(engine) as session:
         waiting = list(session.exec(
             select(Order.id, Order.rail).where(
-                Order.status == OrderStatus.AWAITING_PAYMENT,
-                col(Order.confirmed_at) <= moment - ask_after)
-            .order_by(col(Order.confirmed_at)).limit(BATCH)))
+                col(Order.status).in_(ASKED), col(Order.rail).in_(polled),
+                col(Order.confirmed_at) <= moment - ask_after,
+                col(Order.confirmed_at) >= moment - LATE_MONEY)
+            .order_by(col(Order.confirmed_at).desc()).limit(BATCH)))
     for order_id, rail_name in waiting:
         rail = rails.get(rail_name)
         if rail is None:
@@ -52,11 +60,11 @@ def sweep(*, engine: Engine, rails: dict[str, PaymentRail], now: datetime | None
         # One transaction per order: a provider's slow answer holds no lock on the others.
         with session_scope(engine) as session:
             order = session.get(Order, order_id)
-            if order is None or order.status != OrderStatus.AWAITING_PAYMENT:
+            if order is None or order.status not in ASKED:
                 continue
             try:
                 event = rail.status(order)
-            except PaymentProviderError as exc:
+            except VitrineError as exc:  # one order's trouble never stops the sweep
                 counts["provider_errors"] += 1
                 log.warning("asking %s about order %s failed: %s", rail_name, order_id,
                             exc.reason)

@@ -7,6 +7,7 @@ and the shopper is told in chat. A shopper saying "I paid" never reaches this pa
 
 from __future__ import annotations
 
+import logging
 import time
 
 from fastapi import APIRouter, Request
@@ -28,11 +29,12 @@ from core.outbox import notify
 __all__ = ["SIGNATURE_HEADER", "process_webhook", "router", "sandbox_event"]
 
 router = APIRouter(prefix="/api/payments", tags=["payments"])
+log = logging.getLogger("vitrine.payments")
 
 # The news a shopper hears about in chat; other changes (a refund the merchant made) are
 # told by whoever made them.
 TOLD = frozenset({OrderStatus.PAID, OrderStatus.FAILED, OrderStatus.EXPIRED,
-                  OrderStatus.REFUNDED})
+                  OrderStatus.REFUNDED, OrderStatus.REFUND_PENDING})
 
 
 def process_webhook(*, engine: Engine, rail: PaymentRail, request: WebhookRequest
@@ -77,7 +79,15 @@ async def provider_webhook(rail_name: str, request: Request) -> JSONResponse:
                               query=dict(request.query_params), received_at=time.time())
     outcome = await run_in_threadpool(process_webhook, engine=runtime.engine, rail=rail,
                                       request=received)
-    if outcome == EventOutcome.UNKNOWN_TXID:
+    if outcome == EventOutcome.UNKNOWN_TXID and rail_name == "sandbox":
         return JSONResponse({"error": "unknown_txid", "reason": "no order has this txid"},
                             status_code=404)
+    if outcome == EventOutcome.UNKNOWN_TXID:
+        # A provider account serves other integrations too, and retries whatever is not
+        # acknowledged until it disables the endpoint: taken, logged, nothing applied.
+        log.info("%s event for a payment Vitrine did not start", rail_name)
+    if outcome == EventOutcome.PAID_TWICE:
+        # Nothing applied, as for any event an order cannot take; the note says why (the
+        # second payment is written on the order, owed back).
+        return JSONResponse({"status": EventOutcome.IGNORED.value, "note": outcome.value})
     return JSONResponse({"status": outcome.value})

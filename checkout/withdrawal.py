@@ -7,15 +7,17 @@ not paid yet cancels it; a paid one asks its rail for a refund, or, where the ra
 send money back (a static Pix code, cash), leaves the refund to the merchant, who reports it
 (`POST /api/orders/{id}/refunded`).
 
-Business days are Monday to Friday; public holidays, which only lengthen the window, are
-not counted out, so the window shown may end a day or two before the law's.
+Days end at midnight in the market's time zone. Business days are Monday to Friday; public
+holidays, which only lengthen the window, are not counted out yet, so where one falls inside
+it the window shown ends a day before the law's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
@@ -55,19 +57,22 @@ def deadline(order: Order, market: Market) -> datetime | None:
     has not started) or where the market's law gives none (then see `has_right`)."""
     if order.delivered_at is None or not market.withdrawal_days:
         return None
-    return add_days(order.delivered_at, market.withdrawal_days,
-                    business=market.withdrawal_business_days)
+    return add_days(as_utc(order.delivered_at), market.withdrawal_days,
+                    business=market.withdrawal_business_days, zone=ZoneInfo(market.timezone))
 
 
-def add_days(start: datetime, days: int, *, business: bool) -> datetime:
-    """The end of the `days`-th day after `start` (calendar or Monday-to-Friday days)."""
-    moment = start
+def add_days(start: datetime, days: int, *, business: bool,
+             zone: ZoneInfo | None = None) -> datetime:
+    """The end of the `days`-th day after `start` (calendar or Monday-to-Friday days),
+    counted in the market's time zone: its last second there, as an aware datetime."""
+    local = start.astimezone(zone) if zone is not None else start
+    day = local.date()
     left = days
     while left > 0:
-        moment += timedelta(days=1)
-        if not business or moment.weekday() < 5:
+        day += timedelta(days=1)
+        if not business or day.weekday() < 5:
             left -= 1
-    return moment.replace(hour=23, minute=59, second=59, microsecond=0)
+    return datetime.combine(day, time(23, 59, 59), tzinfo=local.tzinfo)
 
 
 def can_withdraw(order: Order, market: Market, now: datetime | None = None) -> bool:

@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     pix_merchant_city: str = "Sao Paulo"
     # The PSP signs its Pix payment notices with this (`X-Pix-Signature`).
     pix_webhook_secret: str = "dev-pix-webhook-secret"
+    # The PSP's Pix API (Banco Central's `cob` shape): with its base URL set, each order gets
+    # a dynamic charge that expires; without it, static BR Codes. Banks ask for a client
+    # certificate (mutual TLS): its file and key file.
+    pix_api_base: str | None = None
+    pix_client_id: str = ""
+    pix_client_secret: str = ""
+    pix_cert_file: str | None = None
+    pix_cert_key_file: str | None = None
+    pix_charge_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
 
     # UPI (India): the merchant's virtual payment address for deep links and QR codes; the
     # payment provider signs its notices with the secret.

@@ -6,6 +6,7 @@ import json
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,12 +34,13 @@ from checkout.rails.cod import CashOnDeliveryRail
 from checkout.rails.mercadopago import MercadoPagoRail
 from checkout.rails.oxxo import OxxoRail
 from checkout.rails.pix import PixRail
+from checkout.rails.pix_api import PixApi
 from checkout.rails.sandbox import SandboxRail
 from checkout.rails.sepa_qr import SepaQrRail
 from checkout.rails.stripe import StripeRail
 from checkout.rails.upi import UpiRail
 from core.db import add_missing_columns, make_engine
-from core.settings import Settings, get_settings
+from core.settings import PLACEHOLDER_SECRETS, Settings, get_settings
 
 T = TypeVar("T")
 _RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
@@ -60,6 +62,17 @@ def create_tables(engine: Engine) -> None:
     add_missing_columns(engine, SQLModel.metadata)
 
 
+def _pix_api(settings: Settings) -> PixApi | None:
+    """The PSP's Pix API for dynamic charges, when configured."""
+    if not settings.pix_api_base:
+        return None
+    cert = (settings.pix_cert_file, settings.pix_cert_key_file) \
+        if settings.pix_cert_file and settings.pix_cert_key_file else None
+    return PixApi(base_url=settings.pix_api_base, client_id=settings.pix_client_id,
+                  client_secret=settings.pix_client_secret, key=settings.pix_key,
+                  expires_in=timedelta(minutes=settings.pix_charge_minutes), cert=cert)
+
+
 def build_rails(settings: Settings) -> dict[str, PaymentRail]:
     """Every payment rail configured here, by its stable name; markets offer them in the
     order `core/markets.json` gives. A provider's rail is on when its keys are set; the
@@ -67,7 +80,7 @@ def build_rails(settings: Settings) -> dict[str, PaymentRail]:
     rails: dict[str, PaymentRail] = {
         "pix": PixRail(key=settings.pix_key, merchant_name=settings.pix_merchant_name,
                        merchant_city=settings.pix_merchant_city,
-                       webhook_secret=settings.pix_webhook_secret),
+                       webhook_secret=settings.pix_webhook_secret, api=_pix_api(settings)),
         "cod": CashOnDeliveryRail(),
         "upi": UpiRail(vpa=settings.upi_vpa, payee_name=settings.upi_payee_name,
                        webhook_secret=settings.upi_webhook_secret),
@@ -90,10 +103,15 @@ def build_rails(settings: Settings) -> dict[str, PaymentRail]:
             notification_url=f"{public}/api/payments/mercadopago/webhook",
             api_base=settings.mercadopago_api_base)
     if settings.env != "production":
-        # While developing, the sandbox provider also settles the push rails' payments.
-        rails["sandbox"] = SandboxRail(public_url=settings.public_url,
-                                       secret=settings.sandbox_secret,
-                                       settles=frozenset({"pix", "upi", "sepa_qr"}))
+        # While developing, the sandbox provider stands in for the push rails' providers,
+        # but never for one configured for real (its webhook secret set): then only that
+        # provider's signed notice can mark its payments paid.
+        stand_in = {"pix": settings.pix_webhook_secret, "upi": settings.upi_webhook_secret,
+                    "sepa_qr": settings.sepa_webhook_secret}
+        rails["sandbox"] = SandboxRail(
+            public_url=settings.public_url, secret=settings.sandbox_secret,
+            settles=frozenset(name for name, secret in stand_in.items()
+                              if secret in PLACEHOLDER_SECRETS))
     return rails
 
 

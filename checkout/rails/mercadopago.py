@@ -140,6 +140,7 @@ class MercadoPagoRail:
     preference's `external_reference`, which every payment made on it carries)."""
 
     name = "mercadopago"
+    polls = True  # `status` asks the provider (see `checkout.sweep`)
 
     def __init__(self, *, access_token: str, webhook_secret: str, public_url: str,
                  notification_url: str, client: httpx.Client | None = None,
@@ -181,11 +182,10 @@ class MercadoPagoRail:
             "expiration_date_from": now.isoformat(timespec="milliseconds"),
             "expiration_date_to": expires_at.isoformat(timespec="milliseconds"),
         }
-        if order.instalments > 1:
-            # The shopper chose this many in the chat (where the market allows them): the
-            # checkout offers that plan first and nothing longer.
-            preference["payment_methods"] = {"installments": order.instalments,
-                                             "default_installments": order.instalments}
+        # What the shopper chose in the chat (1: at once; more only where the market allows
+        # it): without it, Checkout Pro would offer the account's longest plans.
+        preference["payment_methods"] = {"installments": order.instalments,
+                                         "default_installments": order.instalments}
         created = self._call("POST", "/checkout/preferences", txid=txid,
                              content=to_json(preference),
                              headers={"Content-Type": "application/json",

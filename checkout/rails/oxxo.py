@@ -118,6 +118,7 @@ class OxxoRail:
     """OXXO vouchers by Stripe; paid in cash at the store, confirmed by Stripe's webhook."""
 
     name = "oxxo"
+    polls = True  # `status` asks the provider (see `checkout.sweep`)
 
     def __init__(self, *, api_key: str, webhook_secret: str, http: httpx.Client | None = None,
                  base_url: str = STRIPE_API, expires_after_days: int = 3,

@@ -125,6 +125,7 @@ class StripeRail:
     """A hosted card checkout: one Checkout Session per confirmed order."""
 
     name = "stripe"
+    polls = True  # `status` asks the provider (see `checkout.sweep`)
 
     def __init__(self, *, api_key: str, webhook_secret: str, public_url: str,
                  api_base: str = STRIPE_API, http_client: httpx.Client | None = None,

@@ -194,4 +194,5 @@ async def test_instructions_that_ran_out_expire_the_order_and_the_shopper_hears(
     shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
     assert shown["status"] == "expired" and shown["checkout_state"] == "expired"
     updates = await client.get("/api/chat/updates", params={"user": "ana"})
-    assert any("ran out" in m["text"] for m in updates.json()["messages"])
+    assert any("ran out. If you paid already" in m["text"]
+               for m in updates.json()["messages"])

@@ -104,7 +104,7 @@ async def test_a_sepa_transfer_qr_for_spain_carries_the_rf_reference(
     assert any("Botón de arrepentimiento" == b["label"] for b in payment["buttons"])
 
 
-async def test_the_shopper_can_switch_rail_and_the_fee_follows(client, demo_runtime):
+async def test_the_shopper_can_switch_rail_and_choose_instalments(client, demo_runtime):
     from checkout.rails.mercadopago import MercadoPagoRail
 
     demo_runtime.assistant.buying.rails["mercadopago"] = MercadoPagoRail(
@@ -143,7 +143,7 @@ def test_provider_rails_are_on_with_their_keys_and_refused_in_production_without
     try:
         assert {"stripe", "oxxo", "mercadopago"} <= set(keyed)
         assert offered_rails(get_market("US"), keyed) == ["stripe"]
-        assert offered_rails(get_market("MX"), keyed) == ["oxxo", "mercadopago", "stripe"]
+        assert offered_rails(get_market("MX"), keyed) == ["mercadopago", "stripe"]
     finally:
         for rail in keyed.values():
             getattr(rail, "close", lambda: None)()

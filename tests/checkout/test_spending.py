@@ -17,7 +17,7 @@ from checkout.spending import (
 )
 from core.db import make_engine
 from core.markets import all_markets
-from tests.checkout.test_api import OPS, _give_key
+from tests.checkout.test_api import OPS
 from tests.test_end_to_end import chat
 
 pytestmark = pytest.mark.anyio
@@ -118,7 +118,7 @@ async def test_over_a_limit_the_chat_asks_again_and_pays_only_on_the_second_tap(
     assert shown["status"] == "awaiting_payment"
 
 
-async def test_limit_commands_show_set_and_clear_in_the_shoppers_words(client, demo_runtime):
+async def test_limit_commands_show_set_and_clear_in_the_shoppers_words(client):
     [shown] = await chat(client, text="/limit", market="US")
     assert "per order" in shown["text"] and "$0.00 spent" in shown["text"]
     [monthly] = await chat(client, text="/limit month 1,500", market="US")
@@ -126,5 +126,4 @@ async def test_limit_commands_show_set_and_clear_in_the_shoppers_words(client, d
     [bad] = await chat(client, text="/limit lots", market="US")
     assert "did not understand" in bad["text"]
     [cleared] = await chat(client, text="/limit off", market="US")
-    assert "$1,500.00" not in cleared["text"]
-    assert _give_key  # the orders API helpers stay importable for the chat flows
+    assert "$5,000.00 per month" in cleared["text"]  # back to the market's default

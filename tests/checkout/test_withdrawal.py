@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import Session
 
-from catalog.merchants import hash_api_key
 from checkout.models import Order
 from checkout.withdrawal import add_days, can_withdraw, deadline
+from core.db import as_utc
 from core.markets import get_market
-from tests.checkout.test_api import MERCHANT_KEY, OPS, _bought, _give_key
+from tests.checkout.test_api import OPS, _bought, _give_key
 from tests.test_end_to_end import chat, pix_code, signed, tlv
 
 pytestmark = pytest.mark.anyio
@@ -43,6 +43,15 @@ def test_the_window_opens_at_delivery_and_follows_each_markets_law():
     assert not can_withdraw(_order("AR", "refunded", None), argentina)
 
 
+def test_the_last_day_ends_at_midnight_where_the_shopper_lives():
+    argentina = get_market("AR")
+    delivered = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # noon in Buenos Aires
+    ten_pm_on_the_last_day = datetime(2026, 12, 8, 1, 0, tzinfo=UTC)  # 22:00 on 7 Dec there
+    assert can_withdraw(_order("AR", "paid", delivered), argentina, ten_pm_on_the_last_day)
+    assert not can_withdraw(_order("AR", "paid", delivered), argentina,
+                            datetime(2026, 12, 8, 3, 30, tzinfo=UTC))  # 00:30 on 8 Dec
+
+
 def _withdraw_action(messages) -> str:
     return next(b["action"] for m in messages for b in m["buttons"]
                 if b["action"].startswith("withdraw:"))
@@ -59,7 +68,7 @@ async def test_argentinas_cancel_button_comes_with_the_order_and_cancels_cash_on
     assert shown["status"] == "canceled"
     assert shown["status_history"][-1]["note"] == "withdrawal"
     [again] = await chat(client, action=button["action"])
-    assert "cancelado" in again["text"]  # already canceled: said, nothing changes
+    assert "ya está cancelado" in again["text"]  # said, and nothing changes
 
 
 async def test_a_paid_pix_order_withdrawn_is_refunded_by_the_merchant_who_reports_it(
@@ -89,7 +98,7 @@ async def test_after_the_window_the_button_says_when_it_ended(client, demo_runti
     order_id, payment = await _bought(client, "AR", "regalo para mi papá que le gusta el asado")
     with Session(demo_runtime.engine) as session:
         order = session.get(Order, order_id)
-        order.delivered_at = datetime(2026, 1, 5, tzinfo=UTC)
+        order.delivered_at = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)  # noon in Buenos Aires
         session.add(order)
         session.commit()
     [reply] = await chat(client, action=_withdraw_action(payment))
@@ -113,4 +122,7 @@ async def test_the_delivery_starts_the_window_and_only_the_merchant_reports_it(
     delivered = await client.post(f"/api/orders/{order_id}/delivered", headers=key)
     assert delivered.status_code == 200 and delivered.json()["delivered_at"]
     assert delivered.json()["status_history"][-1]["note"] == "delivered"
-    assert hash_api_key(MERCHANT_KEY)  # the key used is the merchant's own
+    with Session(demo_runtime.engine) as session:
+        order = session.get(Order, order_id)
+        ends = deadline(order, get_market("AR"))
+    assert ends is not None and 9 <= (ends - as_utc(order.delivered_at)).days <= 10

@@ -233,7 +233,7 @@ def test_the_instalments_the_shopper_chose_are_the_checkouts_plan():
     rail.initiate(make_order(payment={}), txid="VT1")
     rail.initiate(make_order(payment={}, instalments=6), txid="VT2")
     at_once, in_six = (json.loads(r.content) for r in sent)
-    assert "payment_methods" not in at_once
+    assert at_once["payment_methods"] == {"installments": 1, "default_installments": 1}
     assert in_six["payment_methods"] == {"installments": 6, "default_installments": 6}
 
 

@@ -24,7 +24,7 @@ EXAMPLE_2 = (b"BCD\n002\n2\nSCT\n\nFran\xe7ois D'Alsace S.A.\nFR1420041010050500
 IBAN = "DE89370400440532013000"
 SECRET = "bank-notifier-secret"
 NOW = 1_717_171_717
-TXID = "VT3K9ABCDEFGHJKLMNPQRSTUV"  # 25 characters, as checkout.service.new_txid makes
+TXID = "VT3K9ABCDEFGHJKLMNPQRSTUV"  # 25 characters, as checkout.service.payment_txid makes
 
 
 def make_order(*, total: int = 4990, currency: str = "EUR") -> Order:
