@@ -204,6 +204,9 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
         order.amount = product.price_amount
         order.currency = product.currency
         order.total = order.amount + order.fee + order.shipping
+        if order.instalments > 1 and order.instalments not in spending.instalment_choices(
+                market=order.market, rail=order.rail, total=order.total):
+            order.instalments = 1  # too small an instalment at the new price
         session.add(order)
         return Confirmation(ConfirmOutcome.PRICE_CHANGED, order, old_total=old_total)
     if not over_limit_ok:

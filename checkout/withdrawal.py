@@ -7,18 +7,20 @@ not paid yet cancels it; a paid one asks its rail for a refund, or, where the ra
 send money back (a static Pix code, cash), leaves the refund to the merchant, who reports it
 (`POST /api/orders/{id}/refunded`).
 
-Days end at midnight in the market's time zone. Business days are Monday to Friday; public
-holidays, which only lengthen the window, are not counted out yet, so where one falls inside
-it the window shown ends a day before the law's.
+Days end at midnight in the market's time zone. Business days skip weekends and the
+country's public holidays (the `holidays` calendar); in the EU a window ending on a day off
+runs to the next working day.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import holidays
 from sqlmodel import Session
 
 from checkout.models import Order, OrderStatus
@@ -58,21 +60,42 @@ def deadline(order: Order, market: Market) -> datetime | None:
     if order.delivered_at is None or not market.withdrawal_days:
         return None
     return add_days(as_utc(order.delivered_at), market.withdrawal_days,
-                    business=market.withdrawal_business_days, zone=ZoneInfo(market.timezone))
+                    business=market.withdrawal_business_days, zone=ZoneInfo(market.timezone),
+                    country=market.code, to_working_day=market.withdrawal_to_working_day)
 
 
-def add_days(start: datetime, days: int, *, business: bool,
-             zone: ZoneInfo | None = None) -> datetime:
-    """The end of the `days`-th day after `start` (calendar or Monday-to-Friday days),
-    counted in the market's time zone: its last second there, as an aware datetime."""
+def add_days(start: datetime, days: int, *, business: bool, zone: ZoneInfo | None = None,
+             country: str | None = None, to_working_day: bool = False) -> datetime:
+    """The end of the `days`-th day after `start`, counted in the market's time zone: its
+    last second there, as an aware datetime.
+
+    Business days skip weekends and the country's public holidays; with `to_working_day`
+    (the EU's rule for periods, Regulation 1182/71), a window whose last day is not a
+    working day runs to the end of the next one."""
     local = start.astimezone(zone) if zone is not None else start
     day = local.date()
+    closed = _public_holidays(country, day.year) | _public_holidays(country, day.year + 1) \
+        if country else frozenset()
+
+    def working(d: date) -> bool:
+        return d.weekday() < 5 and d not in closed
+
     left = days
     while left > 0:
         day += timedelta(days=1)
-        if not business or day.weekday() < 5:
+        if not business or working(day):
             left -= 1
+    while to_working_day and not working(day):
+        day += timedelta(days=1)
     return datetime.combine(day, time(23, 59, 59), tzinfo=local.tzinfo)
+
+
+@lru_cache(maxsize=64)
+def _public_holidays(country: str, year: int) -> frozenset[date]:
+    try:
+        return frozenset(holidays.country_holidays(country, years=year))
+    except NotImplementedError:  # a country the calendar does not know: weekends only
+        return frozenset()
 
 
 def can_withdraw(order: Order, market: Market, now: datetime | None = None) -> bool:

@@ -31,6 +31,7 @@ class Market:
     # days, or business days where the law counts those), 0 where the law gives none.
     withdrawal_days: int = 0
     withdrawal_business_days: bool = False
+    withdrawal_to_working_day: bool = False  # EU: a window ending on a day off runs on
     timezone: str = "UTC"  # where the market's days begin and end (legal deadlines)
 
     def format_price(self, money: Money) -> str:

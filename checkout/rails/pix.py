@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import unicodedata
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from checkout.rails import (
     read_event,
 )
 from checkout.signatures import verify_sha256_header
+from core.db import utcnow
 from core.errors import InvalidInput, SignatureError
 from core.money import Money
 
@@ -130,12 +132,16 @@ class PixRail:
     name = "pix"
 
     def __init__(self, *, key: str, merchant_name: str, merchant_city: str,
-                 webhook_secret: str, api: PixApi | None = None) -> None:
+                 webhook_secret: str, api: PixApi | None = None,
+                 valid_for: timedelta = timedelta(hours=24)) -> None:
         self.key = key
         self.merchant_name = merchant_name
         self.merchant_city = merchant_city
         self.webhook_secret = webhook_secret
         self.api = api
+        # A static code never expires at the bank: after this the order is expired (money
+        # that still arrives pays it all the same), so abandoned ones stop waiting.
+        self.valid_for = valid_for
 
     @property
     def polls(self) -> bool:
@@ -153,7 +159,8 @@ class PixRail:
                              merchant_city=self.merchant_city,
                              amount=Money(order.total, order.currency), txid=txid)
         return PaymentInstructions(rail=self.name, status="awaiting_payment", txid=txid,
-                                   copy_code=code, qr=code)
+                                   copy_code=code, qr=code,
+                                   expires_at=utcnow() + self.valid_for)
 
     def parse_webhook(self, request: WebhookRequest) -> list[RailEvent]:
         if not verify_sha256_header(secret=self.webhook_secret, body=request.body,

@@ -25,6 +25,8 @@ or the merchant's own refund transfer), so the order is refunded.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import segno.helpers
 from pydantic import BaseModel, Field, model_validator
 
@@ -39,6 +41,7 @@ from checkout.rails import (
     read_event,
 )
 from checkout.signatures import verify_sha256_header
+from core.db import utcnow
 from core.errors import InvalidInput, SignatureError
 from core.money import Money
 
@@ -147,8 +150,14 @@ class SepaQrRail:
     name = "sepa_qr"
 
     def __init__(self, *, beneficiary_name: str, iban: str, webhook_secret: str,
-                 bic: str | None = None, replay_window: int = 300) -> None:
-        """Raises InvalidInput for a name, IBAN or BIC a GiroCode cannot carry."""
+                 bic: str | None = None, replay_window: int = 300,
+                 valid_for: timedelta = timedelta(days=5)) -> None:
+        """Raises InvalidInput for a name, IBAN or BIC a GiroCode cannot carry.
+
+        `valid_for`: a transfer QR carries no expiry; after this (long enough for a transfer
+        made on a Friday to arrive) the order is expired, and money that still arrives
+        pays it all the same."""
+        self.valid_for = valid_for
         self.beneficiary_name = beneficiary_name.strip()
         self.iban = "".join(iban.split()).upper()
         self.bic = "".join(bic.split()).upper() if bic else None
@@ -171,6 +180,7 @@ class SepaQrRail:
                               amount=Money(order.total, order.currency), reference=reference)
         return PaymentInstructions(rail=self.name, status="awaiting_payment", txid=quoted,
                                    qr=payload, reference=reference,
+                                   expires_at=utcnow() + self.valid_for,
                                    details={"iban": self.iban,
                                             "beneficiary": self.beneficiary_name})
 

@@ -19,6 +19,7 @@ alone knows whether the money arrived, and posts one JSON object per outcome to
 from __future__ import annotations
 
 import urllib.parse
+from datetime import timedelta
 
 from pydantic import BaseModel, Field
 
@@ -33,6 +34,7 @@ from checkout.rails import (
     read_event,
 )
 from checkout.signatures import verify_sha256_header
+from core.db import utcnow
 from core.errors import InvalidInput, SignatureError
 
 SIGNATURE_HEADER = "X-Vitrine-Signature"
@@ -79,7 +81,8 @@ class UpiRail:
 
     def __init__(self, *, vpa: str, payee_name: str, webhook_secret: str,
                  merchant_code: str | None = None, max_paise: int = UPI_TXN_LIMIT_PAISE,
-                 replay_window: int = 300) -> None:
+                 replay_window: int = 300, valid_for: timedelta = timedelta(hours=24)
+                 ) -> None:
         """Raises InvalidInput for a VPA that is not `handle@psp`."""
         user, _, psp = vpa.strip().partition("@")
         if not user or not psp or " " in vpa.strip():
@@ -90,6 +93,9 @@ class UpiRail:
         self.merchant_code = merchant_code
         self.max_paise = max_paise
         self.replay_window = replay_window
+        # A link carries no expiry: after this the order is expired (money that still
+        # arrives pays it all the same), so abandoned ones stop waiting and counting.
+        self.valid_for = valid_for
 
     def initiate(self, order: Order, *, txid: str) -> PaymentInstructions:
         if order.currency != "INR":
@@ -100,7 +106,7 @@ class UpiRail:
                         note=order.title[:NOTE_CHARS].strip(), paise=order.total,
                         merchant_code=self.merchant_code)
         return PaymentInstructions(rail=self.name, status="awaiting_payment", txid=txid,
-                                   url=link, qr=link)
+                                   url=link, qr=link, expires_at=utcnow() + self.valid_for)
 
     def parse_webhook(self, request: WebhookRequest) -> list[RailEvent]:
         if not verify_sha256_header(secret=self.webhook_secret, body=request.body,

@@ -186,3 +186,17 @@ async def test_a_merchants_bad_address_holds_up_nobody_and_news_keeps_its_order(
     with Session(demo_runtime.engine) as session:
         assert all(d.delivered_at for d in session.exec(select(OrderDelivery)))
         assert session.exec(select(OrderTransition)).first() is not None
+
+
+async def test_an_abandoned_pix_code_expires_after_a_day_and_late_money_still_pays(
+        client, demo_runtime):
+    from checkout.sweep import expire_overdue
+
+    order_id, payment = await _bought(client, "BR", MAE)
+    assert expire_overdue(engine=demo_runtime.engine, now=utcnow() + timedelta(hours=23)) == 0
+    assert expire_overdue(engine=demo_runtime.engine, now=utcnow() + timedelta(hours=25)) == 1
+    txid = tlv(tlv(pix_code(payment))["62"])["05"]
+    body, headers = signed({"event_id": "late", "txid": txid, "status": "paid"})
+    await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
+    shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
+    assert [h["to_status"] for h in shown["status_history"]][-2:] == ["expired", "paid"]

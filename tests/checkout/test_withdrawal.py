@@ -43,6 +43,22 @@ def test_the_window_opens_at_delivery_and_follows_each_markets_law():
     assert not can_withdraw(_order("AR", "refunded", None), argentina)
 
 
+def test_business_days_skip_public_holidays_and_the_eu_runs_to_the_next_working_day():
+    delivered = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)  # a Friday in Bogotá
+    # 8 December (Immaculate Conception) is a holiday in Colombia: the 5th business day
+    # after the 4th is the 14th, not the 11th.
+    assert deadline(_order("CO", "paid", delivered), get_market("CO")).date().isoformat() \
+        == "2026-12-14"
+    # Spain: 14 calendar days from 24 November end on 8 December, a holiday there, so the
+    # window runs to the 9th.
+    spain = get_market("ES")
+    assert deadline(_order("ES", "paid", datetime(2026, 11, 24, 12, 0, tzinfo=UTC)),
+                    spain).date().isoformat() == "2026-12-09"
+    # Argentina counts calendar days and does not extend them.
+    assert deadline(_order("AR", "paid", datetime(2026, 11, 27, 15, 0, tzinfo=UTC)),
+                    get_market("AR")).date().isoformat() == "2026-12-07"
+
+
 def test_the_last_day_ends_at_midnight_where_the_shopper_lives():
     argentina = get_market("AR")
     delivered = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # noon in Buenos Aires

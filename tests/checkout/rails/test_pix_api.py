@@ -1,7 +1,7 @@
 import base64
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
 import httpx
@@ -12,6 +12,7 @@ from checkout.rails import RailOutcome, RefundOutcome, WebhookRequest
 from checkout.rails.pix import PixRail
 from checkout.rails.pix_api import PixApi, api_txid, refund_id
 from checkout.signatures import hmac_sha256_hex
+from core.db import utcnow
 from core.errors import InvalidInput, PaymentProviderError
 
 API = "https://pix.psp.test/api"
@@ -403,7 +404,9 @@ def test_pix_rail_without_an_api_stays_static():
     rail = PixRail(key=KEY, merchant_name="Jardim", merchant_city="Sao Paulo",
                    webhook_secret="whsec")
     instructions = rail.initiate(make_order(txid=None), txid=TXID)
-    assert instructions.txid == TXID and instructions.expires_at is None
+    # A static code has no expiry at the bank; the order waits a day for it.
+    assert instructions.txid == TXID and instructions.expires_at is not None
+    assert timedelta(hours=23) < instructions.expires_at - utcnow() <= timedelta(hours=24)
     assert instructions.copy_code is not None and "0525" + TXID in instructions.copy_code
     assert rail.status(make_order(txid=TXID)) is None
     assert rail.refund(make_order(txid=TXID)).outcome == RefundOutcome.NOT_SUPPORTED
