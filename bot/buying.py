@@ -43,6 +43,8 @@ from ops.events import EventKind, record_event
 # "/limit month 2000", "/limite mês 2000", "/límite mes 2000"; the per-order limit is the default.
 MONTH_WORDS = frozenset({"month", "monthly", "mes", "mês", "mensal", "mensual"})
 ORDER_WORDS = frozenset({"order", "pedido", "compra"})
+# A longer message without an "@" is taken for something else than a name and an e-mail.
+PAYER_WORDS = 5
 
 
 class Buying:
@@ -143,6 +145,13 @@ class Buying:
             spender=checkout.Spender(owner, linking.accounts_of(session, owner)))
         if result.outcome == checkout.ConfirmOutcome.OVER_LIMIT and result.spending:
             return [over_limit_message(order, result.spending, market, t)]
+        if result.outcome == checkout.ConfirmOutcome.PAYER_NEEDED:
+            conv.awaiting_payer = order.id
+            return [Message(text=t.gettext(
+                "To pay with {rail} I need the payer's name and e-mail (the voucher is sent "
+                "there). Send them in one message, for example: Ana López ana@example.com"
+            ).format(rail=t.gettext(RAIL_LABELS.get(order.rail, order.rail))), buttons=[
+                Button(label=t.gettext("Cancel"), action=f"cancel:{order.id}")])]
         if result.outcome == checkout.ConfirmOutcome.CONFIRMED and result.instructions:
             qr_url = f"{self.settings.public_url.rstrip('/')}/api/payments/qr/{order.id}.png"
             return [payment_message(order, result.instructions, market, t, qr_url=qr_url)]
@@ -174,6 +183,29 @@ class Buying:
             return [Message(text=t.gettext("Canceled. Nothing was charged."))]
         return [Message(text=t.gettext("Order {order} can no longer be canceled here.")
                         .format(order=order.id))]
+
+    def payer(self, session: Session, conv: Conversation, text: str, t: Translator
+              ) -> list[Message] | None:
+        """The shopper's answer to "your name and e-mail, please": the payment starts.
+
+        Returns:
+            None when the message is something else (a new request): the question is
+            dropped and the message read as usual."""
+        order = checkout.find_order(session=session, order_id=conv.awaiting_payer or "",
+                                    user_key=conv.user_key)
+        if order is None or order.status != checkout.OrderStatus.AWAITING_CONFIRMATION:
+            conv.awaiting_payer = None
+            return None
+        if checkout.set_payer(session=session, order=order, text=text):
+            conv.awaiting_payer = None
+            return self.confirm(session, conv, order, get_market(order.market), t)
+        if "@" not in text and len(text.split()) > PAYER_WORDS:
+            conv.awaiting_payer = None
+            return None
+        return [Message(text=t.gettext(
+            "I need both a name and an e-mail, in one message, for example: Ana López "
+            "ana@example.com"), buttons=[
+            Button(label=t.gettext("Cancel"), action=f"cancel:{order.id}")])]
 
     def withdraw(self, session: Session, order: checkout.Order, t: Translator
                  ) -> list[Message]:

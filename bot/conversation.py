@@ -280,6 +280,10 @@ class Assistant:
         if command is not None:
             return run_command(command, session=session, user_key=conv.user_key,
                                market=market, t=t)
+        if conv.awaiting_payer:
+            answered = self.buying.payer(session, conv, stripped, t)
+            if answered is not None:
+                return answered
 
         active = ActiveRequest.from_state(conv.last_query)
         step = plan(stripped, active, lambda words: self.understand(

@@ -57,6 +57,10 @@ class Order(SQLModel, table=True):
     confirmed_at: datetime | None = None
     paid_at: datetime | None = None
     delivered_at: datetime | None = None  # told by the merchant; starts the withdrawal window
+    # Asked only by rails that need them (an OXXO voucher carries the payer's name and
+    # e-mail), and only for this order.
+    payer_name: str | None = Field(default=None, max_length=120)
+    payer_email: str | None = Field(default=None, max_length=254)
 
 
 class PaymentEvent(SQLModel, table=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class ConfirmOutcome(StrEnum):
     RAIL_REFUSED = "rail_refused"
     PROVIDER_DOWN = "provider_down"  # the rail's provider did not answer: try again later
     OVER_LIMIT = "over_limit"  # over a spending limit: needs the shopper's second confirm
+    PAYER_NEEDED = "payer_needed"  # the rail needs the payer's name and e-mail first
 
 
 @dataclass
@@ -218,6 +220,8 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
     rail = rails.get(order.rail)
     if rail is None:  # its keys were removed since the card was shown
         return Confirmation(ConfirmOutcome.RAIL_REFUSED, order)
+    if getattr(rail, "needs_payer", False) and not (order.payer_name and order.payer_email):
+        return Confirmation(ConfirmOutcome.PAYER_NEEDED, order)
     txid = payment_txid(order)
     try:
         instructions = rail.initiate(order, txid=txid)
@@ -253,6 +257,28 @@ def choose_rail(*, session: Session, order: Order, rail: str, market: Market,
     order.fee = market.cod_fee if rail == "cod" else 0
     order.total = order.amount + order.fee + order.shipping
     order.instalments = 1  # chosen again for the new rail, where it allows them
+    session.add(order)
+    return True
+
+
+EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+
+
+def set_payer(*, session: Session, order: Order, text: str) -> bool:
+    """Take the payer's name and e-mail from one message ("Ana López ana@example.mx").
+
+    Returns:
+        False when the message holds no e-mail and a name of two letters or more, or the
+        order is past its confirmation.
+    """
+    found = EMAIL_RE.search(text)
+    if found is None or order.status != OrderStatus.AWAITING_CONFIRMATION:
+        return False
+    name = " ".join((text[:found.start()] + " " + text[found.end():])
+                    .replace(",", " ").replace(";", " ").split())
+    if sum(ch.isalpha() for ch in name) < 2:
+        return False
+    order.payer_name, order.payer_email = name[:120], found.group(0)[:254]
     session.add(order)
     return True
 

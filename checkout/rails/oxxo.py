@@ -119,6 +119,7 @@ class OxxoRail:
 
     name = "oxxo"
     polls = True  # `status` asks the provider (see `checkout.sweep`)
+    needs_payer = True  # Stripe prints the payer's name and e-mails the voucher
 
     def __init__(self, *, api_key: str, webhook_secret: str, http: httpx.Client | None = None,
                  base_url: str = STRIPE_API, expires_after_days: int = 3,
@@ -144,9 +145,9 @@ class OxxoRail:
             raise InvalidInput(f"OXXO takes MXN only, not {order.currency}")
         if not MIN_CENTAVOS <= order.total <= MAX_CENTAVOS:
             raise InvalidInput("an OXXO voucher is for MXN 10.00 to MXN 10,000.00")
-        # Order carries no shopper contact yet; a channel that learns one may set it.
-        name = getattr(order, "shopper_name", None) or self.shopper_name
-        email = getattr(order, "shopper_email", None) or self.shopper_email
+        # The chat asks the shopper for them (`needs_payer`) before the voucher is made.
+        name = order.payer_name or self.shopper_name
+        email = order.payer_email or self.shopper_email
         if not name or not email:
             raise InvalidInput("an OXXO voucher needs the shopper's name and email")
         with calling_stripe("create an OXXO voucher", order_is_input=True,

@@ -4,6 +4,7 @@ and the QR code of push payments (UPI in India, a SEPA transfer in Spain)."""
 import json
 import time
 
+import httpx
 import pytest
 import segno
 
@@ -143,7 +144,7 @@ def test_provider_rails_are_on_with_their_keys_and_refused_in_production_without
     try:
         assert {"stripe", "oxxo", "mercadopago"} <= set(keyed)
         assert offered_rails(get_market("US"), keyed) == ["stripe"]
-        assert offered_rails(get_market("MX"), keyed) == ["mercadopago", "stripe"]
+        assert offered_rails(get_market("MX"), keyed) == ["oxxo", "mercadopago", "stripe"]
     finally:
         for rail in keyed.values():
             getattr(rail, "close", lambda: None)()
@@ -172,3 +173,51 @@ async def test_a_rail_that_cannot_take_the_order_leaves_it_open_for_another(
     order_id = _action(card, "cancel:").split(":", 1)[1]
     shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
     assert shown["status"] == "awaiting_confirmation"
+
+
+async def test_an_oxxo_voucher_asks_for_the_payers_name_and_email_first(
+        client, demo_runtime, tmp_path):
+    from checkout.rails.oxxo import OxxoRail
+
+    sent: list[httpx.Request] = []
+
+    def stripe(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        assert request.url.path == "/v1/payment_intents"
+        return httpx.Response(200, json={
+            "id": "pi_1", "object": "payment_intent", "status": "requires_action",
+            "amount": 150000, "amount_received": 0, "currency": "mxn", "metadata": {},
+            "payment_method_types": ["oxxo"],
+            "next_action": {"type": "oxxo_display_details", "oxxo_display_details": {
+                "number": "93000012345678901234", "expires_after": int(time.time()) + 86400,
+                "hosted_voucher_url": "https://payments.stripe.com/oxxo/voucher/v1"}}})
+
+    demo_runtime.assistant.buying.rails["oxxo"] = OxxoRail(
+        api_key="sk_test_1", webhook_secret="w" * 20, max_network_retries=0,
+        http=httpx.Client(transport=httpx.MockTransport(stripe)))
+    _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")
+    confirmation = await _confirmation(client, "MX")
+    assert "efectivo en OXXO" in confirmation["text"]
+    [asked] = await chat(client, action=_action(confirmation, "confirm:"))
+    assert "nombre y correo" in asked["text"] and not sent
+    [again] = await chat(client, text="Ana López")
+    assert "el nombre y el correo" in again["text"] and not sent
+    [voucher] = await chat(client, text="Ana López, ana@example.mx")
+    assert "93000012345678901234" in voucher["text"] and "OXXO" in voucher["text"]
+    form = dict(httpx.QueryParams(sent[0].content.decode()))
+    assert form["payment_method_data[billing_details][name]"] == "Ana López"
+    assert form["payment_method_data[billing_details][email]"] == "ana@example.mx"
+
+
+async def test_a_new_request_instead_of_the_payers_details_is_read_as_one(
+        client, demo_runtime, tmp_path):
+    from checkout.rails.oxxo import OxxoRail
+
+    demo_runtime.assistant.buying.rails["oxxo"] = OxxoRail(
+        api_key="sk_test_1", webhook_secret="w" * 20, max_network_retries=0,
+        http=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500))))
+    _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")
+    confirmation = await _confirmation(client, "MX")
+    await chat(client, action=_action(confirmation, "confirm:"))
+    messages = await chat(client, text="mejor muéstrame otra regadera de jardín grande")
+    assert messages[-1]["cards"]  # a new search, not a complaint about the e-mail
