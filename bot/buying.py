@@ -211,10 +211,14 @@ class Buying:
                  ) -> list[Message]:
         market = get_market(order.market)  # the law of the market the order was made in
         done = withdrawal.withdraw(session=session, order=order, market=market,
-                                   rail=self.rails[order.rail])
+                                   rail=self.rails.get(order.rail))
         outcome = done.outcome
-        if outcome == withdrawal.WithdrawalOutcome.CANCELED:
+        if outcome == withdrawal.WithdrawalOutcome.CANCELED and order.rail == "cod":
             text = t.gettext("Order {order} is canceled. Nothing was charged.")
+        elif outcome == withdrawal.WithdrawalOutcome.CANCELED:
+            # The code or voucher may have been paid a moment ago: that money comes back.
+            text = t.gettext("Order {order} is canceled. If you paid it already, the money "
+                             "will be refunded to you.")
         elif outcome == withdrawal.WithdrawalOutcome.REFUND_REQUESTED:
             text = t.gettext("Order {order} is canceled. The refund of {total} is on its way "
                              "and I will tell you here when it is done.")

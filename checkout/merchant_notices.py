@@ -52,6 +52,8 @@ MAX_RETRY_GAP = timedelta(hours=6)
 MAX_ATTEMPTS = 15
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 BATCH = 100
+PER_MERCHANT = 10  # posts to one merchant per run: a slow one holds up nobody for long
+LEASE = timedelta(minutes=5)  # a leased delivery is not posted by an overlapping run
 
 
 class MerchantOrderHook(SQLModel, table=True):
@@ -158,54 +160,75 @@ def backoff(attempts: int) -> timedelta:
 
 def deliver_due(*, engine: Engine, client: httpx.Client, now: datetime | None = None
                 ) -> dict[str, int]:
-    """Post every delivery that is due; count those delivered, retried and given up."""
+    """Post every delivery that is due; count those delivered, retried and given up.
+
+    Deliveries are leased first (their next try pushed `LEASE` ahead, in a short
+    transaction), posted outside any transaction, and their results written one by one:
+    a run that overlaps the next (a slow merchant) never posts the same news twice, and
+    no merchant gets more than `PER_MERCHANT` posts a run, so one slow endpoint holds up
+    nobody else for long."""
     moment = now or utcnow()
     counts = {"delivered": 0, "retried": 0, "gave_up": 0}
     with session_scope(engine) as session:
-        pending = list(session.exec(
+        pending = session.exec(
             select(OrderDelivery)
             .where(col(OrderDelivery.delivered_at).is_(None),
                    col(OrderDelivery.gave_up_at).is_(None))
-            .order_by(col(OrderDelivery.created_at), col(OrderDelivery.id))))
+            .order_by(col(OrderDelivery.created_at), col(OrderDelivery.id)))
         # One order's news goes out in order: "refund_pending" never before the "paid" it
         # follows, which a merchant might otherwise ship after all.
         first_of_order: dict[str, OrderDelivery] = {}
         for delivery in pending:
             first_of_order.setdefault(delivery.order_id, delivery)
-        due = [d for d in first_of_order.values()
-               if as_utc(d.next_attempt_at) <= moment][:BATCH]
-        hooks = {h.merchant_slug: h for h in session.exec(select(MerchantOrderHook).where(
-            col(MerchantOrderHook.merchant_slug).in_({d.merchant_slug for d in due})))}
-        for delivery in due:
-            hook = hooks.get(delivery.merchant_slug)
-            error = _post(client, hook, delivery, moment) if hook is not None \
-                else "the merchant removed its webhook"
-            delivery.attempts += 1
-            if error is None:
-                delivery.delivered_at = moment
-                counts["delivered"] += 1
-            elif delivery.attempts >= MAX_ATTEMPTS or hook is None:
-                delivery.gave_up_at, delivery.last_error = moment, error[:300]
-                counts["gave_up"] += 1
-                log.warning("order news %s for %s given up: %s", delivery.id,
-                            delivery.merchant_slug, error)
-            else:
-                delivery.next_attempt_at = moment + backoff(delivery.attempts)
-                delivery.last_error = error[:300]
-                counts["retried"] += 1
+        per_merchant: dict[str, int] = {}
+        leased: list[tuple[str, str, str, dict]] = []
+        for delivery in first_of_order.values():
+            if as_utc(delivery.next_attempt_at) > moment or len(leased) >= BATCH or \
+                    per_merchant.get(delivery.merchant_slug, 0) >= PER_MERCHANT:
+                continue
+            per_merchant[delivery.merchant_slug] = per_merchant.get(delivery.merchant_slug,
+                                                                    0) + 1
+            delivery.next_attempt_at = moment + LEASE
             session.add(delivery)
+            leased.append((delivery.id, delivery.merchant_slug, delivery.event,
+                           dict(delivery.payload)))
+        hooks = {h.merchant_slug: (h.url, h.secret) for h in session.exec(
+            select(MerchantOrderHook).where(col(MerchantOrderHook.merchant_slug).in_(
+                {slug for _, slug, _, _ in leased})))}
+    for delivery_id, slug, event, payload in leased:
+        hook = hooks.get(slug)
+        error = _post(client, hook, delivery_id, event, payload, moment) if hook is not None \
+            else "the merchant removed its webhook"
+        with session_scope(engine) as session:
+            found = session.get(OrderDelivery, delivery_id)
+            if found is None:
+                continue
+            found.attempts += 1
+            if error is None:
+                found.delivered_at = moment
+                counts["delivered"] += 1
+            elif found.attempts >= MAX_ATTEMPTS or hook is None:
+                found.gave_up_at, found.last_error = moment, error[:300]
+                counts["gave_up"] += 1
+                log.warning("order news %s for %s given up: %s", delivery_id, slug, error)
+            else:
+                found.next_attempt_at = moment + backoff(found.attempts)
+                found.last_error = error[:300]
+                counts["retried"] += 1
+            session.add(found)
     return counts
 
 
-def _post(client: httpx.Client, hook: MerchantOrderHook, delivery: OrderDelivery,
-          now: datetime) -> str | None:
+def _post(client: httpx.Client, hook: tuple[str, str], delivery_id: str, event: str,
+          payload: dict, now: datetime) -> str | None:
     """Send one delivery; None when the merchant took it, else why not."""
-    body = json.dumps(delivery.payload, separators=(",", ":")).encode()
-    headers = {"Content-Type": "application/json", "X-Vitrine-Event": delivery.event,
-               "X-Vitrine-Delivery": delivery.id,
-               "X-Vitrine-Signature": signature(hook.secret, body, int(now.timestamp()))}
+    url, secret = hook
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", "X-Vitrine-Event": event,
+               "X-Vitrine-Delivery": delivery_id,
+               "X-Vitrine-Signature": signature(secret, body, int(now.timestamp()))}
     try:
-        response = client.post(hook.url, content=body, headers=headers, timeout=TIMEOUT)
+        response = client.post(url, content=body, headers=headers, timeout=TIMEOUT)
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         # One merchant's bad address or broken server never holds up the others' news.
         return f"{type(exc).__name__}: {exc}"

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, String, UniqueConstraint
+from sqlalchemy import JSON, Column, String, UniqueConstraint, text
+from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
 from core.db import utcnow
@@ -47,6 +48,9 @@ class Order(SQLModel, table=True):
     # Chosen by the shopper where the market and rail allow it (a server default, so that
     # databases made before it gain the column).
     instalments: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    # Bumped when starting the payment failed, so the next try is a new payment at the
+    # provider (which replays an idempotent request's first answer, an error included).
+    payment_attempt: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # Stored as text, not a database enum: a new status (expired, refunded) needs no
     # ALTER TYPE on a PostgreSQL database made before it.
     status: OrderStatus = Field(default=OrderStatus.AWAITING_CONFIRMATION, index=True,
@@ -87,3 +91,21 @@ class OrderTransition(SQLModel, table=True):
     event_ref: str | None = Field(default=None, max_length=200)  # the provider's event id
     note: str | None = Field(default=None, max_length=300)
     at: datetime = Field(default_factory=utcnow)
+
+
+def upgrade_order_status(engine: Engine) -> None:
+    """Databases made before order statuses were stored as text hold them as an enum of
+    member names ('AWAITING_PAYMENT'): rewrite them as the values the code reads. On
+    PostgreSQL the column was a native enum type, changed here to text."""
+    table = Order.__tablename__
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            kind = conn.execute(text(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_name = :t AND column_name = 'status'"), {"t": table}).scalar()
+            if kind == "USER-DEFINED":
+                conn.execute(text(f'ALTER TABLE "{table}" ALTER COLUMN status TYPE varchar(30) '
+                                  "USING lower(status::text)"))
+                return
+        conn.execute(text(f'UPDATE "{table}" SET status = lower(status) '
+                          "WHERE status <> lower(status)"))

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -23,7 +23,14 @@ from catalog.store import get_product
 from checkout import spending
 from checkout.models import Order, OrderStatus, OrderTransition, PaymentEvent
 from checkout.orders import move, note
-from checkout.rails import PaymentInstructions, PaymentRail, RailEvent, RailOutcome
+from checkout.rails import (
+    PaymentInstructions,
+    PaymentRail,
+    RailEvent,
+    RailOutcome,
+    RefundOutcome,
+    RefundResult,
+)
 from checkout.spending import SpendingCheck
 from core.db import utcnow
 from core.errors import InvalidInput, NotFound, PaymentProviderError
@@ -38,10 +45,11 @@ TXID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 def payment_txid(order: Order) -> str:
     """The reference of an order's payment: derived from the order, its rail and total, so
     that two confirmations racing each other (a double tap, two apps) start the same
-    payment at the provider (the rails key their requests on it), never two. Order ids are
-    random, so these are as unguessable."""
-    digest = hashlib.sha256(f"{order.id}|{order.rail}|{order.total}|{order.currency}"
-                            .encode()).digest()
+    payment at the provider (the rails key their requests on it), never two. A try that
+    failed bumps `payment_attempt`, so the next one is a new payment. Order ids are random,
+    so these are as unguessable."""
+    digest = hashlib.sha256(f"{order.id}|{order.payment_attempt}|{order.rail}|{order.total}|"
+                            f"{order.currency}|{order.instalments}".encode()).digest()
     return "VT" + "".join(TXID_ALPHABET[b % len(TXID_ALPHABET)] for b in digest[:23])
 
 
@@ -99,6 +107,8 @@ class EventOutcome(StrEnum):
     IGNORED = "ignored"  # valid event for an order that is not waiting for it
     AMOUNT_MISMATCH = "amount_mismatch"  # paid, but not the order's total: ops must look
     PAID_TWICE = "paid_twice"  # a second payment of a paid order: owed back, ops must look
+    PARTIAL_REFUND = "partial_refund"  # part of the total refunded: written on the order
+    OTHER_PAYMENT_REFUNDED = "other_payment_refunded"  # a duplicate payment went back
 
 
 @dataclass
@@ -228,10 +238,12 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
     except InvalidInput:
         # The rail cannot take this order (over OXXO's limit, a currency it lacks): it
         # stays open for the shopper to pick another of the market's rails.
+        _next_attempt(session, order)
         return Confirmation(ConfirmOutcome.RAIL_REFUSED, order)
     except PaymentProviderError:
         # Nothing was charged and the order still awaits confirmation: the shopper may
         # tap again once the provider is back.
+        _next_attempt(session, order)
         return Confirmation(ConfirmOutcome.PROVIDER_DOWN, order)
     if not move(session, order, OrderStatus(instructions.status), actor="shopper",
                 txid=instructions.txid or txid, payment=instructions.as_dict(),
@@ -241,6 +253,11 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
     record_order_event(session, EventKind.CHECKOUT_CONFIRMED, order)
     record_order_event(session, EventKind.PAYMENT_PENDING, order)
     return Confirmation(ConfirmOutcome.CONFIRMED, order, instructions)
+
+
+def _next_attempt(session: Session, order: Order) -> None:
+    order.payment_attempt += 1
+    session.add(order)
 
 
 def choose_rail(*, session: Session, order: Order, rail: str, market: Market,
@@ -305,7 +322,9 @@ def cancel_order(*, session: Session, order: Order) -> bool:
 
 
 def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
-                        settles: frozenset[str] | None = None) -> PaymentResult:
+                        settles: frozenset[str] | None = None,
+                        refund: Callable[[Order], RefundResult] | None = None
+                        ) -> PaymentResult:
     """Apply a verified provider event to its order, exactly once.
 
     The event id is stored in the same transaction as the order's change, and the change
@@ -315,7 +334,8 @@ def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
     captured the money, nothing of it stays: the provider's retry applies it once.
 
     `settles` names the rails whose orders this provider may settle (its own by default):
-    a card provider's webhook never marks a Pix order paid.
+    a card provider's webhook never marks a Pix order paid. `refund` sends back money that
+    arrives for an order canceled meanwhile (the rail's `refund`).
     """
     if event.outcome == RailOutcome.NOT_SUPPORTED:
         # News this rail does not act on (another topic, a pending state): acknowledged, so
@@ -325,6 +345,10 @@ def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
         return PaymentResult(EventOutcome.UNKNOWN_TXID)
     order = session.exec(select(Order).where(Order.txid == event.txid)).first()
     if order is None or order.rail not in (settles or {rail}):
+        if event.outcome in (RailOutcome.CAPTURED, RailOutcome.AUTHORIZED):
+            # Money for no order of this rail (a mistyped transfer reference, a session
+            # from a try that timed out): kept for ops to return or match by hand.
+            _keep_unmatched(session, rail, event)
         return PaymentResult(EventOutcome.UNKNOWN_TXID)
     try:
         with session.begin_nested():
@@ -334,44 +358,101 @@ def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
         return PaymentResult(EventOutcome.DUPLICATE, order)
 
     actor = f"rail:{rail}"
-    if event.outcome in (RailOutcome.CAPTURED, RailOutcome.AUTHORIZED):
-        paid = event.amount if event.amount is not None else order.total
-        if paid != order.total or (event.currency or order.currency).upper() != order.currency:
-            # Money arrived, but not this order's total: it stays unpaid, and the payment
-            # is written on the order for its merchant and ops to settle.
-            note(session, order, f"paid {paid} {event.currency or order.currency}, not the "
-                 f"order's {order.total} {order.currency}", actor=actor,
-                 event_ref=event.event_id)
-            log.warning("order %s: a payment of %s %s for a total of %s", order.id, paid,
-                        event.currency, order.total)
-            return PaymentResult(EventOutcome.AMOUNT_MISMATCH, order)
-        if order.status == OrderStatus.CANCELED:
-            # Canceled (or withdrawn) while the code or voucher could still be paid: the
-            # money is owed back, and the shopper and the merchant hear so.
-            new_status, kind = OrderStatus.REFUND_PENDING, None
-            reason = "paid after it was canceled: refund due"
-        elif order.status in (OrderStatus.PAID, OrderStatus.REFUND_PENDING,
-                              OrderStatus.REFUNDED):
-            note(session, order, "paid again: the second payment is owed back",
-                 actor=actor, event_ref=event.event_id)
-            log.warning("order %s was paid twice (event %s)", order.id, event.event_id)
-            return PaymentResult(EventOutcome.PAID_TWICE, order)
-        else:
-            new_status, kind, reason = OrderStatus.PAID, EventKind.ORDER_PAID, None
-    elif event.outcome == RailOutcome.FAILED:
-        new_status = OrderStatus.EXPIRED if event.reason == "expired" else OrderStatus.FAILED
-        kind, reason = EventKind.PAYMENT_FAILED, event.reason
-    elif event.outcome == RailOutcome.REFUNDED:
-        if event.amount is not None and event.amount < order.total:
-            note(session, order, f"{event.amount} {order.currency} of {order.total} refunded",
-                 actor=actor, event_ref=event.event_id)
-            return PaymentResult(EventOutcome.IGNORED, order)
-        new_status, kind, reason = OrderStatus.REFUNDED, EventKind.ORDER_REFUNDED, None
+    # Decided on the status read, applied only if it still holds: when a withdrawal, the
+    # sweep or another event moved the order meanwhile, decide again on what it is now,
+    # so the event stored with this transaction is never one whose change was lost.
+    for _ in range(MAX_DECISIONS):
+        decided = _decide(order, event)
+        if isinstance(decided, str):
+            if decided in NOTES:
+                note(session, order, NOTES[decided].format(
+                    amount=event.amount, currency=event.currency or order.currency,
+                    total=order.total, order_currency=order.currency),
+                     actor=actor, event_ref=event.event_id)
+                log.warning("order %s, %s event %s: %s", order.id, rail, event.event_id,
+                            decided)
+            return PaymentResult(EventOutcome(decided), order)
+        new_status, kind, reason = decided
+        values: dict[str, object] = {}
+        if new_status == OrderStatus.PAID:
+            values["payment"] = {**(order.payment or {}), "paid_by": event.provider_ref}
+        if move(session, order, new_status, actor=actor, event_ref=event.event_id,
+                note=reason, **values):
+            break
     else:
-        return PaymentResult(EventOutcome.IGNORED, order)
-    if not move(session, order, new_status, actor=actor, event_ref=event.event_id,
-                note=reason):
         return PaymentResult(EventOutcome.IGNORED, order)
     if kind is not None:  # money owed back is no sale
         record_order_event(session, kind, order)
+    if new_status == OrderStatus.REFUND_PENDING and refund is not None:
+        _refund_late_money(session, order, refund, actor)
     return PaymentResult(EventOutcome.APPLIED, order)
+
+
+def _keep_unmatched(session: Session, rail: str, event: RailEvent) -> None:
+    try:
+        with session.begin_nested():
+            session.add(PaymentEvent(provider=rail, event_id=event.event_id, txid=event.txid,
+                                     outcome=UNMATCHED))
+    except IntegrityError:
+        return  # kept already
+    log.warning("%s payment %s (%s %s) matches no order", rail, event.provider_ref,
+                event.amount, event.currency)
+
+
+UNMATCHED = "unmatched_payment"  # a PaymentEvent outcome ops lists: money for no order
+MAX_DECISIONS = 3
+# What is written on an order for an event it cannot take.
+NOTES = {
+    "amount_mismatch": "paid {amount} {currency}, not the order's {total} {order_currency}",
+    "paid_twice": "paid again: the second payment is owed back",
+    "partial_refund": "{amount} {order_currency} of {total} refunded",
+    "other_payment_refunded": "a second payment of {amount} {currency} was refunded",
+}
+
+
+def _decide(order: Order, event: RailEvent
+            ) -> tuple[OrderStatus, EventKind | None, str | None] | str:
+    """What a provider's event does to the order as it stands: the status to move to (with
+    the funnel step and a note), or an outcome when it moves nothing."""
+    paid_by = (order.payment or {}).get("paid_by")
+    if event.outcome in (RailOutcome.CAPTURED, RailOutcome.AUTHORIZED):
+        paid = event.amount if event.amount is not None else order.total
+        if paid != order.total or (event.currency or order.currency).upper() != order.currency:
+            # Not this order's total: it stays unpaid, and the payment is written on the
+            # order for its merchant and ops to settle.
+            return EventOutcome.AMOUNT_MISMATCH
+        if order.status == OrderStatus.CANCELED:
+            # Canceled (or withdrawn) while the code or voucher could still be paid: the
+            # money is owed back, and the shopper and the merchant hear so.
+            return OrderStatus.REFUND_PENDING, None, "paid after it was canceled: refund due"
+        if order.status in (OrderStatus.PAID, OrderStatus.REFUND_PENDING,
+                            OrderStatus.REFUNDED):
+            if event.provider_ref and event.provider_ref == paid_by:
+                return EventOutcome.DUPLICATE  # the same payment, told again another way
+            return EventOutcome.PAID_TWICE
+        return OrderStatus.PAID, EventKind.ORDER_PAID, None
+    if event.outcome == RailOutcome.FAILED:
+        status = OrderStatus.EXPIRED if event.reason == "expired" else OrderStatus.FAILED
+        return status, EventKind.PAYMENT_FAILED, event.reason
+    if event.outcome == RailOutcome.REFUNDED:
+        if event.refunds and paid_by and event.refunds != paid_by:
+            return "other_payment_refunded"
+        if event.amount is not None and event.amount < order.total:
+            return "partial_refund"
+        return OrderStatus.REFUNDED, EventKind.ORDER_REFUNDED, None
+    return EventOutcome.IGNORED
+
+
+def _refund_late_money(session: Session, order: Order,
+                       refund: Callable[[Order], RefundResult], actor: str) -> None:
+    """Send money that arrived for a canceled order back through its rail where the rail
+    can; where it cannot (a static code, cash), the merchant refunds and reports it."""
+    try:
+        result = refund(order)
+    except PaymentProviderError as exc:
+        note(session, order, f"automatic refund failed ({exc.reason[:200]}): refund by hand",
+             actor=actor)
+        return
+    if result.outcome == RefundOutcome.REFUNDED:
+        note(session, order, f"refund {result.provider_ref or ''} asked of the provider".strip(),
+             actor=actor)

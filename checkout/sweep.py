@@ -64,15 +64,16 @@ def sweep(*, engine: Engine, rails: dict[str, PaymentRail], now: datetime | None
                 continue
             try:
                 event = rail.status(order)
-            except VitrineError as exc:  # one order's trouble never stops the sweep
+            except (VitrineError, ArithmeticError) as exc:  # one order stops nothing
                 counts["provider_errors"] += 1
                 log.warning("asking %s about order %s failed: %s", rail_name, order_id,
-                            exc.reason)
+                            getattr(exc, "reason", exc))
                 continue
             counts["asked"] += 1
             if event is None:
                 continue
-            result = apply_payment_event(session=session, rail=rail_name, event=event)
+            result = apply_payment_event(session=session, rail=rail_name, event=event,
+                                         refund=rail.refund)
             if result.outcome == EventOutcome.APPLIED:
                 counts["applied"] += 1
                 _tell(session, order)

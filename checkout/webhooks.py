@@ -54,7 +54,7 @@ def process_webhook(*, engine: Engine, rail: PaymentRail, request: WebhookReques
     with session_scope(engine) as session:
         for event in events:
             result = apply_payment_event(session=session, rail=rail.name, event=event,
-                                         settles=settles)
+                                         settles=settles, refund=rail.refund)
             outcomes.append(result.outcome)
             order = result.order
             if result.outcome == EventOutcome.APPLIED and order is not None and \

@@ -25,7 +25,7 @@ from sqlmodel import Session
 
 from checkout.models import Order, OrderStatus
 from checkout.orders import move
-from checkout.rails import PaymentRail, RefundOutcome
+from checkout.rails import PaymentRail, RefundOutcome, RefundResult
 from checkout.service import record_order_event
 from core.db import as_utc, utcnow
 from core.errors import PaymentProviderError
@@ -105,9 +105,10 @@ def can_withdraw(order: Order, market: Market, now: datetime | None = None) -> b
     return ends is None or (now or utcnow()) <= as_utc(ends)
 
 
-def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRail,
+def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRail | None,
              now: datetime | None = None) -> Withdrawal:
-    """The shopper pressed the cancel button on an order."""
+    """The shopper pressed the cancel button on an order (`rail`: the order's, None when
+    it is no longer configured here; then the merchant refunds)."""
     ends = deadline(order, market)
     if order.status not in WITHDRAWABLE:
         return Withdrawal(WithdrawalOutcome.NOT_WITHDRAWABLE, order, ends)
@@ -121,7 +122,8 @@ def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRai
         record_order_event(session, EventKind.CHECKOUT_CANCELED, order)
         return Withdrawal(WithdrawalOutcome.CANCELED, order, ends)
     try:
-        refund = rail.refund(order)
+        refund = rail.refund(order) if rail is not None \
+            else RefundResult(RefundOutcome.NOT_SUPPORTED)
     except PaymentProviderError:
         return Withdrawal(WithdrawalOutcome.PROVIDER_DOWN, order, ends)
     by_rail = refund.outcome == RefundOutcome.REFUNDED

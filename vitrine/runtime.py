@@ -54,12 +54,13 @@ def create_tables(engine: Engine) -> None:
     import catalog.sponsorship  # noqa: F401
     import checkout.merchant_notices
     import checkout.models
-    import checkout.spending  # noqa: F401
+    import checkout.spending
     import core.outbox  # noqa: F401
     import ops.events  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
     add_missing_columns(engine, SQLModel.metadata)
+    checkout.models.upgrade_order_status(engine)
 
 
 def _pix_api(settings: Settings) -> PixApi | None:

@@ -84,7 +84,8 @@ class RailEvent:
     reason: str | None = None
     amount: int | None = None  # minor units, when the provider says how much was paid
     currency: str | None = None
-    provider_ref: str | None = None
+    provider_ref: str | None = None  # the provider's id of the payment (or refund)
+    refunds: str | None = None  # for a refund: the provider's id of the payment it returns
 
 
 def read_event(model: type[EventModel], body: bytes) -> EventModel:

@@ -129,7 +129,8 @@ def payment_event(payment: Payment) -> RailEvent:
         return RailEvent(event_id=event_id, txid=txid, outcome=RailOutcome.REFUNDED,
                          amount=money_from_major(back, payment.currency_id).amount
                          if back else None,
-                         currency=payment.currency_id, provider_ref=ref, reason=payment.status)
+                         currency=payment.currency_id, provider_ref=ref, refunds=ref,
+                         reason=payment.status)
     # pending, in_process, authorized, in_mediation: nothing settled yet.
     return RailEvent(event_id=event_id, txid=txid, outcome=RailOutcome.NOT_SUPPORTED,
                      reason=payment.status, provider_ref=ref)
@@ -164,7 +165,9 @@ class MercadoPagoRail:
             raise InvalidInput(f"Mercado Pago does not charge {order.currency}")
         if order.total <= 0:
             raise InvalidInput("a Mercado Pago payment is more than zero")
-        now = datetime.fromtimestamp(self.clock(), UTC)
+        # From the minute, not the second: a second tap moments later sends the same body
+        # under the same idempotency key.
+        now = datetime.fromtimestamp(int(self.clock()) // 60 * 60, UTC)
         expires_at = now + self.expires_in
         return_url = f"{self.public_url}/api/payments/{self.name}/return?txid={txid}"
         preference = {

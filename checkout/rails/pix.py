@@ -116,7 +116,8 @@ def cents(valor: str) -> int:
         amount = Decimal(valor)
     except InvalidOperation:
         raise InvalidInput(f"valor {valor!r} is not an amount") from None
-    if amount < 0 or amount != amount.quantize(Decimal("0.01")):
+    if not amount.is_finite() or not 0 <= amount <= MAX_AMOUNT_CENTS / 100 or \
+            amount != amount.quantize(Decimal("0.01")):
         raise InvalidInput(f"valor {valor!r} is not an amount in centavos")
     return int(amount * 100)
 
@@ -176,7 +177,8 @@ class PixRail:
                                     currency="BRL", provider_ref=paid.endToEndId))
             events.extend(RailEvent(event_id=f"{paid.endToEndId}:{back.id}", txid=paid.txid,
                                     outcome=RailOutcome.REFUNDED, amount=cents(back.valor),
-                                    currency="BRL", provider_ref=back.id)
+                                    currency="BRL", provider_ref=back.id,
+                                    refunds=paid.endToEndId)
                           for back in paid.devolucoes if back.status == "DEVOLVIDO")
         return events
 

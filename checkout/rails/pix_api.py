@@ -81,12 +81,17 @@ class Calendar(BaseModel):
     expiracao: int = Field(default=86400, ge=1)
 
 
+class ChargeAmount(BaseModel):
+    original: str = ""
+
+
 class Charge(BaseModel):
     """A `cob` as the API returns it; only what Vitrine reads."""
 
     txid: str
     status: str
     calendario: Calendar = Field(default_factory=Calendar)
+    valor: ChargeAmount = Field(default_factory=ChargeAmount)
     pixCopiaECola: str | None = None
     pix: list[PixPayment] = Field(default_factory=list)
 
@@ -158,8 +163,16 @@ class PixApi:
             # Shown by the payer's Brazilian bank app, like a BR Code's fields: Portuguese.
             "solicitacaoPagador": f"Pedido {order.id} - {order.merchant_name}"[:140],
         }
-        charge = _read(Charge, self._call("PUT", f"/v2/cob/{charge_txid}", json=body,
-                                          txid=charge_txid, refused=InvalidInput))
+        try:
+            charge = _read(Charge, self._call("PUT", f"/v2/cob/{charge_txid}", json=body,
+                                              txid=charge_txid, refused=InvalidInput))
+        except InvalidInput as refused:
+            # A txid is unique at the PSP: a second tap, or a retry after a lost answer,
+            # finds the charge already made. The same one, still open, is the answer.
+            found = self._existing(charge_txid, body)
+            if found is None:
+                raise refused
+            charge = found
         if charge.txid != charge_txid or not charge.pixCopiaECola:
             raise PaymentProviderError("the Pix API answered without this charge's code",
                                        provider=PROVIDER, txid=charge_txid)
@@ -173,6 +186,17 @@ class PixApi:
     def charge(self, txid: str) -> Charge:
         """The charge as the PSP has it now (`GET /v2/cob/{txid}`)."""
         return _read(Charge, self._call("GET", f"/v2/cob/{txid}", txid=txid))
+
+    def _existing(self, charge_txid: str, body: dict[str, Any]) -> Charge | None:
+        """The open charge already made for this txid with this amount, if any."""
+        try:
+            found = _read(Charge, self._call("GET", f"/v2/cob/{charge_txid}",
+                                             txid=charge_txid))
+        except (PaymentProviderError, InvalidInput):
+            return None
+        if found.status != "ATIVA" or found.valor.original != body["valor"]["original"]:
+            return None
+        return found
 
     def status(self, order: Order) -> RailEvent | None:
         """The charge's outcome: paid (named by the payment's end-to-end id, as the PSP's

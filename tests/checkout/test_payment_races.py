@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import Session, select
 
 from checkout.merchant_notices import OrderDelivery, deliver_due
-from checkout.models import Order, OrderTransition
+from checkout.models import Order
 from checkout.rails.pix import SIGNATURE_HEADER as PIX_SIGNATURE
 from checkout.service import confirm_order
 from checkout.signatures import hmac_sha256_hex
@@ -35,9 +35,49 @@ async def _confirmation(client, market: str, text: str) -> tuple[str, dict]:
     return confirm.split(":", 1)[1], confirmation
 
 
+class IdempotentStripe:
+    """Stripe's Checkout Sessions as idempotency keys make them behave: a key replays its
+    first answer (an error too), and the same key with other parameters is refused."""
+
+    def __init__(self, first_answer: int = 200) -> None:
+        self.first_answer = first_answer
+        self.keys: dict[str, tuple[bytes, httpx.Response]] = {}
+        self.sessions = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        key = request.headers["idempotency-key"]
+        if key in self.keys:
+            params, answer = self.keys[key]
+            if params != request.content:
+                return httpx.Response(400, json={"error": {
+                    "type": "idempotency_error", "message": "Keys for idempotent requests "
+                    "can only be used with the same parameters they were first used with."}})
+            return answer
+        if self.first_answer != 200 and not self.keys:
+            answer = httpx.Response(500, json={"error": {"type": "api_error",
+                                                         "message": "try again"}})
+        else:
+            self.sessions += 1
+            answer = httpx.Response(200, json={
+                "id": f"cs_{self.sessions}", "object": "checkout.session",
+                "url": f"https://checkout.stripe.com/c/pay/cs_{self.sessions}",
+                "expires_at": int(time.time()) + 3600})
+        self.keys[key] = (request.content, answer)
+        return answer
+
+
+def _stripe(provider: IdempotentStripe):
+    from checkout.rails.stripe import StripeRail
+
+    return StripeRail(api_key="sk_test_1", webhook_secret="w" * 20,
+                      public_url="http://testserver", max_network_retries=0,
+                      http_client=httpx.Client(transport=httpx.MockTransport(provider)))
+
+
 async def test_two_confirmations_at_once_start_one_payment(client, demo_runtime):
-    order_id, _ = await _confirmation(client, "BR", MAE)
-    rails = demo_runtime.rails
+    provider = IdempotentStripe()
+    rails = {**demo_runtime.rails, "sandbox": _stripe(provider)}
+    order_id, _ = await _confirmation(client, "US", "gift for my 10-year-old nephew under $40")
     # Two devices read the order before either wrote: both try to start its payment.
     with Session(demo_runtime.engine) as first, Session(demo_runtime.engine) as second:
         a, b = first.get(Order, order_id), second.get(Order, order_id)
@@ -45,11 +85,20 @@ async def test_two_confirmations_at_once_start_one_payment(client, demo_runtime)
         first.commit()
         lost = confirm_order(session=second, order=b, rails=rails)
         second.commit()
-        saved = a.txid
     assert won.outcome == "confirmed" and lost.outcome == "not_pending"
-    assert won.instructions is not None and won.instructions.txid == saved
-    with Session(demo_runtime.engine) as session:
-        assert session.get(Order, order_id).txid == won.instructions.txid
+    assert provider.sessions == 1  # the second tap got the same session back, not a new one
+
+
+async def test_a_failed_try_is_followed_by_a_new_payment_not_its_replayed_error(
+        client, demo_runtime):
+    provider = IdempotentStripe(first_answer=500)
+    demo_runtime.assistant.buying.rails["sandbox"] = _stripe(provider)
+    order_id, confirmation = await _confirmation(
+        client, "US", "gift for my 10-year-old nephew under $40")
+    [down] = await chat(client, action=f"confirm:{order_id}")
+    assert "could not reach the payment provider" in down["text"]
+    [paid] = await chat(client, action=f"confirm:{order_id}")
+    assert "checkout.stripe.com" in paid["text"] and provider.sessions == 1
 
 
 async def test_money_for_a_withdrawn_order_is_owed_back_and_everyone_hears(
@@ -59,14 +108,17 @@ async def test_money_for_a_withdrawn_order_is_owed_back_and_everyone_hears(
     withdraw = next(b["action"] for m in payment for b in m["buttons"]
                     if b["action"].startswith("withdraw:"))
     [done] = await chat(client, action=withdraw)
-    assert "Nada foi cobrado" in done["text"]
+    assert "Se você já pagou, o dinheiro será devolvido" in done["text"]
     # The shopper had already paid the code on their phone.
     body, headers = signed({"event_id": "late", "txid": txid, "status": "paid"})
     response = await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
     assert response.json()["status"] == "applied"
     shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
     assert shown["status"] == "refund_pending"
-    assert shown["status_history"][-1]["note"] == "paid after it was canceled: refund due"
+    notes = [h["note"] for h in shown["status_history"]]
+    # The provider that took the money is asked to send it back at once.
+    assert notes[-2:] == ["paid after it was canceled: refund due",
+                          f"refund re_{txid} asked of the provider"]
     told = await chat(client, text="oi")
     assert any("que estava cancelado" in m["text"] for m in told)
 
@@ -185,7 +237,51 @@ async def test_a_merchants_bad_address_holds_up_nobody_and_news_keeps_its_order(
     assert seen == ["order.paid", "order.paid", "order.refund_pending"]
     with Session(demo_runtime.engine) as session:
         assert all(d.delivered_at for d in session.exec(select(OrderDelivery)))
-        assert session.exec(select(OrderTransition)).first() is not None
+
+
+async def test_an_address_httpx_cannot_use_fails_its_merchant_alone(client, demo_runtime):
+    from checkout.merchant_notices import MerchantOrderHook
+
+    order_id, payment = await _bought(client, "BR", MAE)
+    slug = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()["merchant"]
+    with Session(demo_runtime.engine) as session:  # stored before addresses were checked
+        session.add(MerchantOrderHook(merchant_slug=slug, url="https://x:abc/", secret="s"))
+        session.commit()
+    txid = tlv(tlv(pix_code(payment))["62"])["05"]
+    body, headers = signed({"event_id": "p", "txid": txid, "status": "paid"})
+    await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
+    with httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as http:
+        counts = deliver_due(engine=demo_runtime.engine, client=http)
+    assert counts == {"delivered": 0, "retried": 1, "gave_up": 0}
+    with Session(demo_runtime.engine) as session:
+        [delivery] = session.exec(select(OrderDelivery)).all()
+        assert delivery.last_error.startswith("InvalidURL")
+
+
+async def test_a_run_overlapping_a_slow_one_never_posts_the_same_news_twice(
+        client, demo_runtime):
+    order_id, _ = await _bought(client, "AR", ASADO)
+    slug = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()["merchant"]
+    key = _give_key(demo_runtime, slug)
+    await client.put(f"/api/merchants/{slug}/order-webhook",
+                     json={"url": "https://shop.example/hook"}, headers=key)
+    await _bought(client, "AR", ASADO)
+    posted: list[str] = []
+    overlapping: list[dict] = []
+
+    def slow_merchant(request: httpx.Request) -> httpx.Response:
+        posted.append(request.headers["x-vitrine-delivery"])
+        # The scheduler starts the next run while this one still waits on the merchant.
+        with httpx.Client(transport=httpx.MockTransport(slow_merchant)) as http:
+            if not overlapping:
+                overlapping.append(deliver_due(engine=demo_runtime.engine, client=http,
+                                               now=utcnow() + timedelta(minutes=1)))
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(slow_merchant)) as http:
+        deliver_due(engine=demo_runtime.engine, client=http)
+    assert overlapping == [{"delivered": 0, "retried": 0, "gave_up": 0}]
+    assert len(posted) == 1
 
 
 async def test_an_abandoned_pix_code_expires_after_a_day_and_late_money_still_pays(
@@ -200,3 +296,47 @@ async def test_an_abandoned_pix_code_expires_after_a_day_and_late_money_still_pa
     await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
     shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
     assert [h["to_status"] for h in shown["status_history"]][-2:] == ["expired", "paid"]
+
+
+async def test_a_payment_racing_a_withdrawal_is_decided_again_not_lost(client, demo_runtime):
+    from checkout.models import PaymentEvent
+    from checkout.rails import RailEvent, RailOutcome
+    from checkout.service import apply_payment_event
+    from checkout.withdrawal import withdraw
+    from core.markets import get_market
+
+    order_id, _ = await _bought(client, "BR", MAE)
+    with Session(demo_runtime.engine) as webhook, Session(demo_runtime.engine) as shopper:
+        seen = webhook.exec(select(Order).where(Order.id == order_id)).one()
+        assert seen.status == "awaiting_payment"  # the webhook read it before the cancel
+        mine = shopper.get(Order, order_id)
+        withdraw(session=shopper, order=mine, market=get_market("BR"),
+                 rail=demo_runtime.rails["pix"])
+        shopper.commit()
+        result = apply_payment_event(
+            session=webhook, rail="sandbox", settles=frozenset({"pix"}),
+            event=RailEvent(event_id="raced", txid=seen.txid, outcome=RailOutcome.CAPTURED))
+        webhook.commit()
+    assert result.outcome == "applied"
+    with Session(demo_runtime.engine) as session:
+        assert session.get(Order, order_id).status == "refund_pending"
+        assert session.exec(select(PaymentEvent)).one().event_id == "raced"
+
+
+def test_the_same_payment_told_by_the_sweep_and_by_webhook_applies_once_quietly():
+    from checkout.rails import RailEvent, RailOutcome
+    from checkout.service import _decide
+
+    paid = Order(id="o", user_key="u", conversation_id="c", market="MX", language="es",
+                 merchant_slug="m", merchant_name="M", product_id="p", title="T",
+                 amount=100, total=100, currency="MXN", rail="oxxo", status="paid",
+                 payment={"paid_by": "pi_1"})
+    webhook = RailEvent(event_id="evt_9", txid="T", outcome=RailOutcome.CAPTURED,
+                        amount=100, currency="MXN", provider_ref="pi_1")
+    assert _decide(paid, webhook) == "duplicate"
+    other = RailEvent(event_id="evt_10", txid="T", outcome=RailOutcome.CAPTURED,
+                      amount=100, currency="MXN", provider_ref="pi_2")
+    assert _decide(paid, other) == "paid_twice"
+    back = RailEvent(event_id="r", txid="T", outcome=RailOutcome.REFUNDED, amount=100,
+                     refunds="pi_2")
+    assert _decide(paid, back) == "other_payment_refunded"  # the first payment stands

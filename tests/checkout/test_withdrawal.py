@@ -54,7 +54,8 @@ def test_business_days_skip_public_holidays_and_the_eu_runs_to_the_next_working_
     spain = get_market("ES")
     assert deadline(_order("ES", "paid", datetime(2026, 11, 24, 12, 0, tzinfo=UTC)),
                     spain).date().isoformat() == "2026-12-09"
-    # Argentina counts calendar days and does not extend them.
+    # Argentina counts calendar days; its window ends on 7 December, a holiday there,
+    # and is not extended (only the EU rule runs a window to the next working day).
     assert deadline(_order("AR", "paid", datetime(2026, 11, 27, 15, 0, tzinfo=UTC)),
                     get_market("AR")).date().isoformat() == "2026-12-07"
 

@@ -72,6 +72,9 @@ class FakePsp:
                                          "expires_in": self.token_lifetime, "scope": "cob.write"})
 
     def create(self, txid: str, body: dict) -> httpx.Response:
+        if txid in self.cobs:  # a txid is unique at the PSP, as the API's specification says
+            return httpx.Response(400, json={"title": "Cobrança já existe para este txid",
+                                             "violacoes": [{"propriedade": "txid"}]})
         self.cobs[txid] = {"txid": txid, "revisao": 0, "status": "ATIVA",
                            "calendario": {"criacao": "2025-01-15T12:00:00.000Z",
                                           "expiracao": body["calendario"]["expiracao"]},
@@ -410,3 +413,15 @@ def test_pix_rail_without_an_api_stays_static():
     assert instructions.copy_code is not None and "0525" + TXID in instructions.copy_code
     assert rail.status(make_order(txid=TXID)) is None
     assert rail.refund(make_order(txid=TXID)).outcome == RefundOutcome.NOT_SUPPORTED
+
+
+def test_a_second_tap_or_a_retry_gets_the_charge_already_made_not_a_refusal():
+    psp = FakePsp()
+    api = make_api(psp)
+    first = api.initiate(make_order(txid=None), txid=TXID)
+    again = api.initiate(make_order(txid=None), txid=TXID)
+    assert (again.txid, again.copy_code) == (first.txid, first.copy_code)
+    assert len(psp.calls("PUT", "/v2/cob/")) == 2 and len(psp.cobs) == 1
+    # Another amount under the same txid is a real refusal, with the PSP's reason.
+    with pytest.raises(InvalidInput, match="já existe"):
+        api.initiate(make_order(txid=None, total=99), txid=TXID)
