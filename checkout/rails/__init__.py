@@ -20,7 +20,8 @@ from typing import Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from checkout.models import Order
-from core.errors import InvalidInput
+from checkout.signatures import verify_sha256_header
+from core.errors import InvalidInput, SignatureError
 
 EventModel = TypeVar("EventModel", bound=BaseModel)
 
@@ -102,6 +103,36 @@ def read_event(model: type[EventModel], body: bytes) -> EventModel:
         first = exc.errors()[0]
         raise InvalidInput(f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") \
             from None
+
+
+SIGNED_NOTICE_HEADER = "X-Vitrine-Signature"
+
+
+class TimedNotice(BaseModel):
+    """A signed notice that carries its own delivery time, so a replay can be refused."""
+
+    sent_at: int  # Unix time the sender signed this delivery
+
+
+def read_signed_notice(request: WebhookRequest, model: type[EventModel], *, secret: str,
+                       replay_window: int | None = None, what: str = "notice"
+                       ) -> EventModel:
+    """A notice signed `X-Vitrine-Signature: sha256=<hex HMAC-SHA256(secret, body)>` (the
+    sandbox, a bank's or a UPI provider's), read as `model` once the signature holds; with
+    `replay_window`, its signed `sent_at` (Unix time) must be that close to its arrival.
+
+    Raises:
+        SignatureError: the signature is missing or wrong, or the notice is stale.
+        InvalidInput: signed, but not the notice's shape.
+    """
+    if not verify_sha256_header(secret=secret, body=request.body,
+                                header=request.header(SIGNED_NOTICE_HEADER)):
+        raise SignatureError(f"missing or invalid {SIGNED_NOTICE_HEADER}")
+    notice = read_event(model, request.body)
+    if replay_window is not None and isinstance(notice, TimedNotice) and \
+            abs(request.received_at - notice.sent_at) > replay_window:
+        raise SignatureError(f"{what} is outside the replay window")
+    return notice
 
 
 class RefundOutcome(StrEnum):

@@ -14,18 +14,18 @@ from pydantic import BaseModel, Field
 
 from checkout.models import Order
 from checkout.rails import (
+    SIGNED_NOTICE_HEADER,
     PaymentInstructions,
     RailEvent,
     RailOutcome,
     RefundOutcome,
     RefundResult,
     WebhookRequest,
-    read_event,
+    read_signed_notice,
 )
-from checkout.signatures import hmac_sha256_hex, verify_sha256_header
-from core.errors import SignatureError
+from checkout.signatures import hmac_sha256_hex
 
-SIGNATURE_HEADER = "X-Vitrine-Signature"
+SIGNATURE_HEADER = SIGNED_NOTICE_HEADER
 OUTCOMES = {"paid": RailOutcome.CAPTURED, "failed": RailOutcome.FAILED,
             "expired": RailOutcome.FAILED, "refunded": RailOutcome.REFUNDED}
 
@@ -66,10 +66,7 @@ class SandboxRail:
                                    url=f"{self.public_url}/sandbox/pay/{txid}")
 
     def parse_webhook(self, request: WebhookRequest) -> list[RailEvent]:
-        if not verify_sha256_header(secret=self.secret, body=request.body,
-                                    header=request.header(SIGNATURE_HEADER)):
-            raise SignatureError(f"missing or invalid {SIGNATURE_HEADER}")
-        event = read_event(SandboxEvent, request.body)
+        event = read_signed_notice(request, SandboxEvent, secret=self.secret)
         return [RailEvent(event_id=event.event_id, txid=event.txid,
                           outcome=OUTCOMES[event.status],
                           reason="expired" if event.status == "expired" else None,

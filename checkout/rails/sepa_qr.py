@@ -28,24 +28,25 @@ from __future__ import annotations
 from datetime import timedelta
 
 import segno.helpers
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from checkout.models import Order
 from checkout.rails import (
+    SIGNED_NOTICE_HEADER,
     PaymentInstructions,
     RailEvent,
     RailOutcome,
     RefundOutcome,
     RefundResult,
+    TimedNotice,
     WebhookRequest,
-    read_event,
+    read_signed_notice,
 )
-from checkout.signatures import verify_sha256_header
 from core.db import utcnow
-from core.errors import InvalidInput, SignatureError
+from core.errors import InvalidInput
 from core.money import Money
 
-SIGNATURE_HEADER = "X-Vitrine-Signature"
+SIGNATURE_HEADER = SIGNED_NOTICE_HEADER
 MAX_CENTS = 99_999_999_999  # EUR 999,999,999.99, the largest amount EPC069-12 allows
 MAX_PAYLOAD_BYTES = 331
 RF_REFERENCE_CHARS = 21  # ISO 11649: "RF" + 2 check digits + at most 21 characters
@@ -127,7 +128,7 @@ def epc_payload(*, name: str, iban: str, amount: Money, bic: str | None = None,
     return payload
 
 
-class BankNotice(BaseModel):
+class BankNotice(TimedNotice):
     event_id: str = Field(min_length=1, max_length=200)
     reference: str | None = Field(default=None, max_length=40)
     txid: str | None = Field(default=None, min_length=1, max_length=40)
@@ -135,7 +136,6 @@ class BankNotice(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     status: str = Field(min_length=1, max_length=40)
     bank_ref: str | None = Field(default=None, max_length=200)
-    sent_at: int
 
     @model_validator(mode="after")
     def _names_the_payment(self) -> BankNotice:
@@ -185,12 +185,8 @@ class SepaQrRail:
                                             "beneficiary": self.beneficiary_name})
 
     def parse_webhook(self, request: WebhookRequest) -> list[RailEvent]:
-        if not verify_sha256_header(secret=self.webhook_secret, body=request.body,
-                                    header=request.header(SIGNATURE_HEADER)):
-            raise SignatureError(f"missing or invalid {SIGNATURE_HEADER}")
-        notice = read_event(BankNotice, request.body)
-        if abs(request.received_at - notice.sent_at) > self.replay_window:
-            raise SignatureError("bank notice is outside the replay window", event=notice.event_id)
+        notice = read_signed_notice(request, BankNotice, secret=self.webhook_secret,
+                                    replay_window=self.replay_window, what="bank notice")
         txid = notice.txid.upper() if notice.txid else reference_from_rf(notice.reference or "")
         outcome = OUTCOMES.get(notice.status, RailOutcome.NOT_SUPPORTED)
         return [RailEvent(event_id=notice.event_id, txid=txid, outcome=outcome,

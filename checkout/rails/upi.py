@@ -21,23 +21,24 @@ from __future__ import annotations
 import urllib.parse
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from checkout.models import Order
 from checkout.rails import (
+    SIGNED_NOTICE_HEADER,
     PaymentInstructions,
     RailEvent,
     RailOutcome,
     RefundOutcome,
     RefundResult,
+    TimedNotice,
     WebhookRequest,
-    read_event,
+    read_signed_notice,
 )
-from checkout.signatures import verify_sha256_header
 from core.db import utcnow
-from core.errors import InvalidInput, SignatureError
+from core.errors import InvalidInput
 
-SIGNATURE_HEADER = "X-Vitrine-Signature"
+SIGNATURE_HEADER = SIGNED_NOTICE_HEADER
 UPI_TXN_LIMIT_PAISE = 1_00_000_00  # NPCI's general per-transaction limit: ₹1,00,000
 NOTE_CHARS = 50  # a note the payer's app shows on one line
 OUTCOMES: dict[str, tuple[RailOutcome, str | None]] = {
@@ -64,14 +65,13 @@ def upi_link(*, vpa: str, payee_name: str, txid: str, note: str, paise: int,
     return "upi://pay?" + urllib.parse.urlencode(params, safe="@", quote_via=urllib.parse.quote)
 
 
-class UpiNotice(BaseModel):
+class UpiNotice(TimedNotice):
     event_id: str = Field(min_length=1, max_length=200)
     txid: str = Field(min_length=1, max_length=40)
     amount: int = Field(ge=0)
     currency: str = Field(default="INR", pattern=r"^[A-Z]{3}$")
     status: str = Field(min_length=1, max_length=40)
     utr: str | None = Field(default=None, max_length=64)
-    sent_at: int
 
 
 class UpiRail:
@@ -109,12 +109,8 @@ class UpiRail:
                                    url=link, qr=link, expires_at=utcnow() + self.valid_for)
 
     def parse_webhook(self, request: WebhookRequest) -> list[RailEvent]:
-        if not verify_sha256_header(secret=self.webhook_secret, body=request.body,
-                                    header=request.header(SIGNATURE_HEADER)):
-            raise SignatureError(f"missing or invalid {SIGNATURE_HEADER}")
-        notice = read_event(UpiNotice, request.body)
-        if abs(request.received_at - notice.sent_at) > self.replay_window:
-            raise SignatureError("UPI notice is outside the replay window", event=notice.event_id)
+        notice = read_signed_notice(request, UpiNotice, secret=self.webhook_secret,
+                                    replay_window=self.replay_window, what="UPI notice")
         outcome, reason = OUTCOMES.get(notice.status.upper(), (RailOutcome.NOT_SUPPORTED, None))
         return [RailEvent(event_id=notice.event_id, txid=notice.txid, outcome=outcome,
                           reason=reason, amount=notice.amount, currency=notice.currency,
