@@ -22,9 +22,9 @@ from checkout.merchant_notices import (
     order_summary,
     set_hook,
 )
-from checkout.models import Order, OrderStatus, OrderTransition
+from checkout.models import Order, OrderStatus
 from checkout.notices import status_text
-from checkout.orders import history, move
+from checkout.orders import history, move, note
 from checkout.service import record_order_event
 from core.auth import bearer
 from core.db import session_scope, utcnow
@@ -159,9 +159,7 @@ def mark_delivered(order_id: str, request: Request,
         if order.delivered_at is None:
             order.delivered_at = utcnow()
             session.add(order)
-            session.add(OrderTransition(order_id=order.id, from_status=order.status,
-                                        to_status=order.status, actor=actor,
-                                        note="delivered"))
+            note(session, order, "delivered", actor=actor)
         return order_public(session, order)
 
 
