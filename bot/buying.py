@@ -43,8 +43,6 @@ from ops.events import EventKind, record_event
 # "/limit month 2000", "/limite mês 2000", "/límite mes 2000"; the per-order limit is the default.
 MONTH_WORDS = frozenset({"month", "monthly", "mes", "mês", "mensal", "mensual"})
 ORDER_WORDS = frozenset({"order", "pedido", "compra"})
-# A longer message without an "@" is taken for something else than a name and an e-mail.
-PAYER_WORDS = 5
 
 
 class Buying:
@@ -58,6 +56,7 @@ class Buying:
 
     def buy(self, session: Session, conv: Conversation, market: Market, merchant_slug: str,
              product_id: str, t: Translator) -> list[Message]:
+        conv.awaiting_payer = None  # another purchase: the earlier question is moot
         self._recheck(session, merchant_slug, product_id)
         started = checkout.start_checkout(session=session, user_key=conv.user_key,
                                           conversation_id=conv.conversation_id, market=market,
@@ -95,6 +94,7 @@ class Buying:
             market: Market, verb: str, rest: str, t: Translator) -> list[Message]:
         """A button pressed on one of the shopper's orders (`market` is the order's)."""
         if verb == "choose":
+            conv.awaiting_payer = None  # the new rail asks again if it needs the payer
             return self.choose(session, order, market, rest, t)
         if verb == "withdraw":
             return self.withdraw(session, order, t)
@@ -199,7 +199,9 @@ class Buying:
         if checkout.set_payer(session=session, order=order, text=text):
             conv.awaiting_payer = None
             return self.confirm(session, conv, order, get_market(order.market), t)
-        if "@" not in text and len(text.split()) > PAYER_WORDS:
+        if "@" not in text:
+            # Something else than the answer ("hola", a new request): the question is
+            # dropped, and the Confirm button asks it again.
             conv.awaiting_payer = None
             return None
         return [Message(text=t.gettext(

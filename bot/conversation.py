@@ -43,7 +43,7 @@ from catalog.search import SearchRequest
 from catalog.store import catalog_revision
 from checkout import service as checkout
 from checkout.rails import PaymentRail
-from core.db import joined_or_own, session_scope, utcnow
+from core.db import as_utc, joined_or_own, session_scope, utcnow
 from core.i18n import Translator, language_of
 from core.markets import Market, get_market
 from core.money import Money
@@ -243,12 +243,12 @@ class Assistant:
             conv = Conversation(user_key=user_key, conversation_id=_new_id(), market=m.code,
                                 language=language_of(locale, default=m.language))
         else:
-            updated = conv.updated_at if conv.updated_at.tzinfo else \
-                conv.updated_at.replace(tzinfo=utcnow().tzinfo)
+            updated = as_utc(conv.updated_at)
             idle = timedelta(minutes=self.settings.conversation_idle_minutes)
             if utcnow() - updated > idle:
                 conv.conversation_id = _new_id()
                 conv.shown, conv.excluded, conv.last_query, conv.quoted = [], [], {}, {}
+                conv.awaiting_payer = None
             if market and market.code != conv.market:
                 conv.market = market.code
                 conv.shown, conv.excluded, conv.last_query, conv.quoted = [], [], {}, {}

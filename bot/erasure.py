@@ -71,6 +71,7 @@ def forget(*, session: Session, user_key: str, subject: str | None = None) -> in
             col(key).in_(accounts)))
     for order in session.exec(select(Order).where(col(Order.user_key).in_(accounts))).all():
         order.user_key = forgotten_key()
+        order.payer_name = order.payer_email = None  # kept orders lead back to no one
         session.add(order)
     session.info.setdefault(FORGOTTEN, set()).update(accounts)
     return int(count)

@@ -27,12 +27,13 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import httpx
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, CursorResult, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -54,6 +55,8 @@ TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 BATCH = 100
 PER_MERCHANT = 10  # posts to one merchant per run: a slow one holds up nobody for long
 LEASE = timedelta(minutes=5)  # a leased delivery is not posted by an overlapping run
+LEASE_MARGIN = timedelta(seconds=30)  # stop posting this long before the leases lapse
+NO_HOOK = "the merchant removed its webhook"
 
 
 class MerchantOrderHook(SQLModel, table=True):
@@ -158,18 +161,18 @@ def backoff(attempts: int) -> timedelta:
     return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY_GAP)
 
 
-def deliver_due(*, engine: Engine, client: httpx.Client, now: datetime | None = None
-                ) -> dict[str, int]:
+def deliver_due(*, engine: Engine, client: httpx.Client, now: datetime | None = None,
+                clock: Callable[[], datetime] = utcnow) -> dict[str, int]:
     """Post every delivery that is due; count those delivered, retried and given up.
 
-    Deliveries are leased first (their next try pushed `LEASE` ahead, in a short
-    transaction), posted outside any transaction, and their results written one by one:
-    a run that overlaps the next (a slow merchant) never posts the same news twice, and
-    no merchant gets more than `PER_MERCHANT` posts a run, so one slow endpoint holds up
-    nobody else for long."""
-    moment = now or utcnow()
+    Each delivery is leased first (its next try pushed `LEASE` ahead by a conditional
+    update, so of two runs only one takes it), posted outside any transaction, and its
+    result written only while the lease is still this run's. A run stops posting before
+    its leases could run out, and posts to one merchant at most `PER_MERCHANT` times: a
+    slow endpoint holds up nobody for long, and no news goes out twice."""
+    moment = now or clock()
     counts = {"delivered": 0, "retried": 0, "gave_up": 0}
-    with session_scope(engine) as session:
+    with Session(engine) as session:
         pending = session.exec(
             select(OrderDelivery)
             .where(col(OrderDelivery.delivered_at).is_(None),
@@ -180,43 +183,61 @@ def deliver_due(*, engine: Engine, client: httpx.Client, now: datetime | None = 
         first_of_order: dict[str, OrderDelivery] = {}
         for delivery in pending:
             first_of_order.setdefault(delivery.order_id, delivery)
-        per_merchant: dict[str, int] = {}
-        leased: list[tuple[str, str, str, dict]] = []
-        for delivery in first_of_order.values():
-            if as_utc(delivery.next_attempt_at) > moment or len(leased) >= BATCH or \
-                    per_merchant.get(delivery.merchant_slug, 0) >= PER_MERCHANT:
-                continue
-            per_merchant[delivery.merchant_slug] = per_merchant.get(delivery.merchant_slug,
-                                                                    0) + 1
-            delivery.next_attempt_at = moment + LEASE
-            session.add(delivery)
-            leased.append((delivery.id, delivery.merchant_slug, delivery.event,
-                           dict(delivery.payload)))
+        candidates = [d for d in first_of_order.values()
+                      if as_utc(d.next_attempt_at) <= moment]
         hooks = {h.merchant_slug: (h.url, h.secret) for h in session.exec(
             select(MerchantOrderHook).where(col(MerchantOrderHook.merchant_slug).in_(
-                {slug for _, slug, _, _ in leased})))}
-    for delivery_id, slug, event, payload in leased:
-        hook = hooks.get(slug)
-        error = _post(client, hook, delivery_id, event, payload, moment) if hook is not None \
-            else "the merchant removed its webhook"
-        with session_scope(engine) as session:
-            found = session.get(OrderDelivery, delivery_id)
-            if found is None:
+                {d.merchant_slug for d in candidates})))}
+    lease_until = moment + LEASE
+    leased: list[tuple[str, str, str, dict]] = []
+    per_merchant: dict[str, int] = {}
+    with session_scope(engine) as session:
+        for delivery in candidates:
+            if len(leased) >= BATCH or per_merchant.get(delivery.merchant_slug, 0) >= \
+                    PER_MERCHANT:
                 continue
-            found.attempts += 1
-            if error is None:
-                found.delivered_at = moment
-                counts["delivered"] += 1
-            elif found.attempts >= MAX_ATTEMPTS or hook is None:
-                found.gave_up_at, found.last_error = moment, error[:300]
-                counts["gave_up"] += 1
-                log.warning("order news %s for %s given up: %s", delivery_id, slug, error)
-            else:
-                found.next_attempt_at = moment + backoff(found.attempts)
-                found.last_error = error[:300]
-                counts["retried"] += 1
-            session.add(found)
+            taken = cast(CursorResult, session.execute(
+                update(OrderDelivery)
+                .where(col(OrderDelivery.id) == delivery.id,
+                       col(OrderDelivery.next_attempt_at) == delivery.next_attempt_at,
+                       col(OrderDelivery.delivered_at).is_(None))
+                .values(next_attempt_at=lease_until))).rowcount
+            if taken:
+                per_merchant[delivery.merchant_slug] = \
+                    per_merchant.get(delivery.merchant_slug, 0) + 1
+                leased.append((delivery.id, delivery.merchant_slug, delivery.event,
+                               dict(delivery.payload)))
+    for delivery_id, slug, event, payload in leased:
+        if clock() >= lease_until - LEASE_MARGIN:
+            break  # the rest wait for the next run, their leases still theirs to lapse
+        hook = hooks.get(slug)
+        error = _post(client, hook, delivery_id, event, payload, clock()) \
+            if hook is not None else NO_HOOK
+        _record(engine, delivery_id, slug, error, moment, lease_until, counts)
     return counts
+
+
+def _record(engine: Engine, delivery_id: str, slug: str, error: str | None,
+            moment: datetime, lease_until: datetime, counts: dict[str, int]) -> None:
+    """Write one post's result, if the lease is still this run's."""
+    with session_scope(engine) as session:
+        found = session.get(OrderDelivery, delivery_id)
+        if found is None or found.delivered_at is not None or \
+                as_utc(found.next_attempt_at) != as_utc(lease_until):
+            return
+        found.attempts += 1
+        if error is None:
+            found.delivered_at = moment
+            counts["delivered"] += 1
+        elif found.attempts >= MAX_ATTEMPTS or error == NO_HOOK:
+            found.gave_up_at, found.last_error = moment, error[:300]
+            counts["gave_up"] += 1
+            log.warning("order news %s for %s given up: %s", delivery_id, slug, error)
+        else:
+            found.next_attempt_at = moment + backoff(found.attempts)
+            found.last_error = error[:300]
+            counts["retried"] += 1
+        session.add(found)
 
 
 def _post(client: httpx.Client, hook: tuple[str, str], delivery_id: str, event: str,

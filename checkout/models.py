@@ -78,6 +78,20 @@ class PaymentEvent(SQLModel, table=True):
     txid: str | None = Field(default=None, max_length=40)
     outcome: str = Field(max_length=20)
     received_at: datetime = Field(default_factory=utcnow)
+    # Kept for money that matched no order (`outcome` "unmatched_payment"), for ops.
+    amount: int | None = None
+    currency: str | None = Field(default=None, max_length=3)
+    provider_ref: str | None = Field(default=None, max_length=200)
+
+
+class PaymentAttempt(SQLModel, table=True):
+    """Each payment reference an order's payment was started with: a try that timed out
+    may still have printed a voucher the shopper pays."""
+
+    txid: str = Field(primary_key=True, max_length=40)
+    order_id: str = Field(index=True, max_length=40)
+    rail: str = Field(max_length=20)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class OrderTransition(SQLModel, table=True):
@@ -101,11 +115,18 @@ def upgrade_order_status(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             kind = conn.execute(text(
-                "SELECT data_type FROM information_schema.columns "
-                "WHERE table_name = :t AND column_name = 'status'"), {"t": table}).scalar()
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = "
+                "current_schema() AND table_name = :t AND column_name = 'status'"),
+                {"t": table}).scalar()
             if kind == "USER-DEFINED":
                 conn.execute(text(f'ALTER TABLE "{table}" ALTER COLUMN status TYPE varchar(30) '
                                   "USING lower(status::text)"))
-                return
-        conn.execute(text(f'UPDATE "{table}" SET status = lower(status) '
-                          "WHERE status <> lower(status)"))
+            return
+        # Cheap when there is nothing to do (every start of the CLI's scheduled commands):
+        # the status index answers whether any old name is left.
+        old = [s.name for s in OrderStatus]
+        left = conn.execute(text(f'SELECT 1 FROM "{table}" WHERE status IN '
+                                 f"({', '.join(repr(n) for n in old)}) LIMIT 1")).first()
+        if left is not None:
+            conn.execute(text(f'UPDATE "{table}" SET status = lower(status) '
+                              "WHERE status <> lower(status)"))

@@ -11,34 +11,42 @@ import hashlib
 import logging
 import re
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sqlalchemy import literal, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from catalog.models import CatalogProduct
 from catalog.store import get_product
 from checkout import spending
-from checkout.models import Order, OrderStatus, OrderTransition, PaymentEvent
-from checkout.orders import move, note
+from checkout.models import (
+    Order,
+    OrderStatus,
+    OrderTransition,
+    PaymentAttempt,
+    PaymentEvent,
+)
+from checkout.orders import can_move, move, note
 from checkout.rails import (
     PaymentInstructions,
     PaymentRail,
     RailEvent,
     RailOutcome,
     RefundOutcome,
-    RefundResult,
 )
 from checkout.spending import SpendingCheck
-from core.db import utcnow
-from core.errors import InvalidInput, NotFound, PaymentProviderError
+from core.db import session_scope, utcnow
+from core.errors import InvalidInput, NotFound, PayerRefused, PaymentProviderError
 from core.markets import Market
 from ops.events import EventKind, record_event
 
 log = logging.getLogger("vitrine.payments")
 
+TXID_PREFIX = "VT"
 TXID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -50,7 +58,7 @@ def payment_txid(order: Order) -> str:
     so these are as unguessable."""
     digest = hashlib.sha256(f"{order.id}|{order.payment_attempt}|{order.rail}|{order.total}|"
                             f"{order.currency}|{order.instalments}".encode()).digest()
-    return "VT" + "".join(TXID_ALPHABET[b % len(TXID_ALPHABET)] for b in digest[:23])
+    return TXID_PREFIX + "".join(TXID_ALPHABET[b % len(TXID_ALPHABET)] for b in digest[:23])
 
 
 def new_order_id() -> str:
@@ -115,6 +123,9 @@ class EventOutcome(StrEnum):
 class PaymentResult:
     outcome: EventOutcome
     order: Order | None = None
+    # Money arrived for an order canceled meanwhile: once this transaction is committed,
+    # ask the rail to send it back (`refund_late_money`); never while holding the write.
+    refund_due: bool = False
 
 
 def record_order_event(session: Session, kind: EventKind, order: Order) -> None:
@@ -221,20 +232,30 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
             order.instalments = 1  # too small an instalment at the new price
         session.add(order)
         return Confirmation(ConfirmOutcome.PRICE_CHANGED, order, old_total=old_total)
+    rail = rails.get(order.rail)
+    if rail is None:  # its keys were removed since the card was shown
+        return Confirmation(ConfirmOutcome.RAIL_REFUSED, order)
+    if getattr(rail, "needs_payer", False) and not (order.payer_name and order.payer_email):
+        return Confirmation(ConfirmOutcome.PAYER_NEEDED, order)
     if not over_limit_ok:
         payer = spender or Spender(order.user_key, [order.user_key])
         verdict = spending.check(session=session, order=order, owner_key=payer.owner_key,
                                  user_keys=payer.user_keys)
         if verdict.needs_extra_confirmation:
             return Confirmation(ConfirmOutcome.OVER_LIMIT, order, spending=verdict)
-    rail = rails.get(order.rail)
-    if rail is None:  # its keys were removed since the card was shown
-        return Confirmation(ConfirmOutcome.RAIL_REFUSED, order)
-    if getattr(rail, "needs_payer", False) and not (order.payer_name and order.payer_email):
-        return Confirmation(ConfirmOutcome.PAYER_NEEDED, order)
     txid = payment_txid(order)
+    if session.get(PaymentAttempt, txid) is None:
+        # Written before the provider is called: money paid on this try's code or voucher
+        # finds the order even if a later try replaced it.
+        session.add(PaymentAttempt(txid=txid, order_id=order.id, rail=order.rail))
     try:
         instructions = rail.initiate(order, txid=txid)
+    except PayerRefused:
+        # The provider refused the name or e-mail given: asked again, not a dead end.
+        order.payer_name = order.payer_email = None
+        session.add(order)
+        _next_attempt(session, order)
+        return Confirmation(ConfirmOutcome.PAYER_NEEDED, order)
     except InvalidInput:
         # The rail cannot take this order (over OXXO's limit, a currency it lacks): it
         # stays open for the shopper to pick another of the market's rails.
@@ -256,8 +277,10 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
 
 
 def _next_attempt(session: Session, order: Order) -> None:
-    order.payment_attempt += 1
-    session.add(order)
+    session.flush()
+    session.execute(update(Order).where(col(Order.id) == order.id)
+                    .values(payment_attempt=col(Order.payment_attempt) + 1))
+    session.refresh(order)
 
 
 def choose_rail(*, session: Session, order: Order, rail: str, market: Market,
@@ -278,7 +301,9 @@ def choose_rail(*, session: Session, order: Order, rail: str, market: Market,
     return True
 
 
-EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+# An address payment providers take: ASCII, no leading, trailing or doubled dots.
+EMAIL_RE = re.compile(r"(?<![\w.+-])[A-Za-z0-9+_-]+(?:\.[A-Za-z0-9+_-]+)*"
+                      r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w.-])")
 
 
 def set_payer(*, session: Session, order: Order, text: str) -> bool:
@@ -322,9 +347,7 @@ def cancel_order(*, session: Session, order: Order) -> bool:
 
 
 def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
-                        settles: frozenset[str] | None = None,
-                        refund: Callable[[Order], RefundResult] | None = None
-                        ) -> PaymentResult:
+                        settles: frozenset[str] | None = None) -> PaymentResult:
     """Apply a verified provider event to its order, exactly once.
 
     The event id is stored in the same transaction as the order's change, and the change
@@ -334,8 +357,11 @@ def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
     captured the money, nothing of it stays: the provider's retry applies it once.
 
     `settles` names the rails whose orders this provider may settle (its own by default):
-    a card provider's webhook never marks a Pix order paid. `refund` sends back money that
-    arrives for an order canceled meanwhile (the rail's `refund`).
+    a card provider's webhook never marks a Pix order paid.
+
+    Raises:
+        PaymentProviderError: other writers kept moving the order while this was decided;
+            nothing is stored and the provider delivers the event again.
     """
     if event.outcome == RailOutcome.NOT_SUPPORTED:
         # News this rail does not act on (another topic, a pending state): acknowledged, so
@@ -343,7 +369,7 @@ def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
         return PaymentResult(EventOutcome.IGNORED)
     if event.txid is None:
         return PaymentResult(EventOutcome.UNKNOWN_TXID)
-    order = session.exec(select(Order).where(Order.txid == event.txid)).first()
+    order = order_paid_by(session, event.txid)
     if order is None or order.rail not in (settles or {rail}):
         if event.outcome in (RailOutcome.CAPTURED, RailOutcome.AUTHORIZED):
             # Money for no order of this rail (a mistyped transfer reference, a session
@@ -373,26 +399,55 @@ def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
                             decided)
             return PaymentResult(EventOutcome(decided), order)
         new_status, kind, reason = decided
+        if not can_move(order, new_status):
+            # News that does not apply to the order as it stands (a late "failed" after
+            # "paid"): acknowledged, changing nothing.
+            return PaymentResult(EventOutcome.IGNORED, order)
         values: dict[str, object] = {}
-        if new_status == OrderStatus.PAID:
+        if new_status == OrderStatus.PAID or (
+                new_status == OrderStatus.REFUND_PENDING and event.outcome in PAYMENTS):
+            # Which payment it was, so that the same news told another way applies once.
             values["payment"] = {**(order.payment or {}), "paid_by": event.provider_ref}
         if move(session, order, new_status, actor=actor, event_ref=event.event_id,
                 note=reason, **values):
             break
     else:
-        return PaymentResult(EventOutcome.IGNORED, order)
+        raise PaymentProviderError("the order kept changing while its payment was applied",
+                                   order=order.id, event=event.event_id)
     if kind is not None:  # money owed back is no sale
         record_order_event(session, kind, order)
-    if new_status == OrderStatus.REFUND_PENDING and refund is not None:
-        _refund_late_money(session, order, refund, actor)
-    return PaymentResult(EventOutcome.APPLIED, order)
+    return PaymentResult(EventOutcome.APPLIED, order,
+                         refund_due=new_status == OrderStatus.REFUND_PENDING)
+
+
+def order_paid_by(session: Session, txid: str) -> Order | None:
+    """The order a payment reference belongs to: its current payment's, or one of its
+    earlier tries' (a voucher printed before a timeout made the shopper tap again). A rail
+    that shortens or lengthens the reference (a SEPA RF reference, a Pix API txid) keeps
+    Vitrine's as its start or whole."""
+    order = session.exec(select(Order).where(Order.txid == txid)).first()
+    if order is not None:
+        return order
+    attempt = session.get(PaymentAttempt, txid)
+    if attempt is None and len(txid) >= MIN_TXID_MATCH:
+        attempt = session.exec(select(PaymentAttempt).where(
+            col(PaymentAttempt.txid).startswith(txid)
+            | literal(txid).startswith(col(PaymentAttempt.txid)))).first()
+    return session.get(Order, attempt.order_id) if attempt is not None else None
+
+
+MIN_TXID_MATCH = 20
 
 
 def _keep_unmatched(session: Session, rail: str, event: RailEvent) -> None:
+    if not (event.txid or "").startswith(TXID_PREFIX):
+        return  # another integration's payment on the same provider account
     try:
         with session.begin_nested():
             session.add(PaymentEvent(provider=rail, event_id=event.event_id, txid=event.txid,
-                                     outcome=UNMATCHED))
+                                     outcome=UNMATCHED, amount=event.amount,
+                                     currency=event.currency,
+                                     provider_ref=event.provider_ref))
     except IntegrityError:
         return  # kept already
     log.warning("%s payment %s (%s %s) matches no order", rail, event.provider_ref,
@@ -400,6 +455,7 @@ def _keep_unmatched(session: Session, rail: str, event: RailEvent) -> None:
 
 
 UNMATCHED = "unmatched_payment"  # a PaymentEvent outcome ops lists: money for no order
+PAYMENTS = (RailOutcome.CAPTURED, RailOutcome.AUTHORIZED)
 MAX_DECISIONS = 3
 # What is written on an order for an event it cannot take.
 NOTES = {
@@ -443,16 +499,25 @@ def _decide(order: Order, event: RailEvent
     return EventOutcome.IGNORED
 
 
-def _refund_late_money(session: Session, order: Order,
-                       refund: Callable[[Order], RefundResult], actor: str) -> None:
-    """Send money that arrived for a canceled order back through its rail where the rail
-    can; where it cannot (a static code, cash), the merchant refunds and reports it."""
-    try:
-        result = refund(order)
-    except PaymentProviderError as exc:
-        note(session, order, f"automatic refund failed ({exc.reason[:200]}): refund by hand",
-             actor=actor)
-        return
-    if result.outcome == RefundOutcome.REFUNDED:
-        note(session, order, f"refund {result.provider_ref or ''} asked of the provider".strip(),
-             actor=actor)
+def refund_late_money(*, engine: Engine, order_id: str, rail: PaymentRail) -> None:
+    """Send money that arrived for a canceled order back through its rail, where the rail
+    can (where it cannot, a static code or cash, the merchant refunds and reports it).
+    Called after the payment's transaction is committed: the provider call holds no lock,
+    and the rail's refund is keyed on the order, so asking twice refunds once."""
+    with Session(engine) as session:
+        order = session.get(Order, order_id)
+        if order is None or order.status != OrderStatus.REFUND_PENDING:
+            return
+        try:
+            result = rail.refund(order)
+        except PaymentProviderError as exc:
+            said = f"automatic refund failed ({exc.reason[:200]}): refund by hand"
+        else:
+            if result.outcome != RefundOutcome.REFUNDED:
+                return
+            said = f"refund {result.provider_ref} asked of the provider" \
+                if result.provider_ref else "refund asked of the provider"
+    with session_scope(engine) as session:
+        order = session.get(Order, order_id)
+        if order is not None:
+            note(session, order, said, actor=f"rail:{rail.name}")

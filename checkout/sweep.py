@@ -20,7 +20,12 @@ from checkout.models import Order, OrderStatus
 from checkout.notices import status_text
 from checkout.orders import move
 from checkout.rails import PaymentRail
-from checkout.service import EventOutcome, apply_payment_event, record_order_event
+from checkout.service import (
+    EventOutcome,
+    apply_payment_event,
+    record_order_event,
+    refund_late_money,
+)
 from core.db import as_utc, session_scope, utcnow
 from core.errors import VitrineError
 from core.i18n import Translator
@@ -72,11 +77,12 @@ def sweep(*, engine: Engine, rails: dict[str, PaymentRail], now: datetime | None
             counts["asked"] += 1
             if event is None:
                 continue
-            result = apply_payment_event(session=session, rail=rail_name, event=event,
-                                         refund=rail.refund)
+            result = apply_payment_event(session=session, rail=rail_name, event=event)
             if result.outcome == EventOutcome.APPLIED:
                 counts["applied"] += 1
                 _tell(session, order)
+        if result.refund_due:  # after the commit: no lock held across the provider call
+            refund_late_money(engine=engine, order_id=order_id, rail=rail)
     counts["expired"] = expire_overdue(engine=engine, now=moment)
     return counts
 

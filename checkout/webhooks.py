@@ -19,7 +19,7 @@ from checkout.models import OrderStatus
 from checkout.notices import status_text
 from checkout.rails import PaymentRail, WebhookRequest
 from checkout.rails.sandbox import SIGNATURE_HEADER, sandbox_event
-from checkout.service import EventOutcome, apply_payment_event
+from checkout.service import EventOutcome, apply_payment_event, refund_late_money
 from core.db import session_scope
 from core.errors import NotFound
 from core.i18n import Translator
@@ -51,10 +51,11 @@ def process_webhook(*, engine: Engine, rail: PaymentRail, request: WebhookReques
     events = rail.parse_webhook(request)
     settles = getattr(rail, "settles", frozenset({rail.name}))
     outcomes = []
+    refunds_due = []
     with session_scope(engine) as session:
         for event in events:
             result = apply_payment_event(session=session, rail=rail.name, event=event,
-                                         settles=settles, refund=rail.refund)
+                                         settles=settles)
             outcomes.append(result.outcome)
             order = result.order
             if result.outcome == EventOutcome.APPLIED and order is not None and \
@@ -62,6 +63,10 @@ def process_webhook(*, engine: Engine, rail: PaymentRail, request: WebhookReques
                 t = Translator(order.language)
                 notify(session, user_key=order.user_key,
                        text=status_text(order, get_market(order.market), t))
+            if result.refund_due and order is not None:
+                refunds_due.append(order.id)
+    for order_id in refunds_due:  # after the commit: no lock held across the provider call
+        refund_late_money(engine=engine, order_id=order_id, rail=rail)
     if not outcomes:
         return EventOutcome.IGNORED
     return EventOutcome.APPLIED if EventOutcome.APPLIED in outcomes else outcomes[0]

@@ -2,6 +2,7 @@
 
     VitrineError
     ├── InvalidInput            bad input from a shopper, merchant or operator (has a reason)
+    │   ├── PayerRefused        a payment provider refused the payer's name or e-mail
     │   ├── UnknownMarket
     │   └── FeedError           a file that is not a readable product feed
     ├── NotFound                a merchant, product, checkout or order that does not exist
@@ -27,6 +28,10 @@ class VitrineError(Exception):
 
 class InvalidInput(VitrineError):
     """The input cannot be used; `reason` says why in words a caller can act on."""
+
+
+class PayerRefused(InvalidInput):
+    """A payment provider refused the payer's name or e-mail: ask the shopper again."""
 
 
 class UnknownMarket(InvalidInput):

@@ -128,10 +128,13 @@ def read_signed_notice(request: WebhookRequest, model: type[EventModel], *, secr
     if not verify_sha256_header(secret=secret, body=request.body,
                                 header=request.header(SIGNED_NOTICE_HEADER)):
         raise SignatureError(f"missing or invalid {SIGNED_NOTICE_HEADER}")
+    if replay_window is not None and not issubclass(model, TimedNotice):
+        raise TypeError(f"{model.__name__} carries no sent_at to check a replay window on")
     notice = read_event(model, request.body)
-    if replay_window is not None and isinstance(notice, TimedNotice) and \
+    if isinstance(notice, TimedNotice) and replay_window is not None and \
             abs(request.received_at - notice.sent_at) > replay_window:
-        raise SignatureError(f"{what} is outside the replay window")
+        raise SignatureError(f"{what} is outside the replay window",
+                             event=getattr(notice, "event_id", None))
     return notice
 
 

@@ -165,9 +165,9 @@ class MercadoPagoRail:
             raise InvalidInput(f"Mercado Pago does not charge {order.currency}")
         if order.total <= 0:
             raise InvalidInput("a Mercado Pago payment is more than zero")
-        # From the minute, not the second: a second tap moments later sends the same body
-        # under the same idempotency key.
-        now = datetime.fromtimestamp(int(self.clock()) // 60 * 60, UTC)
+        # From the next whole minute, not the second: a second tap moments later sends the
+        # same body under the same idempotency key.
+        now = datetime.fromtimestamp(-(-int(self.clock()) // 60) * 60, UTC)
         expires_at = now + self.expires_in
         return_url = f"{self.public_url}/api/payments/{self.name}/return?txid={txid}"
         preference = {

@@ -160,9 +160,11 @@ class StripeRail:
             "payment_intent_data": {"metadata": {"txid": txid, "order_id": order.id}},
             "success_url": return_url + "&result=success",
             "cancel_url": return_url + "&result=cancel",
-            # From the minute, not the second: a second tap moments later sends the same
-            # parameters under the same idempotency key, so Stripe returns the same session.
-            "expires_at": int(self.clock()) // 60 * 60 + int(self.expires_in.total_seconds()),
+            # From the next whole minute, not the second: a second tap moments later sends
+            # the same parameters under the same idempotency key, so Stripe returns the same
+            # session (and never less than the configured time, which Stripe bounds).
+            "expires_at": -(-int(self.clock()) // 60) * 60
+            + int(self.expires_in.total_seconds()),
         }
         with calling_stripe("create a Checkout Session", order_is_input=True,
                             provider=self.name, order=order.id, txid=txid):

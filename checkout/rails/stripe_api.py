@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from checkout.rails import WebhookRequest, read_event
 from checkout.signatures import hmac_sha256_hex
-from core.errors import InvalidInput, PaymentProviderError, SignatureError
+from core.errors import InvalidInput, PayerRefused, PaymentProviderError, SignatureError
 
 SIGNATURE_HEADER = "Stripe-Signature"
 TOLERANCE_SECONDS = 300
@@ -151,6 +151,7 @@ def calling_stripe(what: str, *, order_is_input: bool = False,
 
     Raises:
         InvalidInput: Stripe cannot charge that amount in that currency (`order_is_input`).
+        PayerRefused: Stripe refused the payer's name or e-mail (`order_is_input`).
         PaymentProviderError: any other failure: unreachable, refused, or a server error.
     """
     try:
@@ -163,6 +164,11 @@ def calling_stripe(what: str, *, order_is_input: bool = False,
         if order_is_input and isinstance(exc, stripe.InvalidRequestError) and (
                 exc.code in AMOUNT_CODES or param == "currency"):
             raise InvalidInput(f"Stripe cannot take this order: {exc.user_message}",
+                               **context) from exc
+        full_param = getattr(exc, "param", None) or ""
+        if order_is_input and isinstance(exc, stripe.InvalidRequestError) and (
+                "billing_details" in full_param or exc.code == "email_invalid"):
+            raise PayerRefused(f"Stripe refused the payer's details: {exc.user_message}",
                                **context) from exc
         raise PaymentProviderError(f"could not {what}: {exc.user_message or exc}",
                                    **context) from exc

@@ -340,3 +340,83 @@ def test_the_same_payment_told_by_the_sweep_and_by_webhook_applies_once_quietly(
     back = RailEvent(event_id="r", txid="T", outcome=RailOutcome.REFUNDED, amount=100,
                      refunds="pi_2")
     assert _decide(paid, back) == "other_payment_refunded"  # the first payment stands
+
+
+async def test_money_paid_on_an_earlier_try_still_finds_its_order(client, demo_runtime):
+    """A voucher or session made by a try whose answer was lost can still be paid."""
+    from checkout.models import PaymentAttempt
+    from checkout.rails import RailEvent, RailOutcome
+    from checkout.service import apply_payment_event
+
+    provider = IdempotentStripe(first_answer=500)
+    demo_runtime.rails["stripe"] = _stripe(provider)  # US pays by card
+    order_id, _ = await _confirmation(client, "US", "gift for my 10-year-old nephew under $40")
+    await chat(client, action=f"confirm:{order_id}")  # the provider failed: no payment yet
+    await chat(client, action=f"confirm:{order_id}")  # the second try starts one
+    with Session(demo_runtime.engine) as session:
+        tries = session.exec(select(PaymentAttempt).where(
+            PaymentAttempt.order_id == order_id)).all()
+        current = session.get(Order, order_id).txid
+    [earlier] = [a.txid for a in tries if a.txid != current]
+    with Session(demo_runtime.engine) as session:  # the shopper pays the first try after all
+        result = apply_payment_event(session=session, rail="stripe", event=RailEvent(
+            event_id="evt_old", txid=earlier, outcome=RailOutcome.CAPTURED))
+        session.commit()
+    assert result.outcome == "applied"
+    assert (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()["status"] == "paid"
+
+
+async def test_money_for_no_order_is_kept_with_what_ops_needs_to_return_it(client, demo_runtime):
+    from checkout.models import PaymentEvent
+
+    body, headers = signed({"event_id": "stray", "txid": "VTNOTANYORDERWEKNOWOF1234",
+                            "status": "paid", "amount": 4990, "currency": "BRL"})
+    response = await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
+    assert response.status_code == 404  # the sandbox's contract; real rails answer 200
+    body, headers = signed({"event_id": "theirs", "txid": "ORDER-42-OF-ANOTHER-APP",
+                            "status": "paid", "amount": 1, "currency": "BRL"})
+    await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
+    with Session(demo_runtime.engine) as session:
+        [kept] = session.exec(select(PaymentEvent)).all()  # another app's payment is not ours
+    assert (kept.outcome, kept.amount, kept.currency) == ("unmatched_payment", 4990, "BRL")
+
+
+async def test_late_money_told_again_by_the_sweep_is_the_same_payment(client, demo_runtime):
+    from checkout.rails import RailEvent, RailOutcome
+    from checkout.service import apply_payment_event
+
+    order_id, payment = await _bought(client, "BR", MAE)
+    withdraw = next(b["action"] for m in payment for b in m["buttons"]
+                    if b["action"].startswith("withdraw:"))
+    await chat(client, action=withdraw)
+    txid = tlv(tlv(pix_code(payment))["62"])["05"]
+    told = [RailEvent(event_id=event_id, txid=txid, outcome=RailOutcome.CAPTURED,
+                      provider_ref="E2E-1") for event_id in ("webhook-1", "sweep:E2E-1")]
+    outcomes = []
+    for event in told:
+        with Session(demo_runtime.engine) as session:
+            outcomes.append(apply_payment_event(session=session, rail="sandbox", event=event,
+                                                settles=frozenset({"pix"})).outcome)
+            session.commit()
+    assert outcomes == ["applied", "duplicate"]  # not "paid twice"
+
+
+async def test_an_automatic_refund_that_fails_is_written_for_a_refund_by_hand(
+        client, demo_runtime):
+    from checkout.rails.mercadopago import MercadoPagoRail
+    from checkout.service import refund_late_money
+
+    order_id, _ = await _bought(client, "BR", MAE)
+    with Session(demo_runtime.engine) as session:
+        order = session.get(Order, order_id)
+        order.status = "refund_pending"
+        session.add(order)
+        session.commit()
+    down = MercadoPagoRail(access_token="t", webhook_secret="w" * 20,
+                           public_url="http://testserver", notification_url="http://x",
+                           client=httpx.Client(transport=httpx.MockTransport(
+                               lambda r: httpx.Response(503))))
+    refund_late_money(engine=demo_runtime.engine, order_id=order_id, rail=down)
+    notes = [h["note"] for h in (await client.get(f"/api/orders/{order_id}", headers=OPS)
+                                 ).json()["status_history"]]
+    assert notes[-1].startswith("automatic refund failed") and notes[-1].endswith("by hand")

@@ -175,15 +175,17 @@ async def test_a_rail_that_cannot_take_the_order_leaves_it_open_for_another(
     assert shown["status"] == "awaiting_confirmation"
 
 
-async def test_an_oxxo_voucher_asks_for_the_payers_name_and_email_first(
-        client, demo_runtime, tmp_path):
-    from checkout.rails.oxxo import OxxoRail
-
-    sent: list[httpx.Request] = []
-
+def _oxxo_stripe(sent: list, *, refuse_email: bool = False):
     def stripe(request: httpx.Request) -> httpx.Response:
         sent.append(request)
         assert request.url.path == "/v1/payment_intents"
+        form = dict(httpx.QueryParams(request.content.decode()))
+        if refuse_email and form["payment_method_data[billing_details][email]"] == \
+                "ana@invalid.mx":
+            return httpx.Response(400, json={"error": {
+                "type": "invalid_request_error", "code": "email_invalid",
+                "param": "payment_method_data[billing_details][email]",
+                "message": "Invalid email address: ana@invalid.mx"}})
         return httpx.Response(200, json={
             "id": "pi_1", "object": "payment_intent", "status": "requires_action",
             "amount": 150000, "amount_received": 0, "currency": "mxn", "metadata": {},
@@ -191,16 +193,27 @@ async def test_an_oxxo_voucher_asks_for_the_payers_name_and_email_first(
             "next_action": {"type": "oxxo_display_details", "oxxo_display_details": {
                 "number": "93000012345678901234", "expires_after": int(time.time()) + 86400,
                 "hosted_voucher_url": "https://payments.stripe.com/oxxo/voucher/v1"}}})
+    return stripe
 
-    demo_runtime.assistant.buying.rails["oxxo"] = OxxoRail(
+
+def _oxxo(runtime, sent: list, **kwargs) -> None:
+    from checkout.rails.oxxo import OxxoRail
+
+    runtime.assistant.buying.rails["oxxo"] = OxxoRail(
         api_key="sk_test_1", webhook_secret="w" * 20, max_network_retries=0,
-        http=httpx.Client(transport=httpx.MockTransport(stripe)))
+        http=httpx.Client(transport=httpx.MockTransport(_oxxo_stripe(sent, **kwargs))))
+
+
+async def test_an_oxxo_voucher_asks_for_the_payers_name_and_email_first(
+        client, demo_runtime, tmp_path):
+    sent: list[httpx.Request] = []
+    _oxxo(demo_runtime, sent)
     _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")
     confirmation = await _confirmation(client, "MX")
     assert "efectivo en OXXO" in confirmation["text"]
     [asked] = await chat(client, action=_action(confirmation, "confirm:"))
     assert "nombre y correo" in asked["text"] and not sent
-    [again] = await chat(client, text="Ana López")
+    [again] = await chat(client, text="Ana López ana@")
     assert "el nombre y el correo" in again["text"] and not sent
     [voucher] = await chat(client, text="Ana López, ana@example.mx")
     assert "93000012345678901234" in voucher["text"] and "OXXO" in voucher["text"]
@@ -209,15 +222,30 @@ async def test_an_oxxo_voucher_asks_for_the_payers_name_and_email_first(
     assert form["payment_method_data[billing_details][email]"] == "ana@example.mx"
 
 
-async def test_a_new_request_instead_of_the_payers_details_is_read_as_one(
-        client, demo_runtime, tmp_path):
-    from checkout.rails.oxxo import OxxoRail
-
-    demo_runtime.assistant.buying.rails["oxxo"] = OxxoRail(
-        api_key="sk_test_1", webhook_secret="w" * 20, max_network_retries=0,
-        http=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500))))
+async def test_details_the_provider_refuses_are_asked_for_again(client, demo_runtime, tmp_path):
+    sent: list[httpx.Request] = []
+    _oxxo(demo_runtime, sent, refuse_email=True)
     _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")
     confirmation = await _confirmation(client, "MX")
     await chat(client, action=_action(confirmation, "confirm:"))
+    [asked_again] = await chat(client, text="Ana López ana@invalid.mx")
+    assert "nombre y correo" in asked_again["text"] and len(sent) == 1
+    [voucher] = await chat(client, text="Ana López ana@example.mx")
+    assert "93000012345678901234" in voucher["text"] and len(sent) == 2
+
+
+async def test_anything_but_the_payers_details_drops_the_question(
+        client, demo_runtime, tmp_path):
+    sent: list[httpx.Request] = []
+    _oxxo(demo_runtime, sent)
+    _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")
+    confirmation = await _confirmation(client, "MX")
+    [asked] = await chat(client, action=_action(confirmation, "confirm:"))
+    assert "nombre y correo" in asked["text"]
     messages = await chat(client, text="mejor muéstrame otra regadera de jardín grande")
     assert messages[-1]["cards"]  # a new search, not a complaint about the e-mail
+    [hello] = await chat(client, text="hola")
+    assert "nombre y correo" not in hello["text"]
+    # Pressing Confirm again asks again.
+    [asked_again] = await chat(client, action=_action(confirmation, "confirm:"))
+    assert "nombre y correo" in asked_again["text"] and not sent

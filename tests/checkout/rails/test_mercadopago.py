@@ -224,7 +224,7 @@ def test_initiate_creates_a_preference():
     assert (instructions.rail, instructions.status) == ("mercadopago", "awaiting_payment")
     assert (instructions.txid, instructions.provider_ref) == ("VT0123456789", "123-pref")
     assert instructions.expires_at is not None
-    assert instructions.expires_at.timestamp() == NOW // 60 * 60 + 3600  # from the minute
+    assert instructions.expires_at.timestamp() == -(-NOW // 60) * 60 + 3600  # from the minute
 
 
 def test_the_instalments_the_shopper_chose_are_the_checkouts_plan():

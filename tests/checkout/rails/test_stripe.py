@@ -192,7 +192,7 @@ def test_initiate_creates_a_checkout_session():
     assert params["client_reference_id"] == params["metadata[txid]"] == "VT0123456789"
     assert params["payment_intent_data[metadata][txid]"] == "VT0123456789"
     assert params["success_url"].startswith("https://vitrine.example/")
-    assert params["expires_at"] == str(NOW // 60 * 60 + 3600)  # from the minute
+    assert params["expires_at"] == str(-(-NOW // 60) * 60 + 3600)  # from the minute
     # Read-only under the SDK's pinned API version: Stripe would answer 400.
     assert not any(key.startswith("payment_method_types") for key in params)
     assert instructions.url == "https://checkout.stripe.com/c/pay/cs_test_1"
