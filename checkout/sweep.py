@@ -19,13 +19,9 @@ from sqlmodel import Session, col, select
 from checkout.models import Order, OrderStatus
 from checkout.notices import status_text
 from checkout.orders import move
+from checkout.payments import EventOutcome, apply_payment_event, refund_late_money
 from checkout.rails import PaymentRail
-from checkout.service import (
-    EventOutcome,
-    apply_payment_event,
-    record_order_event,
-    refund_late_money,
-)
+from checkout.service import record_order_event
 from core.db import as_utc, session_scope, utcnow
 from core.errors import VitrineError
 from core.i18n import Translator

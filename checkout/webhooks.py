@@ -17,9 +17,9 @@ from sqlalchemy.engine import Engine
 
 from checkout.models import OrderStatus
 from checkout.notices import status_text
+from checkout.payments import EventOutcome, apply_payment_event, refund_late_money
 from checkout.rails import PaymentRail, WebhookRequest
 from checkout.rails.sandbox import SIGNATURE_HEADER, sandbox_event
-from checkout.service import EventOutcome, apply_payment_event, refund_late_money
 from core.db import session_scope
 from core.errors import NotFound
 from core.i18n import Translator

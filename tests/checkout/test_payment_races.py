@@ -300,8 +300,8 @@ async def test_an_abandoned_pix_code_expires_after_a_day_and_late_money_still_pa
 
 async def test_a_payment_racing_a_withdrawal_is_decided_again_not_lost(client, demo_runtime):
     from checkout.models import PaymentEvent
+    from checkout.payments import apply_payment_event
     from checkout.rails import RailEvent, RailOutcome
-    from checkout.service import apply_payment_event
     from checkout.withdrawal import withdraw
     from core.markets import get_market
 
@@ -324,8 +324,8 @@ async def test_a_payment_racing_a_withdrawal_is_decided_again_not_lost(client, d
 
 
 def test_the_same_payment_told_by_the_sweep_and_by_webhook_applies_once_quietly():
+    from checkout.payments import _decide
     from checkout.rails import RailEvent, RailOutcome
-    from checkout.service import _decide
 
     paid = Order(id="o", user_key="u", conversation_id="c", market="MX", language="es",
                  merchant_slug="m", merchant_name="M", product_id="p", title="T",
@@ -345,8 +345,8 @@ def test_the_same_payment_told_by_the_sweep_and_by_webhook_applies_once_quietly(
 async def test_money_paid_on_an_earlier_try_still_finds_its_order(client, demo_runtime):
     """A voucher or session made by a try whose answer was lost can still be paid."""
     from checkout.models import PaymentAttempt
+    from checkout.payments import apply_payment_event
     from checkout.rails import RailEvent, RailOutcome
-    from checkout.service import apply_payment_event
 
     provider = IdempotentStripe(first_answer=500)
     demo_runtime.rails["stripe"] = _stripe(provider)  # US pays by card
@@ -382,8 +382,8 @@ async def test_money_for_no_order_is_kept_with_what_ops_needs_to_return_it(clien
 
 
 async def test_late_money_told_again_by_the_sweep_is_the_same_payment(client, demo_runtime):
+    from checkout.payments import apply_payment_event
     from checkout.rails import RailEvent, RailOutcome
-    from checkout.service import apply_payment_event
 
     order_id, payment = await _bought(client, "BR", MAE)
     withdraw = next(b["action"] for m in payment for b in m["buttons"]
@@ -403,8 +403,8 @@ async def test_late_money_told_again_by_the_sweep_is_the_same_payment(client, de
 
 async def test_an_automatic_refund_that_fails_is_written_for_a_refund_by_hand(
         client, demo_runtime):
+    from checkout.payments import refund_late_money
     from checkout.rails.mercadopago import MercadoPagoRail
-    from checkout.service import refund_late_money
 
     order_id, _ = await _bought(client, "BR", MAE)
     with Session(demo_runtime.engine) as session:
