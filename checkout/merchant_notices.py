@@ -221,7 +221,7 @@ def _record(engine: Engine, delivery_id: str, slug: str, error: str | None,
             moment: datetime, lease_until: datetime, counts: dict[str, int]) -> None:
     """Write one post's result, if the lease is still this run's."""
     with session_scope(engine) as session:
-        found = session.get(OrderDelivery, delivery_id)
+        found = session.get(OrderDelivery, delivery_id, with_for_update=True)
         if found is None or found.delivered_at is not None or \
                 as_utc(found.next_attempt_at) != as_utc(lease_until):
             return

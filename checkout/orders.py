@@ -19,7 +19,10 @@ from core.db import utcnow
 
 S = OrderStatus
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    S.AWAITING_CONFIRMATION: frozenset({S.AWAITING_PAYMENT, S.PENDING_COLLECTION, S.CANCELED}),
+    # Paid straight from here: a try whose answer was lost had printed a voucher, and the
+    # shopper paid it before confirming again.
+    S.AWAITING_CONFIRMATION: frozenset({S.AWAITING_PAYMENT, S.PENDING_COLLECTION, S.CANCELED,
+                                        S.PAID}),
     S.AWAITING_PAYMENT: frozenset({S.PAID, S.FAILED, S.EXPIRED, S.CANCELED}),
     # Money that arrives after a failure or an expiry (a static Pix code paid late) counts.
     S.FAILED: frozenset({S.PAID, S.CANCELED}),

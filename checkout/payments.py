@@ -9,10 +9,10 @@ an order canceled meanwhile is owed back and refunded once the transaction is co
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import literal
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -21,7 +21,7 @@ from checkout.models import Order, OrderStatus, PaymentAttempt, PaymentEvent
 from checkout.orders import can_move, move, note
 from checkout.rails import PaymentRail, RailEvent, RailOutcome, RefundOutcome
 from checkout.service import TXID_PREFIX, record_order_event
-from core.db import session_scope
+from core.db import session_scope, utcnow
 from core.errors import PaymentProviderError
 from ops.events import EventKind
 
@@ -103,13 +103,22 @@ def apply_payment_event(*, session: Session, rail: str, event: RailEvent,
         new_status, kind, reason = decided
         if not can_move(order, new_status):
             # News that does not apply to the order as it stands (a late "failed" after
-            # "paid"): acknowledged, changing nothing.
+            # "paid"): acknowledged, changing nothing; money is written on the order still.
+            if event.outcome in PAYMENTS:
+                note(session, order, f"a payment arrived while the order was {order.status}",
+                     actor=actor, event_ref=event.event_id)
             return PaymentResult(EventOutcome.IGNORED, order)
         values: dict[str, object] = {}
+        if new_status == OrderStatus.PAID and order.status == OrderStatus.AWAITING_CONFIRMATION:
+            # Paid on an earlier try's instructions: that try's reference is the payment's.
+            values.update(txid=order.txid or event.txid, confirmed_at=utcnow())
         if new_status == OrderStatus.PAID or (
                 new_status == OrderStatus.REFUND_PENDING and event.outcome in PAYMENTS):
-            # Which payment it was, so that the same news told another way applies once.
-            values["payment"] = {**(order.payment or {}), "paid_by": event.provider_ref}
+            # Which payment it was, so that the same news told another way applies once;
+            # late money is marked owed back until its refund is asked (the sweep retries).
+            values["payment"] = {**(order.payment or {}), "paid_by": event.provider_ref,
+                                 **({"refund_due": True}
+                                    if new_status == OrderStatus.REFUND_PENDING else {})}
         if move(session, order, new_status, actor=actor, event_ref=event.event_id,
                 note=reason, **values):
             break
@@ -131,10 +140,12 @@ def order_paid_by(session: Session, txid: str) -> Order | None:
     if order is not None:
         return order
     attempt = session.get(PaymentAttempt, txid)
-    if attempt is None and len(txid) >= MIN_TXID_MATCH:
-        attempt = session.exec(select(PaymentAttempt).where(
-            col(PaymentAttempt.txid).startswith(txid)
-            | literal(txid).startswith(col(PaymentAttempt.txid)))).first()
+    if attempt is None and re.fullmatch(f"[A-Za-z0-9]{{{MIN_TXID_MATCH},40}}", txid):
+        # Letters and digits only (no LIKE wildcard gets through), long enough to be
+        # unguessable: Vitrine's reference cut short (SEPA), or ours plus a digest (Pix API).
+        attempt = session.get(PaymentAttempt, txid[:len(TXID_PREFIX) + 23]) or \
+            session.exec(select(PaymentAttempt).where(
+                col(PaymentAttempt.txid).startswith(txid, autoescape=True))).first()
     return session.get(Order, attempt.order_id) if attempt is not None else None
 
 
@@ -204,22 +215,32 @@ def _decide(order: Order, event: RailEvent
 def refund_late_money(*, engine: Engine, order_id: str, rail: PaymentRail) -> None:
     """Send money that arrived for a canceled order back through its rail, where the rail
     can (where it cannot, a static code or cash, the merchant refunds and reports it).
-    Called after the payment's transaction is committed: the provider call holds no lock,
-    and the rail's refund is keyed on the order, so asking twice refunds once."""
+
+    Called after the payment's transaction is committed, so the provider call holds no
+    lock. The order stays marked `refund_due` until this has asked, so the sweep asks again
+    after a crash in between; the rail's refund is keyed on the order, so asking twice
+    refunds once."""
     with Session(engine) as session:
         order = session.get(Order, order_id)
-        if order is None or order.status != OrderStatus.REFUND_PENDING:
+        if order is None or order.status != OrderStatus.REFUND_PENDING or \
+                not (order.payment or {}).get("refund_due"):
             return
         try:
             result = rail.refund(order)
-        except PaymentProviderError as exc:
-            said = f"automatic refund failed ({exc.reason[:200]}): refund by hand"
+        except Exception as exc:
+            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+            said, asked = f"automatic refund failed ({reason[:200]}): refund by hand", "failed"
         else:
-            if result.outcome != RefundOutcome.REFUNDED:
-                return
-            said = f"refund {result.provider_ref} asked of the provider" \
-                if result.provider_ref else "refund asked of the provider"
+            if result.outcome == RefundOutcome.REFUNDED:
+                asked = result.provider_ref or "asked"
+                said = f"refund {result.provider_ref} asked of the provider" \
+                    if result.provider_ref else "refund asked of the provider"
+            else:
+                said, asked = "the rail cannot refund: the merchant refunds by hand", "merchant"
     with session_scope(engine) as session:
         order = session.get(Order, order_id)
         if order is not None:
+            payment = {k: v for k, v in (order.payment or {}).items() if k != "refund_due"}
+            order.payment = {**payment, "refund": asked}
+            session.add(order)
             note(session, order, said, actor=f"rail:{rail.name}")

@@ -270,7 +270,8 @@ def choose_rail(*, session: Session, order: Order, rail: str, market: Market,
 
 # An address payment providers take: ASCII, no leading, trailing or doubled dots.
 EMAIL_RE = re.compile(r"(?<![\w.+-])[A-Za-z0-9+_-]+(?:\.[A-Za-z0-9+_-]+)*"
-                      r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w.-])")
+                      r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+                      r"(?![\w-]|\.[A-Za-z0-9])")  # a full stop may end the sentence
 
 
 def set_payer(*, session: Session, order: Order, text: str) -> bool:
@@ -284,7 +285,7 @@ def set_payer(*, session: Session, order: Order, text: str) -> bool:
     if found is None or order.status != OrderStatus.AWAITING_CONFIRMATION:
         return False
     name = " ".join((text[:found.start()] + " " + text[found.end():])
-                    .replace(",", " ").replace(";", " ").split())
+                    .replace(",", " ").replace(";", " ").split()).strip(" .:-")
     if sum(ch.isalpha() for ch in name) < 2:
         return False
     order.payer_name, order.payer_email = name[:120], found.group(0)[:254]

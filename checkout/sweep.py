@@ -43,7 +43,8 @@ def sweep(*, engine: Engine, rails: dict[str, PaymentRail], now: datetime | None
           ask_after: timedelta = ASK_AFTER) -> dict[str, int]:
     """Ask providers about overdue payments, then expire what ran out; count each."""
     moment = now or utcnow()
-    counts = {"asked": 0, "applied": 0, "expired": 0, "provider_errors": 0}
+    counts = {"asked": 0, "applied": 0, "expired": 0, "provider_errors": 0,
+              "refunds_asked": 0}
     # Only rails whose provider can be asked: static Pix, UPI and SEPA codes are known only
     # from their notices, and would fill the batch for ever.
     polled = [name for name, rail in rails.items() if getattr(rail, "polls", False)]
@@ -73,12 +74,24 @@ def sweep(*, engine: Engine, rails: dict[str, PaymentRail], now: datetime | None
             counts["asked"] += 1
             if event is None:
                 continue
-            result = apply_payment_event(session=session, rail=rail_name, event=event)
+            try:
+                result = apply_payment_event(session=session, rail=rail_name, event=event)
+            except VitrineError as exc:  # a race that never settled: asked again next run
+                log.warning("order %s: %s", order_id, exc.reason)
+                continue
             if result.outcome == EventOutcome.APPLIED:
                 counts["applied"] += 1
                 _tell(session, order)
-        if result.refund_due:  # after the commit: no lock held across the provider call
+    # Late money whose refund was not asked yet (the process stopped right after the
+    # payment was recorded): asked now.
+    with Session(engine) as session:
+        owed = [(o.id, o.rail) for o in session.exec(select(Order).where(
+            Order.status == OrderStatus.REFUND_PENDING)) if (o.payment or {}).get("refund_due")]
+    for order_id, rail_name in owed:
+        rail = rails.get(rail_name) or rails.get("sandbox")
+        if rail is not None:
             refund_late_money(engine=engine, order_id=order_id, rail=rail)
+            counts["refunds_asked"] += 1
     counts["expired"] = expire_overdue(engine=engine, now=moment)
     return counts
 

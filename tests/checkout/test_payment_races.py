@@ -410,6 +410,7 @@ async def test_an_automatic_refund_that_fails_is_written_for_a_refund_by_hand(
     with Session(demo_runtime.engine) as session:
         order = session.get(Order, order_id)
         order.status = "refund_pending"
+        order.payment = {**order.payment, "refund_due": True}  # late money, owed back
         session.add(order)
         session.commit()
     down = MercadoPagoRail(access_token="t", webhook_secret="w" * 20,
@@ -420,3 +421,118 @@ async def test_an_automatic_refund_that_fails_is_written_for_a_refund_by_hand(
     notes = [h["note"] for h in (await client.get(f"/api/orders/{order_id}", headers=OPS)
                                  ).json()["status_history"]]
     assert notes[-1].startswith("automatic refund failed") and notes[-1].endswith("by hand")
+
+
+async def test_money_paid_on_a_lost_try_before_confirming_again_pays_the_order(
+        client, demo_runtime):
+    """The try timed out after the provider made the payment; the shopper paid it."""
+    from checkout.models import PaymentAttempt
+    from checkout.payments import apply_payment_event
+    from checkout.rails import RailEvent, RailOutcome
+
+    provider = IdempotentStripe(first_answer=500)
+    demo_runtime.rails["stripe"] = _stripe(provider)
+    order_id, _ = await _confirmation(client, "US", "gift for my 10-year-old nephew under $40")
+    await chat(client, action=f"confirm:{order_id}")  # failed: still awaiting confirmation
+    with Session(demo_runtime.engine) as session:
+        [attempt] = session.exec(select(PaymentAttempt).where(
+            PaymentAttempt.order_id == order_id)).all()
+        lost = attempt.txid
+        result = apply_payment_event(session=session, rail="stripe", event=RailEvent(
+            event_id="evt_lost", txid=lost, outcome=RailOutcome.CAPTURED))
+        session.commit()
+    assert result.outcome == "applied"
+    shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
+    assert shown["status"] == "paid" and shown["txid"] == lost
+
+
+async def test_a_reference_with_wildcards_or_cut_short_matches_only_what_it_should(
+        client, demo_runtime):
+    from checkout.payments import order_paid_by
+
+    order_id, _ = await _bought(client, "BR", MAE)
+    with Session(demo_runtime.engine) as session:
+        txid = session.get(Order, order_id).txid
+        for crafted in ("VT" + "_" * 18, "VT" + "%" * 18, "vt" + "%" * 20, txid[:12]):
+            assert order_paid_by(session, crafted) is None, crafted
+        assert order_paid_by(session, txid[:21]).id == order_id  # a SEPA RF-length cut
+        assert order_paid_by(session, txid + "ab12cd34ef").id == order_id  # a Pix API txid
+
+
+async def test_the_sweep_asks_for_a_refund_the_process_stopped_before_asking(
+        client, demo_runtime):
+    from checkout.sweep import sweep
+
+    order_id, payment = await _bought(client, "BR", MAE)
+    with Session(demo_runtime.engine) as session:  # recorded, then the process stopped
+        order = session.get(Order, order_id)
+        order.status = "refund_pending"
+        order.payment = {**order.payment, "refund_due": True}
+        session.add(order)
+        session.commit()
+    assert sweep(engine=demo_runtime.engine, rails=demo_runtime.rails)["refunds_asked"] == 1
+    assert sweep(engine=demo_runtime.engine, rails=demo_runtime.rails)["refunds_asked"] == 0
+    notes = [h["note"] for h in (await client.get(f"/api/orders/{order_id}", headers=OPS)
+                                 ).json()["status_history"]]
+    assert notes[-1] == "the rail cannot refund: the merchant refunds by hand"  # static Pix
+
+
+async def test_a_shopper_saying_they_paid_marks_nothing_paid(client):
+    order_id, _ = await _bought(client, "BR", MAE)
+    await chat(client, text="já paguei!")
+    await chat(client, text="paguei o pix, pode mandar")
+    shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
+    assert shown["status"] == "awaiting_payment"
+
+
+async def test_a_failed_payment_is_told_to_the_shopper(client):
+    _, payment = await _bought(client, "BR", MAE)
+    txid = tlv(tlv(pix_code(payment))["62"])["05"]
+    body, headers = signed({"event_id": "no", "txid": txid, "status": "failed"})
+    await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
+    told = await chat(client, text="oi")
+    assert any("não foi concluído" in m["text"] or "não passou" in m["text"] for m in told)
+
+
+async def test_a_product_sold_out_before_confirm_is_never_charged(client, demo_runtime):
+    from catalog.models import CatalogProduct
+
+    order_id, confirmation = await _confirmation(client, "BR", MAE)
+    with Session(demo_runtime.engine) as session:
+        order = session.get(Order, order_id)
+        row = session.exec(select(CatalogProduct).where(
+            CatalogProduct.product_id == order.product_id)).first()
+        row.in_stock = False
+        session.add(row)
+        session.commit()
+    [reply] = await chat(client, action=f"confirm:{order_id}")
+    assert "esgotou" in reply["text"] or "Nada foi cobrado" in reply["text"]
+    shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
+    assert shown["status"] == "canceled" and not shown["txid"]
+
+
+def test_a_cash_on_delivery_fee_is_added_to_the_total_the_shopper_confirms(demo_runtime):
+    from dataclasses import replace
+
+    from catalog.models import CatalogProduct, Merchant
+    from checkout.service import start_checkout
+    from core.markets import get_market
+
+    argentina = replace(get_market("AR"), cod_fee=150000)
+    with Session(demo_runtime.engine) as session:
+        product = session.exec(select(CatalogProduct).where(
+            CatalogProduct.currency == "ARS")).first()
+        merchant = session.get(Merchant, product.merchant_id)
+        order = start_checkout(session=session, user_key="u", conversation_id="c",
+                               market=argentina, language="es", merchant_slug=merchant.slug,
+                               product_id=product.product_id, rails=demo_runtime.rails).order
+        assert (order.rail, order.fee, order.total) == (
+            "cod", 150000, product.price_amount + 150000)
+
+
+def test_whole_peso_markets_show_no_decimals():
+    from core.markets import get_market
+    from core.money import money_from_major
+
+    assert get_market("CO").format_price(money_from_major("4500000", "COP")) == "$4.500.000"
+    assert get_market("AR").format_price(money_from_major("15000", "ARS")) == "$15.000"

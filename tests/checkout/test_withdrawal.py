@@ -143,3 +143,29 @@ async def test_the_delivery_starts_the_window_and_only_the_merchant_reports_it(
         order = session.get(Order, order_id)
         ends = deadline(order, get_market("AR"))
     assert ends is not None and 9 <= (ends - as_utc(order.delivered_at)).days <= 10
+
+
+async def test_a_paid_order_withdrawn_is_refunded_through_its_rail(client, demo_runtime,
+                                                                    tmp_path):
+    from tests.checkout.test_rails_in_chat import _shop
+
+    _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")  # Mexico pays on the sandbox here
+    messages = await chat(client, text="watering can", market="MX")
+    [confirmation] = await chat(client, action=messages[-1]["cards"][0]["buttons"][0]["action"])
+    order_id = next(b["action"] for b in confirmation["buttons"]
+                    if b["action"].startswith("confirm:")).split(":", 1)[1]
+    [payment] = await chat(client, action=f"confirm:{order_id}")
+    txid = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()["txid"]
+    body, headers = signed({"event_id": "paid", "txid": txid, "status": "paid"})
+    await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
+    *told, reply = await chat(client, action=_withdraw_action([payment]))
+    assert any("Pago confirmado" in m["text"] for m in told)
+    assert "reembolso" in reply["text"] and "en camino" in reply["text"]
+    shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
+    assert shown["status"] == "refund_pending"
+    assert shown["status_history"][-1]["note"] == f"withdrawal; refund re_{txid}"
+    # The provider confirms the refund: the order is refunded and the shopper told.
+    body, headers = signed({"event_id": "back", "txid": txid, "status": "refunded"})
+    await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
+    assert (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()["status"] == \
+        "refunded"
