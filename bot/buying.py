@@ -215,7 +215,8 @@ class Buying:
         done = withdrawal.withdraw(session=session, order=order, market=market,
                                    rail=self.rails.get(order.rail))
         outcome = done.outcome
-        if outcome == withdrawal.WithdrawalOutcome.CANCELED and order.rail == "cod":
+        if outcome == withdrawal.WithdrawalOutcome.CANCELED and (
+                order.rail == "cod" or done.stopped):
             text = t.gettext("Order {order} is canceled. Nothing was charged.")
         elif outcome == withdrawal.WithdrawalOutcome.CANCELED:
             # The code or voucher may have been paid a moment ago: that money comes back.

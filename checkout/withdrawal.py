@@ -52,6 +52,7 @@ class Withdrawal:
     outcome: WithdrawalOutcome
     order: Order
     deadline: datetime | None = None
+    stopped: bool = False  # the provider will take no money for the canceled payment
 
 
 def deadline(order: Order, market: Market) -> datetime | None:
@@ -117,10 +118,21 @@ def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRai
     if ends is not None and (now or utcnow()) > as_utc(ends):
         return Withdrawal(WithdrawalOutcome.WINDOW_CLOSED, order, ends)
     if order.status != OrderStatus.PAID:
-        if not move(session, order, OrderStatus.CANCELED, actor="shopper", note="withdrawal"):
+        stopped = False
+        if order.status in (OrderStatus.AWAITING_PAYMENT, OrderStatus.FAILED) and \
+                rail is not None:
+            # Its page, voucher or charge can no longer be paid, where the provider allows;
+            # a static code cannot be stopped, and money that still arrives is refunded.
+            try:
+                stopped = rail.cancel(order)
+            except PaymentProviderError:
+                # Unreachable, or paid a moment ago: nothing changes until the provider says.
+                return Withdrawal(WithdrawalOutcome.PROVIDER_DOWN, order, ends)
+        note = "withdrawal; payment stopped at the provider" if stopped else "withdrawal"
+        if not move(session, order, OrderStatus.CANCELED, actor="shopper", note=note):
             return Withdrawal(WithdrawalOutcome.NOT_WITHDRAWABLE, order, ends)
         record_order_event(session, EventKind.CHECKOUT_CANCELED, order)
-        return Withdrawal(WithdrawalOutcome.CANCELED, order, ends)
+        return Withdrawal(WithdrawalOutcome.CANCELED, order, ends, stopped=stopped)
     try:
         refund = rail.refund(order) if rail is not None \
             else RefundResult(RefundOutcome.NOT_SUPPORTED)

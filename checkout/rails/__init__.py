@@ -203,6 +203,21 @@ class PaymentRail(Protocol):
         """
         ...
 
+    def cancel(self, order: Order) -> bool:
+        """Stop a payment not made yet, so that its page, code or voucher can no longer be
+        paid (the shopper canceled or withdrew the order).
+
+        Returns:
+            True when the provider will take no money for it (or there was nothing to
+            stop); False where a payment cannot be stopped (a static Pix code, a UPI link,
+            a transfer QR): money that still arrives is refunded (`checkout.payments`).
+
+        Raises:
+            PaymentProviderError: the provider could not be reached, or refused because
+                the payment was made meanwhile.
+        """
+        ...
+
     def refund(self, order: Order) -> RefundResult:
         """Send a paid order's total back to the shopper through the provider.
 

@@ -30,5 +30,8 @@ class CashOnDeliveryRail:
     def status(self, order: Order) -> RailEvent | None:
         return None
 
+    def cancel(self, order: Order) -> bool:
+        return True  # nothing is paid until delivery: a canceled order is not delivered
+
     def refund(self, order: Order) -> RefundResult:
         return RefundResult(RefundOutcome.NOT_SUPPORTED)  # cash goes back by the merchant

@@ -165,10 +165,12 @@ class MercadoPagoRail:
             raise InvalidInput(f"Mercado Pago does not charge {order.currency}")
         if order.total <= 0:
             raise InvalidInput("a Mercado Pago payment is more than zero")
-        # From the next whole minute, not the second: a second tap moments later sends the
-        # same body under the same idempotency key.
-        now = datetime.fromtimestamp(-(-int(self.clock()) // 60) * 60, UTC)
-        expires_at = now + self.expires_in
+        minute = int(self.clock()) // 60 * 60
+        # Payable from the start of this minute (a cancel right away still ends after it)
+        # to the configured time after the next one: whole minutes, so a second tap sends
+        # the same body under the same idempotency key.
+        now = datetime.fromtimestamp(minute, UTC)
+        expires_at = datetime.fromtimestamp(minute + 60, UTC) + self.expires_in
         return_url = f"{self.public_url}/api/payments/{self.name}/return?txid={txid}"
         preference = {
             "items": [{"id": order.product_id, "title": order.title[:256], "quantity": 1,
@@ -220,6 +222,16 @@ class MercadoPagoRail:
             return None
         event = payment_event(payment)
         return None if event.outcome == RailOutcome.NOT_SUPPORTED else event
+
+    def cancel(self, order: Order) -> bool:
+        """End the order's preference now, so that its page starts no payment."""
+        pref_id = (order.payment or {}).get("provider_ref")
+        if not pref_id:
+            return True  # no preference was made: there is no page to pay on
+        now = datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="milliseconds")
+        self._call("PUT", f"/checkout/preferences/{pref_id}", txid=order.txid,
+                   json={"expires": True, "expiration_date_to": now})
+        return True
 
     def refund(self, order: Order) -> RefundResult:
         payment = self._latest_payment(order)

@@ -191,11 +191,8 @@ class OxxoRail:
         intent_id = order.payment.get("provider_ref") if order.payment else None
         if not isinstance(intent_id, str) or not intent_id:
             return None
-        context: dict[str, Any] = {"provider": self.name, "order": order.id,
-                                   "payment_intent": intent_id}
-        with calling_stripe("read an OXXO voucher's PaymentIntent", **context):
-            found = self.client.v1.payment_intents.retrieve(intent_id)
-        intent = read_answer(StripeIntent, found, **context)
+        intent = self._intent(intent_id, {"provider": self.name, "order": order.id,
+                                          "payment_intent": intent_id})
         event_id = f"{intent.id}:{intent.status}"
         if intent.status == "succeeded":
             return intent_event(intent, event_id=event_id, outcome=RailOutcome.CAPTURED)
@@ -208,7 +205,44 @@ class OxxoRail:
                                 reason="canceled")
         return None  # requires_action (voucher unpaid) or processing
 
+    def cancel(self, order: Order) -> bool:
+        """Cancel the voucher's PaymentIntent, so that the till refuses its number.
+
+        No idempotency key of ours: the SDK's own keeps its retries one request, and a
+        later call must not replay an earlier failure (Stripe keeps answers for a day).
+        """
+        intent_id = order.payment.get("provider_ref") if order.payment else None
+        if not isinstance(intent_id, str) or not intent_id:
+            return True  # no voucher was printed
+        context: dict[str, Any] = {"provider": self.name, "order": order.id,
+                                   "txid": order.txid, "payment_intent": intent_id}
+        try:
+            with calling_stripe("cancel an OXXO voucher's PaymentIntent", **context):
+                found = self.client.v1.payment_intents.cancel(
+                    intent_id, params={"cancellation_reason": "requested_by_customer"})
+        except PaymentProviderError as refused:
+            if refused.context.get("http_status") != 400:
+                raise
+            # Stripe cancels an unsettled intent only: what this one became decides.
+            intent = self._intent(intent_id, context)
+            if intent.status not in ("canceled", "succeeded"):
+                raise
+        else:
+            intent = read_answer(StripeIntent, found, **context)
+        if intent.status == "succeeded":
+            raise PaymentProviderError("the OXXO voucher was paid before it could be canceled",
+                                       status=intent.status, **context)
+        if intent.status != "canceled":
+            raise PaymentProviderError(f"Stripe left the OXXO voucher {intent.status}",
+                                       status=intent.status, **context)
+        return True
+
     def refund(self, order: Order) -> RefundResult:
         # Stripe sends cash-voucher refunds to a bank account the customer must supply; the
         # merchant handles that with the shopper directly.
         return RefundResult(RefundOutcome.NOT_SUPPORTED)
+
+    def _intent(self, intent_id: str, context: dict[str, Any]) -> StripeIntent:
+        with calling_stripe("read an OXXO voucher's PaymentIntent", **context):
+            found = self.client.v1.payment_intents.retrieve(intent_id)
+        return read_answer(StripeIntent, found, **context)

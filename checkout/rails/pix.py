@@ -187,6 +187,15 @@ class PixRail:
             return self.api.status(order)
         return None  # a static code's payment is only known from the PSP's notice
 
+    def cancel(self, order: Order) -> bool:
+        if order.txid is None:
+            return True  # no code was ever shown
+        if self.api is not None:
+            return self.api.cancel(order)
+        # A static code is registered nowhere that could void it: any bank app still
+        # pays it, and money that arrives is refunded.
+        return False
+
     def refund(self, order: Order) -> RefundResult:
         if self.api is not None:
             return self.api.refund(order)

@@ -32,7 +32,8 @@ from core.money import Money
 
 PROVIDER = "pix"
 API_TXID_LENGTH = 35  # the API takes [a-zA-Z0-9]{26,35}; the longest leaves most digest
-REMOVED = frozenset({"REMOVIDA_PELO_USUARIO_RECEBEDOR", "REMOVIDA_PELO_PSP"})
+REMOVED_BY_US = "REMOVIDA_PELO_USUARIO_RECEBEDOR"
+REMOVED = frozenset({REMOVED_BY_US, "REMOVIDA_PELO_PSP"})
 REFUND_TAKEN = frozenset({"EM_PROCESSAMENTO", "DEVOLVIDO"})
 # Answers that mean the request itself is wrong (the amount, the key, the txid); anything
 # else (401, 403, 404, 429, 5xx) is the PSP or our credentials, and retrying may help.
@@ -218,6 +219,42 @@ class PixApi:
                              reason="expired" if expired else "removed",
                              provider_ref=charge.txid)
         return None  # ATIVA: the shopper may still pay
+
+    def cancel(self, order: Order) -> bool:
+        """Remove the order's open charge (`PATCH /v2/cob/{txid}` to
+        `REMOVIDA_PELO_USUARIO_RECEBEDOR`), so that its code can no longer be paid.
+
+        Returns:
+            True once the charge is removed (or already was: by an earlier call, or by the
+            PSP when it expired), or when the order has no code yet; False for an order
+            paid by static code, which no API call can void.
+
+        Raises:
+            PaymentProviderError: the PSP could not be reached, failed, or refused because
+                the charge was paid (`CONCLUIDA`) meanwhile.
+        """
+        if order.txid is None:
+            return True  # no code was ever shown
+        if not is_charge(order):
+            return False
+        context: dict[str, Any] = {"provider": PROVIDER, "order": order.id, "txid": order.txid}
+        try:
+            charge = _read(Charge, self._call(
+                "PATCH", f"/v2/cob/{order.txid}", json={"status": REMOVED_BY_US},
+                txid=order.txid, refused=InvalidInput))
+        except InvalidInput as refused:
+            # The API only removes an ATIVA charge, and PSPs word the refusal each their
+            # own way: the charge itself says whether it was paid or is already gone.
+            charge = self.charge(order.txid)
+            if charge.status not in REMOVED | {"CONCLUIDA"}:
+                raise PaymentProviderError(refused.reason, **refused.context) from refused
+        if charge.status == "CONCLUIDA":
+            raise PaymentProviderError("the Pix charge was paid before it could be removed",
+                                       status=charge.status, **context)
+        if charge.status not in REMOVED:
+            raise PaymentProviderError(f"the PSP left the Pix charge {charge.status}",
+                                       status=charge.status, **context)
+        return True
 
     def refund(self, order: Order) -> RefundResult:
         """Return the order's payment (`PUT /v2/pix/{e2eid}/devolucao/{id}`), under an id

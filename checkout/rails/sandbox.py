@@ -75,6 +75,11 @@ class SandboxRail:
     def status(self, order: Order) -> RailEvent | None:
         return None  # the sandbox only tells by webhook
 
+    def cancel(self, order: Order) -> bool:
+        # Its hosted page takes only orders awaiting payment: once the order is canceled,
+        # nothing is left to pay there.
+        return True
+
     def refund(self, order: Order) -> RefundResult:
         # The sandbox moves no money: the refund is accepted at once, and confirmed like a
         # real provider's by its webhook ("refunded").

@@ -196,6 +196,11 @@ class SepaQrRail:
     def status(self, order: Order) -> RailEvent | None:
         return None  # a transfer is only known from the receiving bank's notice
 
+    def cancel(self, order: Order) -> bool:
+        # The QR is only a filled-in transfer form: any bank app can still send it, and
+        # money that arrives is refunded.
+        return False
+
     def refund(self, order: Order) -> RefundResult:
         # A credit transfer cannot be pulled back: the merchant sends one the other way, and
         # the notifier reports it as "returned".

@@ -217,6 +217,39 @@ class StripeRail:
         # told by webhook only (the session itself does not show them).
         return None
 
+    def cancel(self, order: Order) -> bool:
+        """Expire the order's Checkout Session, so that its page takes no payment.
+
+        No idempotency key of ours: the SDK's own keeps its retries one request, and a
+        later call must not replay an earlier failure (Stripe keeps answers for a day).
+        """
+        session_id = (order.payment or {}).get("provider_ref")
+        if not session_id:
+            return True  # no session was made: there is no page to pay on
+        context: dict[str, Any] = {"provider": self.name, "order": order.id,
+                                   "txid": order.txid, "session": str(session_id)}
+        try:
+            with calling_stripe("expire a Checkout Session", **context):
+                found = self.client.v1.checkout.sessions.expire(str(session_id))
+        except PaymentProviderError as refused:
+            if refused.context.get("http_status") != 400:
+                raise
+            # Stripe expires open sessions only: what this one became decides.
+            session = self._session(order)
+            if session is None or session.status not in ("expired", "complete"):
+                raise
+        else:
+            session = read_answer(CheckoutSession, found, **context)
+        if session.status == "complete":
+            # Paid, or a delayed payment (a bank debit) on its way: either way not stoppable.
+            raise PaymentProviderError("the Checkout Session was completed before it could "
+                                       "be expired", status=session.status,
+                                       payment_status=session.payment_status, **context)
+        if session.status != "expired":
+            raise PaymentProviderError(f"Stripe left the Checkout Session {session.status}",
+                                       status=session.status, **context)
+        return True
+
     def refund(self, order: Order) -> RefundResult:
         session = self._session(order)
         if session is None or session.payment_intent is None:

@@ -119,6 +119,11 @@ class UpiRail:
     def status(self, order: Order) -> RailEvent | None:
         return None  # only the payee's PSP knows, and it tells by webhook
 
+    def cancel(self, order: Order) -> bool:
+        # A `upi://pay` link is not registered anywhere that could void it: the shopper's
+        # app can still pay it, and money that arrives is refunded.
+        return False
+
     def refund(self, order: Order) -> RefundResult:
         # A UPI refund is a payment back from the merchant's PSP account, which the PSP
         # (not this link) initiates.

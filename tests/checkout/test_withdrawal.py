@@ -169,3 +169,22 @@ async def test_a_paid_order_withdrawn_is_refunded_through_its_rail(client, demo_
     await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
     assert (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()["status"] == \
         "refunded"
+
+
+async def test_withdrawing_an_unpaid_order_stops_its_payment_where_the_provider_can(
+        client, demo_runtime, tmp_path):
+    from tests.checkout.test_rails_in_chat import _shop
+
+    _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")  # the sandbox's hosted page
+    messages = await chat(client, text="watering can", market="MX")
+    [confirmation] = await chat(client, action=messages[-1]["cards"][0]["buttons"][0]["action"])
+    order_id = next(b["action"] for b in confirmation["buttons"]
+                    if b["action"].startswith("confirm:")).split(":", 1)[1]
+    [payment] = await chat(client, action=f"confirm:{order_id}")
+    [reply] = await chat(client, action=_withdraw_action([payment]))
+    assert "No se cobró nada" in reply["text"]
+    shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()
+    assert shown["status"] == "canceled"
+    assert shown["status_history"][-1]["note"] == "withdrawal; payment stopped at the provider"
+    page = await client.get(f"/sandbox/pay/{shown['txid']}")
+    assert "Pay</button>" not in page.text  # the hosted page takes no payment any more

@@ -1,5 +1,6 @@
 import json
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 
 import httpx
@@ -336,3 +337,51 @@ def test_a_refused_refund_is_a_provider_error():
 
     with pytest.raises(PaymentProviderError):
         make_rail(handler).refund(make_order())
+
+
+# canceling
+
+
+def test_cancel_ends_the_preference_now():
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        assert (request.method, str(request.url)) == ("PUT", f"{API}/checkout/preferences/pref-1")
+        return httpx.Response(200, json={"id": "pref-1", "expires": True})
+
+    assert make_rail(handler).cancel(make_order()) is True
+    [request] = sent
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    # Now by the rail's clock, written as initiate writes its dates.
+    body = json.loads(request.content)
+    assert body == {"expires": True, "expiration_date_to": "2023-11-14T22:13:20.000+00:00"}
+    assert datetime.fromisoformat(body["expiration_date_to"]).timestamp() == NOW
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(404, json={"message": "preference not found", "status": 404}),
+    httpx.Response(400, json={"message": "invalid expiration_date_to", "status": 400}),
+    httpx.Response(503, json={"message": "unavailable"}),
+])
+def test_cancel_the_provider_refuses_is_a_provider_error(answer):
+    def handler(request: httpx.Request) -> httpx.Response:
+        return answer
+
+    with pytest.raises(PaymentProviderError) as caught:
+        make_rail(handler).cancel(make_order())
+    assert caught.value.context["http_status"] == answer.status_code
+    assert caught.value.context["request"] == "PUT /checkout/preferences/pref-1"
+
+
+@pytest.mark.parametrize("failure", [httpx.ReadTimeout, httpx.ConnectError])
+def test_cancel_when_mercado_pago_cannot_be_reached_is_a_provider_error(failure):
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise failure("no answer", request=request)
+
+    with pytest.raises(PaymentProviderError):
+        make_rail(handler).cancel(make_order())
+
+
+def test_cancel_without_a_preference_asks_nothing():
+    assert make_rail(no_network).cancel(make_order(payment={})) is True

@@ -258,3 +258,98 @@ def test_status_when_stripe_fails_is_a_provider_error():
 
 def test_refunds_are_the_merchants():
     assert make_rail().refund(make_order()).outcome == RefundOutcome.NOT_SUPPORTED
+
+
+# canceling
+
+
+def unexpected_state(status: str) -> httpx.Response:
+    return httpx.Response(400, json={"error": {
+        "type": "invalid_request_error", "code": "payment_intent_unexpected_state",
+        "message": f"You cannot cancel this PaymentIntent because it has a status of {status}. "
+                   "Only a PaymentIntent with one of the following statuses may be canceled: "
+                   "requires_payment_method, requires_capture, requires_confirmation, "
+                   "requires_action, processing.",
+        "payment_intent": intent(status, next_action=None)}})
+
+
+def canceling(*, cancel: httpx.Response, now: dict | None = None,
+              sent: list[httpx.Request] | None = None
+              ) -> Callable[[httpx.Request], httpx.Response]:
+    """Stripe answering the cancel with `cancel`, and a read of the intent with `now`."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if sent is not None:
+            sent.append(request)
+        if request.method == "GET" and now is not None:
+            return status_api(now)(request)
+        assert (request.method, str(request.url)) == (
+            "POST", f"{API}/v1/payment_intents/pi_123/cancel")
+        return cancel
+    return handler
+
+
+@pytest.mark.parametrize("status", ["requires_action", "requires_payment_method"])
+def test_cancel_cancels_the_vouchers_payment_intent(status):
+    # requires_payment_method: an expired voucher, canceled all the same.
+    sent: list[httpx.Request] = []
+    canceled = httpx.Response(200, json=intent(
+        "canceled", cancellation_reason="requested_by_customer"))
+    assert make_rail(canceling(cancel=canceled, sent=sent)).cancel(
+        make_order(provider_ref="pi_123")) is True
+    [request] = sent
+    assert request.headers["authorization"] == "Bearer sk_test_123"
+    assert dict(urllib.parse.parse_qsl(request.content.decode())) == {
+        "cancellation_reason": "requested_by_customer"}
+    # The SDK's own key: a later cancel must not replay this one's answer.
+    assert not request.headers["idempotency-key"].startswith("vitrine-")
+
+
+def test_cancel_of_a_voucher_already_canceled_is_done():
+    sent: list[httpx.Request] = []
+    handler = canceling(cancel=unexpected_state("canceled"), now=intent("canceled"), sent=sent)
+    assert make_rail(handler).cancel(make_order(provider_ref="pi_123")) is True
+    assert [r.method for r in sent] == ["POST", "GET"]
+
+
+def test_cancel_of_a_voucher_paid_meanwhile_is_a_provider_error():
+    handler = canceling(cancel=unexpected_state("succeeded"),
+                        now=intent("succeeded", amount_received=14990, next_action=None))
+    with pytest.raises(PaymentProviderError, match="paid") as caught:
+        make_rail(handler).cancel(make_order(provider_ref="pi_123"))
+    assert caught.value.context["status"] == "succeeded"
+    assert caught.value.context["payment_intent"] == "pi_123"
+
+
+def test_a_refused_cancel_of_a_voucher_still_open_is_a_provider_error():
+    # "processing": cash taken at the till, not yet confirmed; Stripe may refuse to cancel.
+    handler = canceling(cancel=unexpected_state("processing"),
+                        now=intent("processing", next_action=None))
+    with pytest.raises(PaymentProviderError) as caught:
+        make_rail(handler).cancel(make_order(provider_ref="pi_123"))
+    assert caught.value.context["http_status"] == 400
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(500, json={"error": {"type": "api_error", "message": "boom"}}),
+    httpx.Response(404, json={"error": {"type": "invalid_request_error",
+                                        "code": "resource_missing",
+                                        "message": "No such payment_intent: 'pi_123'"}}),
+])
+def test_cancel_when_stripe_fails_is_a_provider_error_without_a_second_call(answer):
+    sent: list[httpx.Request] = []
+    with pytest.raises(PaymentProviderError) as caught:
+        make_rail(canceling(cancel=answer, sent=sent)).cancel(make_order(provider_ref="pi_123"))
+    assert caught.value.context["http_status"] == answer.status_code
+    assert [r.method for r in sent] == ["POST"]
+
+
+def test_cancel_when_stripe_cannot_be_reached_is_a_provider_error():
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(PaymentProviderError):
+        make_rail(down).cancel(make_order(provider_ref="pi_123"))
+
+
+def test_cancel_without_a_payment_intent_asks_nobody():
+    assert make_rail().cancel(make_order()) is True

@@ -1,6 +1,7 @@
 import pytest
 
-from checkout.rails.pix import crc16, static_brcode
+from checkout.models import Order
+from checkout.rails.pix import PixRail, crc16, static_brcode
 from core.errors import InvalidInput
 from core.money import Money
 
@@ -56,3 +57,14 @@ def test_non_brl_and_bad_txids_are_refused():
 def test_amounts_outside_what_field_54_holds_are_refused(cents):
     with pytest.raises(InvalidInput):
         static_brcode(key="k", merchant_name="n", merchant_city="c", amount=Money(cents, "BRL"))
+
+
+def test_a_static_code_cannot_be_canceled():
+    rail = PixRail(key="pix@loja.com", merchant_name="Jardim", merchant_city="Sao Paulo",
+                   webhook_secret="whsec")
+    order = Order(id="ord_1", user_key="tg:1", conversation_id="conv_1", market="BR",
+                  language="pt_BR", merchant_slug="jardim", merchant_name="Jardim",
+                  product_id="P-1", title="Regador", amount=14990, total=14990,
+                  currency="BRL", rail="pix", txid="VT123ABC")
+    # Any bank app still pays it; money that arrives is refunded.
+    assert rail.cancel(order) is False

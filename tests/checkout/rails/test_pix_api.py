@@ -37,6 +37,7 @@ class FakePsp:
     revoked: set[str] = field(default_factory=set)  # tokens it answers 401 to
     fail_with: httpx.Response | Exception | None = None  # for every call but the token's
     refund_status: str = "EM_PROCESSAMENTO"
+    patch_answer: httpx.Response | None = None  # instead of the API's own to a PATCH
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -55,6 +56,8 @@ class FakePsp:
             return self.create(parts[3], json.loads(request.content))
         if request.method == "GET" and parts[:3] == ["", "v2", "cob"]:
             return httpx.Response(200, json=self.cobs[parts[3]])
+        if request.method == "PATCH" and parts[:3] == ["", "v2", "cob"]:
+            return self.patch_answer or self.revise(parts[3], json.loads(request.content))
         if request.method == "PUT" and parts[:3] == ["", "v2", "pix"] and parts[4] == "devolucao":
             assert parts[3] == E2E
             return httpx.Response(201, json={"id": parts[5], "rtrId": "D1234", "status":
@@ -82,6 +85,16 @@ class FakePsp:
                            "valor": body["valor"], "chave": body["chave"],
                            "solicitacaoPagador": body["solicitacaoPagador"]}
         return httpx.Response(201, json=self.cobs[txid])
+
+    def revise(self, txid: str, body: dict) -> httpx.Response:
+        cob = self.cobs[txid]
+        if cob["status"] != "ATIVA":  # the API revises open charges only
+            return httpx.Response(400, json={
+                "type": "https://pix.bcb.gov.br/api/v2/error/CobOperacaoInvalida",
+                "title": "Cobrança inválida.", "status": 400,
+                "detail": f"A cobrança está {cob['status']} e não pode ser alterada."})
+        cob.update(body, revisao=cob["revisao"] + 1)
+        return httpx.Response(200, json=cob)
 
     def pay(self, txid: str, *, devolucoes: list[dict] | None = None) -> None:
         cob = self.cobs[txid]
@@ -425,3 +438,96 @@ def test_a_second_tap_or_a_retry_gets_the_charge_already_made_not_a_refusal():
     # Another amount under the same txid is a real refusal, with the PSP's reason.
     with pytest.raises(InvalidInput, match="já existe"):
         api.initiate(make_order(txid=None, total=99), txid=TXID)
+
+
+# canceling
+
+
+def open_psp() -> FakePsp:
+    psp = FakePsp()
+    make_api(psp).initiate(make_order(txid=None), txid=TXID)
+    return psp
+
+
+def test_cancel_removes_the_open_charge():
+    psp = open_psp()
+    assert make_api(psp).cancel(make_order()) is True
+    (patch,) = psp.calls("PATCH", "/v2/cob/")
+    assert str(patch.url) == f"{API}/v2/cob/{CHARGE_TXID}"
+    assert patch.headers["authorization"] == "Bearer tok-2"  # the one this PixApi fetched
+    assert json.loads(patch.content) == {"status": "REMOVIDA_PELO_USUARIO_RECEBEDOR"}
+    assert psp.cobs[CHARGE_TXID]["status"] == "REMOVIDA_PELO_USUARIO_RECEBEDOR"
+
+
+@pytest.mark.parametrize("status", ["REMOVIDA_PELO_USUARIO_RECEBEDOR", "REMOVIDA_PELO_PSP"])
+def test_cancel_of_a_charge_already_removed_or_expired_is_done(status):
+    psp = open_psp()
+    psp.cobs[CHARGE_TXID]["status"] = status
+    assert make_api(psp).cancel(make_order()) is True
+    # The PSP refused the removal; the charge itself said it was gone.
+    assert len(psp.calls("PATCH", "/v2/cob/")) == 1
+    assert len(psp.calls("GET", "/v2/cob/")) == 1
+
+
+def test_cancel_asked_twice_is_done_twice():
+    psp = open_psp()
+    api = make_api(psp)
+    assert api.cancel(make_order()) is True
+    assert api.cancel(make_order()) is True
+
+
+def test_cancel_of_a_charge_paid_meanwhile_is_a_provider_error():
+    psp = paid_psp()
+    with pytest.raises(PaymentProviderError, match="paid") as caught:
+        make_api(psp).cancel(make_order())
+    assert caught.value.context["status"] == "CONCLUIDA"
+    assert caught.value.context["txid"] == CHARGE_TXID
+    assert psp.cobs[CHARGE_TXID]["status"] == "CONCLUIDA"
+
+
+def test_cancel_answered_with_a_concluded_charge_is_a_provider_error():
+    psp = paid_psp()
+    psp.patch_answer = httpx.Response(200, json=psp.cobs[CHARGE_TXID])
+    with pytest.raises(PaymentProviderError, match="paid"):
+        make_api(psp).cancel(make_order())
+
+
+def test_a_refused_removal_of_an_open_charge_is_a_provider_error():
+    # Not the order's fault (InvalidInput): the caller keeps the order until it can stop it.
+    psp = open_psp()
+    psp.patch_answer = httpx.Response(400, json={"title": "Cobrança inválida.",
+                                                 "detail": "status não permitido"})
+    with pytest.raises(PaymentProviderError) as caught:
+        make_api(psp).cancel(make_order())
+    assert caught.value.context["http_status"] == 400
+    assert caught.value.context["request"] == f"PATCH /v2/cob/{CHARGE_TXID}"
+    assert "status não permitido" in caught.value.reason
+
+
+@pytest.mark.parametrize("failure", [
+    httpx.Response(503, json={"title": "Serviço indisponível"}),
+    httpx.Response(404, json={"title": "Cobrança não encontrada"}),
+    httpx.ReadTimeout("read timed out"),
+    httpx.ConnectError("connection refused"),
+])
+def test_cancel_when_the_psp_fails_is_a_provider_error(failure):
+    psp = open_psp()
+    psp.fail_with = failure
+    with pytest.raises(PaymentProviderError) as caught:
+        make_api(psp).cancel(make_order())
+    assert caught.value.context["request"] == f"PATCH /v2/cob/{CHARGE_TXID}"
+
+
+def test_cancel_of_an_order_paid_by_static_code_asks_nothing():
+    psp = FakePsp()
+    assert make_api(psp).cancel(make_order(txid=TXID)) is False
+    assert psp.requests == []
+
+
+def test_pix_rail_cancels_through_the_api_when_it_has_one():
+    psp = open_psp()
+    rail = PixRail(key=KEY, merchant_name="Jardim", merchant_city="Sao Paulo",
+                   webhook_secret="whsec", api=make_api(psp))
+    assert rail.cancel(make_order()) is True
+    assert psp.cobs[CHARGE_TXID]["status"] == "REMOVIDA_PELO_USUARIO_RECEBEDOR"
+    assert rail.cancel(make_order(txid=TXID)) is False  # a static code from before the API

@@ -182,3 +182,8 @@ def test_only_the_bank_tells_and_the_merchant_refunds():
     rail = make_rail()
     assert rail.status(make_order()) is None
     assert rail.refund(make_order()).outcome == RefundOutcome.NOT_SUPPORTED
+
+
+def test_a_transfer_qr_cannot_be_canceled():
+    # The QR is a filled-in transfer form: any bank app can still send it.
+    assert make_rail().cancel(make_order()) is False

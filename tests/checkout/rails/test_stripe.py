@@ -313,3 +313,88 @@ def test_closing_the_rail_leaves_an_injected_client_open():
                       http_client=http)
     rail.close()
     assert not http.is_closed
+
+
+# canceling
+
+NOT_OPEN = {"error": {"type": "invalid_request_error", "message":
+                      'Only Checkout Sessions with a status in ["open"] can be expired. This '
+                      "Checkout Session has a status of `expired`."}}
+
+
+def expiring(*, expire: httpx.Response, now: dict | None = None,
+             sent: list[httpx.Request] | None = None) -> Handler:
+    """Stripe answering the expiry with `expire`, and a read of the session with `now`."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if sent is not None:
+            sent.append(request)
+        if request.method == "GET" and now is not None:
+            return serve_session(**now)(request)
+        assert (request.method, str(request.url)) == (
+            "POST", f"{API}/v1/checkout/sessions/cs_test_1/expire")
+        return expire
+    return handler
+
+
+def test_cancel_expires_the_checkout_session():
+    sent: list[httpx.Request] = []
+    expired = httpx.Response(200, json=session(status="expired", payment_status="unpaid"))
+    assert make_rail(expiring(expire=expired, sent=sent)).cancel(make_order()) is True
+    [request] = sent
+    assert request.headers["authorization"] == "Bearer sk_test_123"
+    assert request.content == b""
+    # The SDK's own key: a later cancel must not replay this one's answer.
+    assert not request.headers["idempotency-key"].startswith("vitrine-")
+
+
+def test_cancel_of_a_session_already_expired_is_done():
+    sent: list[httpx.Request] = []
+    handler = expiring(expire=httpx.Response(400, json=NOT_OPEN), sent=sent,
+                       now={"status": "expired", "payment_status": "unpaid"})
+    assert make_rail(handler).cancel(make_order()) is True
+    assert [r.method for r in sent] == ["POST", "GET"]
+
+
+@pytest.mark.parametrize("payment_status", ["paid", "unpaid"])
+def test_cancel_of_a_session_completed_meanwhile_is_a_provider_error(payment_status):
+    # Unpaid but complete: a bank debit on its way, which expiring cannot stop either.
+    handler = expiring(expire=httpx.Response(400, json=NOT_OPEN),
+                       now={"status": "complete", "payment_status": payment_status})
+    with pytest.raises(PaymentProviderError, match="completed") as caught:
+        make_rail(handler).cancel(make_order())
+    assert caught.value.context["session"] == "cs_test_1"
+    assert caught.value.context["payment_status"] == payment_status
+
+
+def test_a_refused_expiry_of_a_session_still_open_is_a_provider_error():
+    handler = expiring(expire=httpx.Response(400, json=NOT_OPEN),
+                       now={"status": "open", "payment_status": "unpaid"})
+    with pytest.raises(PaymentProviderError) as caught:
+        make_rail(handler).cancel(make_order())
+    assert caught.value.context["http_status"] == 400
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(500, json={"error": {"type": "api_error", "message": "boom"}}),
+    httpx.Response(404, json={"error": {"type": "invalid_request_error",
+                                        "code": "resource_missing",
+                                        "message": "No such checkout.session: 'cs_test_1'"}}),
+])
+def test_cancel_when_stripe_fails_is_a_provider_error_without_a_second_call(answer):
+    sent: list[httpx.Request] = []
+    with pytest.raises(PaymentProviderError) as caught:
+        make_rail(expiring(expire=answer, sent=sent)).cancel(make_order())
+    assert caught.value.context["http_status"] == answer.status_code
+    assert [r.method for r in sent] == ["POST"]
+
+
+def test_cancel_when_stripe_cannot_be_reached_is_a_provider_error():
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(PaymentProviderError):
+        make_rail(handler).cancel(make_order())
+
+
+def test_cancel_without_a_session_asks_nothing():
+    assert make_rail(no_network).cancel(make_order(payment={})) is True

@@ -138,3 +138,8 @@ def test_only_the_provider_tells_and_the_merchant_refunds():
     rail = make_rail()
     assert rail.status(make_order()) is None
     assert rail.refund(make_order()).outcome == RefundOutcome.NOT_SUPPORTED
+
+
+def test_a_link_cannot_be_canceled():
+    # Nothing registers the link: the shopper's app can still pay it.
+    assert make_rail().cancel(make_order()) is False
