@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 
 from pydantic import BaseModel, Field
 
@@ -24,6 +25,7 @@ from checkout.rails import (
     read_signed_notice,
 )
 from checkout.signatures import hmac_sha256_hex
+from core.errors import SignatureError
 
 SIGNATURE_HEADER = SIGNED_NOTICE_HEADER
 OUTCOMES = {"paid": RailOutcome.CAPTURED, "failed": RailOutcome.FAILED,
@@ -36,6 +38,12 @@ class SandboxEvent(BaseModel):
     status: str = Field(pattern=r"^(paid|failed|expired|refunded)$")
     amount: int | None = Field(default=None, ge=0)
     currency: str | None = Field(default=None, min_length=3, max_length=3)
+    # When the provider signed this delivery (Unix time). Optional, as the first version of
+    # this webhook had none; when present it must be within the replay window.
+    sent_at: int | None = None
+
+
+REPLAY_WINDOW = 300
 
 
 def sandbox_event(*, secret: str, txid: str, status: str, event_id: str | None = None,
@@ -43,7 +51,7 @@ def sandbox_event(*, secret: str, txid: str, status: str, event_id: str | None =
                   ) -> tuple[bytes, dict[str, str]]:
     """The body and headers the sandbox provider sends for a payment's outcome."""
     event: dict[str, object] = {"event_id": event_id or "evt_" + secrets.token_hex(8),
-                                "txid": txid, "status": status}
+                                "txid": txid, "status": status, "sent_at": int(time.time())}
     if amount is not None:
         event.update(amount=amount, currency=currency)
     body = json.dumps(event).encode()
@@ -67,6 +75,10 @@ class SandboxRail:
 
     def parse_webhook(self, request: WebhookRequest) -> list[RailEvent]:
         event = read_signed_notice(request, SandboxEvent, secret=self.secret)
+        if event.sent_at is not None and \
+                abs((request.received_at or time.time()) - event.sent_at) > REPLAY_WINDOW:
+            raise SignatureError("sandbox event is outside the replay window",
+                                 event=event.event_id)
         return [RailEvent(event_id=event.event_id, txid=event.txid,
                           outcome=OUTCOMES[event.status],
                           reason="expired" if event.status == "expired" else None,

@@ -202,3 +202,20 @@ async def test_a_failure_after_capture_loses_nothing_and_the_retry_pays_once(
         paid_moves = session.exec(select(OrderTransition).where(
             OrderTransition.order_id == order_id, OrderTransition.to_status == "paid")).all()
         assert len(paid_moves) == 1
+
+
+async def test_a_sandbox_event_signed_long_ago_is_refused_as_a_replay(client):
+    import time
+
+    order_id, payment = await _bought(client, "BR", "presente para minha mãe até R$200")
+    txid = tlv(tlv(pix_code(payment))["62"])["05"]
+    stale, headers = signed({"event_id": "old", "txid": txid, "status": "paid",
+                             "sent_at": int(time.time()) - 3600})
+    response = await client.post("/api/payments/sandbox/webhook", content=stale,
+                                 headers=headers)
+    assert response.status_code == 401 and "replay" in response.json()["reason"]
+    fresh, headers = signed({"event_id": "old", "txid": txid, "status": "paid",
+                             "sent_at": int(time.time())})
+    response = await client.post("/api/payments/sandbox/webhook", content=fresh,
+                                 headers=headers)
+    assert response.json()["status"] == "applied"  # the refused one consumed nothing
