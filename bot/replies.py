@@ -151,6 +151,9 @@ def confirmation_message(order: Order, market: Market, t: Translator,
         order.title,
         t.gettext("Sold by {merchant}").format(merchant=order.merchant_name),
     ]
+    if order.shipping:
+        lines.append(t.gettext("Delivery: {shipping}").format(
+            shipping=market.format_price(Money(order.shipping, order.currency))))
     if order.fee:
         lines.append(t.gettext("Cash on delivery fee: {fee}").format(
             fee=market.format_price(Money(order.fee, order.currency))))

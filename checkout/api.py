@@ -26,6 +26,7 @@ from checkout.models import Order, OrderStatus
 from checkout.notices import status_text
 from checkout.orders import history, move, note
 from checkout.service import record_order_event
+from checkout.shipping import set_rate
 from core.auth import bearer
 from core.db import session_scope, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
@@ -242,3 +243,20 @@ def list_orders(slug: str, request: Request,
             query = query.where(col(Order.created_at) >= since)
         orders = session.exec(query.order_by(col(Order.created_at).desc()).limit(limit))
         return {"orders": [order_summary(o) for o in orders]}
+
+
+class ShippingRateIn(BaseModel):
+    flat: int = Field(ge=0, le=10**12)  # minor units of the merchant's market currency
+    free_from: int | None = Field(default=None, ge=0, le=10**12)
+
+
+@merchant_router.put("/{slug}/shipping")
+def put_shipping(slug: str, body: ShippingRateIn, request: Request,
+                 authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    """Set what delivering one of the merchant's orders costs, in its market's currency."""
+    with session_scope(request.app.state.runtime.engine) as session:
+        merchant_slug = _merchant_key(session, slug, authorization)
+        currency = get_market(get_merchant(session=session, slug=merchant_slug).market).currency
+        rate = set_rate(session=session, merchant_slug=merchant_slug, currency=currency,
+                        flat=body.flat, free_from=body.free_from)
+        return {"currency": rate.currency, "flat": rate.flat, "free_from": rate.free_from}

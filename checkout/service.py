@@ -25,6 +25,7 @@ from checkout import spending
 from checkout.models import Order, OrderStatus, OrderTransition, PaymentAttempt
 from checkout.orders import move
 from checkout.rails import PaymentInstructions, PaymentRail
+from checkout.shipping import shipping_for
 from checkout.spending import SpendingCheck
 from core.db import utcnow
 from core.errors import InvalidInput, NotFound, PayerRefused, PaymentProviderError
@@ -141,9 +142,12 @@ def start_checkout(*, session: Session, user_key: str, conversation_id: str, mar
         Order.user_key == user_key, Order.merchant_slug == merchant.slug,
         Order.product_id == product.product_id,
         Order.status == OrderStatus.AWAITING_CONFIRMATION)).first()
+    delivery = shipping_for(session=session, merchant_slug=merchant.slug,
+                            amount=product.price_amount, currency=product.currency)
     if open_order is not None:
         # A second tap on Buy reopens the same order, priced again from the catalog.
         open_order.amount, open_order.currency = product.price_amount, product.currency
+        open_order.shipping = delivery
         open_order.total = open_order.amount + open_order.fee + open_order.shipping
         session.add(open_order)
         return CheckoutStart(StartOutcome.REOPENED, open_order)
@@ -151,8 +155,8 @@ def start_checkout(*, session: Session, user_key: str, conversation_id: str, mar
         id=new_order_id(), user_key=user_key, conversation_id=conversation_id,
         market=market.code, language=language, merchant_slug=merchant.slug,
         merchant_name=merchant.name, product_id=product.product_id, title=product.title,
-        amount=product.price_amount, fee=fee, total=product.price_amount + fee,
-        currency=product.currency, rail=rail,
+        amount=product.price_amount, fee=fee, shipping=delivery,
+        total=product.price_amount + fee + delivery, currency=product.currency, rail=rail,
     )
     session.add(order)
     session.add(OrderTransition(order_id=order.id, from_status="",
@@ -193,6 +197,8 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
         old_total = order.total
         order.amount = product.price_amount
         order.currency = product.currency
+        order.shipping = shipping_for(session=session, merchant_slug=order.merchant_slug,
+                                      amount=order.amount, currency=order.currency)
         order.total = order.amount + order.fee + order.shipping
         if order.instalments > 1 and order.instalments not in spending.instalment_choices(
                 market=order.market, rail=order.rail, total=order.total):

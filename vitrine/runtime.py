@@ -54,6 +54,7 @@ def create_tables(engine: Engine) -> None:
     import catalog.sponsorship  # noqa: F401
     import checkout.merchant_notices
     import checkout.models
+    import checkout.shipping
     import checkout.spending
     import core.outbox  # noqa: F401
     import ops.events  # noqa: F401

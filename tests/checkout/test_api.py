@@ -219,3 +219,30 @@ async def test_a_sandbox_event_signed_long_ago_is_refused_as_a_replay(client):
     response = await client.post("/api/payments/sandbox/webhook", content=fresh,
                                  headers=headers)
     assert response.json()["status"] == "applied"  # the refused one consumed nothing
+
+
+async def test_a_merchants_delivery_charge_is_shown_and_charged_and_free_from_its_threshold(
+        client, demo_runtime):
+    messages = await chat(client, text="presente para minha mãe até R$200", market="BR")
+    card = messages[-1]["cards"][0]
+    slug, price = card["merchant_id"], card["price"]["amount"]
+    key = _give_key(demo_runtime, slug)
+    assert (await client.put(f"/api/merchants/{slug}/shipping", json={"flat": 1990},
+                             headers={"Authorization": "Bearer nope"})).status_code == 401
+    bad = await client.put(f"/api/merchants/{slug}/shipping", json={"flat": -1}, headers=key)
+    assert bad.status_code == 422 and bad.json()["reason"]
+    set_ = await client.put(f"/api/merchants/{slug}/shipping",
+                            json={"flat": 1990, "free_from": price + 1}, headers=key)
+    assert set_.json() == {"currency": "BRL", "flat": 1990, "free_from": price + 1}
+    [confirmation] = await chat(client, action=card["buttons"][0]["action"])
+    assert "Entrega: R$ 19,90" in confirmation["text"]
+    payment = await chat(client, action=next(b["action"] for b in confirmation["buttons"]
+                                             if b["action"].startswith("confirm:")))
+    cents = price + 1990
+    assert tlv(pix_code(payment))["54"] == f"{cents // 100}.{cents % 100:02d}"
+    # Free from a threshold the product reaches: no delivery line, no charge.
+    await client.put(f"/api/merchants/{slug}/shipping", json={"flat": 1990, "free_from": price},
+                     headers=key)
+    [confirmation] = await chat(client, action=card["buttons"][0]["action"])  # buy it again
+    assert "Entrega" not in confirmation["text"]
+    assert card["price_text"] in confirmation["text"].split("Total: ")[1]
