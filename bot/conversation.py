@@ -273,6 +273,8 @@ class Assistant:
         if not any(ch.isalnum() for ch in stripped):
             return [help_message(conv.language, t, greeting=not stripped)]
         command = read_command(stripped)
+        if command is not None and command.name in ("start", "help"):
+            return [help_message(conv.language, t, greeting=command.name == "start")]
         if command is not None and command.name == "orders":
             return self.buying.orders(session, conv.user_key, t)
         if command is not None and command.name == "limit":

@@ -40,6 +40,7 @@ COMMANDS = {
     "link": "link", "vincular": "link", "conectar": "link",
     "reminders": "reminders", "lembretes": "reminders", "recordatorios": "reminders",
     "orders": "orders", "pedidos": "orders", "compras": "orders",
+    "start": "start", "help": "help", "ajuda": "help", "ayuda": "help",
     "limit": "limit", "limits": "limit", "limite": "limit", "limites": "limit",
     "límite": "limit", "límites": "limit",
 }

@@ -55,6 +55,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = runtime
 
     app.include_router(web.router)
+    app.include_router(web.page_router)
     app.include_router(webhooks.router)
     app.include_router(shopper_pages.router)
     app.include_router(sandbox_page.router)

@@ -1,14 +1,21 @@
-"""The web chat API: `POST /api/chat` (a message or a button press) and pending updates."""
+"""The web chat: the page at `/chat`, and its API, `POST /api/chat` (a message or a button
+press) and pending updates."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, field_validator
 
 from bot.conversation import Assistant
 from bot.replies import Reply
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
+page_router = APIRouter(include_in_schema=False)
+# One self-contained file (styles and script inline): it loads with no outside network.
+PAGE = Path(__file__).with_name("chat.html")
 
 
 class ChatRequest(BaseModel):
@@ -42,3 +49,13 @@ def chat(body: ChatRequest, request: Request) -> Reply:
 def updates(request: Request, user: str = Query(min_length=1, max_length=200)) -> Reply:
     """Messages for a shopper produced since their last turn (payment confirmations)."""
     return _assistant(request).pending(user_key=f"web:{user.strip()}")
+
+
+@page_router.get("/chat", response_class=HTMLResponse)
+def chat_page() -> HTMLResponse:
+    """Serve the web chat, usable on a phone screen."""
+    return HTMLResponse(PAGE.read_text("utf-8"), headers={
+        # Its own script and styles only; product images and QR codes from anywhere.
+        "Content-Security-Policy": "default-src 'self'; img-src * data:; "
+                                   "style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+        "Cache-Control": "no-cache"})

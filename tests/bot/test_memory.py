@@ -76,13 +76,14 @@ def test_birthdays_are_read_in_three_languages(text, expected):
                                                      "a mi abuela"),
     ("/forget@VitrineBot mom", "forget", "mom"), ("/export", "export", ""),
     ("/exportar", "export", ""),
+    ("/start", "start", ""), ("/ayuda", "help", ""),
 ])
 def test_memory_commands_are_read_in_any_language(text, name, argument):
     command = read_command(text)
     assert command is not None and (command.name, command.argument) == (name, argument)
 
 
-@pytest.mark.parametrize("text", ["/start", "forget it", "memory card 64gb", "/"])
+@pytest.mark.parametrize("text", ["/nonsense", "forget it", "memory card 64gb", "/"])
 def test_other_messages_are_not_memory_commands(text):
     assert read_command(text) is None
 
