@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     mercadopago_webhook_secret: str = ""
     mercadopago_api_base: str = "https://api.mercadopago.com"
 
+    # WhatsApp Cloud API channel: on when token, phone number id and app secret are all set.
+    # The app secret signs Meta's webhook calls; the verify token answers its subscription
+    # check (`GET /webhooks/whatsapp`).
+    whatsapp_token: str | None = None
+    whatsapp_phone_id: str | None = None
+    whatsapp_app_secret: str | None = None
+    whatsapp_verify_token: str | None = None
+    whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
+
     # Live merchants (their own UCP MCP servers): total budget of one search, each merchant's
     # share, how long an answer is reused, and when a failing merchant stops being called.
     live_deadline_ms: int = 1500
@@ -108,6 +117,11 @@ class Settings(BaseSettings):
         """A language model helps understand messages only when it is fully named."""
         return bool(self.llm_base_url and self.llm_model)
 
+    @property
+    def whatsapp_enabled(self) -> bool:
+        """The WhatsApp channel runs only with its token, phone number id and app secret."""
+        return bool(self.whatsapp_token and self.whatsapp_phone_id and self.whatsapp_app_secret)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env == "production":
@@ -119,6 +133,8 @@ class Settings(BaseSettings):
             ]
             weak += [name for name in PROVIDER_SECRETS
                      if self._provider_on(name) and len(getattr(self, name)) < 16]
+            if self.whatsapp_enabled and len(self.whatsapp_app_secret or "") < 16:
+                weak.append("whatsapp_app_secret")
             if weak:
                 raise ValueError(
                     "refusing to start in production with placeholder secrets: "

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from bot.channels import web
+from bot.channels import web, whatsapp
 from bot.channels.mcp import build_vitrine_mcp_app
 from catalog import api as merchants_api
 from catalog.ucp_server import build_merchant_mcp_app
@@ -57,6 +57,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(web.router)
     app.include_router(web.page_router)
     app.include_router(webhooks.router)
+    if runtime.whatsapp is not None:
+        # Only when configured: an unconfigured deployment exposes no WhatsApp route at all.
+        app.include_router(whatsapp.router)
     app.include_router(shopper_pages.router)
     app.include_router(sandbox_page.router)
     app.include_router(ops_api.router)

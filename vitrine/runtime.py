@@ -17,6 +17,7 @@ from sqlmodel import Session, SQLModel, select
 
 from adapters.feed import FeedReport
 from adapters.ucp_mcp import HTTP_TIMEOUT, UcpMcpAdapter
+from bot.channels.whatsapp_api import GRAPH_TIMEOUT, WhatsAppApi
 from bot.conversation import Assistant
 from bot.intent import IntentParser
 from bot.llm_client import ChatCompletions
@@ -49,6 +50,7 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "catalog" / "demo"
 
 def create_tables(engine: Engine) -> None:
     """Create every table (idempotent); importing the models registers them."""
+    import bot.channels.whatsapp
     import bot.models  # noqa: F401
     import catalog.models
     import catalog.sponsorship  # noqa: F401
@@ -129,6 +131,8 @@ class Runtime:
     llm_http: httpx.Client | None = None  # the language-model provider's, when configured
     # Rewords reply intros when VITRINE_LLM_PHRASE_REPLIES is on; see docs/llm.md.
     phraser: ReplyPhraser | None = None
+    # The WhatsApp Cloud API client, when the channel is configured.
+    whatsapp: WhatsAppApi | None = None
     onboarding: Onboarding = field(init=False)
     _adapters: dict[tuple[str, str], UcpMcpAdapter] = field(default_factory=dict)
 
@@ -154,6 +158,8 @@ class Runtime:
         self.federated.loop.close()
         if self.llm_http is not None:
             self.llm_http.close()
+        if self.whatsapp is not None:
+            self.whatsapp.close()
         for rail in self.rails.values():
             close = getattr(rail, "close", None)  # rails with a provider hold a client
             if close is not None:
@@ -178,13 +184,26 @@ def build_llm_chat(settings: Settings, http: httpx.Client | None = None
         timeout_s=timeout_s, max_output_tokens=settings.llm_max_output_tokens)
 
 
+def build_whatsapp(settings: Settings, http: httpx.Client | None = None
+                   ) -> WhatsAppApi | None:
+    """The WhatsApp Cloud API client, or None when the channel is not configured."""
+    if not (settings.whatsapp_enabled and settings.whatsapp_token
+            and settings.whatsapp_phone_id):
+        return None
+    return WhatsAppApi(http=http or httpx.Client(timeout=GRAPH_TIMEOUT),
+                       base_url=settings.whatsapp_api_base,
+                       phone_id=settings.whatsapp_phone_id, token=settings.whatsapp_token)
+
+
 def build_runtime(settings: Settings | None = None, *,
                   mcp_http: httpx2.AsyncClient | None = None,
-                  llm_http: httpx.Client | None = None) -> Runtime:
+                  llm_http: httpx.Client | None = None,
+                  whatsapp_http: httpx.Client | None = None) -> Runtime:
     """Connect to the database, create tables, and build the services.
 
     `llm_http` is the client for the language-model provider (tests pass one with a fake
     transport); it is made from settings when a model is configured and none is given.
+    `whatsapp_http` is the same for WhatsApp's Graph API, used when the channel is configured.
     """
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)
@@ -210,7 +229,8 @@ def build_runtime(settings: Settings | None = None, *,
     runtime = Runtime(settings=settings, engine=engine, search=search, federated=federated,
                       assistant=assistant, rails=rails,
                       mcp_http=mcp_http or httpx2.AsyncClient(timeout=HTTP_TIMEOUT),
-                      llm_http=llm_http, phraser=phraser)
+                      llm_http=llm_http, phraser=phraser,
+                      whatsapp=build_whatsapp(settings, whatsapp_http))
     federated.adapter_for = runtime.adapter_for
     runtime.onboarding = Onboarding(engine=engine, run_live=runtime.call_live,
                                     adapter_for_url=runtime.adapter_for_url)

@@ -1,0 +1,376 @@
+"""WhatsApp Cloud API channel: the webhook Meta calls (`GET` to verify it, `POST` with
+messages) and the reply rendered within WhatsApp's message limits."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field as SqlField
+from sqlmodel import Session, SQLModel
+
+from bot.channels.whatsapp_api import WhatsAppApi
+from bot.conversation import Assistant
+from bot.models import Conversation
+from bot.replies import Message
+from catalog.cards import Button, Card
+from checkout.signatures import verify_sha256_header
+from core.db import utcnow
+from core.errors import InvalidInput, NotFound, SignatureError
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/webhooks/whatsapp", tags=["whatsapp"])
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+# WhatsApp's limits (Cloud API reference, "Messages").
+TEXT_MAX = 4096
+CAPTION_MAX = 1024
+BODY_MAX = 1024
+REPLY_BUTTONS_MAX = 3
+BUTTON_TITLE_MAX = 20
+BUTTON_ID_MAX = 256
+LIST_ROWS_MAX = 10
+ROW_TITLE_MAX = 24
+ROW_DESCRIPTION_MAX = 72
+# The list's opening button needs a label; a symbol reads the same in every language.
+LIST_BUTTON = "☰"
+# A shopper's first message picks the market from the country calling code of the number.
+CALLING_CODES = {"55": "BR", "54": "AR", "57": "CO", "52": "MX", "91": "IN", "34": "ES",
+                 "1": "US"}
+
+
+class WhatsAppMessageSeen(SQLModel, table=True):
+    """A WhatsApp message id already applied: Meta delivers a message again when unsure."""
+
+    message_id: str = SqlField(primary_key=True, max_length=256)
+    received_at: datetime = SqlField(default_factory=utcnow)
+
+
+# The Cloud API's webhook payload, only the parts read; anything else is ignored.
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class _Text(_Lenient):
+    body: str = ""
+
+
+class _Reply(_Lenient):
+    id: str
+    title: str = ""
+
+
+class _Interactive(_Lenient):
+    type: str
+    button_reply: _Reply | None = None
+    list_reply: _Reply | None = None
+
+
+class _TemplateButton(_Lenient):
+    payload: str | None = None
+    text: str = ""
+
+
+class _Message(_Lenient):
+    sender: str = Field(alias="from")
+    id: str
+    type: str
+    text: _Text | None = None
+    interactive: _Interactive | None = None
+    button: _TemplateButton | None = None
+
+
+class _Profile(_Lenient):
+    name: str | None = None
+
+
+class _Contact(_Lenient):
+    wa_id: str | None = None
+    profile: _Profile | None = None
+
+
+class _Status(_Lenient):
+    id: str
+    status: str
+
+
+class _Value(_Lenient):
+    messages: list[_Message] = Field(default_factory=list)
+    statuses: list[_Status] = Field(default_factory=list)
+    contacts: list[_Contact] = Field(default_factory=list)
+
+
+class _Change(_Lenient):
+    field: str = ""
+    value: _Value = Field(default_factory=_Value)
+
+
+class _Entry(_Lenient):
+    changes: list[_Change] = Field(default_factory=list)
+
+
+class _Event(_Lenient):
+    object: str = ""
+    entry: list[_Entry] = Field(default_factory=list)
+
+
+class Inbound(BaseModel):
+    """One shopper's message, reduced to what the assistant reads: text or a button's action."""
+
+    message_id: str
+    sender: str
+    name: str | None = None
+    text: str | None = None
+    action: str | None = None
+
+
+def parse_event(body: bytes) -> tuple[list[Inbound], int]:
+    """The shoppers' messages in a webhook body, and how many messages of a type the bot
+    cannot read (images, audio, locations) were skipped.
+
+    Raises:
+        InvalidInput: the body is not the Cloud API's JSON.
+    """
+    try:
+        event = _Event.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as exc:
+        raise InvalidInput("not a WhatsApp Cloud API event") from exc
+    inbound: list[Inbound] = []
+    skipped = 0
+    for change in (c for e in event.entry for c in e.changes):
+        value = change.value
+        names = {c.wa_id: c.profile.name for c in value.contacts if c.profile}
+        for status in value.statuses:
+            log.info("whatsapp message %s %s", status.id, status.status)
+        for msg in value.messages:
+            text, action = _read(msg)
+            if text is None and action is None:
+                skipped += 1
+                log.info("whatsapp message %s of type %s skipped", msg.id, msg.type)
+                continue
+            inbound.append(Inbound(message_id=msg.id, sender=msg.sender,
+                                   name=names.get(msg.sender), text=text, action=action))
+    return inbound, skipped
+
+
+def _read(msg: _Message) -> tuple[str | None, str | None]:
+    if msg.type == "text" and msg.text is not None:
+        return msg.text.body, None
+    if msg.type == "interactive" and msg.interactive is not None:
+        reply = msg.interactive.button_reply or msg.interactive.list_reply
+        return (None, reply.id) if reply else (None, None)
+    if msg.type == "button" and msg.button is not None:
+        # A template's quick-reply button: its payload is our action, else its text is read.
+        if msg.button.payload:
+            return None, msg.button.payload
+        return msg.button.text, None
+    return None, None
+
+
+def first_time(engine: Engine, message_id: str) -> bool:
+    """Record a message id; False when it was already recorded (a redelivery)."""
+    with Session(engine) as session:
+        session.add(WhatsAppMessageSeen(message_id=message_id))
+        try:
+            session.commit()
+        except IntegrityError:
+            return False
+    return True
+
+
+# Rendering: one bot `Message` becomes one or more WhatsApp messages.
+
+def cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, cut at a word boundary with an ellipsis."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 1]
+    space = head.rfind(" ")
+    if space > limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,.;:-") + "…"
+
+
+def split_text(text: str, limit: int = TEXT_MAX) -> list[str]:
+    """`text` in parts of at most `limit` characters, split at line or word boundaries."""
+    parts: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        at = rest.rfind("\n", 0, limit + 1)
+        if at <= limit // 2:
+            at = rest.rfind(" ", 0, limit + 1)
+        if at <= limit // 2:
+            at = limit
+        parts.append(rest[:at].rstrip())
+        rest = rest[at:].lstrip()
+    return [*parts, rest] if rest else parts
+
+
+def text_message(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": {"body": text, "preview_url": False}}
+
+
+def image_message(url: str, caption: str | None = None) -> dict[str, Any]:
+    image = {"link": url}
+    if caption:
+        image["caption"] = cut(caption, CAPTION_MAX)
+    return {"type": "image", "image": image}
+
+
+def choices_message(body: str, buttons: list[Button]) -> list[dict[str, Any]]:
+    """Buttons as reply buttons (up to three) or else as lists of up to ten rows."""
+    usable = [b for b in buttons if 0 < len(b.action) <= BUTTON_ID_MAX]
+    if len(usable) < len(buttons):
+        log.warning("whatsapp: %d button(s) with an action too long dropped",
+                    len(buttons) - len(usable))
+    if not usable:
+        return [text_message(body)]
+    body = cut(body, BODY_MAX)
+    if len(usable) <= REPLY_BUTTONS_MAX:
+        return [{"type": "interactive", "interactive": {
+            "type": "button", "body": {"text": body},
+            "action": {"buttons": [
+                {"type": "reply", "reply": {"id": b.action,
+                                            "title": cut(b.label, BUTTON_TITLE_MAX)}}
+                for b in usable]}}}]
+    lists = []
+    for start in range(0, len(usable), LIST_ROWS_MAX):
+        rows = []
+        for b in usable[start:start + LIST_ROWS_MAX]:
+            row = {"id": b.action, "title": cut(b.label, ROW_TITLE_MAX)}
+            if len(b.label) > ROW_TITLE_MAX:  # the whole label stays readable below
+                row["description"] = cut(b.label, ROW_DESCRIPTION_MAX)
+            rows.append(row)
+        lists.append({"type": "interactive", "interactive": {
+            "type": "list", "body": {"text": body},
+            "action": {"button": LIST_BUTTON, "sections": [{"rows": rows}]}}})
+    return lists
+
+
+def card_messages(card: Card) -> list[dict[str, Any]]:
+    """A product card: its picture with title, price and reason, then its buttons."""
+    lines = [card.title, card.price_text, card.reason]
+    if card.label:
+        lines.insert(0, card.label)
+    caption = cut("\n".join(line for line in lines if line), CAPTION_MAX)
+    sent: list[dict[str, Any]] = []
+    if card.image_url:
+        sent.append(image_message(card.image_url, caption))
+        body = cut(f"{card.title} · {card.price_text}", BODY_MAX)
+    else:
+        body = caption
+    if card.buttons:
+        sent += choices_message(body, card.buttons)
+    elif not card.image_url:
+        sent.append(text_message(caption))
+    return sent
+
+
+def render(message: Message) -> list[dict[str, Any]]:
+    """A bot message as WhatsApp messages, in the order they are sent."""
+    sent: list[dict[str, Any]] = []
+    parts = split_text(message.text)
+    if message.buttons:
+        # Buttons need a body of at most 1,024 characters: the text's last part carries them.
+        parts = parts or [""]
+        if len(parts[-1]) > BODY_MAX:
+            parts[-1:] = split_text(parts[-1], BODY_MAX)
+        *before, body = parts
+        sent += [text_message(p) for p in before]
+        if message.image_url:
+            sent.append(image_message(message.image_url))
+        sent += choices_message(body or "…", message.buttons)
+    else:
+        sent += [text_message(p) for p in parts]
+        if message.image_url:
+            sent.append(image_message(message.image_url))
+    for card in message.cards:
+        sent += card_messages(card)
+    return sent
+
+
+# The webhook.
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.runtime.settings
+
+
+def _graph(request: Request) -> WhatsAppApi:
+    api: WhatsAppApi | None = request.app.state.runtime.whatsapp
+    if api is None:
+        raise NotFound("WhatsApp is not configured")
+    return api
+
+
+@router.get("", response_class=PlainTextResponse)
+def verify(request: Request, mode: str = Query("", alias="hub.mode"),
+           token: str = Query("", alias="hub.verify_token"),
+           challenge: str = Query("", alias="hub.challenge")) -> PlainTextResponse:
+    """Answer Meta's subscription check with its challenge when the verify token matches."""
+    expected = _settings(request).whatsapp_verify_token
+    if mode == "subscribe" and expected and hmac.compare_digest(
+            token.encode("utf-8"), expected.encode("utf-8")):
+        return PlainTextResponse(challenge)
+    return PlainTextResponse("forbidden", status_code=403)
+
+
+@router.post("")
+async def receive(request: Request) -> dict[str, int]:
+    """Apply shoppers' messages once each and send the replies."""
+    body = await request.body()
+    secret = _settings(request).whatsapp_app_secret
+    if not secret or not verify_sha256_header(secret=secret, body=body,
+                                              header=request.headers.get(SIGNATURE_HEADER)):
+        raise SignatureError("missing or wrong X-Hub-Signature-256")
+    inbound, skipped = parse_event(body)
+    runtime, api = request.app.state.runtime, _graph(request)
+    # The assistant and the Graph API client block: run them off the event loop.
+    applied = await to_thread.run_sync(lambda: apply_messages(
+        inbound, engine=runtime.engine, assistant=runtime.assistant, api=api))
+    return {"applied": applied, "duplicates": len(inbound) - applied, "skipped": skipped}
+
+
+def apply_messages(inbound: list[Inbound], *, engine: Engine, assistant: Assistant,
+                   api: WhatsAppApi) -> int:
+    """Answer each message not seen before; how many were answered."""
+    applied = 0
+    for msg in inbound:
+        if not first_time(engine, msg.message_id):
+            log.info("whatsapp message %s already applied", msg.message_id)
+            continue
+        applied += 1
+        user_key = f"wa:{msg.sender}"
+        try:
+            reply = assistant.handle(user_key=user_key, text=msg.text, action=msg.action,
+                                     market=_market_of(engine, user_key, msg.sender))
+        except Exception:
+            # The message id is recorded: Meta's redelivery would fail the same way.
+            log.exception("whatsapp message %s could not be answered", msg.message_id)
+            continue
+        for message in reply.messages:
+            for outbound in render(message):
+                api.send(to=msg.sender, message=outbound)
+    return applied
+
+
+def _market_of(engine: Engine, user_key: str, phone: str) -> str | None:
+    """The market for a shopper's first message, from the number's calling code; later
+    messages keep the conversation's market."""
+    with Session(engine) as session:
+        if session.get(Conversation, user_key) is not None:
+            return None
+    for length in (3, 2, 1):
+        if (market := CALLING_CODES.get(phone[:length])) is not None:
+            return market
+    return None

@@ -1,0 +1,332 @@
+"""The WhatsApp channel: Meta's webhook (verification, signatures, messages once each) against
+the real app, a fake Graph API at the transport boundary, and WhatsApp's message limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from bot.channels.whatsapp import (
+    BUTTON_TITLE_MAX,
+    CAPTION_MAX,
+    ROW_TITLE_MAX,
+    TEXT_MAX,
+    WhatsAppMessageSeen,
+    card_messages,
+    cut,
+    render,
+)
+from bot.channels.whatsapp_api import WhatsAppApi
+from bot.models import Conversation
+from bot.replies import Message
+from catalog.cards import Button, Card, CardPrice
+from checkout.signatures import hmac_sha256_hex, verify_sha256_header
+from core.settings import Settings
+from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
+from vitrine.app import create_app
+from vitrine.runtime import Runtime, build_runtime
+
+pytestmark = pytest.mark.anyio
+
+APP_SECRET = "test-whatsapp-app-secret-0123456789"
+VERIFY_TOKEN = "test-verify-token"
+PHONE_ID = "1098765432"
+GRAPH = "https://graph.test/v21.0"
+SHOPPER = "5511987654321"
+
+
+class FakeGraphApi:
+    """Meta's Graph API as an httpx transport: records what was sent, answers from a queue
+    (then 200 with a message id)."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.answers: list[httpx.Response] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.answers:
+            return self.answers.pop(0)
+        return httpx.Response(200, json={"messaging_product": "whatsapp",
+                                         "messages": [{"id": f"wamid.out{len(self.requests)}"}]})
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests]
+
+
+@pytest.fixture
+def graph() -> FakeGraphApi:
+    return FakeGraphApi()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(env="test", database_url=f"sqlite:///{tmp_path / 'vitrine.db'}",
+                    sandbox_secret=SANDBOX_SECRET, ops_token=OPS_TOKEN,
+                    public_url="http://testserver", whatsapp_token="test-graph-token",
+                    whatsapp_phone_id=PHONE_ID, whatsapp_app_secret=APP_SECRET,
+                    whatsapp_verify_token=VERIFY_TOKEN, whatsapp_api_base=GRAPH)
+
+
+@pytest.fixture
+def runtime(settings: Settings, graph: FakeGraphApi) -> Iterator[Runtime]:
+    runtime = build_runtime(settings, whatsapp_http=httpx.Client(
+        transport=httpx.MockTransport(graph)))
+    yield runtime
+    runtime.close()
+
+
+def text_event(text: str, message_id: str = "wamid.in1") -> dict[str, Any]:
+    return event({"from": SHOPPER, "id": message_id, "timestamp": "1718000000",
+                  "type": "text", "text": {"body": text}})
+
+
+def button_event(action: str, message_id: str = "wamid.in2") -> dict[str, Any]:
+    return event({"context": {"from": PHONE_ID, "id": "wamid.out2"}, "from": SHOPPER,
+                  "id": message_id, "timestamp": "1718000001", "type": "interactive",
+                  "interactive": {"type": "button_reply",
+                                  "button_reply": {"id": action, "title": "Comprar"}}})
+
+
+def event(message: dict[str, Any]) -> dict[str, Any]:
+    """A webhook body in the Cloud API's shape, as Meta sends it."""
+    return {"object": "whatsapp_business_account", "entry": [{
+        "id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_ID},
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": SHOPPER}],
+            "messages": [message]}}]}]}
+
+
+def signed(body: dict[str, Any], secret: str = APP_SECRET) -> tuple[bytes, dict[str, str]]:
+    raw = json.dumps(body).encode()
+    return raw, {"X-Hub-Signature-256": "sha256=" + hmac_sha256_hex(secret, raw),
+                 "Content-Type": "application/json"}
+
+
+async def post(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
+    raw, headers = signed(body)
+    return await client.post("/webhooks/whatsapp", content=raw, headers=headers)
+
+
+def interactive_buttons(sent: dict[str, Any]) -> list[dict[str, str]]:
+    return [b["reply"] for b in sent["interactive"]["action"]["buttons"]]
+
+
+# Verification handshake
+
+async def test_the_subscription_check_answers_the_challenge_as_plain_text(client):
+    response = await client.get("/webhooks/whatsapp", params={
+        "hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201444"})
+    assert response.status_code == 200 and response.text == "1158201444"
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("params", [
+    {"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
+    {"hub.mode": "unsubscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1"},
+    {"hub.challenge": "1"},
+])
+async def test_the_subscription_check_with_a_wrong_token_or_mode_is_403(client, params):
+    response = await client.get("/webhooks/whatsapp", params=params)
+    assert response.status_code == 403 and "1" not in response.text
+
+
+# Signatures
+
+def test_the_signature_matches_the_reference_vector():
+    digest = "0329a06b62cd16b33eb6792be8c60b158d89a2ee3a876fce9a881ebb488c0914"
+    assert hmac_sha256_hex("secret", b"test") == digest
+    assert verify_sha256_header(secret="secret", body=b"test", header=f"sha256={digest}")
+    assert not verify_sha256_header(secret="secret", body=b"test ", header=f"sha256={digest}")
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"X-Hub-Signature-256": "sha256=" + "0" * 64},
+    {"X-Hub-Signature-256": "sha256=" + hmac_sha256_hex("another-secret", b"x")},
+    {"X-Hub-Signature-256": "md5=abc"},
+])
+async def test_a_forged_or_missing_signature_is_401_and_nothing_happens(
+        client, demo_runtime, graph, headers):
+    raw = json.dumps(text_event("presente para minha mãe até R$200")).encode()
+    response = await client.post("/webhooks/whatsapp", content=raw, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized" and response.json()["reason"]
+    assert graph.requests == []
+    with Session(demo_runtime.engine) as session:
+        assert session.get(Conversation, f"wa:{SHOPPER}") is None
+        assert session.exec(select(WhatsAppMessageSeen)).all() == []
+
+
+async def test_a_signed_body_that_is_not_an_event_is_400(client, graph):
+    raw, headers = b"not json", signed({})[1]
+    headers["X-Hub-Signature-256"] = "sha256=" + hmac_sha256_hex(APP_SECRET, raw)
+    response = await client.post("/webhooks/whatsapp", content=raw, headers=headers)
+    assert response.status_code == 400 and graph.requests == []
+
+
+# Messages
+
+async def test_a_text_message_gets_product_pictures_and_buy_buttons(client, graph):
+    response = await post(client, text_event("presente para minha mãe até R$200"))
+    assert response.status_code == 200 and response.json()["applied"] == 1
+
+    request = graph.requests[0]
+    assert str(request.url) == f"{GRAPH}/{PHONE_ID}/messages"
+    assert request.headers["Authorization"] == "Bearer test-graph-token"
+    sent = graph.sent
+    assert all(s["to"] == SHOPPER and s["messaging_product"] == "whatsapp" for s in sent)
+    images = [s for s in sent if s["type"] == "image"]
+    assert images and all(0 < len(s["image"]["caption"]) <= CAPTION_MAX for s in images)
+    assert "R$" in images[0]["image"]["caption"]
+    button_messages = [s for s in sent if s["type"] == "interactive"
+                       and s["interactive"]["type"] == "button"]
+    assert button_messages
+    buy = interactive_buttons(button_messages[0])[0]
+    assert buy["id"].startswith("buy:") and len(buy["title"]) <= BUTTON_TITLE_MAX
+    # Each card: its picture first, then its buttons.
+    first_image = sent.index(images[0])
+    assert sent[first_image + 1]["type"] == "interactive"
+
+
+async def test_a_buy_button_reply_asks_to_confirm_or_cancel(client, graph):
+    await post(client, text_event("presente para minha mãe até R$200"))
+    buy = next(b["id"] for s in graph.sent if s["type"] == "interactive"
+               for b in interactive_buttons(s) if b["id"].startswith("buy:"))
+    graph.requests.clear()
+
+    response = await post(client, button_event(buy))
+    assert response.status_code == 200 and response.json()["applied"] == 1
+    [confirmation] = [s for s in graph.sent if s["type"] == "interactive"]
+    assert "R$" in confirmation["interactive"]["body"]["text"]
+    actions = [b["id"].split(":")[0] for b in interactive_buttons(confirmation)]
+    assert actions[:2] == ["confirm", "cancel"]
+
+
+async def test_the_same_message_delivered_twice_is_handled_once(client, demo_runtime, graph):
+    body = text_event("presente para minha mãe até R$200", message_id="wamid.twice")
+    first = await post(client, body)
+    sent_once = len(graph.requests)
+    second = await post(client, body)
+    assert first.json()["applied"] == 1 and sent_once > 0
+    assert second.status_code == 200
+    assert second.json() == {"applied": 0, "duplicates": 1, "skipped": 0}
+    assert len(graph.requests) == sent_once
+
+
+async def test_delivery_statuses_and_unreadable_messages_are_acknowledged(client, graph):
+    statuses = event({"from": SHOPPER, "id": "wamid.img", "type": "image",
+                      "image": {"id": "media-1", "mime_type": "image/jpeg"}})
+    statuses["entry"][0]["changes"][0]["value"]["statuses"] = [
+        {"id": "wamid.out1", "status": "delivered", "timestamp": "1718000002",
+         "recipient_id": SHOPPER}]
+    response = await post(client, statuses)
+    assert response.status_code == 200 and response.json()["skipped"] == 1
+    assert graph.requests == []
+
+
+async def test_without_whatsapp_settings_there_is_no_webhook(tmp_path):
+    runtime = build_runtime(Settings(env="test",
+                                     database_url=f"sqlite:///{tmp_path / 'plain.db'}"))
+    try:
+        assert runtime.whatsapp is None
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            assert (await c.post("/webhooks/whatsapp", content=b"{}")).status_code == 404
+    finally:
+        runtime.close()
+
+
+# The Graph API client
+
+def _api(graph: FakeGraphApi, slept: list[float], attempts: int = 4) -> WhatsAppApi:
+    return WhatsAppApi(http=httpx.Client(transport=httpx.MockTransport(graph)), base_url=GRAPH,
+                       phone_id=PHONE_ID, token="t", attempts=attempts, sleep=slept.append)
+
+
+def test_a_busy_api_is_retried_with_growing_waits_then_succeeds(graph):
+    graph.answers = [httpx.Response(429), httpx.Response(503)]
+    slept: list[float] = []
+    assert _api(graph, slept).send(to=SHOPPER, message={"type": "text"}) == "wamid.out3"
+    assert len(graph.requests) == 3 and slept == [0.5, 1.0]
+
+
+def test_an_api_that_stays_down_is_logged_not_raised(graph, caplog):
+    graph.answers = [httpx.Response(500)] * 3
+    slept: list[float] = []
+    assert _api(graph, slept, attempts=3).send(to=SHOPPER, message={"type": "text"}) is None
+    assert len(graph.requests) == 3 and len(slept) == 2
+    assert "not sent after 3 attempt(s)" in caplog.text and SHOPPER not in caplog.text
+
+
+def test_a_refused_message_is_not_retried(graph):
+    graph.answers = [httpx.Response(400, json={"error": {"message": "bad"}})]
+    slept: list[float] = []
+    assert _api(graph, slept).send(to=SHOPPER, message={"type": "text"}) is None
+    assert len(graph.requests) == 1 and slept == []
+
+
+# WhatsApp's limits
+
+def _card(**changes: Any) -> Card:
+    fields: dict[str, Any] = dict(
+        product_id="p1", merchant="Loja", merchant_id="loja", title="Caneca", url=None,
+        price=CardPrice(amount=4990, currency="BRL"), price_text="R$ 49,90",
+        image_url="https://img.test/p1.jpg", reason="Para quem gosta de café.",
+        buttons=[Button(label="Comprar", action="buy:loja:p1")])
+    return Card(**(fields | changes))
+
+
+def test_a_long_title_is_cut_at_a_word_within_the_caption_limit():
+    title = "Conjunto de xícaras de porcelana pintadas à mão " * 40
+    [image, buttons] = card_messages(_card(title=title))
+    caption = image["image"]["caption"]
+    assert len(caption) <= CAPTION_MAX and caption.endswith("…")
+    assert title.startswith(caption[:-1]) and title[len(caption) - 1] == " "
+    assert len(buttons["interactive"]["body"]["text"]) <= 1024
+    assert cut("Presente para minha querida mãe", BUTTON_TITLE_MAX) == "Presente para…"
+
+
+def test_four_or_more_buttons_become_a_list_of_short_rows():
+    labels = ["Comprar agora mesmo com Pix", "Mais como este", "Não é para mim", "Mais barato"]
+    card = _card(image_url=None, buttons=[Button(label=label, action=f"act:{i}")
+                                         for i, label in enumerate(labels)])
+    [listed] = card_messages(card)
+    assert listed["interactive"]["type"] == "list"
+    [section] = listed["interactive"]["action"]["sections"]
+    rows = section["rows"]
+    assert [r["id"] for r in rows] == ["act:0", "act:1", "act:2", "act:3"]
+    assert all(len(r["title"]) <= ROW_TITLE_MAX for r in rows)
+    assert rows[0]["description"] == labels[0]
+    many = Message(text="Escolha", buttons=[Button(label=str(i), action=f"a:{i}")
+                                           for i in range(13)])
+    assert [len(m["interactive"]["action"]["sections"][0]["rows"]) for m in render(many)] \
+        == [10, 3]
+
+
+def test_long_text_is_split_and_a_payment_qr_code_is_sent_as_a_picture():
+    text = ("Pague com Pix. " * 400).strip()
+    sent = render(Message(text=text, image_url="https://qr.test/1.png"))
+    texts = [s["text"]["body"] for s in sent if s["type"] == "text"]
+    assert len(texts) == 2 and all(len(t) <= TEXT_MAX for t in texts)
+    assert " ".join(texts) == text
+    assert sent[-1] == {"type": "image", "image": {"link": "https://qr.test/1.png"}}
+
+
+def test_production_refuses_a_short_whatsapp_app_secret():
+    from core.settings import Settings
+
+    strong = dict(ops_token="o" * 20, admin_token="a" * 20, sandbox_secret="s" * 20,
+                  pix_webhook_secret="p" * 20, upi_webhook_secret="u" * 20,
+                  sepa_webhook_secret="e" * 20, whatsapp_token="t", whatsapp_phone_id="1")
+    with pytest.raises(ValueError, match="VITRINE_WHATSAPP_APP_SECRET"):
+        Settings(env="production", whatsapp_app_secret="short", **strong)
+    Settings(env="production", whatsapp_app_secret="x" * 32, **strong)
