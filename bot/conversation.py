@@ -34,6 +34,7 @@ from bot.replies import (
     results_text,
 )
 from bot.search_requests import build_search_request, missing_colour
+from bot.settings_commands import settings_command
 from bot.stores import read_stores
 from catalog.cards import Card, build_cards
 from catalog.live import FederatedSearch
@@ -252,7 +253,7 @@ class Assistant:
             if market and market.code != conv.market:
                 conv.market = market.code
                 conv.shown, conv.excluded, conv.last_query, conv.quoted = [], [], {}, {}
-            if locale:
+            if locale and not conv.language_chosen:
                 conv.language = language_of(locale, default=conv.language)
         return conv
 
@@ -273,6 +274,8 @@ class Assistant:
         if not any(ch.isalnum() for ch in stripped):
             return [help_message(conv.language, t, greeting=not stripped)]
         command = read_command(stripped)
+        if command is not None and command.name in ("language", "market"):
+            return settings_command(conv, command, t)
         if command is not None and command.name in ("start", "help"):
             return [help_message(conv.language, t, greeting=command.name == "start")]
         if command is not None and command.name == "orders":

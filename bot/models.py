@@ -24,6 +24,8 @@ class Conversation(SQLModel, table=True):
     # The price each shown card carried, so a change before "buy" is pointed out.
     quoted: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
     excluded: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    # The shopper chose the language with /language: a channel's locale no longer changes it.
+    language_chosen: bool | None = None
     # The order whose rail asked for the payer's name and e-mail; the next message answers.
     awaiting_payer: str | None = Field(default=None, max_length=40)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -41,6 +41,8 @@ COMMANDS = {
     "reminders": "reminders", "lembretes": "reminders", "recordatorios": "reminders",
     "orders": "orders", "pedidos": "orders", "compras": "orders",
     "start": "start", "help": "help", "ajuda": "help", "ayuda": "help",
+    "language": "language", "idioma": "language", "lingua": "language", "língua": "language",
+    "market": "market", "mercado": "market", "pais": "market", "país": "market",
     "limit": "limit", "limits": "limit", "limite": "limit", "limites": "limit",
     "límite": "limit", "límites": "limit",
 }

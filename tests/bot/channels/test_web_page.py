@@ -32,3 +32,25 @@ async def test_start_greets_with_example_requests_as_buttons_in_the_shoppers_lan
     [help_] = (await client.post("/api/chat", json={"user": "web-page", "text": "/ajuda"}
                                  )).json()["messages"]
     assert help_["buttons"] and not help_["text"].startswith("Oi!")
+
+
+async def test_language_and_market_commands_switch_and_the_choice_sticks(client):
+    talk = {"user": "switcher"}
+    [menu] = (await client.post("/api/chat", json={**talk, "text": "/language",
+                                                  "locale": "en_US"})).json()["messages"]
+    assert [b["action"] for b in menu["buttons"]] == [
+        "say:/language pt", "say:/language es", "say:/language en"]
+    [done] = (await client.post("/api/chat", json={**talk, "text": "/idioma español",
+                                                  "locale": "en_US"})).json()["messages"]
+    assert done["text"] == "Desde ahora hablo Español."
+    # The device still says English; the shopper's choice wins.
+    [moved] = (await client.post("/api/chat", json={**talk, "text": "/mercado Argentina",
+                                                   "locale": "en_US"})).json()["messages"]
+    assert moved["text"] == "Ahora comprando en Argentina, en ARS."
+    reply = (await client.post("/api/chat", json={**talk, "text": "regalo para mi papá que "
+                                                 "le gusta el asado", "locale": "en_US"})
+             ).json()["messages"]
+    assert reply[-1]["cards"][0]["price"]["currency"] == "ARS"
+    [markets] = (await client.post("/api/chat", json={**talk, "text": "/market"})
+                 ).json()["messages"]
+    assert "say:/market IN" in [b["action"] for b in markets["buttons"]]
