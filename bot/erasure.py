@@ -23,6 +23,7 @@ from bot.models import (
     ReminderSent,
     ShopperLink,
     ShopperProfile,
+    TelegramButton,
 )
 from checkout.models import Order
 from core.db import utcnow
@@ -66,7 +67,8 @@ def forget(*, session: Session, user_key: str, subject: str | None = None) -> in
     linking.unlink_all(session, owner)
     for model, key in ((Conversation, Conversation.user_key),
                        (Notification, Notification.user_key),
-                       (ShopperProfile, ShopperProfile.user_key)):
+                       (ShopperProfile, ShopperProfile.user_key),
+                       (TelegramButton, TelegramButton.user_key)):
         session.exec(delete(model).where(  # type: ignore[call-overload]
             col(key).in_(accounts)))
     for order in session.exec(select(Order).where(col(Order.user_key).in_(accounts))).all():

@@ -139,3 +139,13 @@ class ReminderOptOut(SQLModel, table=True):
 
     account_hash: str = Field(primary_key=True, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class TelegramButton(SQLModel, table=True):
+    """The action behind a Telegram inline button's short token (callback data holds 64
+    bytes at most), for the chat it was sent to; `/forget` deletes them with the rest."""
+
+    token: str = Field(primary_key=True, max_length=16)
+    user_key: str = Field(max_length=200, index=True)
+    action: str = Field(max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow)

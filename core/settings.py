@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     whatsapp_verify_token: str | None = None
     whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
 
+    # Telegram channel: on when the bot token is set. In webhook mode Telegram sends each
+    # update to `POST /webhooks/telegram` with the secret in `X-Telegram-Bot-Api-Secret-Token`
+    # (setWebhook's `secret_token`); `vitrine telegram poll` asks for updates while developing.
+    telegram_token: str | None = None
+    telegram_mode: Literal["polling", "webhook"] = "webhook"
+    telegram_api_base: str = "https://api.telegram.org"
+    telegram_webhook_secret: str | None = None
+
     # Live merchants (their own UCP MCP servers): total budget of one search, each merchant's
     # share, how long an answer is reused, and when a failing merchant stops being called.
     live_deadline_ms: int = 1500
@@ -122,6 +130,11 @@ class Settings(BaseSettings):
         """The WhatsApp channel runs only with its token, phone number id and app secret."""
         return bool(self.whatsapp_token and self.whatsapp_phone_id and self.whatsapp_app_secret)
 
+    @property
+    def telegram_enabled(self) -> bool:
+        """The Telegram channel runs only with its bot token."""
+        return bool(self.telegram_token)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env == "production":
@@ -135,6 +148,9 @@ class Settings(BaseSettings):
                      if self._provider_on(name) and len(getattr(self, name)) < 16]
             if self.whatsapp_enabled and len(self.whatsapp_app_secret or "") < 16:
                 weak.append("whatsapp_app_secret")
+            if self.telegram_enabled and self.telegram_mode == "webhook" \
+                    and len(self.telegram_webhook_secret or "") < 16:
+                weak.append("telegram_webhook_secret")
             if weak:
                 raise ValueError(
                     "refusing to start in production with placeholder secrets: "

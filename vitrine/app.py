@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
-from bot.channels import web, whatsapp
+from bot.channels import telegram, web, whatsapp
 from bot.channels.mcp import build_vitrine_mcp_app
 from catalog import api as merchants_api
 from catalog.ucp_server import build_merchant_mcp_app
@@ -60,6 +60,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     if runtime.whatsapp is not None:
         # Only when configured: an unconfigured deployment exposes no WhatsApp route at all.
         app.include_router(whatsapp.router)
+    if runtime.telegram is not None and runtime.settings.telegram_mode == "webhook":
+        # Same for Telegram; in polling mode (`vitrine telegram poll`) nothing calls in.
+        app.include_router(telegram.router)
     app.include_router(shopper_pages.router)
     app.include_router(sandbox_page.router)
     app.include_router(ops_api.router)

@@ -1,4 +1,5 @@
-"""The `vitrine` command: serve, chat, recommend, merchants, memory, reminders, sandbox."""
+"""The `vitrine` command: serve, chat, recommend, merchants, memory, reminders, telegram,
+sandbox."""
 
 from __future__ import annotations
 
@@ -249,6 +250,27 @@ def cmd_payments_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_telegram_poll(args: argparse.Namespace) -> int:
+    from bot.channels.telegram import TelegramChannel, TelegramPolling
+
+    runtime = prepare_serve(host="127.0.0.1", port=8000, demo=not args.no_demo)
+    if runtime.telegram is None:
+        raise VitrineError("set VITRINE_TELEGRAM_TOKEN to the bot's token")
+    if runtime.settings.telegram_mode != "polling":
+        # Polling deletes the webhook: never by accident on a deployment that uses one.
+        raise VitrineError("set VITRINE_TELEGRAM_MODE=polling to poll (this deletes the "
+                           "bot's webhook)")
+    polling = TelegramPolling(TelegramChannel(
+        bot=runtime.telegram, engine=runtime.engine, assistant=runtime.assistant,
+        run=runtime.call_live))
+    print("polling Telegram for updates (Ctrl-C stops)", file=sys.stderr)
+    try:
+        runtime.call_live(polling.run)
+    except KeyboardInterrupt:
+        runtime.call_live(polling.stop)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitrine", description="Conversational commerce.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -318,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = psub.add_parser("sweep", help="ask providers about overdue payments and expire "
                                           "those that ran out (run every few minutes)")
     sweep.set_defaults(func=cmd_payments_sweep)
+
+    tg = sub.add_parser("telegram", help="the Telegram channel")
+    tsub = tg.add_subparsers(dest="telegram_command", required=True)
+    poll = tsub.add_parser("poll", help="answer the bot's chats by long polling (development)")
+    poll.add_argument("--no-demo", action="store_true", help="do not seed demo merchants")
+    poll.set_defaults(func=cmd_telegram_poll)
 
     sandbox = sub.add_parser("sandbox", help="the development payment provider")
     ssub = sandbox.add_subparsers(dest="sandbox_command", required=True)

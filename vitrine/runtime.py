@@ -12,6 +12,9 @@ from typing import TypeVar
 
 import httpx
 import httpx2
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
@@ -45,11 +48,14 @@ from core.settings import PLACEHOLDER_SECRETS, Settings, get_settings
 
 T = TypeVar("T")
 _RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
+# Telegram answers within a second or two; a stuck connection must not hold the webhook long.
+TELEGRAM_TIMEOUT_S = 15.0
 DEMO_DIR = Path(__file__).resolve().parent.parent / "catalog" / "demo"
 
 
 def create_tables(engine: Engine) -> None:
     """Create every table (idempotent); importing the models registers them."""
+    import bot.channels.telegram
     import bot.channels.whatsapp
     import bot.models  # noqa: F401
     import catalog.models
@@ -133,6 +139,9 @@ class Runtime:
     phraser: ReplyPhraser | None = None
     # The WhatsApp Cloud API client, when the channel is configured.
     whatsapp: WhatsAppApi | None = None
+    # The Telegram Bot API client, when the channel is configured; its HTTP session lives on
+    # the live merchants' event loop (`call_live`), where every Bot API call runs.
+    telegram: Bot | None = None
     onboarding: Onboarding = field(init=False)
     _adapters: dict[tuple[str, str], UcpMcpAdapter] = field(default_factory=dict)
 
@@ -155,6 +164,8 @@ class Runtime:
         """Close live merchants' and the language model's connections; stop the event loop."""
         if self.federated.loop.started:
             self.federated.loop.call(self.mcp_http.aclose)
+            if self.telegram is not None:
+                self.federated.loop.call(self.telegram.session.close)
         self.federated.loop.close()
         if self.llm_http is not None:
             self.llm_http.close()
@@ -195,6 +206,16 @@ def build_whatsapp(settings: Settings, http: httpx.Client | None = None
                        phone_id=settings.whatsapp_phone_id, token=settings.whatsapp_token)
 
 
+def build_telegram(settings: Settings) -> Bot | None:
+    """The Telegram Bot API client, pointed at `telegram_api_base`, or None when the channel
+    is not configured."""
+    if not (settings.telegram_enabled and settings.telegram_token):
+        return None
+    api = TelegramAPIServer.from_base(settings.telegram_api_base)
+    return Bot(token=settings.telegram_token,
+               session=AiohttpSession(api=api, timeout=TELEGRAM_TIMEOUT_S))
+
+
 def build_runtime(settings: Settings | None = None, *,
                   mcp_http: httpx2.AsyncClient | None = None,
                   llm_http: httpx.Client | None = None,
@@ -230,7 +251,8 @@ def build_runtime(settings: Settings | None = None, *,
                       assistant=assistant, rails=rails,
                       mcp_http=mcp_http or httpx2.AsyncClient(timeout=HTTP_TIMEOUT),
                       llm_http=llm_http, phraser=phraser,
-                      whatsapp=build_whatsapp(settings, whatsapp_http))
+                      whatsapp=build_whatsapp(settings, whatsapp_http),
+                      telegram=build_telegram(settings))
     federated.adapter_for = runtime.adapter_for
     runtime.onboarding = Onboarding(engine=engine, run_live=runtime.call_live,
                                     adapter_for_url=runtime.adapter_for_url)

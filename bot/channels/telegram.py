@@ -1,0 +1,293 @@
+"""Telegram channel: the webhook Telegram calls with each update, long polling for development,
+and the replies sent through aiogram's `Bot` (rendered by `telegram_render`).
+
+Button actions ("buy:merchant-slug:PRODUCT-ID") can be longer than the 64 bytes Telegram keeps
+as a button's callback data: each button carries a short random token instead, mapped to its
+action in `TelegramButton` and resolved only for the chat it was sent to.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Update
+from aiogram.types import Message as TelegramMessage
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from anyio import to_thread
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from sqlalchemy import BigInteger
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel
+
+from bot.channels.telegram_render import Outgoing, render
+from bot.conversation import Assistant
+from bot.models import Conversation, TelegramButton
+from core.db import utcnow
+from core.errors import InvalidInput, NotFound, SignatureError
+from core.i18n import Translator, language_of
+from core.markets import get_market
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/webhooks/telegram", tags=["telegram"])
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+TOKEN_BYTES = 9  # 12 url-safe characters: 72 random bits
+STALE_BUTTON = ("That button is no longer valid. Tell me what you are looking for and I will "
+                "show fresh options.")
+
+T = TypeVar("T")
+
+
+class RunAsync(Protocol):
+    """Runs a coroutine function on the event loop the `Bot`'s HTTP session lives on, from a
+    worker thread, and returns its result (`Runtime.call_live`)."""
+
+    def __call__(self, func: Callable[..., Awaitable[T]], *args: object) -> T: ...
+
+
+class TelegramUpdateSeen(SQLModel, table=True):
+    """An update already applied: Telegram delivers an update again when unsure."""
+
+    update_id: int = Field(primary_key=True, sa_type=BigInteger,
+                           sa_column_kwargs={"autoincrement": False})
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class ButtonToken(CallbackData, prefix="v"):
+    """A button's callback data: "v:<token>", 14 bytes."""
+
+    token: str
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One update reduced to what the assistant reads: a text, or a button's token."""
+
+    chat_id: int
+    text: str | None = None
+    token: str | None = None
+    callback_id: str | None = None
+    language_code: str | None = None
+
+    @property
+    def user_key(self) -> str:
+        return f"tg:{self.chat_id}"
+
+
+def read_update(update: Update) -> Inbound | None:
+    """The shopper's text or button press in an update; None for anything else (edits,
+    stickers, channel posts)."""
+    message, callback = update.message, update.callback_query
+    if message is not None and message.text is not None:
+        return Inbound(chat_id=message.chat.id, text=message.text,
+                       language_code=message.from_user.language_code
+                       if message.from_user else None)
+    if callback is not None:
+        # A button under an inline-mode message has no chat: the private chat's id is the
+        # user's.
+        chat_id = callback.message.chat.id if callback.message else callback.from_user.id
+        token = None
+        if callback.data:
+            try:
+                token = ButtonToken.unpack(callback.data).token
+            except (TypeError, ValueError):
+                token = None
+        return Inbound(chat_id=chat_id, token=token or "", callback_id=callback.id,
+                       language_code=callback.from_user.language_code)
+    return None
+
+
+def first_time(engine: Engine, update_id: int) -> bool:
+    """Record an update id; False when it was already recorded (a redelivery)."""
+    with Session(engine) as session:
+        session.add(TelegramUpdateSeen(update_id=update_id))
+        try:
+            session.commit()
+        except IntegrityError:
+            return False
+    return True
+
+
+def remember_action(engine: Engine, *, user_key: str, action: str) -> str:
+    """A new token for a button's action in one chat."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    with Session(engine) as session:
+        session.add(TelegramButton(token=token, user_key=user_key, action=action))
+        session.commit()
+    return token
+
+
+def action_of(engine: Engine, *, user_key: str, token: str) -> str | None:
+    """The action behind a token sent to this chat; None when unknown or another chat's."""
+    if not token:
+        return None
+    with Session(engine) as session:
+        button = session.get(TelegramButton, token)
+    if button is None or not hmac.compare_digest(button.user_key, user_key):
+        return None
+    return button.action
+
+
+@dataclass
+class TelegramChannel:
+    """Applies updates once each and sends the assistant's replies through `bot`.
+
+    Blocking (the assistant and the database): call `apply` from a worker thread; the Bot API
+    calls run on `run`'s event loop.
+    """
+
+    bot: Bot
+    engine: Engine
+    assistant: Assistant
+    run: RunAsync
+
+    def apply(self, update: Update) -> bool:
+        """Answer an update not seen before; False for a redelivery."""
+        if not first_time(self.engine, update.update_id):
+            log.info("telegram update %s already applied", update.update_id)
+            return False
+        inbound = read_update(update)
+        if inbound is None:
+            log.info("telegram update %s skipped: nothing to answer", update.update_id)
+            return True
+        action = None
+        if inbound.callback_id is not None:
+            action = action_of(self.engine, user_key=inbound.user_key, token=inbound.token or "")
+            if action is None:
+                self._answer_callback(inbound.callback_id, self._stale_text(inbound))
+                return True
+            # Stops the button's spinner before the (slower) answer arrives.
+            self._answer_callback(inbound.callback_id, None)
+        try:
+            reply = self.assistant.handle(user_key=inbound.user_key, text=inbound.text,
+                                          action=action, locale=inbound.language_code)
+        except Exception:
+            # The update id is recorded: Telegram's redelivery would fail the same way.
+            log.exception("telegram update %s could not be answered", update.update_id)
+            return True
+        locale = self._locale(inbound.user_key)
+        for message in reply.messages:
+            for outgoing in render(message, locale=locale):
+                self.send(inbound.chat_id, outgoing, user_key=inbound.user_key)
+        return True
+
+    def send(self, chat_id: int, outgoing: Outgoing, *, user_key: str) -> None:
+        """Send one message; a failure is logged, never raised to the webhook."""
+        markup = self.keyboard(outgoing, user_key=user_key)
+        try:
+            if outgoing.photo:
+                try:
+                    self.run(functools.partial(
+                        self.bot.send_photo, chat_id=chat_id, photo=outgoing.photo,
+                        caption=outgoing.html or None, parse_mode="HTML",
+                        reply_markup=markup))
+                    return
+                except TelegramBadRequest as exc:
+                    # Telegram could not fetch or read the picture: the card still goes out.
+                    log.warning("telegram photo %s refused (%s): sent as text",
+                                outgoing.photo, exc.message)
+                    if not outgoing.html:
+                        return
+            self.run(functools.partial(
+                self.bot.send_message, chat_id=chat_id, text=outgoing.html, parse_mode="HTML",
+                reply_markup=markup, disable_web_page_preview=True))
+        except TelegramAPIError as exc:
+            log.error("telegram message to chat %s not sent: %s", chat_id, exc)
+
+    def keyboard(self, outgoing: Outgoing, *, user_key: str) -> InlineKeyboardMarkup | None:
+        if not outgoing.buttons:
+            return None
+        builder = InlineKeyboardBuilder()
+        for button in outgoing.buttons:
+            token = remember_action(self.engine, user_key=user_key, action=button.action)
+            builder.button(text=button.label, callback_data=ButtonToken(token=token))
+        builder.adjust(*outgoing.rows, repeat=False)
+        return builder.as_markup()
+
+    def _answer_callback(self, callback_id: str, text: str | None) -> None:
+        try:
+            self.run(functools.partial(self.bot.answer_callback_query,
+                                       callback_query_id=callback_id, text=text))
+        except TelegramAPIError as exc:
+            # An answer later than Telegram waits for is refused; the reply still goes out.
+            log.warning("telegram callback %s not answered: %s", callback_id, exc)
+
+    def _conversation(self, user_key: str) -> Conversation | None:
+        with Session(self.engine) as session:
+            return session.get(Conversation, user_key)
+
+    def _stale_text(self, inbound: Inbound) -> str:
+        conv = self._conversation(inbound.user_key)
+        language = conv.language if conv else language_of(inbound.language_code)
+        return Translator(language).gettext(STALE_BUTTON)
+
+    def _locale(self, user_key: str) -> str:
+        conv = self._conversation(user_key)
+        return get_market(conv.market).locale if conv else "en"
+
+
+# The webhook.
+
+def channel_of(request: Request) -> TelegramChannel:
+    runtime = request.app.state.runtime
+    bot: Bot | None = runtime.telegram
+    if bot is None:
+        raise NotFound("Telegram is not configured")
+    return TelegramChannel(bot=bot, engine=runtime.engine, assistant=runtime.assistant,
+                           run=runtime.call_live)
+
+
+@router.post("")
+async def receive(request: Request) -> dict[str, bool]:
+    """Apply one update once and send the replies."""
+    secret = request.app.state.runtime.settings.telegram_webhook_secret
+    given = request.headers.get(SECRET_HEADER, "")
+    if not secret or not hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8")):
+        raise SignatureError(f"missing or wrong {SECRET_HEADER}")
+    channel = channel_of(request)
+    try:
+        update = Update.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise InvalidInput("not a Telegram update") from exc
+    # No "method" in the answer: Telegram reads a webhook's answer as a Bot API call.
+    return {"applied": await to_thread.run_sync(channel.apply, update)}
+
+
+# Long polling, for development.
+
+class TelegramPolling:
+    """aiogram's long polling, each update applied as the webhook applies it. `run` and
+    `stop` run on the channel's event loop (`channel.run`)."""
+
+    def __init__(self, channel: TelegramChannel) -> None:
+        self.channel = channel
+        self.dispatcher = Dispatcher()
+
+        async def on_update(_: TelegramMessage | CallbackQuery, event_update: Update) -> None:
+            await to_thread.run_sync(channel.apply, event_update)
+
+        self.dispatcher.message.register(on_update)
+        self.dispatcher.callback_query.register(on_update)
+
+    async def run(self) -> None:
+        # Telegram refuses getUpdates while a webhook is set.
+        await self.channel.bot.delete_webhook()
+        await self.dispatcher.start_polling(self.channel.bot, handle_signals=False,
+                                            close_bot_session=False)
+
+    async def stop(self) -> None:
+        try:
+            await self.dispatcher.stop_polling()
+        except RuntimeError:  # not started yet
+            pass
