@@ -9,7 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import MetaData, event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, create_engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, create_engine
 
 
 def utcnow() -> datetime:
@@ -64,6 +65,18 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_once(engine: Engine, row: SQLModel) -> bool:
+    """Insert a row keyed by an outside party's id (a channel's update or message id), in a
+    transaction of its own; False when it was there already (a redelivery)."""
+    with Session(engine) as session:
+        session.add(row)
+        try:
+            session.commit()
+        except IntegrityError:
+            return False
+    return True
 
 
 @contextmanager

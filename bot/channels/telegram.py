@@ -28,13 +28,12 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from sqlalchemy import BigInteger
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
 
 from bot.channels.telegram_render import Outgoing, render
 from bot.conversation import Assistant
 from bot.models import Conversation, TelegramButton
-from core.db import utcnow
+from core.db import insert_once, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
 from core.i18n import Translator, language_of
 from core.markets import get_market
@@ -110,13 +109,7 @@ def read_update(update: Update) -> Inbound | None:
 
 def first_time(engine: Engine, update_id: int) -> bool:
     """Record an update id; False when it was already recorded (a redelivery)."""
-    with Session(engine) as session:
-        session.add(TelegramUpdateSeen(update_id=update_id))
-        try:
-            session.commit()
-        except IntegrityError:
-            return False
-    return True
+    return insert_once(engine, TelegramUpdateSeen(update_id=update_id))
 
 
 def remember_action(engine: Engine, *, user_key: str, action: str) -> str:

@@ -14,7 +14,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field as SqlField
 from sqlmodel import Session, SQLModel
 
@@ -24,7 +23,7 @@ from bot.models import Conversation
 from bot.replies import Message
 from catalog.cards import Button, Card
 from checkout.signatures import verify_sha256_header
-from core.db import utcnow
+from core.db import insert_once, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
 from core.settings import Settings
 
@@ -179,13 +178,7 @@ def _read(msg: _Message) -> tuple[str | None, str | None]:
 
 def first_time(engine: Engine, message_id: str) -> bool:
     """Record a message id; False when it was already recorded (a redelivery)."""
-    with Session(engine) as session:
-        session.add(WhatsAppMessageSeen(message_id=message_id))
-        try:
-            session.commit()
-        except IntegrityError:
-            return False
-    return True
+    return insert_once(engine, WhatsAppMessageSeen(message_id=message_id))
 
 
 # Rendering: one bot `Message` becomes one or more WhatsApp messages.
