@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean locales
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Vitrine needs Python 3.11 or newer"'
@@ -33,3 +33,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info
+
+# Gettext catalogs: extract the strings, merge them into each language's .po (translators
+# edit those), and check every one is translated. Vitrine reads the .po files directly.
+locales: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k gettext -k ngettext:1,2 \
+		--ignore-dirs=".venv tests bench" --no-location --sort-output \
+		-o locales/messages.pot .
+	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching
+	$(BIN)/pybabel compile --statistics -d locales -D messages
+	rm -f locales/*/LC_MESSAGES/*.mo
