@@ -53,6 +53,8 @@ from core.settings import Settings
 from ops.events import EventKind, record_event
 
 MAX_REMEMBERED_REFS = 60
+# The action of a template's button that brings up what waited for the shopper.
+INBOX_ACTION = "inbox"
 TURN_ATTEMPTS = 3
 
 
@@ -207,7 +209,12 @@ class Assistant:
                 with session_scope(self.engine) as session, session.no_autoflush:
                     conv = self._conversation(session, user_key, chosen_market, locale)
                     messages = _deliver(conv, take_pending(session, user_key=user_key))
-                    if action:
+                    if action and action.strip() == INBOX_ACTION:
+                        # A template's "see them" button: what waited came with the turn.
+                        messages = messages or [Message(text=Translator(conv.language).gettext(
+                            "Nothing is waiting for you right now. Tell me what you are "
+                            "looking for."))]
+                    elif action:
                         messages += self._action(session, conv, action.strip(), locale)
                     elif text is not None:
                         messages += self._text(session, conv, text, locale)
@@ -227,14 +234,21 @@ class Assistant:
 
     def pending(self, *, user_key: str) -> Reply:
         """Messages queued for a shopper since their last turn."""
+        return Reply(messages=[message for _, message in self.take_queued(user_key=user_key)])
+
+    def take_queued(self, *, user_key: str) -> list[tuple[int, Message]]:
+        """Messages queued for a shopper since their last turn, each with its queue id, now
+        taken: nobody else delivers them."""
         with session_scope(self.engine) as session:
             notes = take_pending(session, user_key=user_key)
             conv = session.get(Conversation, user_key)
             if conv is None:
-                return Reply(messages=[_delivered(n) for n in notes])
-            messages = _deliver(conv, notes)
-            session.add(conv)
-            return Reply(messages=messages)
+                messages = [_delivered(n) for n in notes]
+            else:
+                messages = _deliver(conv, notes)
+                session.add(conv)
+            return [(note.id or 0, message)
+                    for note, message in zip(notes, messages, strict=True)]
 
     def _conversation(self, session: Session, user_key: str, market: Market | None,
                       locale: str | None) -> Conversation:

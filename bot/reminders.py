@@ -5,9 +5,9 @@ people: a birthday ("minha mãe faz 60 em março") or a relation with a dated oc
 shopper's market (a mother and Mother's Day, from `occasions.json`). For each one within the
 window it queues one message with three cards, ranked with that person's memory, on the
 shopper's most recent channel. At most one reminder per person, occasion and date; never to a
-shopper who typed `/reminders off`. On WhatsApp, more than 24 hours after the shopper last
-wrote, only a pre-approved template may be sent: the message then names the template
-(`TEMPLATE`) and its parameters, and the channel sends that instead of free text.
+shopper who typed `/reminders off`. The message also names a pre-approved template
+(`TEMPLATE`) and its parameters: WhatsApp sends that when the shopper last wrote more than 24
+hours ago, and the ideas follow when they answer.
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 OCCASIONS_PATH = Path(__file__).with_name("occasions.json")
 DEFAULT_WINDOW_DAYS = 14
 TEMPLATE = "gift_reminder"
-# Channels that allow free text only this long after the shopper last wrote.
-SESSION_WINDOWS = {"whatsapp": timedelta(hours=24)}
 WEEKDAYS = {name: i for i, name in enumerate(
     ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
 OCCASION_LABELS = {
@@ -169,7 +167,7 @@ def run_reminders(assistant: Assistant, *, today: date | None = None,
                     col(ReminderSent.due_on) <= date(item.on.year, 12, 31))).first():
                 report.skip("already_sent")
                 continue
-            if not _send(assistant, session, item, conv, now):
+            if not _send(assistant, session, item, conv):
                 report.skip("no_products")
                 continue
             session.add(ReminderSent(user_key=item.owner, subject=item.subject,
@@ -198,8 +196,7 @@ def _latest_conversations(session: Session) -> dict[str, Conversation]:
     return latest
 
 
-def _send(assistant: Assistant, session: Session, item: Due, conv: Conversation,
-          now: datetime) -> bool:
+def _send(assistant: Assistant, session: Session, item: Due, conv: Conversation) -> bool:
     market = get_market(conv.market)
     t = Translator(conv.language)
     intent = Intent(text="", language=conv.language, recipient=item.subject,
@@ -222,15 +219,9 @@ def _send(assistant: Assistant, session: Session, item: Due, conv: Conversation,
         intro = t.gettext("{occasion} is on {when}. Some ideas for {who}:")
     text = intro.format(who=who, when=when, occasion=occasion) + "\n" + t.gettext(
         "Type /reminders off to stop these reminders.")
-    channel = conv.user_key.split(":", 1)[0]
-    window = SESSION_WINDOWS.get(channel)
-    last = conv.updated_at if conv.updated_at.tzinfo else \
-        conv.updated_at.replace(tzinfo=now.tzinfo)
-    outside = window is not None and now - last > window
     notify(session, user_key=conv.user_key, text=text,
            cards=[c.model_dump(mode="json") for c in cards],
-           template=TEMPLATE if outside else None,
-           template_params=[who, occasion, when] if outside else None,
+           template=TEMPLATE, template_params=[who, occasion, when],
            request=intent.as_dict())
     record_event(session, EventKind.REMINDER_SENT, user_key=conv.user_key,
                  conversation_id=conv.conversation_id, market=market.code,

@@ -24,6 +24,9 @@ class Message(BaseModel):
     buttons: list[Button] = Field(default_factory=list)
     # A picture to show with the text: the QR code of a payment (Pix, UPI, a SEPA transfer).
     image_url: str | None = None
+    # That QR code's content, for channels that upload the picture rather than link to it
+    # (Telegram, when `image_url` is not reachable from the internet). Not part of the API.
+    qr: str | None = Field(default=None, exclude=True)
 
 
 class Reply(BaseModel):
@@ -274,4 +277,4 @@ def payment_message(order: Order, instructions: PaymentInstructions, market: Mar
                            "page:").format(order=order.id, total=total),
                  instructions.url or "", waiting]
     return Message(text="\n".join(lines), buttons=withdraw_button(order, market, t),
-                   image_url=qr_url if instructions.qr else None)
+                   image_url=qr_url if instructions.qr else None, qr=instructions.qr)

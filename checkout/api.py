@@ -23,16 +23,14 @@ from checkout.merchant_notices import (
     set_hook,
 )
 from checkout.models import Order, OrderStatus
-from checkout.notices import status_text
+from checkout.notices import notify_status
 from checkout.orders import history, move, note
 from checkout.service import record_order_event
 from checkout.shipping import set_rate
 from core.auth import bearer
 from core.db import session_scope, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
-from core.i18n import Translator
 from core.markets import get_market
-from core.outbox import notify
 from ops.events import EventKind
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -174,8 +172,7 @@ def mark_refunded(order_id: str, request: Request,
                 not move(session, order, OrderStatus.REFUNDED, actor=actor):
             raise InvalidInput(f"order {order_id} is {order.status}, not awaiting a refund")
         record_order_event(session, EventKind.ORDER_REFUNDED, order)
-        notify(session, user_key=order.user_key, text=status_text(
-            order, get_market(order.market), Translator(order.language)))
+        notify_status(session, order)
         return order_public(session, order)
 
 

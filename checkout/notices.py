@@ -3,10 +3,17 @@ expired, a refund)."""
 
 from __future__ import annotations
 
+from sqlmodel import Session
+
 from checkout.models import Order, OrderStatus
 from core.i18n import Translator
-from core.markets import Market
+from core.markets import Market, get_market
 from core.money import Money
+from core.outbox import notify
+
+# The WhatsApp template sent when the shopper last wrote more than 24 hours ago; its body
+# takes the order's number and the message ("Update on order {{1}}: {{2}}"). See README.
+ORDER_TEMPLATE = "order_update"
 
 
 def paid_text(order: Order, market: Market, t: Translator) -> str:
@@ -51,3 +58,10 @@ def status_text(order: Order, market: Market, t: Translator) -> str:
     if order.status == OrderStatus.REFUND_PENDING:
         return owed_back_text(order, market, t)
     return failed_text(order, t)
+
+
+def notify_status(session: Session, order: Order) -> None:
+    """Queue the message about the status an order just reached, in the shopper's language."""
+    text = status_text(order, get_market(order.market), Translator(order.language))
+    notify(session, user_key=order.user_key, text=text, template=ORDER_TEMPLATE,
+           template_params=[order.id, text])

@@ -17,16 +17,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from checkout.models import Order, OrderStatus
-from checkout.notices import status_text
+from checkout.notices import notify_status
 from checkout.orders import move
 from checkout.payments import EventOutcome, apply_payment_event, refund_late_money
 from checkout.rails import PaymentRail
 from checkout.service import record_order_event
 from core.db import as_utc, session_scope, utcnow
 from core.errors import VitrineError
-from core.i18n import Translator
-from core.markets import get_market
-from core.outbox import notify
 from ops.events import EventKind
 
 log = logging.getLogger("vitrine.payments")
@@ -81,7 +78,7 @@ def sweep(*, engine: Engine, rails: dict[str, PaymentRail], now: datetime | None
                 continue
             if result.outcome == EventOutcome.APPLIED:
                 counts["applied"] += 1
-                _tell(session, order)
+                notify_status(session, order)
     # Late money whose refund was not asked yet (the process stopped right after the
     # payment was recorded): asked now.
     with Session(engine) as session:
@@ -109,12 +106,6 @@ def expire_overdue(*, engine: Engine, now: datetime | None = None) -> int:
             if move(session, order, OrderStatus.EXPIRED, actor="system",
                     note="the payment instructions ran out"):
                 record_order_event(session, EventKind.PAYMENT_FAILED, order)
-                _tell(session, order)
+                notify_status(session, order)
                 expired += 1
     return expired
-
-
-def _tell(session: Session, order: Order) -> None:
-    notify(session, user_key=order.user_key,
-           text=status_text(order, get_market(order.market), Translator(order.language)))
-

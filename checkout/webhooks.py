@@ -16,15 +16,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
 from checkout.models import OrderStatus
-from checkout.notices import status_text
+from checkout.notices import notify_status
 from checkout.payments import EventOutcome, apply_payment_event, refund_late_money
 from checkout.rails import PaymentRail, WebhookRequest
 from checkout.rails.sandbox import SIGNATURE_HEADER, sandbox_event
 from core.db import session_scope
 from core.errors import NotFound
-from core.i18n import Translator
-from core.markets import get_market
-from core.outbox import notify
 
 __all__ = ["SIGNATURE_HEADER", "process_webhook", "router", "sandbox_event"]
 
@@ -60,9 +57,7 @@ def process_webhook(*, engine: Engine, rail: PaymentRail, request: WebhookReques
             order = result.order
             if result.outcome == EventOutcome.APPLIED and order is not None and \
                     order.status in TOLD:
-                t = Translator(order.language)
-                notify(session, user_key=order.user_key,
-                       text=status_text(order, get_market(order.market), t))
+                notify_status(session, order)
             if result.refund_due and order is not None:
                 refunds_due.append(order.id)
     for order_id in refunds_due:  # after the commit: no lock held across the provider call

@@ -1,15 +1,17 @@
 """Messages for shoppers produced outside their own turn (a payment confirmed by a webhook).
 
-Any part of Vitrine may queue one; each channel delivers them its own way (the web chat with
-the shopper's next request or by polling, the terminal before its next prompt).
+Any part of Vitrine may queue one; each channel delivers them its own way: the web chat with
+the shopper's next request or by polling, the terminal before its next prompt, Telegram and
+WhatsApp by push (`bot.channels.push`). Every message is also delivered with the shopper's
+next turn, whichever comes first; taking one is a conditional update, so it goes out once.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column
-from sqlmodel import Field, Session, SQLModel, select
+from sqlalchemy import JSON, Column, update
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from core.db import utcnow
 
@@ -18,8 +20,9 @@ class Notification(SQLModel, table=True):
     """One message waiting for a shopper.
 
     `cards` are product cards in their public JSON shape. `template` and `template_params`
-    are set when the channel allows only a pre-approved template at this moment (WhatsApp,
-    24 hours after the shopper last wrote): the channel sends the template instead of `text`.
+    name the pre-approved template a channel sends instead when it allows no free text at
+    this moment (WhatsApp, 24 hours after the shopper last wrote); without one, the message
+    waits there for the shopper's next turn.
     """
 
     id: int | None = Field(default=None, primary_key=True)
@@ -32,6 +35,11 @@ class Notification(SQLModel, table=True):
     request: dict | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
     delivered_at: datetime | None = None
+    # Set when a push channel is done with the message without delivering it: its template
+    # went out (the message follows at the shopper's next turn) or none was allowed.
+    held_at: datetime | None = None
+    # Pushes that failed (the channel's API refused or was down); given up after a few.
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 def notify(session: Session, *, user_key: str, text: str, cards: list[dict] | None = None,
@@ -45,14 +53,43 @@ def notify(session: Session, *, user_key: str, text: str, cards: list[dict] | No
 
 
 def take_pending(session: Session, *, user_key: str) -> list[Notification]:
-    """The shopper's undelivered messages, oldest first, marked delivered."""
+    """The shopper's undelivered messages, oldest first, marked delivered.
+
+    Each is claimed by a conditional update: a push and the shopper's own turn racing for the
+    same message deliver it once.
+    """
     notes = list(session.exec(
         select(Notification)
-        .where(Notification.user_key == user_key, Notification.delivered_at.is_(None))  # type: ignore[union-attr]
-        .order_by(Notification.id)  # type: ignore[arg-type]
+        .where(Notification.user_key == user_key, col(Notification.delivered_at).is_(None))
+        .order_by(col(Notification.id))
     ))
     now = utcnow()
+    taken = []
     for note in notes:
-        note.delivered_at = now
-        session.add(note)
-    return notes
+        claimed = session.connection().execute(
+            update(Notification).where(col(Notification.id) == note.id,
+                                       col(Notification.delivered_at).is_(None))
+            .values(delivered_at=now)).rowcount
+        if claimed:
+            note.delivered_at = now
+            taken.append(note)
+    for note in taken:  # already written: keep the session from writing them again
+        session.expunge(note)
+    return taken
+
+
+def give_back(session: Session, ids: list[int]) -> None:
+    """Messages taken for a push that could not be sent: pending again, one attempt more."""
+    if ids:
+        session.connection().execute(
+            update(Notification).where(col(Notification.id).in_(ids))
+            .values(delivered_at=None, attempts=col(Notification.attempts) + 1))
+
+
+def hold(session: Session, ids: list[int]) -> None:
+    """Messages a push channel leaves for the shopper's next turn."""
+    if ids:
+        session.connection().execute(
+            update(Notification).where(col(Notification.id).in_(ids),
+                                       col(Notification.delivered_at).is_(None))
+            .values(held_at=utcnow()))

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     telegram_mode: Literal["polling", "webhook"] = "webhook"
     telegram_api_base: str = "https://api.telegram.org"
     telegram_webhook_secret: str | None = None
+    # How often `vitrine serve` pushes queued messages (a payment confirmed, a reminder) to
+    # Telegram and WhatsApp shoppers; 0 leaves it to `vitrine notifications push`.
+    push_interval_seconds: float = Field(default=5.0, ge=0)
 
     # Live merchants (their own UCP MCP servers): total budget of one search, each merchant's
     # share, how long an answer is reused, and when a failing merchant stops being called.

@@ -30,6 +30,7 @@ from core.errors import (
 from core.markets import get_market
 from ops import api as ops_api
 from vitrine.runtime import DEMO_DIR, Runtime, build_runtime
+from vitrine.workers import ChannelWorkers
 
 log = logging.getLogger("vitrine")
 
@@ -38,8 +39,12 @@ def _error(status: int, code: str, reason: str) -> JSONResponse:
     return JSONResponse({"error": code, "reason": reason}, status_code=status)
 
 
-def create_app(runtime: Runtime | None = None) -> FastAPI:
-    """Build the FastAPI app around a runtime (one is built from settings if not given)."""
+def create_app(runtime: Runtime | None = None, *, channel_workers: bool = False) -> FastAPI:
+    """Build the FastAPI app around a runtime (one is built from settings if not given).
+
+    `channel_workers`: while the app runs, also poll Telegram or register its webhook, and
+    push queued messages to Telegram and WhatsApp (`vitrine serve` asks for them).
+    """
     runtime = runtime or build_runtime()
     merchant_mcp = build_merchant_mcp_app(runtime.engine)
     vitrine_mcp = build_vitrine_mcp_app(lambda text, market, limit: runtime.assistant.recommend(
@@ -47,9 +52,17 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with merchant_mcp.lifespan(), vitrine_mcp.lifespan():
-            yield
-        await anyio.to_thread.run_sync(runtime.close)
+        workers = ChannelWorkers(runtime) if channel_workers else None
+        if workers is not None:
+            for line in await anyio.to_thread.run_sync(workers.start):
+                log.info("%s", line)
+        try:
+            async with merchant_mcp.lifespan(), vitrine_mcp.lifespan():
+                yield
+        finally:
+            if workers is not None:  # before the runtime's connections close
+                await anyio.to_thread.run_sync(workers.stop)
+            await anyio.to_thread.run_sync(runtime.close)
 
     app = FastAPI(title="Vitrine", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime

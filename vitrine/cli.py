@@ -1,5 +1,5 @@
 """The `vitrine` command: serve, chat, recommend, merchants, memory, reminders, telegram,
-sandbox."""
+notifications, sandbox."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime = prepare_serve(host=args.host, port=args.port, demo=not args.no_demo)
     print(f"Vitrine on http://{args.host}:{args.port}  (chat API: POST /api/chat)",
           file=sys.stderr)
-    uvicorn.run(create_app(runtime), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(runtime, channel_workers=True), host=args.host, port=args.port,
+                log_level="info")
     return 0
 
 
@@ -251,23 +252,64 @@ def cmd_payments_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_telegram_poll(args: argparse.Namespace) -> int:
-    from bot.channels.telegram import TelegramChannel, TelegramPolling
+    from bot.channels.telegram import TelegramPolling
 
     runtime = prepare_serve(host="127.0.0.1", port=8000, demo=not args.no_demo)
-    if runtime.telegram is None:
+    channel = runtime.telegram_channel()
+    if channel is None:
         raise VitrineError("set VITRINE_TELEGRAM_TOKEN to the bot's token")
     if runtime.settings.telegram_mode != "polling":
         # Polling deletes the webhook: never by accident on a deployment that uses one.
         raise VitrineError("set VITRINE_TELEGRAM_MODE=polling to poll (this deletes the "
                            "bot's webhook)")
-    polling = TelegramPolling(TelegramChannel(
-        bot=runtime.telegram, engine=runtime.engine, assistant=runtime.assistant,
-        run=runtime.call_live))
+    polling = TelegramPolling(channel)
     print("polling Telegram for updates (Ctrl-C stops)", file=sys.stderr)
     try:
         runtime.call_live(polling.run)
     except KeyboardInterrupt:
         runtime.call_live(polling.stop)
+    return 0
+
+
+def cmd_telegram_webhook(args: argparse.Namespace) -> int:
+    import functools
+
+    from aiogram.exceptions import TelegramAPIError
+
+    from bot.channels.telegram import register_webhook
+
+    runtime = _runtime()
+    bot = runtime.telegram
+    if bot is None:
+        raise VitrineError("set VITRINE_TELEGRAM_TOKEN to the bot's token")
+    try:
+        if args.delete:
+            runtime.call_live(bot.delete_webhook)
+            print(json.dumps({"webhook": None}))
+            return 0
+        if not args.info:
+            settings = runtime.settings
+            runtime.call_live(functools.partial(
+                register_webhook, bot, public_url=settings.public_url,
+                secret=settings.telegram_webhook_secret))
+        info = runtime.call_live(bot.get_webhook_info)
+    except TelegramAPIError as exc:
+        raise VitrineError(f"Telegram refused: {exc.message}") from None
+    print(json.dumps({"webhook": info.url or None,
+                      "pending_updates": info.pending_update_count,
+                      "last_error": info.last_error_message}, ensure_ascii=False))
+    return 0
+
+
+def cmd_notifications_push(args: argparse.Namespace) -> int:
+    from bot.channels.push import push_pending
+
+    runtime = _runtime()
+    channels = runtime.push_channels()
+    if not channels:
+        raise VitrineError("no channel to push to: configure Telegram or WhatsApp")
+    report = push_pending(runtime.engine, runtime.assistant, channels)
+    print(json.dumps(report.as_dict()))
     return 0
 
 
@@ -346,6 +388,16 @@ def build_parser() -> argparse.ArgumentParser:
     poll = tsub.add_parser("poll", help="answer the bot's chats by long polling (development)")
     poll.add_argument("--no-demo", action="store_true", help="do not seed demo merchants")
     poll.set_defaults(func=cmd_telegram_poll)
+    hook = tsub.add_parser("webhook", help="register the bot's webhook at VITRINE_PUBLIC_URL")
+    what = hook.add_mutually_exclusive_group()
+    what.add_argument("--info", action="store_true", help="only show what Telegram has")
+    what.add_argument("--delete", action="store_true", help="remove the webhook")
+    hook.set_defaults(func=cmd_telegram_webhook)
+
+    notes = sub.add_parser("notifications", help="queued messages for shoppers")
+    nsub = notes.add_subparsers(dest="notifications_command", required=True)
+    push = nsub.add_parser("push", help="push queued messages to Telegram and WhatsApp once")
+    push.set_defaults(func=cmd_notifications_push)
 
     sandbox = sub.add_parser("sandbox", help="the development payment provider")
     ssub = sandbox.add_subparsers(dest="sandbox_command", required=True)

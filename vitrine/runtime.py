@@ -20,6 +20,9 @@ from sqlmodel import Session, SQLModel, select
 
 from adapters.feed import FeedReport
 from adapters.ucp_mcp import HTTP_TIMEOUT, UcpMcpAdapter
+from bot.channels.push import PushChannel
+from bot.channels.telegram import RetryRequests, TelegramChannel
+from bot.channels.whatsapp import WhatsAppPush
 from bot.channels.whatsapp_api import GRAPH_TIMEOUT, WhatsAppApi
 from bot.conversation import Assistant
 from bot.intent import IntentParser
@@ -176,6 +179,22 @@ class Runtime:
             if close is not None:
                 close()
 
+    def telegram_channel(self) -> TelegramChannel | None:
+        """The Telegram channel, when configured."""
+        if self.telegram is None:
+            return None
+        return TelegramChannel(bot=self.telegram, engine=self.engine,
+                               assistant=self.assistant, run=self.call_live)
+
+    def push_channels(self) -> list[PushChannel]:
+        """The configured channels queued messages are pushed to."""
+        channels: list[PushChannel] = []
+        if (telegram := self.telegram_channel()) is not None:
+            channels.append(telegram)
+        if self.whatsapp is not None:
+            channels.append(WhatsAppPush(self.whatsapp))
+        return channels
+
     def call_live(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
         """Run a coroutine function against live merchants, on their event loop."""
         return self.federated.loop.call(func, *args)
@@ -212,8 +231,9 @@ def build_telegram(settings: Settings) -> Bot | None:
     if not (settings.telegram_enabled and settings.telegram_token):
         return None
     api = TelegramAPIServer.from_base(settings.telegram_api_base)
-    return Bot(token=settings.telegram_token,
-               session=AiohttpSession(api=api, timeout=TELEGRAM_TIMEOUT_S))
+    session = AiohttpSession(api=api, timeout=TELEGRAM_TIMEOUT_S)
+    session.middleware(RetryRequests())
+    return Bot(token=settings.telegram_token, session=session)
 
 
 def build_runtime(settings: Settings | None = None, *,

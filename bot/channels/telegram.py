@@ -8,6 +8,7 @@ action in `TelegramButton` and resolved only for the chat it was sent to.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import logging
@@ -18,9 +19,20 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Update
+from aiogram.methods import Response, TelegramMethod
+from aiogram.methods.base import TelegramType
+from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Update
 from aiogram.types import Message as TelegramMessage
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from anyio import to_thread
@@ -33,6 +45,7 @@ from sqlmodel import Field, Session, SQLModel
 from bot.channels.telegram_render import Outgoing, render
 from bot.conversation import Assistant
 from bot.models import Conversation, TelegramButton
+from bot.replies import Message
 from core.db import insert_once, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
 from core.i18n import Translator, language_of
@@ -53,6 +66,41 @@ class RunAsync(Protocol):
     worker thread, and returns its result (`Runtime.call_live`)."""
 
     def __call__(self, func: Callable[..., Awaitable[T]], *args: object) -> T: ...
+
+
+class RetryRequests(BaseRequestMiddleware):
+    """Retries a Bot API call that Telegram's flood control refused (429, waiting the
+    `retry_after` it asks for) or that failed on Telegram's side (5xx, with backoff).
+
+    A network error is not retried here: the message may have gone out, and sending it again
+    would show it twice. A wait longer than `max_wait_s` is not waited for, so a webhook is
+    never held long; queued messages are pushed again on a later run.
+    """
+
+    def __init__(self, *, attempts: int = 3, backoff_s: float = 0.5, max_wait_s: float = 10.0,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+        self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
+        self.max_wait_s = max_wait_s
+        self.sleep = sleep  # injected so tests run the retry path without waiting
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
+                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                wait = float(exc.retry_after)
+                if attempt == self.attempts or wait > self.max_wait_s:
+                    raise
+            except TelegramServerError:
+                if attempt == self.attempts:
+                    raise
+                wait = self.backoff_s * 2 ** (attempt - 1)
+            log.warning("telegram %s refused, try %d of %d in %.1f s",
+                        type(method).__name__, attempt, self.attempts, wait)
+            await self.sleep(wait)
+        raise AssertionError("unreachable")
 
 
 class TelegramUpdateSeen(SQLModel, table=True):
@@ -171,32 +219,50 @@ class TelegramChannel:
             return True
         locale = self._locale(inbound.user_key)
         for message in reply.messages:
-            for outgoing in render(message, locale=locale):
-                self.send(inbound.chat_id, outgoing, user_key=inbound.user_key)
+            self.push(inbound.user_key, message, locale=locale)
         return True
 
-    def send(self, chat_id: int, outgoing: Outgoing, *, user_key: str) -> None:
-        """Send one message; a failure is logged, never raised to the webhook."""
+    # A push channel (`bot.channels.push`): Telegram lets a bot write at any time.
+    prefix = "tg:"
+
+    def push(self, user_key: str, message: Message, *, locale: str) -> bool:
+        """Send one bot message to its chat; whether any of it went out."""
+        chat_id = int(user_key.removeprefix(self.prefix))
+        went = False
+        for outgoing in render(message, locale=locale):
+            went = self.send(chat_id, outgoing, user_key=user_key) or went
+        return went
+
+    def send(self, chat_id: int, outgoing: Outgoing, *, user_key: str) -> bool:
+        """Send one Bot API message; a failure is logged, never raised to the webhook."""
         markup = self.keyboard(outgoing, user_key=user_key)
         try:
-            if outgoing.photo:
+            if outgoing.photo or outgoing.upload:
                 try:
                     self.run(functools.partial(
-                        self.bot.send_photo, chat_id=chat_id, photo=outgoing.photo,
+                        self.bot.send_photo, chat_id=chat_id, photo=self._photo(outgoing),
                         caption=outgoing.html or None, parse_mode="HTML",
                         reply_markup=markup))
-                    return
+                    return True
                 except TelegramBadRequest as exc:
                     # Telegram could not fetch or read the picture: the card still goes out.
                     log.warning("telegram photo %s refused (%s): sent as text",
-                                outgoing.photo, exc.message)
+                                outgoing.photo or "upload", exc.message)
                     if not outgoing.html:
-                        return
+                        return False
             self.run(functools.partial(
                 self.bot.send_message, chat_id=chat_id, text=outgoing.html, parse_mode="HTML",
                 reply_markup=markup, disable_web_page_preview=True))
+            return True
         except TelegramAPIError as exc:
             log.error("telegram message to chat %s not sent: %s", chat_id, exc)
+            return False
+
+    @staticmethod
+    def _photo(outgoing: Outgoing) -> str | BufferedInputFile:
+        if outgoing.upload is not None:
+            return BufferedInputFile(outgoing.upload, filename="qr.png")
+        return outgoing.photo or ""
 
     def keyboard(self, outgoing: Outgoing, *, user_key: str) -> InlineKeyboardMarkup | None:
         if not outgoing.buttons:
@@ -233,12 +299,10 @@ class TelegramChannel:
 # The webhook.
 
 def channel_of(request: Request) -> TelegramChannel:
-    runtime = request.app.state.runtime
-    bot: Bot | None = runtime.telegram
-    if bot is None:
+    channel: TelegramChannel | None = request.app.state.runtime.telegram_channel()
+    if channel is None:
         raise NotFound("Telegram is not configured")
-    return TelegramChannel(bot=bot, engine=runtime.engine, assistant=runtime.assistant,
-                           run=runtime.call_live)
+    return channel
 
 
 @router.post("")
@@ -255,6 +319,25 @@ async def receive(request: Request) -> dict[str, bool]:
         raise InvalidInput("not a Telegram update") from exc
     # No "method" in the answer: Telegram reads a webhook's answer as a Bot API call.
     return {"applied": await to_thread.run_sync(channel.apply, update)}
+
+
+async def register_webhook(bot: Bot, *, public_url: str, secret: str | None) -> str:
+    """Point the bot's updates at this deployment's `POST /webhooks/telegram`; the URL set.
+
+    Raises:
+        InvalidInput: the public URL is not https, or no secret is set; Telegram calls only
+            https webhooks, and Vitrine answers only calls carrying the secret.
+    """
+    url = public_url.rstrip("/") + router.prefix
+    if not url.startswith("https://"):
+        raise InvalidInput(f"Telegram calls webhooks only over https; VITRINE_PUBLIC_URL is "
+                           f"{public_url!r}")
+    if not secret:
+        raise InvalidInput("set VITRINE_TELEGRAM_WEBHOOK_SECRET: Telegram sends it with each "
+                           "update, and updates without it are refused")
+    await bot.set_webhook(url=url, secret_token=secret,
+                          allowed_updates=["message", "callback_query"])
+    return url
 
 
 # Long polling, for development.

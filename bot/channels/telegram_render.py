@@ -15,6 +15,7 @@ from babel.numbers import format_decimal
 from bot.channels.whatsapp import cut, split_text
 from bot.replies import Message
 from catalog.cards import Button, Card
+from checkout import qr
 
 # The Bot API's limits, counted after entities are parsed ("sendMessage", "sendPhoto").
 TEXT_MAX = 4096
@@ -34,6 +35,8 @@ class Outgoing:
 
     html: str
     photo: str | None = None
+    # A picture to upload (a PNG) when there is no URL Telegram can fetch.
+    upload: bytes | None = None
     buttons: list[Button] = field(default_factory=list)
     # Buttons laid out in rows of these sizes (the last size repeats), as aiogram's `adjust`.
     rows: tuple[int, ...] = (1,)
@@ -108,8 +111,10 @@ def render(message: Message, *, locale: str = "en") -> list[Outgoing]:
         sent.append(Outgoing(html=last.html, buttons=message.buttons))
     if message.image_url and (photo := photo_url(message.image_url)):
         sent.append(Outgoing(html="", photo=photo))
+    elif message.qr:
+        # Telegram cannot fetch it (served by a development server): the picture goes along.
+        sent.append(Outgoing(html="", upload=qr.png(message.qr)))
     elif message.image_url:
-        # Telegram cannot fetch it (a QR code served by a development server): the link.
         sent.append(Outgoing(html=html.escape(message.image_url)))
     sent += [card_message(card, locale) for card in message.cards]
     return sent

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from anyio import to_thread
@@ -18,7 +19,7 @@ from sqlmodel import Field as SqlField
 from sqlmodel import Session, SQLModel
 
 from bot.channels.whatsapp_api import WhatsAppApi
-from bot.conversation import Assistant
+from bot.conversation import INBOX_ACTION, Assistant
 from bot.models import Conversation
 from bot.replies import Message
 from catalog.cards import Button, Card
@@ -41,6 +42,11 @@ BUTTON_ID_MAX = 256
 LIST_ROWS_MAX = 10
 ROW_TITLE_MAX = 24
 ROW_DESCRIPTION_MAX = 72
+TEMPLATE_PARAM_MAX = 1024
+# Free text may be sent only this long after the shopper's last message; then templates.
+CUSTOMER_WINDOW = timedelta(hours=24)
+# The template language registered for each of Vitrine's languages.
+TEMPLATE_LANGUAGES = {"pt": "pt_BR", "es": "es", "en": "en"}
 # The list's opening button needs a label; a symbol reads the same in every language.
 LIST_BUTTON = "☰"
 # A shopper's first message picks the market from the country calling code of the number.
@@ -270,6 +276,26 @@ def card_messages(card: Card) -> list[dict[str, Any]]:
     return sent
 
 
+def template_message(name: str, *, language: str, params: list[str],
+                     button_payload: str | None = None) -> dict[str, Any]:
+    """A pre-approved template with its body's parameters in order and, when given, the
+    payload its first quick-reply button sends back."""
+    components: list[dict[str, Any]] = [{"type": "body", "parameters": [
+        {"type": "text", "text": template_param(p)} for p in params]}]
+    if button_payload is not None:
+        components.append({"type": "button", "sub_type": "quick_reply", "index": "0",
+                           "parameters": [{"type": "payload", "payload": button_payload}]})
+    return {"type": "template", "template": {
+        "name": name, "language": {"code": TEMPLATE_LANGUAGES.get(language, language)},
+        "components": components}}
+
+
+def template_param(text: str) -> str:
+    """A template parameter as WhatsApp takes it: one line, no tabs, no run of more than four
+    spaces, within its length."""
+    return cut(" ".join(text.split()), TEMPLATE_PARAM_MAX)
+
+
 def render(message: Message) -> list[dict[str, Any]]:
     """A bot message as WhatsApp messages, in the order they are sent."""
     sent: list[dict[str, Any]] = []
@@ -352,9 +378,35 @@ def apply_messages(inbound: list[Inbound], *, engine: Engine, assistant: Assista
             log.exception("whatsapp message %s could not be answered", msg.message_id)
             continue
         for message in reply.messages:
-            for outbound in render(message):
-                api.send(to=msg.sender, message=outbound)
+            send_reply(api, msg.sender, message)
     return applied
+
+
+def send_reply(api: WhatsAppApi, to: str, message: Message) -> bool:
+    """Send one bot message as WhatsApp messages; whether any of it went out."""
+    went = False
+    for outbound in render(message):
+        went = api.send(to=to, message=outbound) is not None or went
+    return went
+
+
+@dataclass
+class WhatsAppPush:
+    """WhatsApp as a push channel (`bot.channels.push`): free text within the customer
+    window, templates outside it."""
+
+    api: WhatsAppApi
+    prefix = "wa:"
+    window = CUSTOMER_WINDOW
+
+    def push(self, user_key: str, message: Message, *, locale: str) -> bool:
+        return send_reply(self.api, user_key.removeprefix(self.prefix), message)
+
+    def push_template(self, user_key: str, *, name: str, params: list[str], language: str,
+                      with_button: bool) -> bool:
+        message = template_message(name, language=language, params=params,
+                                   button_payload=INBOX_ACTION if with_button else None)
+        return self.api.send(to=user_key.removeprefix(self.prefix), message=message) is not None
 
 
 def _market_of(engine: Engine, user_key: str, phone: str) -> str | None:

@@ -28,6 +28,7 @@ from bot.replies import Message
 from catalog.cards import Button, Card, CardPrice
 from checkout.signatures import hmac_sha256_hex, verify_sha256_header
 from core.settings import Settings
+from tests.bot.channels.fakes import FakeGraphApi
 from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
 from vitrine.app import create_app
 from vitrine.runtime import Runtime, build_runtime
@@ -39,26 +40,6 @@ VERIFY_TOKEN = "test-verify-token"
 PHONE_ID = "1098765432"
 GRAPH = "https://graph.test/v21.0"
 SHOPPER = "5511987654321"
-
-
-class FakeGraphApi:
-    """Meta's Graph API as an httpx transport: records what was sent, answers from a queue
-    (then 200 with a message id)."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.answers: list[httpx.Response] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.answers:
-            return self.answers.pop(0)
-        return httpx.Response(200, json={"messaging_product": "whatsapp",
-                                         "messages": [{"id": f"wamid.out{len(self.requests)}"}]})
-
-    @property
-    def sent(self) -> list[dict[str, Any]]:
-        return [json.loads(r.content) for r in self.requests]
 
 
 @pytest.fixture

@@ -1,0 +1,195 @@
+"""Queued messages pushed to the channels that can speak first: Telegram and WhatsApp.
+
+A payment confirmed by a provider's webhook, a refund, a gift reminder: each is queued in the
+outbox (`core.outbox`) for one shopper. The web chat collects them itself; for a shopper on
+Telegram or WhatsApp, `push_pending` sends them as soon as they are queued (`vitrine serve`
+runs it every few seconds, `vitrine notifications push` once).
+
+WhatsApp allows free text only within 24 hours of the shopper's last message. Past that,
+a message that names a pre-approved template is announced by it, and the message itself
+(the reminder's cards) follows with the shopper's next turn; a message without a template
+simply waits for that turn. A send that fails is tried again on later runs, a few times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from sqlalchemy import or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from bot.conversation import Assistant
+from bot.models import Conversation
+from bot.replies import Message
+from core.db import as_utc, session_scope, utcnow
+from core.markets import get_market
+from core.outbox import Notification, give_back
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+BATCH = 200  # shoppers per run
+
+
+class PushChannel(Protocol):
+    """A channel that can message a shopper who did not just write."""
+
+    @property
+    def prefix(self) -> str:
+        """The start of its shoppers' keys ("tg:", "wa:")."""
+        ...
+
+    def push(self, user_key: str, message: Message, *, locale: str) -> bool:
+        """Send one message; whether any of it went out."""
+        ...
+
+
+@runtime_checkable
+class WindowedChannel(PushChannel, Protocol):
+    """A channel that allows free text only for a while after the shopper last wrote, and
+    pre-approved templates at any time."""
+
+    @property
+    def window(self) -> timedelta:
+        ...
+
+    def push_template(self, user_key: str, *, name: str, params: list[str], language: str,
+                      with_button: bool) -> bool:
+        """Send a template; whether it went out. `with_button`: the template has a button
+        that brings up what waits (the reminder's cards)."""
+        ...
+
+
+@dataclass
+class PushReport:
+    sent: int = 0  # messages delivered whole
+    announced: int = 0  # templates sent for messages that wait for the shopper
+    held: int = 0  # messages left for the shopper's next turn, no template allowed
+    failed: int = 0  # sends that failed, to be tried again
+    shoppers: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"sent": self.sent, "announced": self.announced, "held": self.held,
+                "failed": self.failed, "shoppers": len(self.shoppers)}
+
+
+def waiting_shoppers(engine: Engine, prefixes: list[str], limit: int = BATCH) -> list[str]:
+    """Shoppers on these channels with a message to push, oldest message first."""
+    if not prefixes:
+        return []
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Notification.user_key, col(Notification.id))
+            .where(col(Notification.delivered_at).is_(None),
+                   col(Notification.held_at).is_(None),
+                   col(Notification.attempts) < MAX_ATTEMPTS,
+                   or_(*(col(Notification.user_key).startswith(p) for p in prefixes)))
+            .order_by(col(Notification.id)).limit(limit * 4)).all()
+    seen: dict[str, None] = {}
+    for user_key, _ in rows:
+        seen.setdefault(user_key)
+    return list(seen)[:limit]
+
+
+def push_pending(engine: Engine, assistant: Assistant, channels: list[PushChannel], *,
+                 now: datetime | None = None, limit: int = BATCH) -> PushReport:
+    """Push what waits for shoppers on these channels; safe to run from several processes
+    at once (each message is claimed before it is sent)."""
+    report = PushReport()
+    by_prefix = {c.prefix: c for c in channels}
+    moment = now or utcnow()
+    for user_key in waiting_shoppers(engine, list(by_prefix), limit):
+        channel = by_prefix[user_key.split(":", 1)[0] + ":"]
+        report.shoppers.add(user_key)
+        with Session(engine) as session:
+            conv = session.get(Conversation, user_key)
+        if conv is None:  # forgotten meanwhile: nobody to talk to
+            continue
+        if isinstance(channel, WindowedChannel) and \
+                moment - as_utc(conv.updated_at) > channel.window:
+            _announce(engine, channel, conv, report)
+            continue
+        locale = get_market(conv.market).locale
+        failed = []
+        for note_id, message in assistant.take_queued(user_key=user_key):
+            if channel.push(user_key, message, locale=locale):
+                report.sent += 1
+            else:
+                failed.append(note_id)
+        if failed:
+            report.failed += len(failed)
+            with session_scope(engine) as session:
+                give_back(session, failed)
+    return report
+
+
+def _announce(engine: Engine, channel: WindowedChannel, conv: Conversation,
+              report: PushReport) -> None:
+    """Outside the channel's window: each message's template, or nothing until the shopper
+    writes. A message is claimed (held) before its template is sent."""
+    with Session(engine) as session:
+        notes = session.exec(select(Notification).where(
+            Notification.user_key == conv.user_key, col(Notification.delivered_at).is_(None),
+            col(Notification.held_at).is_(None)).order_by(col(Notification.id))).all()
+    for note in notes:
+        with session_scope(engine) as session:
+            claimed = session.connection().execute(
+                update(Notification).where(col(Notification.id) == note.id,
+                                           col(Notification.delivered_at).is_(None),
+                                           col(Notification.held_at).is_(None))
+                .values(held_at=utcnow())).rowcount
+        if not claimed:
+            continue
+        if not note.template:
+            report.held += 1
+            continue
+        sent = channel.push_template(conv.user_key, name=note.template,
+                                     params=list(note.template_params or []),
+                                     language=conv.language, with_button=bool(note.cards))
+        with session_scope(engine) as session:
+            if not sent:
+                report.failed += 1
+                session.connection().execute(
+                    update(Notification).where(col(Notification.id) == note.id)
+                    .values(held_at=None, attempts=col(Notification.attempts) + 1))
+            elif note.cards:
+                report.announced += 1  # the cards come with the shopper's answer
+            else:
+                report.sent += 1  # the template said it all
+                session.connection().execute(
+                    update(Notification).where(col(Notification.id) == note.id,
+                                               col(Notification.delivered_at).is_(None))
+                    .values(delivered_at=utcnow()))
+
+
+class PushLoop:
+    """`push_pending` every `interval_s` on a daemon thread, until `stop`."""
+
+    def __init__(self, engine: Engine, assistant: Assistant, channels: list[PushChannel],
+                 interval_s: float) -> None:
+        self.engine, self.assistant, self.channels = engine, assistant, channels
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="vitrine-push")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                report = push_pending(self.engine, self.assistant, self.channels)
+                if report.shoppers:
+                    log.info("pushed queued messages: %s", report.as_dict())
+            except Exception:
+                # The next run tries again; a broken run must not end the loop.
+                log.exception("pushing queued messages failed")
+            self._stop.wait(self.interval_s)

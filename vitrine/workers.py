@@ -1,0 +1,70 @@
+"""What `vitrine serve` runs beside the HTTP API for the channels whose settings are present:
+Telegram long polling (`VITRINE_TELEGRAM_MODE=polling`) or its webhook registered at
+`VITRINE_PUBLIC_URL`, and queued messages pushed to Telegram and WhatsApp shoppers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from aiogram.exceptions import TelegramAPIError
+
+from bot.channels.push import PushLoop
+from bot.channels.telegram import TelegramPolling, register_webhook
+from core.errors import InvalidInput
+from vitrine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChannelWorkers:
+    runtime: Runtime
+    push: PushLoop | None = None
+    polling: TelegramPolling | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> list[str]:
+        """Start what the settings ask for; a line for each, to tell the operator."""
+        started: list[str] = []
+        settings = self.runtime.settings
+        telegram = self.runtime.telegram_channel()
+        if telegram is not None and settings.telegram_mode == "polling":
+            self.polling = TelegramPolling(telegram)
+            thread = threading.Thread(target=self._poll, daemon=True, name="vitrine-telegram")
+            thread.start()
+            self._threads.append(thread)
+            started.append("Telegram: long polling")
+        elif telegram is not None:
+            try:
+                url = self.runtime.call_live(functools.partial(
+                    register_webhook, telegram.bot, public_url=settings.public_url,
+                    secret=settings.telegram_webhook_secret))
+                started.append(f"Telegram: webhook at {url}")
+            except (InvalidInput, TelegramAPIError) as exc:
+                # The API still serves: the webhook may have been set by hand already.
+                started.append(f"Telegram: webhook not registered ({exc})")
+        channels = self.runtime.push_channels()
+        if channels and settings.push_interval_seconds > 0:
+            self.push = PushLoop(self.runtime.engine, self.runtime.assistant, channels,
+                                 settings.push_interval_seconds)
+            self.push.start()
+            started.append(f"queued messages pushed every {settings.push_interval_seconds:g} s")
+        return started
+
+    def _poll(self) -> None:
+        assert self.polling is not None
+        try:
+            self.runtime.call_live(self.polling.run)
+        except Exception:
+            log.exception("Telegram polling stopped")
+
+    def stop(self) -> None:
+        if self.polling is not None:
+            self.runtime.call_live(self.polling.stop)
+        if self.push is not None:
+            self.push.stop()
+        for thread in self._threads:
+            thread.join(timeout=10)
