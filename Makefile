@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test lint bench clean locales
 
+# Compiled translations (`.mo`), built from the `.po` files translators edit; not committed.
+CATALOGS := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/messages.po))
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Vitrine needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +20,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(CATALOGS)
 	$(BIN)/vitrine serve
 
-test: lint
+test: lint $(CATALOGS)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -32,14 +35,16 @@ bench: $(STAMP)
 	$(BIN)/python bench/quality.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache *.egg-info
+	rm -rf $(VENV) var .pytest_cache *.egg-info $(CATALOGS)
+
+locales/%/LC_MESSAGES/messages.mo: locales/%/LC_MESSAGES/messages.po $(STAMP)
+	$(BIN)/pybabel compile -d locales -D messages -l $*
 
 # Gettext catalogs: extract the strings, merge them into each language's .po (translators
-# edit those), and check every one is translated. Vitrine reads the .po files directly.
+# edit those), compile them, and show how much of each is translated.
 locales: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k gettext -k ngettext:1,2 \
 		--ignore-dirs=".venv tests bench" --no-location --sort-output \
 		-o locales/messages.pot .
 	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching
 	$(BIN)/pybabel compile --statistics -d locales -D messages
-	rm -f locales/*/LC_MESSAGES/*.mo

@@ -1,12 +1,15 @@
 """Translations: gettext catalogs under `locales/`, loaded with Babel.
 
-The `.po` files are the source of truth; they are compiled in memory when first needed, so a
-fresh checkout never depends on generated `.mo` files being present or up to date.
+Translators edit the `.po` files; `make` compiles them into `.mo` files (never committed),
+which are what Vitrine reads. A `.mo` missing or older than its `.po` (an install without
+`make`, a `.po` edited since) is not trusted: the `.po` is then compiled in memory instead,
+so a shopper never sees a stale or missing translation.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+log = logging.getLogger(__name__)
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "messages"
 SUPPORTED_LANGUAGES = ("en", "pt", "es")
@@ -38,6 +42,11 @@ def translations(language: str) -> NullTranslations:
     if folder is None:
         return NullTranslations()
     po_path = LOCALES_DIR / folder / "LC_MESSAGES" / f"{DOMAIN}.po"
+    mo_path = po_path.with_suffix(".mo")
+    if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+        with mo_path.open("rb") as fh:
+            return Translations(fp=fh, domain=DOMAIN)
+    log.info("%s is missing or older than its .po (run make): compiled in memory", mo_path)
     with po_path.open("rb") as fh:
         catalog = read_po(fh, locale=folder)
     buf = io.BytesIO()

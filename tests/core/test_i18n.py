@@ -1,8 +1,12 @@
+import os
 import re
 
 import pytest
-from babel.messages.pofile import read_po
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po, write_po
 
+from core import i18n
 from core.i18n import LOCALES_DIR, Translator
 
 PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
@@ -42,3 +46,31 @@ def test_plural_rules_follow_each_language():
 def test_unknown_languages_fall_back_to_english():
     assert Translator("de").gettext("Buy") == "Buy"
     assert Translator("pt_BR").gettext("Buy") == "Comprar"
+
+
+def _write_catalog(path, buy: str, *, compiled: bool) -> None:
+    catalog = Catalog(locale="pt_BR")
+    catalog.add("Buy", buy)
+    with path.open("wb") as fh:
+        (write_mo if compiled else write_po)(fh, catalog)
+
+
+def test_the_compiled_catalog_is_read_unless_its_po_was_edited_since(tmp_path, monkeypatch):
+    folder = tmp_path / "pt_BR" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    po, mo = folder / "messages.po", folder / "messages.mo"
+    _write_catalog(po, "Comprar", compiled=False)
+    _write_catalog(mo, "Compre já", compiled=True)
+    os.utime(po, (1_000_000, 1_000_000))
+    monkeypatch.setattr(i18n, "LOCALES_DIR", tmp_path)
+    i18n.translations.cache_clear()
+    try:
+        assert i18n.translations("pt").gettext("Buy") == "Compre já"
+        os.utime(po)  # edited after the last `make`: the .mo is stale
+        i18n.translations.cache_clear()
+        assert i18n.translations("pt").gettext("Buy") == "Comprar"
+        mo.unlink()  # never compiled
+        i18n.translations.cache_clear()
+        assert i18n.translations("pt").gettext("Buy") == "Comprar"
+    finally:
+        i18n.translations.cache_clear()
