@@ -198,7 +198,8 @@ class Buying:
             return None
         if checkout.set_payer(session=session, order=order, text=text):
             conv.awaiting_payer = None
-            return self.confirm(session, conv, order, get_market(order.market), t)
+            return self.confirm(session, conv, order, get_market(order.market).read_by(
+                conv.language, conv.home_market), t)
         if "@" not in text:
             # Something else than the answer ("hola", a new request): the question is
             # dropped, and the Confirm button asks it again.
@@ -211,7 +212,8 @@ class Buying:
 
     def withdraw(self, session: Session, order: checkout.Order, t: Translator
                  ) -> list[Message]:
-        market = get_market(order.market)  # the law of the market the order was made in
+        # The law of the market the order was made in.
+        market = get_market(order.market).read_by(t.language)
         done = withdrawal.withdraw(session=session, order=order, market=market,
                                    rail=self.rails.get(order.rail))
         outcome = done.outcome

@@ -256,7 +256,8 @@ class Assistant:
         if conv is None:
             m = market or get_market(self.settings.default_market)
             conv = Conversation(user_key=user_key, conversation_id=_new_id(), market=m.code,
-                                language=language_of(locale, default=m.language))
+                                language=language_of(locale, default=m.language),
+                                home_market=m.code)
         else:
             updated = as_utc(conv.updated_at)
             idle = timedelta(minutes=self.settings.conversation_idle_minutes)
@@ -274,7 +275,7 @@ class Assistant:
     def _text(self, session: Session, conv: Conversation, text: str,
               locale: str | None) -> list[Message]:
         started = time.perf_counter()
-        market = get_market(conv.market)
+        market = conv.shopping_market()
         stripped = text.strip()
         received = record_event(session, EventKind.MESSAGE_RECEIVED, user_key=conv.user_key,
                                 text=stripped or None, conversation_id=conv.conversation_id,
@@ -378,7 +379,7 @@ class Assistant:
                 locale: str | None) -> list[Message]:
         verb, _, arg = action.partition(":")
         t = Translator(conv.language)
-        market = get_market(conv.market)
+        market = conv.shopping_market()
         if verb == "say" and arg.strip():
             return self._text(session, conv, arg, locale)
         if verb in ("buy", "more", "skip") and arg in conv.shown:
@@ -395,8 +396,8 @@ class Assistant:
                                         user_key=conv.user_key)
             if order is not None:
                 # The market of the order, not of the conversation: its rails, fees, law.
-                return self.buying.act(session, conv, order, get_market(order.market), verb,
-                                       rest, t)
+                market = get_market(order.market).read_by(conv.language, conv.home_market)
+                return self.buying.act(session, conv, order, market, verb, rest, t)
         if verb == "forget":
             return run_command(Command("forget", arg.strip()), session=session,
                                user_key=conv.user_key, market=market, t=t)

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.db import utcnow
+from core.markets import Market, get_market
 
 
 class Conversation(SQLModel, table=True):
@@ -28,7 +29,14 @@ class Conversation(SQLModel, table=True):
     language_chosen: bool | None = None
     # The order whose rail asked for the payer's name and e-mail; the next message answers.
     awaiting_payer: str | None = Field(default=None, max_length=40)
+    # The market the conversation started in (channel, phone number or default): a shopper
+    # who moved on from it reads prices as a visitor (`Market.read_by`).
+    home_market: str | None = Field(default=None, max_length=2)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    def shopping_market(self) -> Market:
+        """The market the shopper is shopping in, as they read it."""
+        return get_market(self.market).read_by(self.language, self.home_market)
 
 
 class FactKind(StrEnum):

@@ -32,7 +32,6 @@ from bot.replies import RECIPIENT_PHRASES
 from catalog.cards import build_cards
 from core.db import utcnow
 from core.i18n import N_, Translator
-from core.markets import get_market
 from core.outbox import notify
 from ops.events import EventKind, pseudonym, record_event
 
@@ -197,7 +196,7 @@ def _latest_conversations(session: Session) -> dict[str, Conversation]:
 
 
 def _send(assistant: Assistant, session: Session, item: Due, conv: Conversation) -> bool:
-    market = get_market(conv.market)
+    market = conv.shopping_market()
     t = Translator(conv.language)
     intent = Intent(text="", language=conv.language, recipient=item.subject,
                     occasion=None if item.occasion == "birthday" else item.occasion)

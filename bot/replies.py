@@ -224,7 +224,8 @@ def orders_message(orders: list[Order], t: Translator, withdrawable: set[str]) -
     for order in orders:
         lines.append(t.gettext("{order}: {title}, {total}, {status}").format(
             order=order.id, title=order.title,
-            total=get_market(order.market).format_price(Money(order.total, order.currency)),
+            total=get_market(order.market).read_by(t.language).format_price(
+                Money(order.total, order.currency)),
             status=t.gettext(STATUS_LABELS.get(order.status, order.status))))
         if order.id in withdrawable:
             buttons.append(Button(label=t.gettext("Cancel {order}").format(order=order.id),

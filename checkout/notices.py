@@ -62,6 +62,7 @@ def status_text(order: Order, market: Market, t: Translator) -> str:
 
 def notify_status(session: Session, order: Order) -> None:
     """Queue the message about the status an order just reached, in the shopper's language."""
-    text = status_text(order, get_market(order.market), Translator(order.language))
+    text = status_text(order, get_market(order.market).read_by(order.language),
+                       Translator(order.language))
     notify(session, user_key=order.user_key, text=text, template=ORDER_TEMPLATE,
            template_params=[order.id, text])

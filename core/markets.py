@@ -7,11 +7,12 @@ its rails is a data change, not a code change.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 from core.errors import UnknownMarket
+from core.i18n import language_of
 from core.money import Money, format_money
 
 
@@ -33,10 +34,26 @@ class Market:
     withdrawal_business_days: bool = False
     withdrawal_to_working_day: bool = False  # EU: a window ending on a day off runs on
     timezone: str = "UTC"  # where the market's days begin and end (legal deadlines)
+    # The currency's symbol where a bare one could be read as another currency: "$" is the
+    # peso in Argentina, Colombia and Mexico and the dollar in the United States.
+    unambiguous_symbol: str | None = None
+    # Set on the market as one shopper reads it (`read_by`): prices carry that symbol.
+    spell_out_symbol: bool = False
+
+    def read_by(self, language: str, home: str | None = None) -> Market:
+        """The market as one shopper reads it. Someone who speaks another language than the
+        market's, or who started in another market, may take a bare "$" for their own
+        currency: they see the unambiguous symbol ("MX$ 1,299.00")."""
+        foreign = language_of(language) != self.language or (home or self.code) != self.code
+        if self.unambiguous_symbol and foreign:
+            return replace(self, spell_out_symbol=True)
+        return self
 
     def format_price(self, money: Money) -> str:
         """Format an amount the way shops in this market write it."""
-        return format_money(money, self.locale, whole_units=self.whole_units)
+        symbol = self.unambiguous_symbol \
+            if self.spell_out_symbol and money.currency == self.currency else None
+        return format_money(money, self.locale, whole_units=self.whole_units, symbol=symbol)
 
 
 @lru_cache

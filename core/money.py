@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from babel import Locale
-from babel.numbers import format_currency, get_currency_precision
+from babel.numbers import format_currency, get_currency_precision, get_currency_symbol
 
 from core.errors import InvalidInput
 
@@ -67,8 +67,10 @@ def money_from_major(value: str | Decimal | int, currency: str) -> Money:
     return Money(int(minor.to_integral_value(rounding=ROUND_HALF_UP)), currency)
 
 
-def format_money(money: Money, locale: str, *, whole_units: bool = False) -> str:
-    """Format for display in a locale ("R$ 149,90"); whole_units drops zero cents ("$45.000")."""
+def format_money(money: Money, locale: str, *, whole_units: bool = False,
+                 symbol: str | None = None) -> str:
+    """Format for display in a locale ("R$ 149,90"); whole_units drops zero cents ("$45.000");
+    `symbol` replaces the locale's symbol for the currency ("MX$" for "$")."""
     value = money.to_decimal()
     pattern = None
     if whole_units and value == value.to_integral_value():
@@ -76,5 +78,7 @@ def format_money(money: Money, locale: str, *, whole_units: bool = False) -> str
         pattern.frac_prec = (0, 0)
     text = format_currency(value, money.currency, locale=locale, format=pattern,
                            currency_digits=pattern is None)
+    if symbol:
+        text = text.replace(get_currency_symbol(money.currency, locale=locale), symbol, 1)
     # Chat channels and terminals render a plain space more reliably than U+00A0.
     return text.replace("\xa0", " ")

@@ -188,3 +188,14 @@ def test_when_no_card_is_of_the_kind_asked_the_note_names_the_kind_as_asked(demo
                                           market="BR")
     text = "\n".join(m.text for m in reply.messages)
     assert "Não encontrei roupa" in text and "camiseta" not in text
+
+
+def test_a_shopper_who_moves_to_another_dollar_market_sees_its_symbol_spelled_out(
+        demo_runtime):
+    bot = demo_runtime.assistant
+    local = bot.handle(user_key="web:sofi", text="regalo para mi mamá", market="AR")
+    assert local.messages[-1].cards[0].price_text.startswith("$")
+    bot.handle(user_key="web:jo", text="hi", market="US")
+    bot.handle(user_key="web:jo", text="/market AR")
+    visiting = bot.handle(user_key="web:jo", text="regalo para mi mamá")
+    assert all(c.price_text.startswith("AR$") for c in visiting.messages[-1].cards)

@@ -38,3 +38,35 @@ def test_money_refuses_floats_and_mixed_currencies():
 def test_unknown_market_names_the_known_ones():
     with pytest.raises(InvalidInput, match="known markets"):
         get_market("ZZ")
+
+
+@pytest.mark.parametrize(("market", "amount", "local", "visitor"), [
+    ("AR", 4_500_000, "$45.000", "AR$45.000"),
+    ("CO", 12_000_000, "$12.000.000", "COL$12.000.000"),
+    ("MX", 129_900, "$1,299.00", "MX$1,299.00"),
+    ("US", 4_999, "$49.99", "US$49.99"),
+])
+def test_a_dollar_sign_is_spelled_out_for_shoppers_who_could_read_it_as_another(
+        market, amount, local, visitor):
+    m = get_market(market)
+    price = Money(amount, m.currency)
+    assert m.read_by(m.language).format_price(price) == local
+    other_language = "pt" if m.language != "pt" else "en"
+    assert m.read_by(other_language).format_price(price) == visitor
+    # Same language, but the shopper started in another market (moved with /market).
+    home = "MX" if market != "MX" else "AR"
+    assert m.read_by(m.language, home).format_price(price) == visitor
+
+
+def test_symbols_nobody_confuses_stay_as_they_are():
+    brazil = get_market("BR").read_by("es", "AR")
+    assert brazil.format_price(Money(14_990, "BRL")) == "R$ 149,90"
+    # Another currency than the market's already carries its own prefix.
+    argentina = get_market("AR").read_by("es")
+    assert argentina.format_price(Money(4_999, "USD")) == "US$49,99"
+
+
+def test_the_european_union_market_pays_by_sepa_transfer_in_euros():
+    eu = get_market("EU")
+    assert eu.rails == ("sepa_qr", "stripe") and eu.withdrawal_days == 14
+    assert eu.format_price(Money(123_450, "EUR")) == "€1,234.50"
