@@ -48,7 +48,7 @@ from core.db import as_utc, joined_or_own, session_scope, utcnow
 from core.i18n import Translator, language_of
 from core.markets import Market, get_market
 from core.money import Money
-from core.outbox import Notification, take_pending
+from core.outbox import Notification, claim, peek_pending, take_pending
 from core.settings import Settings
 from ops.events import EventKind, record_event
 
@@ -208,12 +208,16 @@ class Assistant:
                 # writer for as long as they take.
                 with session_scope(self.engine) as session, session.no_autoflush:
                     conv = self._conversation(session, user_key, chosen_market, locale)
-                    messages = _deliver(conv, take_pending(session, user_key=user_key))
+                    # What waited for the shopper comes first; taken only as the turn ends.
+                    queued = peek_pending(session, user_key=user_key)
+                    waiting = _deliver(conv, queued)
+                    messages: list[Message] = []
                     if action and action.strip() == INBOX_ACTION:
                         # A template's "see them" button: what waited came with the turn.
-                        messages = messages or [Message(text=Translator(conv.language).gettext(
-                            "Nothing is waiting for you right now. Tell me what you are "
-                            "looking for."))]
+                        if not waiting:
+                            messages.append(Message(text=Translator(conv.language).gettext(
+                                "Nothing is waiting for you right now. Tell me what you are "
+                                "looking for.")))
                     elif action:
                         messages += self._action(session, conv, action.strip(), locale)
                     elif text is not None:
@@ -224,6 +228,10 @@ class Assistant:
                     if conv.user_key not in session.info.get(erasure.FORGOTTEN, ()):
                         conv.updated_at = utcnow()
                         session.add(conv)
+                    # A push may have delivered some meanwhile: those are not shown twice.
+                    taken = {id(n) for n in claim(session, queued)}
+                    messages = [m for n, m in zip(queued, waiting, strict=True)
+                                if id(n) in taken] + messages
                 return Reply(messages=messages)
             except IntegrityError:
                 # Two first messages of a new shopper raced to create the conversation; the
@@ -236,9 +244,9 @@ class Assistant:
         """Messages queued for a shopper since their last turn."""
         return Reply(messages=[message for _, message in self.take_queued(user_key=user_key)])
 
-    def take_queued(self, *, user_key: str) -> list[tuple[int, Message]]:
-        """Messages queued for a shopper since their last turn, each with its queue id, now
-        taken: nobody else delivers them."""
+    def take_queued(self, *, user_key: str) -> list[tuple[Notification, Message]]:
+        """Messages queued for a shopper since their last turn, each with its queue entry,
+        now taken: nobody else delivers them."""
         with session_scope(self.engine) as session:
             notes = take_pending(session, user_key=user_key)
             conv = session.get(Conversation, user_key)
@@ -247,8 +255,7 @@ class Assistant:
             else:
                 messages = _deliver(conv, notes)
                 session.add(conv)
-            return [(note.id or 0, message)
-                    for note, message in zip(notes, messages, strict=True)]
+            return list(zip(notes, messages, strict=True))
 
     def _conversation(self, session: Session, user_key: str, market: Market | None,
                       locale: str | None) -> Conversation:

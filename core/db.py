@@ -112,6 +112,9 @@ def add_missing_columns(engine: Engine, metadata: MetaData) -> list[str]:
                 if column.name in have or not (column.nullable or column.server_default):
                     continue
                 kind = column.type.compile(dialect=engine.dialect)
+                default = getattr(column.server_default, "arg", None)
+                if default is not None:  # rows already there get it too, not NULL
+                    kind += f" DEFAULT {getattr(default, 'text', default)}"
                 conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
                 added.append(f"{table.name}.{column.name}")
     return added

@@ -8,9 +8,9 @@ next turn, whichever comes first; taking one is a conditional update, so it goes
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Column, update
+from sqlalchemy import JSON, Column, func, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from core.db import utcnow
@@ -38,8 +38,10 @@ class Notification(SQLModel, table=True):
     # Set when a push channel is done with the message without delivering it: its template
     # went out (the message follows at the shopper's next turn) or none was allowed.
     held_at: datetime | None = None
-    # Pushes that failed (the channel's API refused or was down); given up after a few.
+    # Pushes that failed (the channel's API refused or was down); given up after a few,
+    # each tried again no sooner than `not_before`.
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    not_before: datetime | None = None
 
 
 def notify(session: Session, *, user_key: str, text: str, cards: list[dict] | None = None,
@@ -52,17 +54,21 @@ def notify(session: Session, *, user_key: str, text: str, cards: list[dict] | No
     return note
 
 
-def take_pending(session: Session, *, user_key: str) -> list[Notification]:
-    """The shopper's undelivered messages, oldest first, marked delivered.
-
-    Each is claimed by a conditional update: a push and the shopper's own turn racing for the
-    same message deliver it once.
-    """
-    notes = list(session.exec(
+def peek_pending(session: Session, *, user_key: str) -> list[Notification]:
+    """The shopper's undelivered messages, oldest first, without taking them (`claim`)."""
+    return list(session.exec(
         select(Notification)
         .where(Notification.user_key == user_key, col(Notification.delivered_at).is_(None))
         .order_by(col(Notification.id))
     ))
+
+
+def claim(session: Session, notes: list[Notification]) -> list[Notification]:
+    """Mark messages delivered, each by a conditional update; the ones this caller got.
+
+    A push and the shopper's own turn racing for the same message deliver it once. On SQLite
+    the update takes the database's write lock until commit: claim at the end of a turn.
+    """
     now = utcnow()
     taken = []
     for note in notes:
@@ -71,25 +77,23 @@ def take_pending(session: Session, *, user_key: str) -> list[Notification]:
                                        col(Notification.delivered_at).is_(None))
             .values(delivered_at=now)).rowcount
         if claimed:
-            note.delivered_at = now
             taken.append(note)
-    for note in taken:  # already written: keep the session from writing them again
-        session.expunge(note)
+    for note in notes:  # written above or by someone else: never again from this session
+        if note in session:
+            session.expunge(note)
     return taken
 
 
-def give_back(session: Session, ids: list[int]) -> None:
-    """Messages taken for a push that could not be sent: pending again, one attempt more."""
+def take_pending(session: Session, *, user_key: str) -> list[Notification]:
+    """The shopper's undelivered messages, oldest first, marked delivered."""
+    return claim(session, peek_pending(session, user_key=user_key))
+
+
+def give_back(session: Session, ids: list[int], *, retry_in: timedelta) -> None:
+    """Messages taken for a push that could not be sent: pending again after `retry_in`,
+    one attempt more."""
     if ids:
         session.connection().execute(
             update(Notification).where(col(Notification.id).in_(ids))
-            .values(delivered_at=None, attempts=col(Notification.attempts) + 1))
-
-
-def hold(session: Session, ids: list[int]) -> None:
-    """Messages a push channel leaves for the shopper's next turn."""
-    if ids:
-        session.connection().execute(
-            update(Notification).where(col(Notification.id).in_(ids),
-                                       col(Notification.delivered_at).is_(None))
-            .values(held_at=utcnow()))
+            .values(delivered_at=None, not_before=utcnow() + retry_in,
+                    attempts=func.coalesce(col(Notification.attempts), 0) + 1))

@@ -62,9 +62,13 @@ class ChannelWorkers:
             log.exception("Telegram polling stopped")
 
     def stop(self) -> None:
-        if self.polling is not None:
-            self.runtime.call_live(self.polling.stop)
-        if self.push is not None:
-            self.push.stop()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        """Stop polling and pushing, and wait for both: the runtime's connections close
+        next."""
+        try:
+            if self.polling is not None:
+                self.runtime.call_live(self.polling.stop)
+        finally:
+            if self.push is not None:
+                self.push.stop()
+            for thread in self._threads:
+                thread.join(timeout=30)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -32,6 +34,7 @@ from core.outbox import Notification, give_back
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
+FIRST_RETRY = timedelta(seconds=30)
 BATCH = 200  # shoppers per run
 
 
@@ -77,8 +80,15 @@ class PushReport:
                 "failed": self.failed, "shoppers": len(self.shoppers)}
 
 
-def waiting_shoppers(engine: Engine, prefixes: list[str], limit: int = BATCH) -> list[str]:
-    """Shoppers on these channels with a message to push, oldest message first."""
+def retry_in(attempts: int) -> timedelta:
+    """How long a message waits after its `attempts`-th failed push: 30 s, doubling, so the
+    tries span a quarter of an hour (a chat app's flood control asks for up to minutes)."""
+    return FIRST_RETRY * 2 ** max(0, attempts - 1)
+
+
+def waiting_shoppers(engine: Engine, prefixes: list[str], *, now: datetime,
+                     limit: int = BATCH) -> list[str]:
+    """Shoppers on these channels with a message to push now, oldest message first."""
     if not prefixes:
         return []
     with Session(engine) as session:
@@ -86,7 +96,9 @@ def waiting_shoppers(engine: Engine, prefixes: list[str], limit: int = BATCH) ->
             select(Notification.user_key, col(Notification.id))
             .where(col(Notification.delivered_at).is_(None),
                    col(Notification.held_at).is_(None),
-                   col(Notification.attempts) < MAX_ATTEMPTS,
+                   func.coalesce(col(Notification.attempts), 0) < MAX_ATTEMPTS,
+                   or_(col(Notification.not_before).is_(None),
+                       col(Notification.not_before) <= now),
                    or_(*(col(Notification.user_key).startswith(p) for p in prefixes)))
             .order_by(col(Notification.id)).limit(limit * 4)).all()
     seen: dict[str, None] = {}
@@ -96,13 +108,17 @@ def waiting_shoppers(engine: Engine, prefixes: list[str], limit: int = BATCH) ->
 
 
 def push_pending(engine: Engine, assistant: Assistant, channels: list[PushChannel], *,
-                 now: datetime | None = None, limit: int = BATCH) -> PushReport:
+                 now: datetime | None = None, limit: int = BATCH,
+                 stopping: Callable[[], bool] = lambda: False) -> PushReport:
     """Push what waits for shoppers on these channels; safe to run from several processes
-    at once (each message is claimed before it is sent)."""
+    at once (each message is claimed before it is sent). `stopping` is asked between
+    shoppers: a shutdown ends the run there."""
     report = PushReport()
     by_prefix = {c.prefix: c for c in channels}
     moment = now or utcnow()
-    for user_key in waiting_shoppers(engine, list(by_prefix), limit):
+    for user_key in waiting_shoppers(engine, list(by_prefix), now=moment, limit=limit):
+        if stopping():
+            break
         channel = by_prefix[user_key.split(":", 1)[0] + ":"]
         report.shoppers.add(user_key)
         with Session(engine) as session:
@@ -114,17 +130,33 @@ def push_pending(engine: Engine, assistant: Assistant, channels: list[PushChanne
             _announce(engine, channel, conv, report)
             continue
         locale = get_market(conv.market).locale
-        failed = []
-        for note_id, message in assistant.take_queued(user_key=user_key):
-            if channel.push(user_key, message, locale=locale):
+        failed: list[Notification] = []
+        for note, message in assistant.take_queued(user_key=user_key):
+            if _sent(partial(channel.push, user_key, message, locale=locale), user_key):
                 report.sent += 1
             else:
-                failed.append(note_id)
-        if failed:
-            report.failed += len(failed)
-            with session_scope(engine) as session:
-                give_back(session, failed)
+                failed.append(note)
+        _failed(engine, failed, report)
     return report
+
+
+def _sent(send: Callable[[], bool], user_key: str) -> bool:
+    """Whether a push went out; anything it raised counts as a failed send, to try again."""
+    try:
+        return send()
+    except Exception:
+        log.exception("push to %s failed", user_key.split(":", 1)[0])
+        return False
+
+
+def _failed(engine: Engine, notes: list[Notification], report: PushReport) -> None:
+    """Messages taken for a push that did not go out: queued again, after a while."""
+    if not notes:
+        return
+    report.failed += len(notes)
+    with session_scope(engine) as session:
+        for note in notes:
+            give_back(session, [note.id or 0], retry_in=retry_in((note.attempts or 0) + 1))
 
 
 def _announce(engine: Engine, channel: WindowedChannel, conv: Conversation,
@@ -147,15 +179,18 @@ def _announce(engine: Engine, channel: WindowedChannel, conv: Conversation,
         if not note.template:
             report.held += 1
             continue
-        sent = channel.push_template(conv.user_key, name=note.template,
-                                     params=list(note.template_params or []),
-                                     language=conv.language, with_button=bool(note.cards))
+        sent = _sent(partial(
+            channel.push_template, conv.user_key, name=note.template,
+            params=list(note.template_params or []), language=conv.language,
+            with_button=bool(note.cards)), conv.user_key)
         with session_scope(engine) as session:
             if not sent:
                 report.failed += 1
                 session.connection().execute(
                     update(Notification).where(col(Notification.id) == note.id)
-                    .values(held_at=None, attempts=col(Notification.attempts) + 1))
+                    .values(held_at=None, not_before=utcnow() + retry_in(
+                        (note.attempts or 0) + 1),
+                        attempts=func.coalesce(col(Notification.attempts), 0) + 1))
             elif note.cards:
                 report.announced += 1  # the cards come with the shopper's answer
             else:
@@ -180,13 +215,15 @@ class PushLoop:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the shopper being pushed to now; waits for it."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                report = push_pending(self.engine, self.assistant, self.channels)
+                report = push_pending(self.engine, self.assistant, self.channels,
+                                      stopping=self._stop.is_set)
                 if report.shoppers:
                     log.info("pushed queued messages: %s", report.as_dict())
             except Exception:

@@ -24,8 +24,10 @@ from aiogram.client.session.middlewares.base import (
     NextRequestMiddlewareType,
 )
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
+    TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
 )
@@ -35,11 +37,13 @@ from aiogram.methods.base import TelegramType
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Update
 from aiogram.types import Message as TelegramMessage
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiohttp import ClientConnectorError
 from anyio import to_thread
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from sqlalchemy import BigInteger
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel
 
 from bot.channels.telegram_render import Outgoing, render
@@ -234,9 +238,10 @@ class TelegramChannel:
         return went
 
     def send(self, chat_id: int, outgoing: Outgoing, *, user_key: str) -> bool:
-        """Send one Bot API message; a failure is logged, never raised to the webhook."""
-        markup = self.keyboard(outgoing, user_key=user_key)
+        """Send one Bot API message; whether it went out, or may have (a network error after
+        the request left). A failure is logged, never raised to the webhook."""
         try:
+            markup = self.keyboard(outgoing, user_key=user_key)
             if outgoing.photo or outgoing.upload:
                 try:
                     self.run(functools.partial(
@@ -254,7 +259,18 @@ class TelegramChannel:
                 self.bot.send_message, chat_id=chat_id, text=outgoing.html, parse_mode="HTML",
                 reply_markup=markup, disable_web_page_preview=True))
             return True
-        except TelegramAPIError as exc:
+        except TelegramNetworkError as exc:
+            if isinstance(exc.__cause__, ClientConnectorError):
+                log.error("telegram message to chat %s not sent: %s", chat_id, exc)
+                return False  # never reached Telegram: safe to send again
+            # A timeout or a cut connection: Telegram may have it, and sending it again
+            # could show it twice.
+            log.error("telegram message to chat %s may not have been sent: %s", chat_id, exc)
+            return True
+        except (TelegramAPIError, ClientDecodeError) as exc:
+            log.error("telegram message to chat %s not sent: %s", chat_id, exc)
+            return False
+        except SQLAlchemyError as exc:  # the buttons' tokens could not be stored
             log.error("telegram message to chat %s not sent: %s", chat_id, exc)
             return False
 

@@ -44,7 +44,10 @@ ROW_TITLE_MAX = 24
 ROW_DESCRIPTION_MAX = 72
 TEMPLATE_PARAM_MAX = 1024
 # Free text may be sent only this long after the shopper's last message; then templates.
+# Vitrine keeps an hour clear of the edge: the time it holds is when it answered, and a
+# text accepted just before the window closes can still fail to deliver after.
 CUSTOMER_WINDOW = timedelta(hours=24)
+WINDOW_MARGIN = timedelta(hours=1)
 # The template language registered for each of Vitrine's languages.
 TEMPLATE_LANGUAGES = {"pt": "pt_BR", "es": "es", "en": "en"}
 # The list's opening button needs a label; a symbol reads the same in every language.
@@ -397,7 +400,7 @@ class WhatsAppPush:
 
     api: WhatsAppApi
     prefix = "wa:"
-    window = CUSTOMER_WINDOW
+    window = CUSTOMER_WINDOW - WINDOW_MARGIN
 
     def push(self, user_key: str, message: Message, *, locale: str) -> bool:
         return send_reply(self.api, user_key.removeprefix(self.prefix), message)

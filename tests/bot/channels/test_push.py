@@ -5,7 +5,6 @@ failed sends are tried again, and `vitrine serve`'s channel workers poll and pus
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from sqlmodel import Session, select
 
-from bot.channels.push import MAX_ATTEMPTS, push_pending
+from bot.channels.push import MAX_ATTEMPTS, push_pending, retry_in
 from bot.channels.telegram import RetryRequests, TelegramChannel, register_webhook
 from bot.conversation import INBOX_ACTION
 from bot.models import Conversation
@@ -28,7 +27,7 @@ from checkout.notices import ORDER_TEMPLATE
 from checkout.rails.sandbox import sandbox_event
 from core.db import utcnow
 from core.errors import InvalidInput
-from core.outbox import Notification
+from core.outbox import Notification, claim, peek_pending, take_pending
 from core.settings import Settings
 from tests.bot.channels.fakes import FakeBotApi, FakeGraphApi
 from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
@@ -147,7 +146,9 @@ async def test_a_failed_send_is_tried_again_and_given_up_after_a_few(
     assert push(demo_runtime).failed == 1
     [note] = notes(demo_runtime, TG_USER)
     assert note.delivered_at is None and note.attempts == 1
-    assert push(demo_runtime).sent == 1  # the next run delivers it
+    assert push(demo_runtime).as_dict()["shoppers"] == 0  # not straight away
+    later = utcnow() + retry_in(1) + timedelta(seconds=1)
+    assert push(demo_runtime, now=later).sent == 1
 
     bot_api.clear()
     demo_runtime.assistant.handle(user_key=TG_USER, text="/pedidos")
@@ -157,22 +158,59 @@ async def test_a_failed_send_is_tried_again_and_given_up_after_a_few(
     assert push(demo_runtime).as_dict()["shoppers"] == 0
 
 
-async def test_two_pushers_at_once_deliver_a_message_once(client, demo_runtime, bot_api):
-    order = reserve(demo_runtime, TG_USER)
-    await pay(client, order)
-    bot_api.clear()
-    start = threading.Barrier(2)
+def test_a_push_that_raises_gives_every_message_back(demo_runtime):
+    demo_runtime.assistant.handle(user_key=TG_USER, text="oi", market="BR")
+    with Session(demo_runtime.engine) as session:
+        session.add_all([Notification(user_key=TG_USER, text="um"),
+                         Notification(user_key=TG_USER, text="dois")])
+        session.commit()
 
-    def run() -> None:
-        start.wait()
-        push(demo_runtime)
+    class Broken:
+        prefix = "tg:"
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(bot_api.sent("sendMessage")) == 1
+        def push(self, user_key: str, message: Message, *, locale: str) -> bool:
+            raise RuntimeError("the channel's client broke")
+
+    report = push_pending(demo_runtime.engine, demo_runtime.assistant, [Broken()])
+    assert report.failed == 2
+    assert [(n.delivered_at, n.attempts) for n in notes(demo_runtime, TG_USER)] == \
+        [(None, 1), (None, 1)]
+
+
+def test_whoever_claims_a_message_first_delivers_it_and_the_other_gets_nothing(
+        demo_runtime):
+    """A shopper's turn reads what waits at its start and claims it as it ends; a push in
+    between delivers it, and the turn then leaves it out."""
+    with Session(demo_runtime.engine) as session:
+        session.add(Notification(user_key=TG_USER, text="Pagamento confirmado"))
+        session.commit()
+    with Session(demo_runtime.engine) as turn:
+        seen = peek_pending(turn, user_key=TG_USER)
+        with Session(demo_runtime.engine) as pusher:
+            assert [n.text for n in take_pending(pusher, user_key=TG_USER)] == \
+                ["Pagamento confirmado"]
+            pusher.commit()
+        assert len(seen) == 1 and claim(turn, seen) == []
+        turn.commit()
+
+
+async def test_a_message_pushed_during_a_turn_is_not_shown_again_by_it(
+        client, demo_runtime, bot_api, monkeypatch):
+    demo_runtime.assistant.handle(user_key=TG_USER, text="oi", market="BR")
+    with Session(demo_runtime.engine) as session:
+        session.add(Notification(user_key=TG_USER, text="Pagamento confirmado"))
+        session.commit()
+    bot = demo_runtime.assistant
+    text_turn = bot._text
+
+    def turn_while_pushing(*args, **kwargs):
+        assert push(demo_runtime).sent == 1  # the push runs while the turn is open
+        return text_turn(*args, **kwargs)
+
+    monkeypatch.setattr(bot, "_text", turn_while_pushing)
+    reply = bot.handle(user_key=TG_USER, text="obrigada")
+    assert not any("Pagamento confirmado" in m.text for m in reply.messages)
+    assert [c.params["text"] for c in bot_api.sent("sendMessage")] == ["Pagamento confirmado"]
 
 
 def test_flood_control_is_waited_out_as_telegram_asks(demo_runtime, bot_api, fake_api):
@@ -328,9 +366,23 @@ def test_serve_polls_telegram_and_pushes_queued_messages(demo_runtime, bot_api, 
     assert bot_api.sent("sendMessage")[-1].params["text"] == "Seu pedido saiu para entrega."
 
 
-async def test_the_app_runs_the_channel_workers_only_when_asked(demo_runtime, bot_api):
-    app = create_app(demo_runtime, channel_workers=True)
+@pytest.mark.parametrize("workers", [True, False])
+async def test_the_app_runs_the_channel_workers_only_when_asked(
+        demo_runtime, bot_api, settings, workers):
+    demo_runtime.settings = settings.model_copy(update={"public_url": "https://shop.example"})
+    app = create_app(demo_runtime, channel_workers=workers)
     async with app.router.lifespan_context(app):
         pass
-    # Webhook mode on a development URL: nothing registered, the API still served.
+    assert len(bot_api.sent("setWebhook")) == (1 if workers else 0)
+
+
+def test_on_a_development_url_the_webhook_is_not_registered_and_the_api_still_serves(
+        demo_runtime, bot_api):
+    workers = ChannelWorkers(demo_runtime)
+    try:
+        started = workers.start()
+    finally:
+        workers.stop()
+    assert started[0].startswith("Telegram: webhook not registered (Telegram calls webhooks "
+                                 "only over https")
     assert bot_api.sent("setWebhook") == []
