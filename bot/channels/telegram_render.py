@@ -5,13 +5,12 @@ split within Telegram's limits, a Pix code as copyable monospace. All text is HT
 from __future__ import annotations
 
 import html
-import ipaddress
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from babel.numbers import format_decimal
 
+from bot.channels.media import shareable_image
 from bot.channels.whatsapp import cut, split_text
 from bot.replies import Message
 from catalog.cards import Button, Card
@@ -43,26 +42,9 @@ class Outgoing:
 
 
 def photo_url(url: str | None) -> str | None:
-    """`url` when Telegram's servers can fetch it as a photo: http(s), a public host, a
-    raster format; else None and the card goes as text."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    # A single-label name ("localhost", "testserver") resolves only on this network.
-    if parts.scheme not in ("http", "https") or "." not in host \
-            or host.endswith((".localhost", ".local", ".internal")):
-        return None
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        if not address.is_global:
-            return None
-    if not parts.path.lower().endswith(PHOTO_SUFFIXES):
-        return None
-    return url
+    """`url` when Telegram's servers can fetch it as a photo; else None, and the card goes
+    as text."""
+    return shareable_image(url, PHOTO_SUFFIXES)
 
 
 def rating_text(card: Card, locale: str) -> str | None:

@@ -7,8 +7,8 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
@@ -18,13 +18,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field as SqlField
 from sqlmodel import Session, SQLModel
 
+from bot.channels.media import shareable_image
 from bot.channels.whatsapp_api import WhatsAppApi
 from bot.conversation import INBOX_ACTION, Assistant
 from bot.models import Conversation
 from bot.replies import Message
 from catalog.cards import Button, Card
+from checkout import qr
 from checkout.signatures import verify_sha256_header
-from core.db import insert_once, utcnow
+from core.db import insert_once, session_scope, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
 from core.settings import Settings
 
@@ -43,6 +45,7 @@ LIST_ROWS_MAX = 10
 ROW_TITLE_MAX = 24
 ROW_DESCRIPTION_MAX = 72
 TEMPLATE_PARAM_MAX = 1024
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # the image formats WhatsApp sends
 # Free text may be sent only this long after the shopper's last message; then templates.
 # Vitrine keeps an hour clear of the edge: the time it holds is when it answered, and a
 # text accepted just before the window closes can still fail to deliver after.
@@ -107,9 +110,16 @@ class _Contact(_Lenient):
     profile: _Profile | None = None
 
 
+class _Error(_Lenient):
+    code: int | None = None
+    title: str = ""
+
+
 class _Status(_Lenient):
     id: str
     status: str
+    timestamp: str | None = None
+    errors: list[_Error] = Field(default_factory=list)
 
 
 class _Value(_Lenient):
@@ -142,9 +152,25 @@ class Inbound(BaseModel):
     action: str | None = None
 
 
-def parse_event(body: bytes) -> tuple[list[Inbound], int]:
-    """The shoppers' messages in a webhook body, and how many messages of a type the bot
-    cannot read (images, audio, locations) were skipped.
+class StatusUpdate(BaseModel):
+    """What WhatsApp says became of a message Vitrine sent."""
+
+    message_id: str
+    status: str  # sent, delivered, read or failed
+    at: datetime | None = None
+    error_code: int | None = None
+    error_title: str | None = None
+
+
+class Parsed(NamedTuple):
+    inbound: list[Inbound]
+    skipped: int  # messages of a type the bot cannot read (images, audio, locations)
+    statuses: list[StatusUpdate]
+
+
+def parse_event(body: bytes) -> Parsed:
+    """The shoppers' messages in a webhook body, the statuses of messages sent to them, and
+    how many messages the bot cannot read were skipped.
 
     Raises:
         InvalidInput: the body is not the Cloud API's JSON.
@@ -154,12 +180,17 @@ def parse_event(body: bytes) -> tuple[list[Inbound], int]:
     except (ValueError, ValidationError) as exc:
         raise InvalidInput("not a WhatsApp Cloud API event") from exc
     inbound: list[Inbound] = []
+    statuses: list[StatusUpdate] = []
     skipped = 0
     for change in (c for e in event.entry for c in e.changes):
         value = change.value
         names = {c.wa_id: c.profile.name for c in value.contacts if c.profile}
         for status in value.statuses:
-            log.info("whatsapp message %s %s", status.id, status.status)
+            error = status.errors[0] if status.errors else None
+            statuses.append(StatusUpdate(
+                message_id=status.id, status=status.status, at=_unix_time(status.timestamp),
+                error_code=error.code if error else None,
+                error_title=error.title or None if error else None))
         for msg in value.messages:
             text, action = _read(msg)
             if text is None and action is None:
@@ -168,7 +199,51 @@ def parse_event(body: bytes) -> tuple[list[Inbound], int]:
                 continue
             inbound.append(Inbound(message_id=msg.id, sender=msg.sender,
                                    name=names.get(msg.sender), text=text, action=action))
-    return inbound, skipped
+    return Parsed(inbound, skipped, statuses)
+
+
+def _unix_time(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value or ""), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+# Later statuses win; a "delivered" arriving after "read" changes nothing.
+STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
+
+
+class WhatsAppStatus(SQLModel, table=True):
+    """What WhatsApp last said of a message Vitrine sent. Holds no phone number: the
+    message id alone leads back to nobody."""
+
+    message_id: str = SqlField(primary_key=True, max_length=256)
+    status: str = SqlField(max_length=16)
+    error_code: int | None = None
+    error_title: str | None = SqlField(default=None, max_length=200)
+    reported_at: datetime | None = None
+    recorded_at: datetime = SqlField(default_factory=utcnow)
+
+
+def record_statuses(engine: Engine, statuses: list[StatusUpdate]) -> None:
+    """Keep the furthest status of each message; failures are logged with Meta's reason."""
+    if not statuses:
+        return
+    with session_scope(engine) as session:
+        for update in statuses:
+            if update.status == "failed":
+                log.warning("whatsapp message %s failed: %s %s", update.message_id,
+                            update.error_code, update.error_title)
+            row = session.get(WhatsAppStatus, update.message_id)
+            if row is not None and \
+                    STATUS_RANK.get(update.status, 0) < STATUS_RANK.get(row.status, 0):
+                continue
+            row = row or WhatsAppStatus(message_id=update.message_id, status=update.status)
+            row.status = update.status[:16]
+            row.error_code = update.error_code
+            row.error_title = (update.error_title or "")[:200] or None
+            row.reported_at, row.recorded_at = update.at, utcnow()
+            session.add(row)
 
 
 def _read(msg: _Message) -> tuple[str | None, str | None]:
@@ -261,20 +336,22 @@ def choices_message(body: str, buttons: list[Button]) -> list[dict[str, Any]]:
 
 
 def card_messages(card: Card) -> list[dict[str, Any]]:
-    """A product card: its picture with title, price and reason, then its buttons."""
+    """A product card: its picture with title, price and reason, then its buttons. A picture
+    WhatsApp cannot fetch or show (SVG, a development server's) is left out."""
     lines = [card.title, card.price_text, card.reason]
     if card.label:
         lines.insert(0, card.label)
     caption = cut("\n".join(line for line in lines if line), CAPTION_MAX)
     sent: list[dict[str, Any]] = []
-    if card.image_url:
-        sent.append(image_message(card.image_url, caption))
+    image = shareable_image(card.image_url, IMAGE_SUFFIXES)
+    if image:
+        sent.append(image_message(image, caption))
         body = cut(f"{card.title} · {card.price_text}", BODY_MAX)
     else:
         body = caption
     if card.buttons:
         sent += choices_message(body, card.buttons)
-    elif not card.image_url:
+    elif not image:
         sent.append(text_message(caption))
     return sent
 
@@ -299,9 +376,16 @@ def template_param(text: str) -> str:
     return cut(" ".join(text.split()), TEMPLATE_PARAM_MAX)
 
 
-def render(message: Message) -> list[dict[str, Any]]:
-    """A bot message as WhatsApp messages, in the order they are sent."""
+def render(message: Message, *, picture_id: str | None = None) -> list[dict[str, Any]]:
+    """A bot message as WhatsApp messages, in the order they are sent. Its picture (a
+    payment's QR code) goes by `picture_id` when uploaded, else by link when WhatsApp can
+    fetch it."""
     sent: list[dict[str, Any]] = []
+    picture: dict[str, Any] | None = None
+    if picture_id:
+        picture = {"type": "image", "image": {"id": picture_id}}
+    elif link := shareable_image(message.image_url, IMAGE_SUFFIXES):
+        picture = image_message(link)
     parts = split_text(message.text)
     if message.buttons:
         # Buttons need a body of at most 1,024 characters: the text's last part carries them.
@@ -310,13 +394,13 @@ def render(message: Message) -> list[dict[str, Any]]:
             parts[-1:] = split_text(parts[-1], BODY_MAX)
         *before, body = parts
         sent += [text_message(p) for p in before]
-        if message.image_url:
-            sent.append(image_message(message.image_url))
+        if picture:
+            sent.append(picture)
         sent += choices_message(body or "…", message.buttons)
     else:
         sent += [text_message(p) for p in parts]
-        if message.image_url:
-            sent.append(image_message(message.image_url))
+        if picture:
+            sent.append(picture)
     for card in message.cards:
         sent += card_messages(card)
     return sent
@@ -355,12 +439,14 @@ async def receive(request: Request) -> dict[str, int]:
     if not secret or not verify_sha256_header(secret=secret, body=body,
                                               header=request.headers.get(SIGNATURE_HEADER)):
         raise SignatureError("missing or wrong X-Hub-Signature-256")
-    inbound, skipped = parse_event(body)
+    inbound, skipped, statuses = parse_event(body)
     runtime, api = request.app.state.runtime, _graph(request)
-    # The assistant and the Graph API client block: run them off the event loop.
+    # The database, the assistant and the Graph API client block: off the event loop.
+    await to_thread.run_sync(record_statuses, runtime.engine, statuses)
     applied = await to_thread.run_sync(lambda: apply_messages(
         inbound, engine=runtime.engine, assistant=runtime.assistant, api=api))
-    return {"applied": applied, "duplicates": len(inbound) - applied, "skipped": skipped}
+    return {"applied": applied, "duplicates": len(inbound) - applied, "skipped": skipped,
+            "statuses": len(statuses)}
 
 
 def apply_messages(inbound: list[Inbound], *, engine: Engine, assistant: Assistant,
@@ -386,9 +472,13 @@ def apply_messages(inbound: list[Inbound], *, engine: Engine, assistant: Assista
 
 
 def send_reply(api: WhatsAppApi, to: str, message: Message) -> bool:
-    """Send one bot message as WhatsApp messages; whether any of it went out."""
+    """Send one bot message as WhatsApp messages; whether any of it went out. A QR code
+    WhatsApp cannot fetch (a development server's) is uploaded."""
+    picture_id = None
+    if message.qr and not shareable_image(message.image_url, IMAGE_SUFFIXES):
+        picture_id = api.upload_png(qr.png(message.qr), filename="qr.png")
     went = False
-    for outbound in render(message):
+    for outbound in render(message, picture_id=picture_id):
         went = api.send(to=to, message=outbound) is not None or went
     return went
 

@@ -31,6 +31,7 @@ class WhatsAppApi:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.http = http
         self.url = f"{base_url.rstrip('/')}/{phone_id}/messages"
+        self.media_url = f"{base_url.rstrip('/')}/{phone_id}/media"
         self.token = token
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
@@ -42,25 +43,39 @@ class WhatsAppApi:
         user; the id WhatsApp gave it, or None when it could not be sent (logged)."""
         payload = {"messaging_product": "whatsapp", "recipient_type": "individual",
                    "to": to, **message}
+        response = self._post(self.url, what=f"message to {_masked(to)}", json=payload)
+        return _message_id(response) if response is not None else None
+
+    def upload_png(self, data: bytes, *, filename: str) -> str | None:
+        """Upload a PNG picture to send by id; its media id, or None (logged)."""
+        response = self._post(self.media_url, what="picture upload",
+                              data={"messaging_product": "whatsapp", "type": "image/png"},
+                              files={"file": (filename, data, "image/png")})
+        try:
+            return str(response.json()["id"]) if response is not None else None
+        except (ValueError, LookupError, TypeError):
+            return None
+
+    def _post(self, url: str, *, what: str, **content: Any) -> httpx.Response | None:
+        """POST with retries on 429, 5xx and transport errors; the answer, or None."""
         headers = {"Authorization": f"Bearer {self.token}"}
         for attempt in range(1, self.attempts + 1):
             delay = min(self.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
             try:
-                response = self.http.post(self.url, json=payload, headers=headers,
-                                          timeout=GRAPH_TIMEOUT)
+                response = self.http.post(url, headers=headers, timeout=GRAPH_TIMEOUT,
+                                          **content)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if response.is_success:
-                    return _message_id(response)
+                    return response
                 problem = f"HTTP {response.status_code}: {response.text[:300]}"
                 if not _retryable(response.status_code):
                     break
                 delay = max(delay, _retry_after(response))
             if attempt < self.attempts:
                 self.sleep(delay)
-        log.error("whatsapp message to %s not sent after %d attempt(s): %s",
-                  _masked(to), attempt, problem)
+        log.error("whatsapp %s not sent after %d attempt(s): %s", what, attempt, problem)
         return None
 
     def close(self) -> None:

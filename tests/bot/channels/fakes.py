@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,25 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from catalog.merchants import add_merchant_from_feed
+from vitrine.runtime import DEMO_DIR, Runtime, seed_demo
+
+PICTURES = "https://cdn.vitrine.example"
+
+
+def with_public_pictures(runtime: Runtime, tmp_path: Path) -> Runtime:
+    """The demo catalog, Brazil's shops with raster pictures on a public host (the demo's
+    own are SVG drawings served locally, which chat apps cannot show)."""
+    seed_demo(runtime)
+    for slug, name, feed in (("jardim-e-cia", "Jardim & Cia", "jardim-e-cia.jsonl"),
+                             ("casa-presente", "Casa Presente", "casa-presente.tsv")):
+        copy = tmp_path / feed
+        copy.write_text((DEMO_DIR / "feeds" / feed).read_text("utf-8").replace(".svg", ".jpg"),
+                        "utf-8")
+        add_merchant_from_feed(engine=runtime.engine, name=name, market="BR", feed=copy,
+                               slug=slug, base_url=PICTURES, replace=True)
+    return runtime
 
 
 @dataclass
@@ -125,9 +145,17 @@ class FakeGraphApi:
         self.requests.append(request)
         if self.answers:
             return self.answers.pop(0)
+        if request.url.path.endswith("/media"):
+            return httpx.Response(200, json={"id": f"media-{len(self.requests)}"})
         return httpx.Response(200, json={"messaging_product": "whatsapp",
                                          "messages": [{"id": f"wamid.out{len(self.requests)}"}]})
 
     @property
     def sent(self) -> list[dict[str, Any]]:
-        return [json.loads(r.content) for r in self.requests]
+        """The messages sent (uploads left out)."""
+        return [json.loads(r.content) for r in self.requests
+                if r.url.path.endswith("/messages")]
+
+    @property
+    def uploads(self) -> list[httpx.Request]:
+        return [r for r in self.requests if r.url.path.endswith("/media")]

@@ -29,7 +29,7 @@ from core.db import utcnow
 from core.errors import InvalidInput
 from core.outbox import Notification, claim, peek_pending, take_pending
 from core.settings import Settings
-from tests.bot.channels.fakes import FakeBotApi, FakeGraphApi
+from tests.bot.channels.fakes import FakeBotApi, FakeGraphApi, with_public_pictures
 from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
 from tests.loopback import serve
 from vitrine.app import create_app
@@ -77,6 +77,11 @@ def runtime(settings: Settings, graph: FakeGraphApi) -> Iterator[Runtime]:
         transport=httpx.MockTransport(graph)))
     yield runtime
     runtime.close()
+
+
+@pytest.fixture
+def demo_runtime(runtime: Runtime, tmp_path: Path) -> Runtime:
+    return with_public_pictures(runtime, tmp_path)
 
 
 def push(runtime: Runtime, **kwargs):
@@ -292,7 +297,7 @@ def test_a_reminder_past_the_window_is_announced_and_its_ideas_follow_the_tap(
 
     # The shopper taps the template's button: the ideas come, as cards with buttons.
     graph.requests.clear()
-    inbound, _ = parse_event(httpx.Request("POST", "/", json=event({
+    inbound, *_ = parse_event(httpx.Request("POST", "/", json=event({
         "from": WA_USER[3:], "id": "wamid.tap1", "timestamp": "1718000000", "type": "button",
         "button": {"payload": INBOX_ACTION, "text": "Ver ideias"}})).content)
     apply_messages(inbound, engine=demo_runtime.engine, assistant=bot,

@@ -18,21 +18,19 @@ from bot.channels.telegram_render import CAPTION_MAX, TEXT_MAX, photo_url, rende
 from bot.models import Conversation
 from bot.replies import Message
 from catalog.cards import Button, Card, CardPrice
-from catalog.merchants import add_merchant_from_feed
 from checkout import qr
 from core.settings import Settings
-from tests.bot.channels.fakes import Call, FakeBotApi
+from tests.bot.channels.fakes import PICTURES, Call, FakeBotApi, with_public_pictures
 from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
 from tests.loopback import serve
 from vitrine.app import create_app
-from vitrine.runtime import DEMO_DIR, Runtime, build_runtime, seed_demo
+from vitrine.runtime import Runtime, build_runtime
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "123456:TEST-telegram-token"
 SECRET = "test-telegram-webhook-secret-0123"
 CHAT = 424242
-IMAGES = "https://cdn.vitrine.example"
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +58,7 @@ def settings(tmp_path: Path, fake_api: tuple[FakeBotApi, str]) -> Settings:
 
 @pytest.fixture
 def demo_runtime(runtime: Runtime, tmp_path: Path) -> Runtime:
-    """The demo catalog, Brazil's shops with raster pictures on a public host (the demo's
-    own are SVG drawings served locally, which Telegram cannot show as photos)."""
-    seed_demo(runtime)
-    for slug, name, feed in (("jardim-e-cia", "Jardim & Cia", "jardim-e-cia.jsonl"),
-                             ("casa-presente", "Casa Presente", "casa-presente.tsv")):
-        copy = tmp_path / feed
-        copy.write_text((DEMO_DIR / "feeds" / feed).read_text("utf-8").replace(".svg", ".jpg"),
-                        "utf-8")
-        add_merchant_from_feed(engine=runtime.engine, name=name, market="BR", feed=copy,
-                               slug=slug, base_url=IMAGES, replace=True)
-    return runtime
+    return with_public_pictures(runtime, tmp_path)
 
 
 def text_update(text: str, update_id: int = 1001) -> dict[str, Any]:
@@ -136,7 +124,7 @@ async def test_a_text_message_gets_product_photos_with_captions_and_short_button
     assert len(photos) == 3
     for call in photos:
         assert int(call.params["chat_id"]) == CHAT
-        assert call.params["photo"].startswith(f"{IMAGES}/media/demo/")
+        assert call.params["photo"].startswith(f"{PICTURES}/media/demo/")
         assert call.params["parse_mode"] == "HTML"
         caption = call.params["caption"]
         assert 0 < len(caption) <= CAPTION_MAX and "R$" in caption and "★ (" in caption

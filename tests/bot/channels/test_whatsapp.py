@@ -18,6 +18,7 @@ from bot.channels.whatsapp import (
     ROW_TITLE_MAX,
     TEXT_MAX,
     WhatsAppMessageSeen,
+    WhatsAppStatus,
     card_messages,
     cut,
     render,
@@ -26,9 +27,11 @@ from bot.channels.whatsapp_api import WhatsAppApi
 from bot.models import Conversation
 from bot.replies import Message
 from catalog.cards import Button, Card, CardPrice
+from checkout import qr
 from checkout.signatures import hmac_sha256_hex, verify_sha256_header
+from core.db import as_utc
 from core.settings import Settings
-from tests.bot.channels.fakes import FakeGraphApi
+from tests.bot.channels.fakes import FakeGraphApi, with_public_pictures
 from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
 from vitrine.app import create_app
 from vitrine.runtime import Runtime, build_runtime
@@ -62,6 +65,11 @@ def runtime(settings: Settings, graph: FakeGraphApi) -> Iterator[Runtime]:
         transport=httpx.MockTransport(graph)))
     yield runtime
     runtime.close()
+
+
+@pytest.fixture
+def demo_runtime(runtime: Runtime, tmp_path: Path) -> Runtime:
+    return with_public_pictures(runtime, tmp_path)
 
 
 def text_event(text: str, message_id: str = "wamid.in1") -> dict[str, Any]:
@@ -192,6 +200,43 @@ async def test_a_buy_button_reply_asks_to_confirm_or_cancel(client, graph):
     assert actions[:2] == ["confirm", "cancel"]
 
 
+async def test_confirming_a_pix_order_uploads_its_qr_code_whatsapp_cannot_fetch(
+        client, graph):
+    await post(client, text_event("presente para minha mãe até R$200"))
+    buy = next(b["id"] for s in graph.sent if s["type"] == "interactive"
+               for b in interactive_buttons(s) if b["id"].startswith("buy:"))
+    await post(client, button_event(buy, message_id="wamid.in2"))
+    confirm = next(b["id"] for s in graph.sent if s["type"] == "interactive"
+                   for b in interactive_buttons(s) if b["id"].startswith("confirm:"))
+    graph.requests.clear()
+
+    await post(client, button_event(confirm, message_id="wamid.in3"))
+    bodies = [s["text"]["body"] if s["type"] == "text" else s["interactive"]["body"]["text"]
+              for s in graph.sent if s["type"] in ("text", "interactive")]
+    code = next(line for body in bodies for line in body.splitlines()
+                if line.startswith("000201"))
+    # Served by this development server, which WhatsApp cannot reach: uploaded, then sent.
+    [upload] = graph.uploads
+    assert qr.png(code) in upload.content and b'name="messaging_product"' in upload.content
+    pictures = [s for s in graph.sent if s["type"] == "image"]
+    assert pictures == [{"messaging_product": "whatsapp", "recipient_type": "individual",
+                         "to": SHOPPER, "type": "image", "image": {"id": "media-1"}}]
+
+
+@pytest.mark.parametrize("url", ["http://testserver/media/demo/mug.svg",
+                                 "https://img.test/mug.svg", "https://img.test/mug.webp",
+                                 "http://192.168.0.10/mug.jpg", None])
+def test_a_picture_whatsapp_cannot_show_leaves_the_card_as_text(url):
+    [body] = card_messages(_card(image_url=url))
+    assert body["type"] == "interactive"
+    assert body["interactive"]["body"]["text"].startswith("Caneca\nR$ 49,90")
+
+
+def test_a_picture_without_a_file_suffix_is_sent_by_its_link():
+    [image, _] = card_messages(_card(image_url="https://cdn.test/i/8812?w=600"))
+    assert image["image"]["link"] == "https://cdn.test/i/8812?w=600"
+
+
 async def test_the_same_message_delivered_twice_is_handled_once(client, demo_runtime, graph):
     body = text_event("presente para minha mãe até R$200", message_id="wamid.twice")
     first = await post(client, body)
@@ -199,19 +244,50 @@ async def test_the_same_message_delivered_twice_is_handled_once(client, demo_run
     second = await post(client, body)
     assert first.json()["applied"] == 1 and sent_once > 0
     assert second.status_code == 200
-    assert second.json() == {"applied": 0, "duplicates": 1, "skipped": 0}
+    assert second.json() == {"applied": 0, "duplicates": 1, "skipped": 0, "statuses": 0}
     assert len(graph.requests) == sent_once
 
 
+def status_event(*statuses: dict[str, Any]) -> dict[str, Any]:
+    body = event({"from": SHOPPER, "id": "wamid.img", "type": "image",
+                  "image": {"id": "media-1", "mime_type": "image/jpeg"}})
+    value = body["entry"][0]["changes"][0]["value"]
+    del value["messages"], value["contacts"]
+    value["statuses"] = list(statuses)
+    return body
+
+
 async def test_delivery_statuses_and_unreadable_messages_are_acknowledged(client, graph):
-    statuses = event({"from": SHOPPER, "id": "wamid.img", "type": "image",
-                      "image": {"id": "media-1", "mime_type": "image/jpeg"}})
-    statuses["entry"][0]["changes"][0]["value"]["statuses"] = [
+    body = event({"from": SHOPPER, "id": "wamid.img", "type": "image",
+                  "image": {"id": "media-1", "mime_type": "image/jpeg"}})
+    body["entry"][0]["changes"][0]["value"]["statuses"] = [
         {"id": "wamid.out1", "status": "delivered", "timestamp": "1718000002",
          "recipient_id": SHOPPER}]
-    response = await post(client, statuses)
-    assert response.status_code == 200 and response.json()["skipped"] == 1
+    response = await post(client, body)
+    assert response.status_code == 200
+    assert response.json() == {"applied": 0, "duplicates": 0, "skipped": 1, "statuses": 1}
     assert graph.requests == []
+
+
+async def test_statuses_are_recorded_furthest_first_with_the_reason_of_a_failure(
+        client, demo_runtime):
+    def sent(message_id: str, status: str, at: int, **extra: Any) -> dict[str, Any]:
+        return {"id": message_id, "status": status, "timestamp": str(at),
+                "recipient_id": SHOPPER, **extra}
+
+    await post(client, status_event(sent("wamid.a", "read", 1718000009),
+                                    sent("wamid.b", "sent", 1718000001)))
+    # Out of order: "delivered" after "read" changes nothing.
+    await post(client, status_event(sent("wamid.a", "delivered", 1718000005), sent(
+        "wamid.b", "failed", 1718000010, errors=[{
+            "code": 131047, "title": "Re-engagement message",
+            "error_data": {"details": "More than 24 hours have passed"}}])))
+    with Session(demo_runtime.engine) as session:
+        rows = {r.message_id: r for r in session.exec(select(WhatsAppStatus))}
+    assert rows["wamid.a"].status == "read"
+    assert as_utc(rows["wamid.a"].reported_at).timestamp() == 1718000009
+    assert (rows["wamid.b"].status, rows["wamid.b"].error_code) == ("failed", 131047)
+    assert rows["wamid.b"].error_title == "Re-engagement message"
 
 
 async def test_without_whatsapp_settings_there_is_no_webhook(tmp_path):
