@@ -17,7 +17,7 @@ def _texts(reply):
 
 
 def _code(reply) -> str:
-    return re.search(r"/link ([0-9A-Z]{4}-[0-9A-Z]{4})", _texts(reply)).group(1)
+    return re.search(r"/(?:link|vincular) ([0-9A-Z]{4}-[0-9A-Z]{4})", _texts(reply)).group(1)
 
 
 def test_a_code_from_one_app_links_the_other_and_they_share_memory(demo_runtime):

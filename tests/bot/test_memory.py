@@ -92,7 +92,7 @@ def test_what_is_learned_keeps_its_source_and_is_shown_in_the_shoppers_language(
     bot = demo_runtime.assistant
     said = "minha mãe faz 60 anos em março, ama jardinagem e nada de perfume"
     first = bot.handle(user_key="web:ana", text=said, market="BR")
-    assert "/memory" in _texts(first) and "/forget" in _texts(first)
+    assert "/memoria" in _texts(first) and "/esquecer" in _texts(first)
     with Session(demo_runtime.engine) as session:
         facts = memory.facts(session=session, user_key="web:ana")
     assert {(f.subject, f.kind, f.value) for f in facts} == {
@@ -109,8 +109,8 @@ def test_the_memory_notice_is_given_once(demo_runtime):
     bot = demo_runtime.assistant
     first = bot.handle(user_key="web:ana", text="minha mãe ama jardinagem", market="BR")
     second = bot.handle(user_key="web:ana", text="meu pai ama churrasco")
-    assert "/memory" in _texts(first)
-    assert "/memory" not in _texts(second)
+    assert "/memoria" in _texts(first)
+    assert "/memoria" not in _texts(second)
 
 
 def test_a_remembered_dislike_rules_products_out_until_the_shopper_asks_for_them(demo_runtime):

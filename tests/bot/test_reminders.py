@@ -36,7 +36,7 @@ def test_a_birthday_near_gets_one_reminder_with_cards_that_can_be_bought(demo_ru
     report = run_reminders(bot, now=NOW)
     assert report.sent == 1
     [note] = _notes(demo_runtime, "web:ana")
-    assert "10 de dezembro" in note.text and "/reminders off" in note.text
+    assert "10 de dezembro" in note.text and "/lembretes desligar" in note.text
     # Named for channels that allow only a template after a while (WhatsApp); the web chat
     # shows the message itself.
     assert note.template == TEMPLATE and note.template_params[0] == "sua mãe"
