@@ -276,7 +276,7 @@ def cmd_telegram_webhook(args: argparse.Namespace) -> int:
 
     from aiogram.exceptions import TelegramAPIError
 
-    from bot.channels.telegram import register_webhook
+    from bot.channels.telegram import publish_commands, register_webhook
 
     runtime = _runtime()
     bot = runtime.telegram
@@ -292,6 +292,7 @@ def cmd_telegram_webhook(args: argparse.Namespace) -> int:
             runtime.call_live(functools.partial(
                 register_webhook, bot, public_url=settings.public_url,
                 secret=settings.telegram_webhook_secret))
+            runtime.call_live(publish_commands, bot)
         info = runtime.call_live(bot.get_webhook_info)
     except TelegramAPIError as exc:
         raise VitrineError(f"Telegram refused: {exc.message}") from None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from aiogram.exceptions import TelegramAPIError
 
 from bot.channels.push import PushLoop
-from bot.channels.telegram import TelegramPolling, register_webhook
+from bot.channels.telegram import TelegramPolling, publish_commands, register_webhook
 from core.errors import InvalidInput
 from vitrine.runtime import Runtime
 
@@ -31,6 +31,11 @@ class ChannelWorkers:
         started: list[str] = []
         settings = self.runtime.settings
         telegram = self.runtime.telegram_channel()
+        if telegram is not None:
+            try:
+                self.runtime.call_live(publish_commands, telegram.bot)
+            except TelegramAPIError as exc:
+                log.warning("Telegram command menu not set: %s", exc)
         if telegram is not None and settings.telegram_mode == "polling":
             self.polling = TelegramPolling(telegram)
             thread = threading.Thread(target=self._poll, daemon=True, name="vitrine-telegram")

@@ -14,11 +14,11 @@ import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from aiogram import Bot, Dispatcher
+from aiogram import BaseMiddleware, Bot, Dispatcher, F, Router
 from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
@@ -31,10 +31,18 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Update
+from aiogram.types import (
+    BotCommand,
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    TelegramObject,
+    Update,
+)
 from aiogram.types import Message as TelegramMessage
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiohttp import ClientConnectorError
@@ -49,10 +57,11 @@ from sqlmodel import Field, Session, SQLModel
 from bot.channels.telegram_render import Outgoing, render
 from bot.conversation import Assistant
 from bot.models import Conversation, TelegramButton
+from bot.privacy import COMMANDS
 from bot.replies import Message
 from core.db import insert_once, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
-from core.i18n import Translator, language_of
+from core.i18n import N_, Translator, language_of
 from core.markets import get_market
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,8 @@ STALE_BUTTON = ("That button is no longer valid. Tell me what you are looking fo
                 "show fresh options.")
 
 T = TypeVar("T")
+# What the dispatcher answers for an update it had already applied.
+REDELIVERED = "redelivered"
 
 
 class RunAsync(Protocol):
@@ -136,29 +147,6 @@ class Inbound:
         return f"tg:{self.chat_id}"
 
 
-def read_update(update: Update) -> Inbound | None:
-    """The shopper's text or button press in an update; None for anything else (edits,
-    stickers, channel posts)."""
-    message, callback = update.message, update.callback_query
-    if message is not None and message.text is not None:
-        return Inbound(chat_id=message.chat.id, text=message.text,
-                       language_code=message.from_user.language_code
-                       if message.from_user else None)
-    if callback is not None:
-        # A button under an inline-mode message has no chat: the private chat's id is the
-        # user's.
-        chat_id = callback.message.chat.id if callback.message else callback.from_user.id
-        token = None
-        if callback.data:
-            try:
-                token = ButtonToken.unpack(callback.data).token
-            except (TypeError, ValueError):
-                token = None
-        return Inbound(chat_id=chat_id, token=token or "", callback_id=callback.id,
-                       language_code=callback.from_user.language_code)
-    return None
-
-
 def first_time(engine: Engine, update_id: int) -> bool:
     """Record an update id; False when it was already recorded (a redelivery)."""
     return insert_once(engine, TelegramUpdateSeen(update_id=update_id))
@@ -196,35 +184,46 @@ class TelegramChannel:
     engine: Engine
     assistant: Assistant
     run: RunAsync
+    dispatcher: Dispatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dispatcher = build_dispatcher(self)
 
     def apply(self, update: Update) -> bool:
         """Answer an update not seen before; False for a redelivery."""
-        if not first_time(self.engine, update.update_id):
-            log.info("telegram update %s already applied", update.update_id)
-            return False
-        inbound = read_update(update)
-        if inbound is None:
-            log.info("telegram update %s skipped: nothing to answer", update.update_id)
-            return True
-        action = None
-        if inbound.callback_id is not None:
-            action = action_of(self.engine, user_key=inbound.user_key, token=inbound.token or "")
-            if action is None:
-                self._answer_callback(inbound.callback_id, self._stale_text(inbound))
-                return True
-            # Stops the button's spinner before the (slower) answer arrives.
-            self._answer_callback(inbound.callback_id, None)
         try:
-            reply = self.assistant.handle(user_key=inbound.user_key, text=inbound.text,
-                                          action=action, locale=inbound.language_code)
+            result = self.run(functools.partial(self.dispatcher.feed_update, self.bot, update))
         except Exception:
             # The update id is recorded: Telegram's redelivery would fail the same way.
             log.exception("telegram update %s could not be answered", update.update_id)
             return True
+        return result is not REDELIVERED
+
+    def answer(self, inbound: Inbound, action: str | None = None) -> None:
+        """The assistant's reply to a text or a button's action, sent to the chat."""
+        reply = self.assistant.handle(user_key=inbound.user_key, text=inbound.text,
+                                      action=action, locale=inbound.language_code)
         locale = self._locale(inbound.user_key)
         for message in reply.messages:
             self.push(inbound.user_key, message, locale=locale)
-        return True
+
+    def press(self, inbound: Inbound) -> None:
+        """A press on one of Vitrine's buttons: its action, if the token is this chat's."""
+        action = action_of(self.engine, user_key=inbound.user_key, token=inbound.token or "")
+        if action is None:
+            self._answer_callback(inbound.callback_id or "", self._stale_text(inbound))
+            return
+        # Stops the button's spinner before the (slower) answer arrives.
+        self._answer_callback(inbound.callback_id or "", None)
+        self.answer(inbound, action)
+
+    def decline(self, inbound: Inbound) -> None:
+        """A photo, a sticker, a voice note: the shopper learns what Vitrine reads."""
+        conv = self._conversation(inbound.user_key)
+        language = conv.language if conv else language_of(inbound.language_code)
+        self.push(inbound.user_key, Message(text=Translator(language).gettext(
+            "I can read only text messages for now. Tell me in words what you are looking "
+            "for.")), locale=self._locale(inbound.user_key))
 
     # A push channel (`bot.channels.push`): Telegram lets a bot write at any time.
     prefix = "tg:"
@@ -356,30 +355,123 @@ async def register_webhook(bot: Bot, *, public_url: str, secret: str | None) -> 
     return url
 
 
+# The command menu Telegram shows when the shopper types "/", in each of Vitrine's languages
+# (Telegram picks it by the user's app language); every name is one `COMMANDS` knows.
+MENU = {
+    "en": ("start", "help", "memory", "forget", "orders", "limit", "reminders", "language",
+           "market"),
+    "pt": ("start", "ajuda", "memoria", "esquecer", "pedidos", "limite", "lembretes",
+           "idioma", "mercado"),
+    "es": ("start", "ayuda", "memoria", "olvidar", "pedidos", "limite", "recordatorios",
+           "idioma", "mercado"),
+}
+MENU_DESCRIPTIONS = {
+    "start": N_("Start: what I can do"), "help": N_("Examples of what to ask"),
+    "memory": N_("What I remember about your people"), "forget": N_("Delete what I remember"),
+    "orders": N_("Your orders, and cancelling one"), "limit": N_("Your spending limits"),
+    "reminders": N_("Gift reminders on or off"), "language": N_("Change the language"),
+    "market": N_("Change the country you shop in"),
+}
+
+
+async def publish_commands(bot: Bot) -> None:
+    """Set the bot's command menu in English (the default), Portuguese and Spanish."""
+    for language, names in MENU.items():
+        t = Translator(language)
+        commands = [BotCommand(command=name,
+                               description=t.gettext(MENU_DESCRIPTIONS[COMMANDS[name]]))
+                    for name in names]
+        await bot.set_my_commands(commands, language_code=None if language == "en"
+                                  else language)
+
+
+# The updates, routed by feature.
+
+class OnceOnly(BaseMiddleware):
+    """Lets each update id through once: Telegram delivers an update again when unsure, and
+    the webhook and long polling alike must not answer it twice."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+                       event: TelegramObject, data: dict[str, Any]) -> Any:
+        update_id = getattr(event, "update_id", None)
+        if update_id is not None and not await to_thread.run_sync(
+                first_time, self.engine, update_id):
+            log.info("telegram update %s already applied", update_id)
+            return REDELIVERED
+        return await handler(event, data)
+
+
+def build_dispatcher(channel: TelegramChannel) -> Dispatcher:
+    """aiogram's dispatcher for the channel, one router per feature, wired explicitly:
+
+    - commands: `/start`, `/help`, `/memory`, `/forget`, `/language`, `/market` and the rest,
+      in every language Vitrine speaks, matched by Telegram's rules (`/forget@ThisBot` in a
+      group, never another bot's);
+    - buttons: a press on one of Vitrine's buttons, or on a stale or foreign one;
+    - messages: text, and anything else (a photo, a voice note) politely declined.
+
+    Each update is applied once (`OnceOnly`); the conversation, which blocks, runs in a worker
+    thread.
+    """
+    async def on_text(message: TelegramMessage) -> None:
+        await to_thread.run_sync(channel.answer, _inbound(message))
+
+    async def on_other(message: TelegramMessage) -> None:
+        await to_thread.run_sync(channel.decline, _inbound(message))
+
+    async def on_button(callback: CallbackQuery, callback_data: ButtonToken) -> None:
+        await to_thread.run_sync(channel.press, _pressed(callback, callback_data.token))
+
+    async def on_unknown_button(callback: CallbackQuery) -> None:
+        await to_thread.run_sync(channel.press, _pressed(callback, ""))
+
+    commands = Router(name="commands")
+    commands.message.register(on_text, Command(*COMMANDS, ignore_case=True))
+    buttons = Router(name="buttons")
+    buttons.callback_query.register(on_button, ButtonToken.filter())
+    buttons.callback_query.register(on_unknown_button)
+    messages = Router(name="messages")
+    messages.message.register(on_text, F.text)
+    messages.message.register(on_other, F.chat.type == "private")
+    dispatcher = Dispatcher(name="vitrine")
+    dispatcher.update.outer_middleware(OnceOnly(channel.engine))
+    dispatcher.include_routers(commands, buttons, messages)
+    return dispatcher
+
+
+def _inbound(message: TelegramMessage) -> Inbound:
+    return Inbound(chat_id=message.chat.id, text=message.text,
+                   language_code=message.from_user.language_code if message.from_user
+                   else None)
+
+
+def _pressed(callback: CallbackQuery, token: str) -> Inbound:
+    # A button under an inline-mode message has no chat: the private chat's id is the user's.
+    chat_id = callback.message.chat.id if callback.message else callback.from_user.id
+    return Inbound(chat_id=chat_id, token=token, callback_id=callback.id,
+                   language_code=callback.from_user.language_code)
+
+
 # Long polling, for development.
 
 class TelegramPolling:
-    """aiogram's long polling, each update applied as the webhook applies it. `run` and
-    `stop` run on the channel's event loop (`channel.run`)."""
+    """aiogram's long polling through the channel's dispatcher, each update applied as the
+    webhook applies it. `run` and `stop` run on the channel's event loop (`channel.run`)."""
 
     def __init__(self, channel: TelegramChannel) -> None:
         self.channel = channel
-        self.dispatcher = Dispatcher()
-
-        async def on_update(_: TelegramMessage | CallbackQuery, event_update: Update) -> None:
-            await to_thread.run_sync(channel.apply, event_update)
-
-        self.dispatcher.message.register(on_update)
-        self.dispatcher.callback_query.register(on_update)
 
     async def run(self) -> None:
         # Telegram refuses getUpdates while a webhook is set.
         await self.channel.bot.delete_webhook()
-        await self.dispatcher.start_polling(self.channel.bot, handle_signals=False,
-                                            close_bot_session=False)
+        await self.channel.dispatcher.start_polling(self.channel.bot, handle_signals=False,
+                                                    close_bot_session=False)
 
     async def stop(self) -> None:
         try:
-            await self.dispatcher.stop_polling()
+            await self.channel.dispatcher.stop_polling()
         except RuntimeError:  # not started yet
             pass

@@ -4,6 +4,7 @@ the real app, and aiogram's `Bot` talking to a fake Bot API server on loopback."
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,15 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from bot.channels.telegram import TelegramButton, TelegramChannel, TelegramPolling
+from bot.channels.telegram import (
+    TelegramButton,
+    TelegramChannel,
+    TelegramPolling,
+    publish_commands,
+)
 from bot.channels.telegram_render import CAPTION_MAX, TEXT_MAX, photo_url, render
 from bot.models import Conversation
+from bot.privacy import COMMANDS
 from bot.replies import Message
 from catalog.cards import Button, Card, CardPrice
 from checkout import qr
@@ -230,6 +237,41 @@ async def test_without_telegram_settings_there_is_no_webhook(tmp_path):
             assert (await post(c, text_update("oi"))).status_code == 404
     finally:
         runtime.close()
+
+
+async def test_a_photo_or_sticker_gets_a_reply_saying_only_text_is_read(client, bot_api):
+    update = text_update("x", update_id=6001)
+    message = update["message"]
+    del message["text"]
+    message["sticker"] = {"file_id": "s1", "file_unique_id": "u1", "type": "regular",
+                          "width": 512, "height": 512, "is_animated": False,
+                          "is_video": False}
+    response = await post(client, update)
+    assert response.json() == {"applied": True}
+    [reply] = bot_api.sent("sendMessage")
+    assert reply.params["text"].startswith("Por enquanto eu só leio mensagens de texto")
+
+
+async def test_a_command_addressed_to_this_bot_in_a_group_is_answered(client, bot_api):
+    update = text_update("/ajuda@vitrine_test_bot", update_id=6002)
+    update["message"]["chat"] = {"id": -100777, "type": "group", "title": "Família"}
+    await post(client, update)
+    [reply] = bot_api.sent("sendMessage")
+    assert reply.params["chat_id"] == "-100777" and "presente" in reply.params["text"]
+
+
+def test_the_command_menu_is_published_in_each_language(demo_runtime, bot_api):
+    demo_runtime.call_live(publish_commands, demo_runtime.telegram)
+    menus = {c.params.get("language_code"): json.loads(c.params["commands"])
+             for c in bot_api.sent("setMyCommands")}
+    assert set(menus) == {None, "pt", "es"}
+    pt = {c["command"]: c["description"] for c in menus["pt"]}
+    assert pt["esquecer"] == "Apagar o que eu lembro" and "memoria" in pt
+    assert {c["command"] for c in menus[None]} >= {"start", "help", "memory", "forget",
+                                                  "language", "market"}
+    # Every name is a command the conversation understands, in Telegram's alphabet.
+    assert all(re.fullmatch(r"[a-z0-9_]{1,32}", c["command"]) and c["command"] in COMMANDS
+               for menu in menus.values() for c in menu)
 
 
 # Long polling
