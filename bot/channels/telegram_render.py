@@ -8,10 +8,8 @@ import html
 import re
 from dataclasses import dataclass, field
 
-from babel.numbers import format_decimal
-
+from bot.channels.cards import card_caption, split_text
 from bot.channels.media import shareable_image
-from bot.channels.whatsapp import cut, split_text
 from bot.replies import Message
 from catalog.cards import Button, Card
 from checkout import qr
@@ -47,24 +45,8 @@ def photo_url(url: str | None) -> str | None:
     return shareable_image(url, PHOTO_SUFFIXES)
 
 
-def rating_text(card: Card, locale: str) -> str | None:
-    """"4.7★ (320)" in the market's number format."""
-    if card.rating is None:
-        return None
-    text = format_decimal(card.rating, format="0.0", locale=locale) + "★"
-    if card.rating_count:
-        text += f" ({format_decimal(card.rating_count, locale=locale)})"
-    return text
-
-
-def card_caption(card: Card, locale: str) -> str:
-    """Label, title, price, rating and reason, within a caption's 1,024 characters."""
-    lines = [card.label, card.title, card.price_text, rating_text(card, locale), card.reason]
-    return cut("\n".join(line for line in lines if line), CAPTION_MAX)
-
-
 def card_message(card: Card, locale: str) -> Outgoing:
-    caption = html.escape(card_caption(card, locale))
+    caption = html.escape(card_caption(card, locale, CAPTION_MAX))
     if card.label:  # "Sponsored" stands out from the product's own words
         label = html.escape(card.label)
         caption = f"<i>{label}</i>" + caption[len(label):]

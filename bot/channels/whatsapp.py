@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field as SqlField
 from sqlmodel import Session, SQLModel
 
+from bot.channels.cards import card_caption, cut, numbered, split_text
 from bot.channels.media import shareable_image
 from bot.channels.whatsapp_api import WhatsAppApi
 from bot.conversation import INBOX_ACTION, Assistant
@@ -28,6 +29,7 @@ from checkout import qr
 from checkout.signatures import verify_sha256_header
 from core.db import insert_once, session_scope, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
+from core.markets import get_market
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -267,33 +269,6 @@ def first_time(engine: Engine, message_id: str) -> bool:
 
 # Rendering: one bot `Message` becomes one or more WhatsApp messages.
 
-def cut(text: str, limit: int) -> str:
-    """`text` within `limit` characters, cut at a word boundary with an ellipsis."""
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    head = text[:limit - 1]
-    space = head.rfind(" ")
-    if space > limit // 2:
-        head = head[:space]
-    return head.rstrip(" ,.;:-") + "…"
-
-
-def split_text(text: str, limit: int = TEXT_MAX) -> list[str]:
-    """`text` in parts of at most `limit` characters, split at line or word boundaries."""
-    parts: list[str] = []
-    rest = text.strip()
-    while len(rest) > limit:
-        at = rest.rfind("\n", 0, limit + 1)
-        if at <= limit // 2:
-            at = rest.rfind(" ", 0, limit + 1)
-        if at <= limit // 2:
-            at = limit
-        parts.append(rest[:at].rstrip())
-        rest = rest[at:].lstrip()
-    return [*parts, rest] if rest else parts
-
-
 def text_message(text: str) -> dict[str, Any]:
     return {"type": "text", "text": {"body": text, "preview_url": False}}
 
@@ -335,13 +310,10 @@ def choices_message(body: str, buttons: list[Button]) -> list[dict[str, Any]]:
     return lists
 
 
-def card_messages(card: Card) -> list[dict[str, Any]]:
+def card_messages(card: Card, locale: str = "en") -> list[dict[str, Any]]:
     """A product card: its picture with title, price and reason, then its buttons. A picture
     WhatsApp cannot fetch or show (SVG, a development server's) is left out."""
-    lines = [card.title, card.price_text, card.reason]
-    if card.label:
-        lines.insert(0, card.label)
-    caption = cut("\n".join(line for line in lines if line), CAPTION_MAX)
+    caption = card_caption(card, locale, CAPTION_MAX)
     sent: list[dict[str, Any]] = []
     image = shareable_image(card.image_url, IMAGE_SUFFIXES)
     if image:
@@ -354,6 +326,16 @@ def card_messages(card: Card) -> list[dict[str, Any]]:
     elif not image:
         sent.append(text_message(caption))
     return sent
+
+
+def cards_messages(cards: list[Card], locale: str = "en") -> list[dict[str, Any]]:
+    """Cards with pictures one by one; cards none of which has a picture WhatsApp can show,
+    as one numbered list whose buttons say which card they act on."""
+    if len(cards) > 1 and not any(shareable_image(c.image_url, IMAGE_SUFFIXES)
+                                  for c in cards):
+        text, buttons = numbered(cards, locale, BODY_MAX)
+        return choices_message(text, buttons) if buttons else [text_message(text)]
+    return [m for card in cards for m in card_messages(card, locale)]
 
 
 def template_message(name: str, *, language: str, params: list[str],
@@ -376,7 +358,8 @@ def template_param(text: str) -> str:
     return cut(" ".join(text.split()), TEMPLATE_PARAM_MAX)
 
 
-def render(message: Message, *, picture_id: str | None = None) -> list[dict[str, Any]]:
+def render(message: Message, *, picture_id: str | None = None,
+           locale: str = "en") -> list[dict[str, Any]]:
     """A bot message as WhatsApp messages, in the order they are sent. Its picture (a
     payment's QR code) goes by `picture_id` when uploaded, else by link when WhatsApp can
     fetch it."""
@@ -386,7 +369,7 @@ def render(message: Message, *, picture_id: str | None = None) -> list[dict[str,
         picture = {"type": "image", "image": {"id": picture_id}}
     elif link := shareable_image(message.image_url, IMAGE_SUFFIXES):
         picture = image_message(link)
-    parts = split_text(message.text)
+    parts = split_text(message.text, TEXT_MAX)
     if message.buttons:
         # Buttons need a body of at most 1,024 characters: the text's last part carries them.
         parts = parts or [""]
@@ -401,9 +384,7 @@ def render(message: Message, *, picture_id: str | None = None) -> list[dict[str,
         sent += [text_message(p) for p in parts]
         if picture:
             sent.append(picture)
-    for card in message.cards:
-        sent += card_messages(card)
-    return sent
+    return sent + cards_messages(message.cards, locale)
 
 
 # The webhook.
@@ -466,19 +447,22 @@ def apply_messages(inbound: list[Inbound], *, engine: Engine, assistant: Assista
             # The message id is recorded: Meta's redelivery would fail the same way.
             log.exception("whatsapp message %s could not be answered", msg.message_id)
             continue
+        with Session(engine) as session:
+            conv = session.get(Conversation, user_key)
+        locale = get_market(conv.market).locale if conv else "en"
         for message in reply.messages:
-            send_reply(api, msg.sender, message)
+            send_reply(api, msg.sender, message, locale=locale)
     return applied
 
 
-def send_reply(api: WhatsAppApi, to: str, message: Message) -> bool:
+def send_reply(api: WhatsAppApi, to: str, message: Message, *, locale: str = "en") -> bool:
     """Send one bot message as WhatsApp messages; whether any of it went out. A QR code
     WhatsApp cannot fetch (a development server's) is uploaded."""
     picture_id = None
     if message.qr and not shareable_image(message.image_url, IMAGE_SUFFIXES):
         picture_id = api.upload_png(qr.png(message.qr), filename="qr.png")
     went = False
-    for outbound in render(message, picture_id=picture_id):
+    for outbound in render(message, picture_id=picture_id, locale=locale):
         went = api.send(to=to, message=outbound) is not None or went
     return went
 
@@ -493,7 +477,8 @@ class WhatsAppPush:
     window = CUSTOMER_WINDOW - WINDOW_MARGIN
 
     def push(self, user_key: str, message: Message, *, locale: str) -> bool:
-        return send_reply(self.api, user_key.removeprefix(self.prefix), message)
+        return send_reply(self.api, user_key.removeprefix(self.prefix), message,
+                          locale=locale)
 
     def push_template(self, user_key: str, *, name: str, params: list[str], language: str,
                       with_button: bool) -> bool:

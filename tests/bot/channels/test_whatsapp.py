@@ -387,3 +387,28 @@ def test_production_refuses_a_short_whatsapp_app_secret():
     with pytest.raises(ValueError, match="VITRINE_WHATSAPP_APP_SECRET"):
         Settings(env="production", whatsapp_app_secret="short", **strong)
     Settings(env="production", whatsapp_app_secret="x" * 32, **strong)
+
+
+def test_cards_without_pictures_become_one_numbered_list_whose_rows_name_their_card():
+    cards = [_card(product_id=f"p{i}", title=f"Caneca {i}", image_url=None,
+                   reason="Para quem gosta de café. " * 30,
+                   buttons=[Button(label="Comprar", action=f"buy:loja:p{i}"),
+                            Button(label="Mais como este", action=f"more:loja:p{i}"),
+                            Button(label="Não é para mim", action=f"skip:loja:p{i}")])
+             for i in (1, 2, 3)]
+    [listed] = render(Message(text="", cards=cards), locale="pt_BR")
+    body = listed["interactive"]["body"]["text"]
+    assert len(body) <= 1024
+    assert [line for line in body.splitlines() if line[:2] in ("1.", "2.", "3.")] == \
+        ["1. Caneca 1", "2. Caneca 2", "3. Caneca 3"]
+    assert body.count("R$ 49,90") == 3 and "…" in body
+    [section] = listed["interactive"]["action"]["sections"]
+    assert [r["title"] for r in section["rows"]][:3] == \
+        ["1 · Comprar", "1 · Mais como este", "1 · Não é para mim"]
+    assert len(section["rows"]) == 9 and section["rows"][3]["id"] == "buy:loja:p2"
+
+
+def test_cards_with_pictures_go_one_by_one_with_their_rating():
+    sent = render(Message(text="", cards=[_card(rating=4.7, rating_count=1320)]),
+                  locale="pt_BR")
+    assert sent[0]["type"] == "image" and "4,7★ (1.320)" in sent[0]["image"]["caption"]
