@@ -18,9 +18,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: ASGIApp, *, ready_timeout: float = 10.0) -> Iterator[str]:
-    """Run `app` with uvicorn on a free loopback port; yields its base URL."""
-    port = free_port()
+def serve(app: ASGIApp, *, ready_timeout: float = 10.0, port: int | None = None
+          ) -> Iterator[str]:
+    """Run `app` with uvicorn on a loopback port (a free one unless given); yields its base
+    URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
                                            lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
