@@ -5,7 +5,6 @@ failed sends are tried again, and `vitrine serve`'s channel workers poll and pus
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,35 +28,16 @@ from core.db import utcnow
 from core.errors import InvalidInput
 from core.outbox import Notification, claim, peek_pending, take_pending
 from core.settings import Settings
-from tests.bot.channels.fakes import FakeBotApi, FakeGraphApi, with_public_pictures
+from tests.bot.channels.fakes import FakeBotApi, with_public_pictures
 from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
-from tests.loopback import serve
 from vitrine.app import create_app
-from vitrine.runtime import Runtime, build_runtime
+from vitrine.runtime import Runtime
 from vitrine.workers import ChannelWorkers
 
 pytestmark = pytest.mark.anyio
 
 TG_USER, WA_USER = "tg:424242", "wa:5511987654321"
 WEBHOOK_SECRET = "test-telegram-webhook-secret-0123"
-
-
-@pytest.fixture(scope="module")
-def fake_api() -> Iterator[tuple[FakeBotApi, str]]:
-    api = FakeBotApi()
-    with serve(api.app) as url:
-        yield api, url
-
-
-@pytest.fixture
-def bot_api(fake_api: tuple[FakeBotApi, str]) -> FakeBotApi:
-    fake_api[0].clear()
-    return fake_api[0]
-
-
-@pytest.fixture
-def graph() -> FakeGraphApi:
-    return FakeGraphApi()
 
 
 @pytest.fixture
@@ -69,14 +49,6 @@ def settings(tmp_path: Path, fake_api: tuple[FakeBotApi, str]) -> Settings:
                     whatsapp_token="test-graph-token", whatsapp_phone_id="1098765432",
                     whatsapp_app_secret="test-whatsapp-app-secret-0123456789",
                     whatsapp_api_base="https://graph.test/v21.0")
-
-
-@pytest.fixture
-def runtime(settings: Settings, graph: FakeGraphApi) -> Iterator[Runtime]:
-    runtime = build_runtime(settings, whatsapp_http=httpx.Client(
-        transport=httpx.MockTransport(graph)))
-    yield runtime
-    runtime.close()
 
 
 @pytest.fixture

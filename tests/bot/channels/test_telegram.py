@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from checkout import qr
 from core.settings import Settings
 from tests.bot.channels.fakes import PICTURES, Call, FakeBotApi, with_public_pictures
 from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
-from tests.loopback import serve
 from vitrine.app import create_app
 from vitrine.runtime import Runtime, build_runtime
 
@@ -38,21 +36,6 @@ pytestmark = pytest.mark.anyio
 TOKEN = "123456:TEST-telegram-token"
 SECRET = "test-telegram-webhook-secret-0123"
 CHAT = 424242
-
-
-@pytest.fixture(scope="module")
-def fake_api() -> Iterator[tuple[FakeBotApi, str]]:
-    api = FakeBotApi()
-    with serve(api.app) as url:
-        yield api, url
-
-
-@pytest.fixture
-def bot_api(fake_api: tuple[FakeBotApi, str]) -> FakeBotApi:
-    api = fake_api[0]
-    api.clear()
-    api.updates, api.refuse_photos = [], False
-    return api
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the real app, a fake Graph API at the transport boundary, and WhatsApp's message
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,25 +45,12 @@ SHOPPER = "5511987654321"
 
 
 @pytest.fixture
-def graph() -> FakeGraphApi:
-    return FakeGraphApi()
-
-
-@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(env="test", database_url=f"sqlite:///{tmp_path / 'vitrine.db'}",
                     sandbox_secret=SANDBOX_SECRET, ops_token=OPS_TOKEN,
                     public_url="http://testserver", whatsapp_token="test-graph-token",
                     whatsapp_phone_id=PHONE_ID, whatsapp_app_secret=APP_SECRET,
                     whatsapp_verify_token=VERIFY_TOKEN, whatsapp_api_base=GRAPH)
-
-
-@pytest.fixture
-def runtime(settings: Settings, graph: FakeGraphApi) -> Iterator[Runtime]:
-    runtime = build_runtime(settings, whatsapp_http=httpx.Client(
-        transport=httpx.MockTransport(graph)))
-    yield runtime
-    runtime.close()
 
 
 @pytest.fixture
