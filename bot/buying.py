@@ -212,8 +212,7 @@ class Buying:
 
     def withdraw(self, session: Session, order: checkout.Order, t: Translator
                  ) -> list[Message]:
-        # The law of the market the order was made in.
-        market = get_market(order.market).read_by(t.language)
+        market = order.shopper_market()  # the law of the market the order was made in
         done = withdrawal.withdraw(session=session, order=order, market=market,
                                    rail=self.rails.get(order.rail))
         outcome = done.outcome

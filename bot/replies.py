@@ -12,7 +12,7 @@ from checkout.models import Order
 from checkout.rails import PaymentInstructions
 from checkout.spending import Limit, SpendingCheck
 from core.i18n import N_, Translator
-from core.markets import Market, get_market
+from core.markets import Market
 from core.money import Money
 
 
@@ -224,8 +224,7 @@ def orders_message(orders: list[Order], t: Translator, withdrawable: set[str]) -
     for order in orders:
         lines.append(t.gettext("{order}: {title}, {total}, {status}").format(
             order=order.id, title=order.title,
-            total=get_market(order.market).read_by(t.language).format_price(
-                Money(order.total, order.currency)),
+            total=order.shopper_market().format_price(Money(order.total, order.currency)),
             status=t.gettext(STATUS_LABELS.get(order.status, order.status))))
         if order.id in withdrawable:
             buttons.append(Button(label=t.gettext("Cancel {order}").format(order=order.id),

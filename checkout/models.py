@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
 from core.db import utcnow
+from core.markets import Market, get_market
 
 
 class OrderStatus(StrEnum):
@@ -35,6 +36,9 @@ class Order(SQLModel, table=True):
     conversation_id: str = Field(max_length=40)
     market: str = Field(max_length=2)
     language: str = Field(max_length=5)
+    # The shopper read the market as a visitor (`Market.read_by`): news about the order
+    # spells its currency's symbol out, as the cards did.
+    visitor: bool | None = None
     merchant_slug: str = Field(max_length=64)
     merchant_name: str
     product_id: str = Field(max_length=200)
@@ -65,6 +69,11 @@ class Order(SQLModel, table=True):
     # e-mail), and only for this order.
     payer_name: str | None = Field(default=None, max_length=120)
     payer_email: str | None = Field(default=None, max_length=254)
+
+    def shopper_market(self) -> Market:
+        """The order's market as its shopper reads prices."""
+        market = get_market(self.market)
+        return market.for_visitor() if self.visitor else market.read_by(self.language)
 
 
 class PaymentEvent(SQLModel, table=True):

@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from checkout.models import Order, OrderStatus
 from core.i18n import Translator
-from core.markets import Market, get_market
+from core.markets import Market
 from core.money import Money
 from core.outbox import notify
 
@@ -62,7 +62,6 @@ def status_text(order: Order, market: Market, t: Translator) -> str:
 
 def notify_status(session: Session, order: Order) -> None:
     """Queue the message about the status an order just reached, in the shopper's language."""
-    text = status_text(order, get_market(order.market).read_by(order.language),
-                       Translator(order.language))
+    text = status_text(order, order.shopper_market(), Translator(order.language))
     notify(session, user_key=order.user_key, text=text, template=ORDER_TEMPLATE,
            template_params=[order.id, text])

@@ -17,7 +17,6 @@ from checkout.models import Order
 from checkout.rails import WebhookRequest
 from checkout.webhooks import process_webhook, sandbox_event
 from core.errors import NotFound
-from core.markets import get_market
 from core.money import Money
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"], include_in_schema=False)
@@ -51,7 +50,7 @@ def _order(request: Request, txid: str) -> Order:
 
 
 def _page(order: Order, note: str = "") -> HTMLResponse:
-    market = get_market(order.market)
+    market = order.shopper_market()
     form = FORM if order.status == "awaiting_payment" else ""
     body = PAGE.format(title=html.escape(order.title), merchant=html.escape(order.merchant_name),
                        total=html.escape(market.format_price(Money(order.total, order.currency))),

@@ -153,7 +153,8 @@ def start_checkout(*, session: Session, user_key: str, conversation_id: str, mar
         return CheckoutStart(StartOutcome.REOPENED, open_order)
     order = Order(
         id=new_order_id(), user_key=user_key, conversation_id=conversation_id,
-        market=market.code, language=language, merchant_slug=merchant.slug,
+        market=market.code, language=language, visitor=market.spell_out_symbol,
+        merchant_slug=merchant.slug,
         merchant_name=merchant.name, product_id=product.product_id, title=product.title,
         amount=product.price_amount, fee=fee, shipping=delivery,
         total=product.price_amount + fee + delivery, currency=product.currency, rail=rail,

@@ -91,8 +91,15 @@ def add_days(start: datetime, days: int, *, business: bool, zone: ZoneInfo | Non
     return datetime.combine(day, time(23, 59, 59), tzinfo=local.tzinfo)
 
 
+# Markets spanning several countries, and the calendar of days off they share: the EU's
+# member states all close on the days the euro's payment system (TARGET) does.
+SHARED_CALENDARS = {"EU": "XECB"}
+
+
 @lru_cache(maxsize=64)
 def _public_holidays(country: str, year: int) -> frozenset[date]:
+    if country in SHARED_CALENDARS:
+        return frozenset(holidays.financial_holidays(SHARED_CALENDARS[country], years=year))
     try:
         return frozenset(holidays.country_holidays(country, years=year))
     except NotImplementedError:  # a country the calendar does not know: weekends only

@@ -45,9 +45,11 @@ class Market:
         market's, or who started in another market, may take a bare "$" for their own
         currency: they see the unambiguous symbol ("MX$ 1,299.00")."""
         foreign = language_of(language) != self.language or (home or self.code) != self.code
-        if self.unambiguous_symbol and foreign:
-            return replace(self, spell_out_symbol=True)
-        return self
+        return self.for_visitor() if foreign else self
+
+    def for_visitor(self) -> Market:
+        """The market as a visitor reads it: its currency's symbol spelled out."""
+        return replace(self, spell_out_symbol=True) if self.unambiguous_symbol else self
 
     def format_price(self, money: Money) -> str:
         """Format an amount the way shops in this market write it."""

@@ -147,6 +147,7 @@ class Runtime:
     telegram: Bot | None = None
     onboarding: Onboarding = field(init=False)
     _adapters: dict[tuple[str, str], UcpMcpAdapter] = field(default_factory=dict)
+    _telegram_channel: TelegramChannel | None = None
 
     def adapter_for_url(self, merchant: str, url: str) -> UcpMcpAdapter:
         """The UCP MCP adapter of a live merchant."""
@@ -180,11 +181,15 @@ class Runtime:
                 close()
 
     def telegram_channel(self) -> TelegramChannel | None:
-        """The Telegram channel, when configured."""
+        """The Telegram channel, when configured; one per runtime (its dispatcher and
+        routers are built once)."""
         if self.telegram is None:
             return None
-        return TelegramChannel(bot=self.telegram, engine=self.engine,
-                               assistant=self.assistant, run=self.call_live)
+        if self._telegram_channel is None:
+            self._telegram_channel = TelegramChannel(
+                bot=self.telegram, engine=self.engine, assistant=self.assistant,
+                run=self.call_live)
+        return self._telegram_channel
 
     def push_channels(self) -> list[PushChannel]:
         """The configured channels queued messages are pushed to."""

@@ -61,7 +61,10 @@ def numbered(cards: list[Card], locale: str, limit: int) -> tuple[str, list[Butt
     """Cards as one numbered list within `limit` characters, and their buttons, each label
     led by its card's number ("2 · Buy"). Every card keeps its number, title and price; the
     reasons shrink first when the list is too long."""
-    heads = [f"{i}. {c.title}" + (f" ({c.label})" if c.label else "") + f"\n{c.price_text}"
+    # Each card's share of the room; a title longer than half of it is cut.
+    share = limit // max(1, len(cards)) - 4
+    heads = [f"{i}. {cut(c.title, max(12, share // 2))}"
+             + (f" ({c.label})" if c.label else "") + f"\n{c.price_text}"
              for i, c in enumerate(cards, 1)]
     room = max(0, (limit - sum(len(h) + 2 for h in heads)) // max(1, len(cards)))
     items = []

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -429,17 +430,30 @@ def build_dispatcher(channel: TelegramChannel) -> Dispatcher:
         await to_thread.run_sync(channel.press, _pressed(callback, ""))
 
     commands = Router(name="commands")
-    commands.message.register(on_text, Command(*COMMANDS, ignore_case=True))
+    commands.message.register(on_text, F.text, Command(*COMMANDS, ignore_case=True))
     buttons = Router(name="buttons")
     buttons.callback_query.register(on_button, ButtonToken.filter())
     buttons.callback_query.register(on_unknown_button)
     messages = Router(name="messages")
-    messages.message.register(on_text, F.text)
-    messages.message.register(on_other, F.chat.type == "private")
-    dispatcher = Dispatcher(name="vitrine")
+    messages.message.register(on_text, F.text, not_for_another_bot)
+    messages.message.register(on_other, F.chat.type == "private", ~F.text)
+    # No conversation state lives in aiogram: the assistant keeps it, in the database.
+    dispatcher = Dispatcher(name="vitrine", disable_fsm=True)
     dispatcher.update.outer_middleware(OnceOnly(channel.engine))
     dispatcher.include_routers(commands, buttons, messages)
     return dispatcher
+
+
+ADDRESSED = re.compile(r"^/\w+@(\w+)")
+
+
+async def not_for_another_bot(message: TelegramMessage, bot: Bot) -> bool:
+    """False for a command addressed to another bot in a group ("/start@OtherBot")."""
+    addressed = ADDRESSED.match(message.text or "")
+    if addressed is None:
+        return True
+    me = await bot.me()
+    return addressed.group(1).lower() == (me.username or "").lower()
 
 
 def _inbound(message: TelegramMessage) -> Inbound:

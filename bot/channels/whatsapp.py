@@ -15,10 +15,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field as SqlField
 from sqlmodel import Session, SQLModel
 
-from bot.channels.cards import card_caption, cut, numbered, split_text
+from bot.channels.cards import ELLIPSIS, card_caption, cut, numbered, split_text
 from bot.channels.media import shareable_image
 from bot.channels.whatsapp_api import WhatsAppApi
 from bot.conversation import INBOX_ACTION, Assistant
@@ -43,6 +44,7 @@ BODY_MAX = 1024
 REPLY_BUTTONS_MAX = 3
 BUTTON_TITLE_MAX = 20
 BUTTON_ID_MAX = 256
+ROW_ID_MAX = 200
 LIST_ROWS_MAX = 10
 ROW_TITLE_MAX = 24
 ROW_DESCRIPTION_MAX = 72
@@ -59,7 +61,12 @@ TEMPLATE_LANGUAGES = {"pt": "pt_BR", "es": "es", "en": "en"}
 LIST_BUTTON = "☰"
 # A shopper's first message picks the market from the country calling code of the number.
 CALLING_CODES = {"55": "BR", "54": "AR", "57": "CO", "52": "MX", "91": "IN", "34": "ES",
-                 "1": "US"}
+                 "1": "US",
+                 # The rest of the euro area shops in the EU market.
+                 "49": "EU", "33": "EU", "39": "EU", "31": "EU", "32": "EU", "351": "EU",
+                 "353": "EU", "43": "EU", "30": "EU", "358": "EU", "352": "EU", "386": "EU",
+                 "421": "EU", "372": "EU", "371": "EU", "370": "EU", "356": "EU", "357": "EU",
+                 "385": "EU"}
 
 
 class WhatsAppMessageSeen(SQLModel, table=True):
@@ -229,13 +236,26 @@ class WhatsAppStatus(SQLModel, table=True):
 
 def record_statuses(engine: Engine, statuses: list[StatusUpdate]) -> None:
     """Keep the furthest status of each message; failures are logged with Meta's reason."""
+    for update in statuses:
+        if update.status == "failed":
+            log.warning("whatsapp message %s failed: %s %s", update.message_id,
+                        update.error_code, update.error_title)
+    for attempt in (1, 2):
+        try:
+            _record(engine, statuses)
+            return
+        except IntegrityError:
+            # "sent" and "delivered" came in two webhooks at once and both found no row:
+            # the row is there now, and the second try updates it.
+            if attempt == 2:
+                raise
+
+
+def _record(engine: Engine, statuses: list[StatusUpdate]) -> None:
     if not statuses:
         return
     with session_scope(engine) as session:
         for update in statuses:
-            if update.status == "failed":
-                log.warning("whatsapp message %s failed: %s %s", update.message_id,
-                            update.error_code, update.error_title)
             row = session.get(WhatsAppStatus, update.message_id)
             if row is not None and \
                     STATUS_RANK.get(update.status, 0) < STATUS_RANK.get(row.status, 0):
@@ -281,8 +301,10 @@ def image_message(url: str, caption: str | None = None) -> dict[str, Any]:
 
 
 def choices_message(body: str, buttons: list[Button]) -> list[dict[str, Any]]:
-    """Buttons as reply buttons (up to three) or else as lists of up to ten rows."""
-    usable = [b for b in buttons if 0 < len(b.action) <= BUTTON_ID_MAX]
+    """Buttons as reply buttons (up to three) or else as lists of up to ten rows; the body
+    goes with the first list, later ones only continue it."""
+    id_max = BUTTON_ID_MAX if len(buttons) <= REPLY_BUTTONS_MAX else ROW_ID_MAX
+    usable = [b for b in buttons if 0 < len(b.action) <= id_max]
     if len(usable) < len(buttons):
         log.warning("whatsapp: %d button(s) with an action too long dropped",
                     len(buttons) - len(usable))
@@ -305,7 +327,7 @@ def choices_message(body: str, buttons: list[Button]) -> list[dict[str, Any]]:
                 row["description"] = cut(b.label, ROW_DESCRIPTION_MAX)
             rows.append(row)
         lists.append({"type": "interactive", "interactive": {
-            "type": "list", "body": {"text": body},
+            "type": "list", "body": {"text": body if start == 0 else ELLIPSIS},
             "action": {"button": LIST_BUTTON, "sections": [{"rows": rows}]}}})
     return lists
 

@@ -4,6 +4,8 @@ import pytest
 from sqlmodel import Session, select
 
 from catalog.models import CatalogProduct
+from checkout.models import Order
+from core.money import Money
 
 
 def raise_price(runtime, product_id: str, *, by: int) -> None:
@@ -198,4 +200,15 @@ def test_a_shopper_who_moves_to_another_dollar_market_sees_its_symbol_spelled_ou
     bot.handle(user_key="web:jo", text="hi", market="US")
     bot.handle(user_key="web:jo", text="/market AR")
     visiting = bot.handle(user_key="web:jo", text="regalo para mi mamá")
-    assert all(c.price_text.startswith("AR$") for c in visiting.messages[-1].cards)
+    cards = visiting.messages[-1].cards
+    assert all(c.price_text.startswith("AR$") for c in cards)
+    # The order keeps it: its confirmation, the orders list and any news about it.
+    [confirmation] = bot.handle(user_key="web:jo", action=cards[0].buttons[0].action).messages
+    assert "AR$" in confirmation.text
+    bot.handle(user_key="web:jo", action=next(b.action for b in confirmation.buttons
+                                              if b.action.startswith("confirm:")))
+    [listed] = bot.handle(user_key="web:jo", text="/orders").messages
+    assert "AR$" in listed.text
+    with Session(demo_runtime.engine) as session:
+        order = session.exec(select(Order).where(Order.user_key == "web:jo")).one()
+    assert order.shopper_market().format_price(Money(100, "ARS")).startswith("AR$")

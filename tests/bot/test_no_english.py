@@ -75,6 +75,8 @@ def _msgids(folder: str) -> set[str]:
         catalog = read_po(fh)
     ids = set()
     for message in catalog:
+        if message.fuzzy:  # compiled catalogs leave fuzzy entries out: English is shown
+            continue
         if message.id and message.string and (
                 all(message.string) if isinstance(message.string, tuple) else True):
             ids.add(message.id[0] if isinstance(message.id, tuple) else message.id)
@@ -141,9 +143,10 @@ def test_no_english_reaches_a_portuguese_or_spanish_conversation(
     assert len(messages) > (4 if market == "MX" else 20)  # Mexico has no demo shop
     merchant_words = {c.title for m in messages for c in m.cards} | \
         {c.merchant for m in messages for c in m.cards}
-    merchant_words |= {line.split(": ", 1)[1].rsplit(",", 3)[0]
+    # The orders list names each product: "ord_1f…: <title>, R$ 89,90, pago".
+    merchant_words |= {line.split(": ", 1)[1].rsplit(",", 2)[0]
                        for m in messages for line in m.text.splitlines()
-                       if re.match(r"^[A-Z0-9]{4,}-?\w*: ", line)}
+                       if re.match(r"^ord_\w+: ", line)}
     fragments = _english_fragments()
     leaks = []
     for message in messages:

@@ -188,3 +188,11 @@ async def test_withdrawing_an_unpaid_order_stops_its_payment_where_the_provider_
     assert shown["status_history"][-1]["note"] == "withdrawal; payment stopped at the provider"
     page = await client.get(f"/sandbox/pay/{shown['txid']}")
     assert "Pay</button>" not in page.text  # the hosted page takes no payment any more
+
+
+def test_the_eu_market_runs_a_window_ending_on_a_shared_day_off_to_the_next_working_day():
+    # Delivered on 11 December 2026: 14 days end on Friday the 25th, Christmas, and the 26th
+    # is a day off across the euro area too; the window runs to Monday the 28th.
+    delivered = datetime(2026, 12, 11, 12, 0, tzinfo=UTC)
+    assert deadline(_order("EU", "paid", delivered), get_market("EU")).date().isoformat() \
+        == "2026-12-28"

@@ -243,6 +243,24 @@ async def test_a_command_addressed_to_this_bot_in_a_group_is_answered(client, bo
     assert reply.params["chat_id"] == "-100777" and "presente" in reply.params["text"]
 
 
+async def test_a_command_for_another_bot_in_a_group_is_left_alone(client, bot_api):
+    update = text_update("/esquecer@other_bot", update_id=6003)
+    update["message"]["chat"] = {"id": -100777, "type": "group", "title": "Família"}
+    assert (await post(client, update)).json() == {"applied": True}
+    assert bot_api.sent("sendMessage", "sendPhoto") == []
+
+
+async def test_a_photo_captioned_like_a_command_is_declined_not_run(client, bot_api):
+    update = text_update("x", update_id=6004)
+    message = update["message"]
+    del message["text"]
+    message["caption"] = "/esquecer"
+    message["photo"] = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]
+    await post(client, update)
+    [reply] = bot_api.sent("sendMessage")
+    assert reply.params["text"].startswith("Por enquanto eu só leio mensagens de texto")
+
+
 def test_the_command_menu_is_published_in_each_language(demo_runtime, bot_api):
     demo_runtime.call_live(publish_commands, demo_runtime.telegram)
     menus = {c.params.get("language_code"): json.loads(c.params["commands"])

@@ -398,3 +398,46 @@ def test_cards_with_pictures_go_one_by_one_with_their_rating():
     sent = render(Message(text="", cards=[_card(rating=4.7, rating_count=1320)]),
                   locale="pt_BR")
     assert sent[0]["type"] == "image" and "4,7★ (1.320)" in sent[0]["image"]["caption"]
+
+
+def test_four_cards_without_pictures_keep_every_title_and_send_the_list_text_once():
+    cards = [_card(product_id=f"p{i}", title=f"Conjunto {i} " + "muito comprido " * 30,
+                   image_url=None,
+                   buttons=[Button(label="Comprar", action=f"buy:loja:p{i}"),
+                            Button(label="Mais como este", action=f"more:loja:p{i}"),
+                            Button(label="Não é para mim", action=f"skip:loja:p{i}")])
+             for i in (1, 2, 3, 4)]
+    first, second = render(Message(text="", cards=cards))
+    body = first["interactive"]["body"]["text"]
+    assert len(body) <= 1024
+    assert all(f"{i}. Conjunto {i}" in body for i in (1, 2, 3, 4))
+    assert body.count("R$ 49,90") == 4
+    assert second["interactive"]["body"]["text"] == "…"
+    rows = [r for m in (first, second)
+            for r in m["interactive"]["action"]["sections"][0]["rows"]]
+    assert len(rows) == 12 and len({r["id"] for r in rows}) == 12
+
+
+def test_a_status_racing_another_for_the_same_message_is_taken_on_a_second_try(
+        demo_runtime, monkeypatch):
+    from bot.channels.whatsapp import StatusUpdate, record_statuses
+
+    looked_up = Session.get
+    raced: list[str] = []
+
+    def another_webhook_first(self, entity, ident, **kwargs):
+        if entity is WhatsAppStatus and not raced:
+            raced.append(ident)  # "sent" is written by another webhook right after our look
+            with Session(demo_runtime.engine) as other:
+                other.add(WhatsAppStatus(message_id=ident, status="sent"))
+                other.commit()
+            return None
+        return looked_up(self, entity, ident, **kwargs)
+
+    monkeypatch.setattr(Session, "get", another_webhook_first)
+    record_statuses(demo_runtime.engine, [StatusUpdate(message_id="wamid.race",
+                                                       status="delivered")])
+    monkeypatch.undo()
+    assert raced == ["wamid.race"]
+    with Session(demo_runtime.engine) as session:
+        assert session.get(WhatsAppStatus, "wamid.race").status == "delivered"
