@@ -33,6 +33,12 @@ class Reply(BaseModel):
     messages: list[Message]
 
 
+def unreadable_message(t: Translator) -> Message:
+    """The answer to a photo, a sticker or a voice note: what Vitrine reads."""
+    return Message(text=t.gettext("I can read only text messages for now. Tell me in words "
+                                  "what you are looking for."))
+
+
 RECIPIENT_PHRASES = {
     "mother": N_("your mother"), "mother_in_law": N_("your mother-in-law"),
     "father": N_("your father"), "father_in_law": N_("your father-in-law"),

@@ -59,7 +59,7 @@ from bot.channels.telegram_render import Outgoing, render
 from bot.conversation import Assistant
 from bot.models import Conversation, TelegramButton
 from bot.privacy import COMMANDS
-from bot.replies import Message
+from bot.replies import Message, unreadable_message
 from core.db import insert_once, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
 from core.i18n import N_, Translator, language_of
@@ -222,9 +222,8 @@ class TelegramChannel:
         """A photo, a sticker, a voice note: the shopper learns what Vitrine reads."""
         conv = self._conversation(inbound.user_key)
         language = conv.language if conv else language_of(inbound.language_code)
-        self.push(inbound.user_key, Message(text=Translator(language).gettext(
-            "I can read only text messages for now. Tell me in words what you are looking "
-            "for.")), locale=self._locale(inbound.user_key))
+        self.push(inbound.user_key, unreadable_message(Translator(language)),
+                  locale=self._locale(inbound.user_key))
 
     # A push channel (`bot.channels.push`): Telegram lets a bot write at any time.
     prefix = "tg:"

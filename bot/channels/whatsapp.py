@@ -24,12 +24,13 @@ from bot.channels.media import shareable_image
 from bot.channels.whatsapp_api import WhatsAppApi
 from bot.conversation import INBOX_ACTION, Assistant
 from bot.models import Conversation
-from bot.replies import Message
+from bot.replies import Message, unreadable_message
 from catalog.cards import Button, Card
 from checkout import qr
 from checkout.signatures import verify_sha256_header
 from core.db import insert_once, session_scope, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
+from core.i18n import Translator
 from core.markets import get_market
 from core.settings import Settings
 
@@ -159,6 +160,8 @@ class Inbound(BaseModel):
     name: str | None = None
     text: str | None = None
     action: str | None = None
+    # A photo, a voice note, a location: answered with what Vitrine reads.
+    readable: bool = True
 
 
 class StatusUpdate(BaseModel):
@@ -204,7 +207,8 @@ def parse_event(body: bytes) -> Parsed:
             text, action = _read(msg)
             if text is None and action is None:
                 skipped += 1
-                log.info("whatsapp message %s of type %s skipped", msg.id, msg.type)
+                log.info("whatsapp message %s of type %s not readable", msg.id, msg.type)
+                inbound.append(Inbound(message_id=msg.id, sender=msg.sender, readable=False))
                 continue
             inbound.append(Inbound(message_id=msg.id, sender=msg.sender,
                                    name=names.get(msg.sender), text=text, action=action))
@@ -448,7 +452,8 @@ async def receive(request: Request) -> dict[str, int]:
     await to_thread.run_sync(record_statuses, runtime.engine, statuses)
     applied = await to_thread.run_sync(lambda: apply_messages(
         inbound, engine=runtime.engine, assistant=runtime.assistant, api=api))
-    return {"applied": applied, "duplicates": len(inbound) - applied, "skipped": skipped,
+    readable = sum(1 for msg in inbound if msg.readable)
+    return {"applied": applied, "duplicates": readable - applied, "skipped": skipped,
             "statuses": len(statuses)}
 
 
@@ -460,8 +465,14 @@ def apply_messages(inbound: list[Inbound], *, engine: Engine, assistant: Assista
         if not first_time(engine, msg.message_id):
             log.info("whatsapp message %s already applied", msg.message_id)
             continue
-        applied += 1
         user_key = f"wa:{msg.sender}"
+        if not msg.readable:
+            with Session(engine) as session:
+                conv = session.get(Conversation, user_key)
+            send_reply(api, msg.sender, unreadable_message(
+                Translator(conv.language if conv else _language_of_number(msg.sender))))
+            continue
+        applied += 1
         try:
             reply = assistant.handle(user_key=user_key, text=msg.text, action=msg.action,
                                      market=_market_of(engine, user_key, msg.sender))
@@ -509,12 +520,22 @@ class WhatsAppPush:
         return self.api.send(to=user_key.removeprefix(self.prefix), message=message) is not None
 
 
+def _language_of_number(phone: str) -> str:
+    """The language of the market a phone number's calling code points at."""
+    market = _calling_code_market(phone)
+    return get_market(market).language if market else "en"
+
+
 def _market_of(engine: Engine, user_key: str, phone: str) -> str | None:
     """The market for a shopper's first message, from the number's calling code; later
     messages keep the conversation's market."""
     with Session(engine) as session:
         if session.get(Conversation, user_key) is not None:
             return None
+    return _calling_code_market(phone)
+
+
+def _calling_code_market(phone: str) -> str | None:
     for length in (3, 2, 1):
         if (market := CALLING_CODES.get(phone[:length])) is not None:
             return market

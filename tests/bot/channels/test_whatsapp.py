@@ -252,7 +252,11 @@ async def test_delivery_statuses_and_unreadable_messages_are_acknowledged(client
     response = await post(client, body)
     assert response.status_code == 200
     assert response.json() == {"applied": 0, "duplicates": 0, "skipped": 1, "statuses": 1}
-    assert graph.requests == []
+    # The photo gets one line, in the language of the number's country, once.
+    [reply] = graph.sent
+    assert reply["text"]["body"].startswith("Por enquanto eu só leio mensagens de texto")
+    await post(client, body)
+    assert len(graph.sent) == 1
 
 
 async def test_statuses_are_recorded_furthest_first_with_the_reason_of_a_failure(
