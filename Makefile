@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean locales
+.PHONY: install demo test lint bench clean locales locales-extract locales-update locales-compile
 
 # Compiled translations (`.mo`), built from the `.po` files translators edit; not committed.
 CATALOGS := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/messages.po))
@@ -40,11 +40,19 @@ clean:
 locales/%/LC_MESSAGES/messages.mo: locales/%/LC_MESSAGES/messages.po $(STAMP)
 	$(BIN)/pybabel compile -d locales -D messages -l $*
 
-# Gettext catalogs: extract the strings, merge them into each language's .po (translators
-# edit those), compile them, and show how much of each is translated.
-locales: $(STAMP)
+# Gettext catalogs: extract the strings into the template, merge it into each language's
+# .po (translators edit those), compile them; `make locales` does all three and shows how
+# much of each language is translated.
+locales-extract: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k gettext -k ngettext:1,2 \
 		--ignore-dirs=".venv tests bench" --no-location --sort-output \
 		-o locales/messages.pot .
+
+locales-update: locales-extract
 	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching
+
+locales-compile: $(STAMP)
 	$(BIN)/pybabel compile --statistics -d locales -D messages
+
+locales: locales-update
+	$(MAKE) locales-compile
