@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     admin_token: str = "dev-admin-token"
     sandbox_secret: str = "dev-sandbox-secret"
 
+    # Ops. `/metrics` is open unless a token is set. Shoppers' messages are kept in the
+    # conversion log only as hashes unless `ops_store_text` is on (never after /forget).
+    # The fixed cost per day (hosting, support) is added to the cost per closed sale.
+    metrics_token: str | None = None
+    ops_store_text: bool = False
+    ops_fixed_cost_per_day_usd: Decimal | None = None
+    # Logs: one JSON object per line (with the request id), or plain text for a terminal.
+    log_format: Literal["json", "text"] = "json"
+
     # Pix receiving account used for static BR Codes.
     pix_key: str = "pagamentos@vitrine.dev"
     pix_merchant_name: str = "Vitrine Pagamentos"
