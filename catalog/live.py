@@ -116,6 +116,8 @@ class FederatedSearch:
         self.adapter_for = adapter_for
         self.federation = federation or Federation()
         self.loop = LiveLoop()
+        # Told of each call to a live merchant: slug, operation, seconds, whether it answered.
+        self.observe_call: Callable[[str, str, float, bool], None] = lambda *_: None
         self._recent: OrderedDict[str, IndexedProduct] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -153,10 +155,12 @@ class FederatedSearch:
         try:
             result = self.loop.call(lookup)
         except AdapterError:
+            self.observe_call(merchant.slug, "lookup", time.monotonic() - started, False)
             with joined_or_own(self.engine, session) as writer:
                 record_call(writer, merchant=merchant, operation="lookup", ok=False,
                             latency_ms=(time.monotonic() - started) * 1000)
             return
+        self.observe_call(merchant.slug, "lookup", time.monotonic() - started, True)
         with joined_or_own(self.engine, session) as session:
             record_call(session, merchant=merchant, operation="lookup", ok=True,
                         latency_ms=(time.monotonic() - started) * 1000, dropped=result.dropped)
@@ -217,6 +221,7 @@ class FederatedSearch:
                 if not answer.cached and not answer.skipped:
                     record_call(writer, merchant=merchant, operation="search", ok=answer.ok,
                                 latency_ms=answer.latency_ms, dropped=answer.dropped)
+                    self.observe_call(merchant.slug, "search", answer.latency_ms / 1000, answer.ok)
                 dropped += answer.dropped
                 fresh = []
                 seen: set[str] = set()

@@ -41,13 +41,17 @@ def prepare_serve(*, host: str, port: int, demo: bool) -> Runtime:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from core.logs import configure_logging
     from vitrine.app import create_app
 
+    configure_logging(get_settings().log_format)
     runtime = prepare_serve(host=args.host, port=args.port, demo=not args.no_demo)
     print(f"Vitrine on http://{args.host}:{args.port}  (chat API: POST /api/chat)",
           file=sys.stderr)
+    # No log config of uvicorn's own: its loggers propagate to the root handler set above,
+    # so its access and error lines come out in the same format, with the request id.
     uvicorn.run(create_app(runtime, channel_workers=True), host=args.host, port=args.port,
-                log_level="info")
+                log_level="info", log_config=None)
     return 0
 
 
@@ -314,6 +318,14 @@ def cmd_notifications_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ops_rollup(args: argparse.Namespace) -> int:
+    from ops.tally import roll_up
+
+    runtime = _runtime()
+    print(json.dumps({"days_rolled_up": roll_up(runtime.engine)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitrine", description="Conversational commerce.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -394,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--info", action="store_true", help="only show what Telegram has")
     what.add_argument("--delete", action="store_true", help="remove the webhook")
     hook.set_defaults(func=cmd_telegram_webhook)
+
+    ops = sub.add_parser("ops", help="the conversion log")
+    osub = ops.add_subparsers(dest="ops_command", required=True)
+    rollup = osub.add_parser("rollup", help="roll up the closed days for the reports "
+                                            "(serve does it hourly)")
+    rollup.set_defaults(func=cmd_ops_rollup)
 
     notes = sub.add_parser("notifications", help="queued messages for shoppers")
     nsub = notes.add_subparsers(dest="notifications_command", required=True)
