@@ -58,14 +58,17 @@ class Buying:
              product_id: str, t: Translator) -> list[Message]:
         conv.awaiting_payer = None  # another purchase: the earlier question is moot
         self._recheck(session, merchant_slug, product_id)
+        sponsored = f"{merchant_slug}:{product_id}" in (conv.sponsored_shown or [])
         started = checkout.start_checkout(session=session, user_key=conv.user_key,
                                           conversation_id=conv.conversation_id, market=market,
                                           language=conv.language, merchant_slug=merchant_slug,
-                                          product_id=product_id, rails=self.rails)
+                                          product_id=product_id, rails=self.rails,
+                                          sponsored=sponsored)
         if started.outcome != checkout.StartOutcome.REOPENED:
             record_event(session, EventKind.CARD_CLICKED, user_key=conv.user_key,
                          conversation_id=conv.conversation_id, market=market.code,
-                         language=conv.language, merchant=merchant_slug, product_id=product_id)
+                         language=conv.language, merchant=merchant_slug, product_id=product_id,
+                         sponsored=sponsored)
         order = started.order
         if started.outcome == checkout.StartOutcome.NO_RAIL:
             return [Message(text=t.gettext("Sorry, I cannot take payments in {market} yet.")

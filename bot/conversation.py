@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -50,7 +51,7 @@ from core.markets import Market, get_market
 from core.money import Money
 from core.outbox import Notification, claim, peek_pending, take_pending
 from core.settings import Settings
-from ops.events import EventKind, record_event
+from ops.events import EventKind, record_event, understood
 
 MAX_REMEMBERED_REFS = 60
 # The action of a template's button that brings up what waited for the shopper.
@@ -96,6 +97,8 @@ class Assistant:
         self.rails = rails
         self.settings = settings
         self.buying = Buying(search=search, rails=rails, settings=settings)
+        # Told the seconds each answer to a request took (the app's metrics listen).
+        self.observe_latency: Callable[[float], None] = lambda seconds: None
         self._stores: dict[str, tuple[tuple[int, ...], dict[str, str]]] = {}
 
     # -- recommendation without a conversation ----------------------------------------------
@@ -285,7 +288,8 @@ class Assistant:
         market = conv.shopping_market()
         stripped = text.strip()
         received = record_event(session, EventKind.MESSAGE_RECEIVED, user_key=conv.user_key,
-                                text=stripped or None, conversation_id=conv.conversation_id,
+                                text=stripped or None, keep_text=self.settings.ops_store_text,
+                                conversation_id=conv.conversation_id,
                                 market=market.code, language=conv.language)
         t = Translator(conv.language)
         if len(stripped) > self.settings.max_message_chars:
@@ -364,17 +368,23 @@ class Assistant:
 
     def _show(self, session: Session, conv: Conversation, rec: Recommendation,
               started: float) -> list[Message]:
-        latency = int((time.perf_counter() - started) * 1000)
+        seconds = time.perf_counter() - started
+        self.observe_latency(seconds)
+        latency = int(seconds * 1000)
         common: dict[str, Any] = dict(user_key=conv.user_key, conversation_id=conv.conversation_id,
                       market=conv.market, language=conv.language, latency_ms=latency)
-        if not rec.cards:
-            record_event(session, EventKind.CARDS_SHOWN, text=rec.query, **common)
+        if not rec.cards:  # a catalog gap
+            record_event(session, EventKind.CARDS_SHOWN, text=rec.query,
+                         keep_text=self.settings.ops_store_text,
+                         understood=understood(rec.intent), **common)
         for card in rec.cards:
             record_event(session, EventKind.CARDS_SHOWN, merchant=card.merchant_id,
                          product_id=card.product_id, position=card.position, score=card.score,
                          sponsored=card.sponsored, amount=card.price.amount,
                          currency=card.price.currency, **common)
         conv.shown = (conv.shown + [c.ref for c in rec.cards])[-MAX_REMEMBERED_REFS:]
+        conv.sponsored_shown = [ref for ref in (conv.sponsored_shown or []) if ref in conv.shown] \
+            + [c.ref for c in rec.cards if c.sponsored]
         conv.quoted = {ref: amount for ref, amount in
                        {**conv.quoted, **{c.ref: c.price.amount for c in rec.cards}}.items()
                        if ref in conv.shown}

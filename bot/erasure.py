@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from bot import linking
@@ -28,6 +28,7 @@ from bot.models import (
 from checkout.models import Order
 from core.db import utcnow
 from core.outbox import Notification
+from ops.events import ConversionEvent, pseudonym
 
 FORGOTTEN = "forgotten_accounts"  # session.info key: accounts whose rows `forget` deleted
 
@@ -71,6 +72,15 @@ def forget(*, session: Session, user_key: str, subject: str | None = None) -> in
                        (TelegramButton, TelegramButton.user_key)):
         session.exec(delete(model).where(  # type: ignore[call-overload]
             col(key).in_(accounts)))
+    # The conversion log keeps its counts, but not a word the shopper wrote: neither in
+    # events stored nor in this turn's, not written yet.
+    hashes = [pseudonym(a) for a in accounts]
+    session.exec(update(ConversionEvent).where(  # type: ignore[call-overload]
+        col(ConversionEvent.user_hash).in_(hashes),
+        col(ConversionEvent.text).is_not(None)).values(text=None))
+    for pending in session.new:
+        if isinstance(pending, ConversionEvent) and pending.user_hash in hashes:
+            pending.text = None
     for order in session.exec(select(Order).where(col(Order.user_key).in_(accounts))).all():
         order.user_key = forgotten_key()
         order.payer_name = order.payer_email = None  # kept orders lead back to no one

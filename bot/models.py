@@ -25,6 +25,9 @@ class Conversation(SQLModel, table=True):
     # The price each shown card carried, so a change before "buy" is pointed out.
     quoted: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
     excluded: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    # The shown cards that were sponsored: a click, order or payment from one is counted as
+    # sponsored in the reports.
+    sponsored_shown: list[str] | None = Field(default=None, sa_column=Column(JSON))
     # The shopper chose the language with /language: a channel's locale no longer changes it.
     language_chosen: bool | None = None
     # The order whose rail asked for the payer's name and e-mail; the next message answers.

@@ -23,13 +23,15 @@ from catalog.store import (
     delete_all_rows,
     delete_rows,
     find_merchant,
+    get_merchant,
     product_row,
     replace_catalog,
     slugify,
     upsert_rows,
 )
+from core.auth import bearer
 from core.db import session_scope, utcnow
-from core.errors import FeedError, InvalidInput
+from core.errors import FeedError, InvalidInput, NotFound, SignatureError
 from core.markets import Market, get_market
 
 MAX_NAME_CHARS = 200
@@ -156,6 +158,22 @@ def api_key_matches(merchant: Merchant, key: str | None) -> bool:
     if not key or not merchant.api_key_hash:
         return False
     return hmac.compare_digest(hash_api_key(key), merchant.api_key_hash)
+
+
+def merchant_for_key(session: Session, slug: str, authorization: str | None) -> Merchant:
+    """The merchant, if the request's bearer token is its API key.
+
+    Raises:
+        SignatureError: no key or another one (also for a merchant that does not exist, so
+            a caller cannot learn which slugs exist).
+    """
+    try:
+        merchant = get_merchant(session=session, slug=slug)
+    except NotFound:
+        merchant = None
+    if merchant is None or not api_key_matches(merchant, bearer(authorization)):
+        raise SignatureError(f"missing or wrong API key for merchant {slug!r}")
+    return merchant
 
 
 def register_merchant(*, session: Session, merchant_in: MerchantCreate) -> tuple[Merchant, str]:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
-from catalog.merchants import api_key_matches
+from catalog.merchants import api_key_matches, merchant_for_key
 from catalog.store import get_merchant
 from checkout.merchant_notices import (
     MERCHANT_NEWS,
@@ -177,18 +177,8 @@ def mark_refunded(order_id: str, request: Request,
 
 
 def _merchant_key(session: Session, slug: str, authorization: str | None) -> str:
-    """The merchant's slug, if the bearer token is its API key.
-
-    Raises:
-        SignatureError: no key or another one (also for a merchant that does not exist).
-    """
-    try:
-        merchant = get_merchant(session=session, slug=slug)
-    except NotFound:
-        merchant = None
-    if merchant is None or not api_key_matches(merchant, bearer(authorization)):
-        raise SignatureError(f"missing or wrong API key for merchant {slug!r}")
-    return merchant.slug
+    """The merchant's slug, if the bearer token is its API key (`merchant_for_key`)."""
+    return merchant_for_key(session, slug, authorization).slug
 
 
 class OrderWebhook(BaseModel):

@@ -39,6 +39,8 @@ class Order(SQLModel, table=True):
     # The shopper read the market as a visitor (`Market.read_by`): news about the order
     # spells its currency's symbol out, as the cards did.
     visitor: bool | None = None
+    # Bought from a sponsored card: the reports count its sale as sponsored.
+    sponsored: bool | None = None
     merchant_slug: str = Field(max_length=64)
     merchant_name: str
     product_id: str = Field(max_length=200)

@@ -101,7 +101,7 @@ def record_order_event(session: Session, kind: EventKind, order: Order) -> None:
     record_event(session, kind, user_key=order.user_key, conversation_id=order.conversation_id,
                  market=order.market, language=order.language, merchant=order.merchant_slug,
                  product_id=order.product_id, order_id=order.id, amount=order.total,
-                 currency=order.currency)
+                 currency=order.currency, sponsored=bool(order.sponsored))
 
 
 def _current(session: Session, order: Order) -> CatalogProduct | None:
@@ -123,7 +123,7 @@ def offered_rails(market: Market, rails: Collection[str]) -> list[str]:
 
 def start_checkout(*, session: Session, user_key: str, conversation_id: str, market: Market,
                    language: str, merchant_slug: str, product_id: str,
-                   rails: Collection[str]) -> CheckoutStart:
+                   rails: Collection[str], sponsored: bool = False) -> CheckoutStart:
     """Open an order awaiting the shopper's confirmation, priced from the catalog now, to
     be paid with the market's first rail offered (the shopper may pick another)."""
     try:
@@ -154,6 +154,7 @@ def start_checkout(*, session: Session, user_key: str, conversation_id: str, mar
     order = Order(
         id=new_order_id(), user_key=user_key, conversation_id=conversation_id,
         market=market.code, language=language, visitor=market.spell_out_symbol,
+        sponsored=sponsored,
         merchant_slug=merchant.slug,
         merchant_name=merchant.name, product_id=product.product_id, title=product.title,
         amount=product.price_amount, fee=fee, shipping=delivery,

@@ -105,7 +105,7 @@ def expire_overdue(*, engine: Engine, now: datetime | None = None) -> int:
                 continue
             if move(session, order, OrderStatus.EXPIRED, actor="system",
                     note="the payment instructions ran out"):
-                record_order_event(session, EventKind.PAYMENT_FAILED, order)
+                record_order_event(session, EventKind.PAYMENT_EXPIRED, order)
                 notify_status(session, order)
                 expired += 1
     return expired

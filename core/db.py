@@ -118,3 +118,18 @@ def add_missing_columns(engine: Engine, metadata: MetaData) -> list[str]:
                 conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
                 added.append(f"{table.name}.{column.name}")
     return added
+
+
+def add_missing_indexes(engine: Engine, metadata: MetaData) -> list[str]:
+    """Create indexes a newer version declared on tables an older version created."""
+    existing_tables = set(inspect(engine).get_table_names())
+    added = []
+    for table in metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        have = {i["name"] for i in inspect(engine).get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in have:
+                index.create(engine, checkfirst=True)
+                added.append(str(index.name))
+    return added

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
+from sqlalchemy import Index, text
 from sqlmodel import Field, Session, SQLModel
 
 from core.db import utcnow
@@ -23,6 +25,7 @@ class EventKind(StrEnum):
     PAYMENT_PENDING = "payment_pending"
     ORDER_PAID = "order_paid"
     PAYMENT_FAILED = "payment_failed"
+    PAYMENT_EXPIRED = "payment_expired"
     CHECKOUT_CANCELED = "checkout_canceled"
     ORDER_REFUNDED = "order_refunded"
     REMINDER_SENT = "reminder_sent"
@@ -30,6 +33,13 @@ class EventKind(StrEnum):
 
 class ConversionEvent(SQLModel, table=True):
     """One step a shopper took; free text is kept only as a hash."""
+
+    __table_args__ = (
+        # The catalog-gaps report reads only requests that found nothing, by time.
+        Index("ix_conversionevent_gaps", "created_at",
+              sqlite_where=text("kind = 'cards_shown' AND position IS NULL"),
+              postgresql_where=text("kind = 'cards_shown' AND position IS NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow, index=True)
@@ -49,6 +59,12 @@ class ConversionEvent(SQLModel, table=True):
     currency: str | None = Field(default=None, max_length=3)
     latency_ms: int | None = None
     text_hash: str | None = Field(default=None, max_length=64)
+    # The shopper's words themselves: only where the deployment opted in
+    # (VITRINE_OPS_STORE_TEXT), and erased by the shopper's /forget.
+    text: str | None = Field(default=None, max_length=2000)
+    # On a request that found nothing: what was understood of it, in Vitrine's own words
+    # ("kind:headphones interest:gardening for:mother"), so catalog gaps group without text.
+    understood: str | None = Field(default=None, max_length=300)
     # On `intent_understood`: which parser understood the message ("rules" / "llm") and the
     # language-model tokens it cost, so ops can compute the model's cost per sale.
     parser: str | None = Field(default=None, max_length=10)
@@ -62,14 +78,28 @@ def pseudonym(value: str) -> str:
 
 
 def record_event(session: Session, kind: EventKind, *, user_key: str | None = None,
-                 text: str | None = None, **fields: object) -> ConversionEvent:
-    """Append one conversion event in the caller's transaction."""
+                 text: str | None = None, keep_text: bool = False,
+                 **fields: object) -> ConversionEvent:
+    """Append one conversion event in the caller's transaction. `text` is kept as a hash,
+    and as itself too when `keep_text` (the deployment opted in)."""
     event = ConversionEvent(
         kind=kind.value,
         user_hash=pseudonym(user_key) if user_key else None,
         text_hash=pseudonym(text) if text else None,
+        text=text[:2000] if text and keep_text else None,
         channel=(user_key.split(":", 1)[0] if user_key and ":" in user_key else "web"),
         **fields,  # type: ignore[arg-type]
     )
     session.add(event)
     return event
+
+
+def understood(intent: Any) -> str | None:
+    """What was understood of a request in Vitrine's own vocabulary, not the shopper's words:
+    kinds of product, interests, recipient, occasion."""
+    parts = [f"kind:{k}" for k in getattr(intent, "product_types", [])[:3]]
+    parts += [f"interest:{i}" for i in getattr(intent, "interests", [])[:3]]
+    for name in ("recipient", "occasion"):
+        if value := getattr(intent, name, None):
+            parts.append(f"{'for' if name == 'recipient' else name}:{value}")
+    return " ".join(parts)[:300] or None

@@ -27,8 +27,11 @@ from core.errors import (
     SignatureError,
     VitrineError,
 )
+from core.logs import RequestIdMiddleware
 from core.markets import get_market
 from ops import api as ops_api
+from ops import dashboard as ops_dashboard
+from ops import metrics as ops_metrics
 from vitrine.runtime import DEMO_DIR, Runtime, build_runtime
 from vitrine.workers import ChannelWorkers
 
@@ -66,6 +69,10 @@ def create_app(runtime: Runtime | None = None, *, channel_workers: bool = False)
 
     app = FastAPI(title="Vitrine", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
+    metrics = app.state.metrics = ops_metrics.Metrics(engine=runtime.engine)
+    # The runtime's parts report to the metrics of the last app built around it.
+    runtime.assistant.observe_latency = metrics.observe_recommendation
+    runtime.federated.observe_call = metrics.observe_live_call
 
     app.include_router(web.router)
     app.include_router(web.page_router)
@@ -79,6 +86,9 @@ def create_app(runtime: Runtime | None = None, *, channel_workers: bool = False)
     app.include_router(shopper_pages.router)
     app.include_router(sandbox_page.router)
     app.include_router(ops_api.router)
+    app.include_router(ops_api.merchant_router)
+    app.include_router(ops_dashboard.router)
+    app.include_router(ops_metrics.router)
     app.include_router(merchants_api.router)
     app.include_router(orders_api.router)
     app.include_router(orders_api.merchant_router)
@@ -86,6 +96,11 @@ def create_app(runtime: Runtime | None = None, *, channel_workers: bool = False)
     app.mount("/mcp/merchants", merchant_mcp.app)
     # An exact route: `/mcp` must not redirect to `/mcp/`, MCP clients do not follow it.
     app.router.routes.append(Route("/mcp", vitrine_mcp.app))
+
+    # The middleware added last runs first: the request id is set before anything is timed.
+    app.add_middleware(ops_metrics.HttpMetrics, metrics=metrics, routes=app.router.routes,
+                       rails=frozenset(runtime.rails))
+    app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -46,7 +46,7 @@ from checkout.rails.sandbox import SandboxRail
 from checkout.rails.sepa_qr import SepaQrRail
 from checkout.rails.stripe import StripeRail
 from checkout.rails.upi import UpiRail
-from core.db import add_missing_columns, make_engine
+from core.db import add_missing_columns, add_missing_indexes, make_engine
 from core.settings import PLACEHOLDER_SECRETS, Settings, get_settings
 
 T = TypeVar("T")
@@ -68,10 +68,12 @@ def create_tables(engine: Engine) -> None:
     import checkout.shipping
     import checkout.spending
     import core.outbox  # noqa: F401
-    import ops.events  # noqa: F401
+    import ops.events
+    import ops.tally  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
     add_missing_columns(engine, SQLModel.metadata)
+    add_missing_indexes(engine, SQLModel.metadata)
     checkout.models.upgrade_order_status(engine)
 
 

@@ -1,12 +1,14 @@
-"""What `vitrine serve` runs beside the HTTP API for the channels whose settings are present:
+"""What `vitrine serve` runs beside the HTTP API: for the channels whose settings are present,
 Telegram long polling (`VITRINE_TELEGRAM_MODE=polling`) or its webhook registered at
-`VITRINE_PUBLIC_URL`, and queued messages pushed to Telegram and WhatsApp shoppers."""
+`VITRINE_PUBLIC_URL`, and queued messages pushed to Telegram and WhatsApp shoppers; and the
+hourly roll-up of the conversion log's closed days for the ops reports."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiogram.exceptions import TelegramAPIError
@@ -14,15 +16,42 @@ from aiogram.exceptions import TelegramAPIError
 from bot.channels.push import PushLoop
 from bot.channels.telegram import TelegramPolling, publish_commands, register_webhook
 from core.errors import InvalidInput
+from ops.tally import roll_up
 from vitrine.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+class Every:
+    """Runs `job` now and then every `interval_s` on a daemon thread, until `stop`; a job
+    that fails is logged and tried again at the next turn."""
+
+    def __init__(self, interval_s: float, job: Callable[[], object], *, name: str) -> None:
+        self.interval_s, self.job = interval_s, job
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.job()
+            except Exception:
+                log.exception("%s failed", self._thread.name)
+            self._stop.wait(self.interval_s)
 
 
 @dataclass
 class ChannelWorkers:
     runtime: Runtime
     push: PushLoop | None = None
+    upkeep: Every | None = None
     polling: TelegramPolling | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -51,6 +80,9 @@ class ChannelWorkers:
             except (InvalidInput, TelegramAPIError) as exc:
                 # The API still serves: the webhook may have been set by hand already.
                 started.append(f"Telegram: webhook not registered ({exc})")
+        # Closed days of the conversion log are rolled up for the reports, hourly.
+        self.upkeep = Every(3600, lambda: roll_up(self.runtime.engine), name="vitrine-rollup")
+        self.upkeep.start()
         channels = self.runtime.push_channels()
         if channels and settings.push_interval_seconds > 0:
             self.push = PushLoop(self.runtime.engine, self.runtime.assistant, channels,
@@ -73,6 +105,8 @@ class ChannelWorkers:
             if self.polling is not None:
                 self.runtime.call_live(self.polling.stop)
         finally:
+            if self.upkeep is not None:
+                self.upkeep.stop()
             if self.push is not None:
                 self.push.stop()
             for thread in self._threads:
