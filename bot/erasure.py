@@ -28,7 +28,7 @@ from bot.models import (
 from checkout.models import Order
 from core.db import utcnow
 from core.outbox import Notification
-from ops.events import ConversionEvent, pseudonym
+from ops.events import ConversionEvent, log_pseudonym
 
 FORGOTTEN = "forgotten_accounts"  # session.info key: accounts whose rows `forget` deleted
 
@@ -74,7 +74,7 @@ def forget(*, session: Session, user_key: str, subject: str | None = None) -> in
             col(key).in_(accounts)))
     # The conversion log keeps its counts, but not a word the shopper wrote: neither in
     # events stored nor in this turn's, not written yet.
-    hashes = [pseudonym(a) for a in accounts]
+    hashes = [log_pseudonym(a) for a in accounts]
     session.exec(update(ConversionEvent).where(  # type: ignore[call-overload]
         col(ConversionEvent.user_hash).in_(hashes),
         col(ConversionEvent.text).is_not(None)).values(text=None))

@@ -201,8 +201,9 @@ def _decide(order: Order, event: RailEvent
             return EventOutcome.PAID_TWICE
         return OrderStatus.PAID, EventKind.ORDER_PAID, None
     if event.outcome == RailOutcome.FAILED:
-        status = OrderStatus.EXPIRED if event.reason == "expired" else OrderStatus.FAILED
-        return status, EventKind.PAYMENT_FAILED, event.reason
+        if event.reason == "expired":
+            return OrderStatus.EXPIRED, EventKind.PAYMENT_EXPIRED, event.reason
+        return OrderStatus.FAILED, EventKind.PAYMENT_FAILED, event.reason
     if event.outcome == RailOutcome.REFUNDED:
         if event.refunds and paid_by and event.refunds != paid_by:
             return "other_payment_refunded"

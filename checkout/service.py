@@ -193,7 +193,8 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
         return Confirmation(ConfirmOutcome.NOT_PENDING, order)
     product = _current(session, order)
     if product is None or not product.in_stock:
-        move(session, order, OrderStatus.CANCELED, actor="system", note="out of stock")
+        if move(session, order, OrderStatus.CANCELED, actor="system", note="out of stock"):
+            record_order_event(session, EventKind.CHECKOUT_CANCELED, order)
         return Confirmation(ConfirmOutcome.OUT_OF_STOCK, order)
     if product.price_amount != order.amount or product.currency != order.currency:
         old_total = order.total

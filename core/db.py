@@ -52,7 +52,15 @@ def make_engine(url: str) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "postgresql":
+        @event.listens_for(engine, "connect")
+        def _utc(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # Days in reports are UTC days, whatever the server's own time zone.
+            cur = dbapi_conn.cursor()
+            cur.execute("SET TIME ZONE 'UTC'")
+            cur.close()
+    return engine
 
 
 @contextmanager

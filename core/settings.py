@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     # conversion log only as hashes unless `ops_store_text` is on (never after /forget).
     # The fixed cost per day (hosting, support) is added to the cost per closed sale.
     metrics_token: str | None = None
+    # Keys the pseudonyms in the conversion log (which is exported): secret and stable, or
+    # the same shopper counts as two. Unset, it is derived from the ops token; set it before
+    # rotating that token.
+    ops_hash_key: str | None = None
     ops_store_text: bool = False
     ops_fixed_cost_per_day_usd: Decimal | None = None
     # Logs: one JSON object per line (with the request id), or plain text for a terminal.
@@ -169,6 +173,12 @@ class Settings(BaseSettings):
                     + ", ".join(f"VITRINE_{n.upper()}" for n in weak)
                 )
         return self
+
+    @property
+    def log_hash_key(self) -> str:
+        """The key of the conversion log's pseudonyms (`ops_hash_key`, or one derived from
+        the ops token)."""
+        return self.ops_hash_key or "vitrine-log-pseudonyms:" + self.ops_token
 
     def _provider_on(self, secret_name: str) -> bool:
         if secret_name.startswith(("stripe", "oxxo")):

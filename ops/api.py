@@ -8,7 +8,7 @@ answers JSON, or CSV with `format=csv`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -48,9 +48,21 @@ def require_ops_token(request: Request, authorization: str | None = Header(defau
     require_bearer(authorization, request.app.state.runtime.settings.ops_token, what="ops")
 
 
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def as_utc_or_none(moment: datetime | None) -> datetime | None:
-    """Dates and times without a zone are read as UTC."""
-    return as_utc(moment) if moment is not None else None
+    """A time in UTC; one given without a zone is read as UTC.
+
+    Raises:
+        InvalidInput: a time outside 1970-8999, which no event can have.
+    """
+    if moment is None:
+        return None
+    moment = as_utc(moment).astimezone(UTC)
+    if not EARLIEST <= moment < LATEST:
+        raise InvalidInput("`from` and `to` must be between 1970 and 8999")
+    return moment
 
 
 def report_filters(since: Annotated[datetime | None, Query(alias="from")] = None,
@@ -124,13 +136,18 @@ def get_gaps(request: Request, filters: ReportFilters, format: Format = "json",
              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Any:
     """The requests that found nothing, most asked first: the catalog's gaps."""
     with Session(_engine(request)) as session:
-        return _answer(list(catalog_gaps(session, filters, limit=limit)), format, "gaps")
+        gaps = catalog_gaps(session, filters, limit=limit)
+    if format == "csv":  # exports travel: never the shoppers' words
+        gaps = [gap.model_copy(update={"text": None}) for gap in gaps]
+    return _answer(list(gaps), format, "gaps")
 
 
 @router.get("/cost", dependencies=[Ops], response_model=SaleCost)
 def get_cost(request: Request, filters: ReportFilters,
              format: Format = "json") -> Any:
     """What a closed sale cost: the language model's tokens and the fixed cost per day."""
+    if filters.merchant:
+        raise InvalidInput("the model's tokens and fixed costs belong to no merchant")
     settings = request.app.state.runtime.settings
     with Session(_engine(request)) as session:
         cost = cost_per_sale(session, filters, price_in=settings.llm_price_in_per_mtok,

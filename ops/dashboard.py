@@ -47,6 +47,8 @@ router = APIRouter(prefix="/ops", include_in_schema=False)
 COOKIE = "vitrine_ops"
 SESSION_S = 12 * 3600
 DEFAULT_DAYS = 30
+MAX_DAYS = 366
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2199, 12, 30)
 CHANNELS = {"web": "Web chat", "tg": "Telegram", "wa": "WhatsApp"}
 PAGE_HEADERS = {
     # No script at all; styles inline; pictures are the page's own SVG.
@@ -133,6 +135,9 @@ def page_filters(start: date | None, end: date | None, channel: str | None,
     start = start or end - timedelta(days=DEFAULT_DAYS - 1)
     if start > end:
         start, end = end, start
+    # At most a year, within the years events can have: a page, not a data dump.
+    end = min(max(end, FIRST_DAY), LAST_DAY)
+    start = min(max(start, FIRST_DAY, end - timedelta(days=MAX_DAYS - 1)), end)
     form = {"from": start.isoformat(), "to": end.isoformat(), "channel": channel or "",
             "market": (market or "").upper(), "merchant": merchant or ""}
     return Filters(since=datetime.combine(start, datetime.min.time(), tzinfo=UTC),
@@ -175,7 +180,8 @@ def dashboard(request: Request,
     stages = _stages(summary, days, filters)
     body = "".join([
         _filter_form(form, shops),
-        _tiles(stages, summary, cost.cost_per_sale_usd),
+        _tiles(stages, _revenue(summary, days, filters),
+               None if filters.merchant else cost.cost_per_sale_usd),
         merchant_note,
         '<section><h2>Funnel</h2>', charts.funnel_chart(stages), "</section>",
         '<section><h2>Conversion over time</h2><p class="note">Paid orders per 100 '
@@ -230,9 +236,21 @@ def _money(revenue: dict[str, int]) -> str:
                      for currency, amount in sorted(revenue.items())) or "—"
 
 
-def _tiles(stages: list[tuple[str, int]], summary: Funnel, per_sale: Decimal | None) -> str:
+def _revenue(summary: Funnel, days: list[FunnelRow], filters: Filters) -> dict[str, int]:
+    """The range's revenue; with a merchant chosen, that merchant's only."""
+    if not filters.merchant:
+        return summary.revenue
+    revenue: dict[str, int] = {}
+    for day in days:
+        for currency, amount in day.revenue.items():
+            revenue[currency] = revenue.get(currency, 0) + amount
+    return revenue
+
+
+def _tiles(stages: list[tuple[str, int]], revenue: dict[str, int],
+           per_sale: Decimal | None) -> str:
     tiles = [(label, f"{count:,}", label.lower()) for label, count in stages]
-    tiles.append(("Revenue", _money(summary.revenue), "revenue"))
+    tiles.append(("Revenue", _money(revenue), "revenue"))
     tiles.append(("Cost per sale", f"US$ {per_sale:,.2f}" if per_sale is not None else "—",
                   "cost"))
     return '<section class="tiles">' + "".join(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -73,8 +74,25 @@ class ConversionEvent(SQLModel, table=True):
 
 
 def pseudonym(value: str) -> str:
-    """A stable pseudonymous id for a user key or a text; not reversible."""
+    """A stable pseudonymous id for a user key, for Vitrine's own lookups (never exported)."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+
+
+# The conversion log's ids are keyed hashes: the log is exported, and a plain hash of a phone
+# number or a short message could be reversed by trying every one.
+_log_key = b"dev-ops-hash-key"
+
+
+def use_log_key(key: str) -> None:
+    """Key the conversion log's pseudonyms (VITRINE_OPS_HASH_KEY); set once at start."""
+    global _log_key
+    _log_key = key.encode("utf-8")
+
+
+def log_pseudonym(value: str) -> str:
+    """The conversion log's pseudonym for a user key or a text: HMAC-SHA256 under the
+    deployment's key, so it cannot be reversed without it."""
+    return hmac.new(_log_key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
 def record_event(session: Session, kind: EventKind, *, user_key: str | None = None,
@@ -84,8 +102,8 @@ def record_event(session: Session, kind: EventKind, *, user_key: str | None = No
     and as itself too when `keep_text` (the deployment opted in)."""
     event = ConversionEvent(
         kind=kind.value,
-        user_hash=pseudonym(user_key) if user_key else None,
-        text_hash=pseudonym(text) if text else None,
+        user_hash=log_pseudonym(user_key) if user_key else None,
+        text_hash=log_pseudonym(text) if text else None,
         text=text[:2000] if text and keep_text else None,
         channel=(user_key.split(":", 1)[0] if user_key and ":" in user_key else "web"),
         **fields,  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ from sqlalchemy import and_, func
 from sqlalchemy import select as table_select
 from sqlmodel import Session, col, select
 
+from core.db import as_utc
 from ops.events import ConversionEvent, EventKind
 from ops.funnel import MILLION, STAGES, funnel
 from ops.tally import Filters, Tally, tally
@@ -67,8 +68,8 @@ def funnel_by(session: Session, filters: Filters, by: Dimension) -> list[FunnelR
             "recommendations": t.recommendations, "clicks": t.count(EventKind.CARD_CLICKED),
             "checkouts": t.count(EventKind.CHECKOUT_STARTED),
             "paid": t.count(EventKind.ORDER_PAID)}
-        if by == "merchant" and not (t.impressions or t.count(EventKind.CARD_CLICKED)):
-            continue
+        if by == "merchant" and not (any(stages.values()) or t.impressions):
+            continue  # a merchant only more-like-this or not-for-me touched
         rows.append(FunnelRow(key=str(key), revenue=t.revenue, rates=_rates(stages),
                               **stages))  # type: ignore[arg-type]
     return rows
@@ -190,7 +191,8 @@ def cost_per_sale(session: Session, filters: Filters, *, price_in: Decimal | Non
             select(func.min(ConversionEvent.created_at))).one()
         end = filters.until or now
         if start is not None:
-            days = max(1, (end.date() - start.date()).days + (0 if filters.until else 1))
+            span = as_utc(end) - as_utc(start)
+            days = max(1, -(-span // timedelta(days=1)))  # a day begun counts as a day
             fixed = fixed_per_day * days
     total = None if llm is None and fixed is None else (llm or 0) + (fixed or 0)
     return SaleCost(
@@ -255,8 +257,10 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     text = str(value)
-    # A merchant's product id like "=HYPERLINK(...)" must not run as a spreadsheet formula.
-    return "'" + text if text[:1] in ("=", "+", "@", "\t", "\r") else text
+    if isinstance(value, int | float):
+        return text
+    # A product id or request like "=HYPERLINK(...)" or "-2+3" must not run as a formula.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _csv_line(values: Iterable[str]) -> str:

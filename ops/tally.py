@@ -12,7 +12,7 @@ which days were rolled up. Events are appended at the time they happen and never
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -230,6 +230,9 @@ def tally(session: Session, scope: Filters, group: tuple[str, ...] = ()) -> dict
     unknown = set(group) - set(DIMENSIONS)
     if unknown:
         raise ValueError(f"cannot group by {sorted(unknown)}")
+    # Days are UTC days: a range given in another zone is compared in UTC.
+    scope = replace(scope, since=scope.since and as_utc(scope.since).astimezone(UTC),
+                    until=scope.until and as_utc(scope.until).astimezone(UTC))
     whole = _whole_days(session, scope)
     result: dict[tuple, Tally] = {}
     if whole is not None:

@@ -48,6 +48,7 @@ from checkout.rails.stripe import StripeRail
 from checkout.rails.upi import UpiRail
 from core.db import add_missing_columns, add_missing_indexes, make_engine
 from core.settings import PLACEHOLDER_SECRETS, Settings, get_settings
+from ops.events import use_log_key
 
 T = TypeVar("T")
 _RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
@@ -254,6 +255,7 @@ def build_runtime(settings: Settings | None = None, *,
     `whatsapp_http` is the same for WhatsApp's Graph API, used when the channel is configured.
     """
     settings = settings or get_settings()
+    use_log_key(settings.log_hash_key)
     engine = make_engine(settings.database_url)
     create_tables(engine)
     search = CatalogSearch(engine)

@@ -80,7 +80,7 @@ async def test_every_report_exports_as_csv(client, sold):
     lines = list(csv.DictReader(io.StringIO(events.text)))
     assert {"message_received", "cards_shown", "card_clicked", "order_paid"} <= \
         {line["kind"] for line in lines}
-    assert all("caneca" not in line.get("text_hash", "") for line in lines)
+    assert "text" not in lines[0]  # exports never carry shoppers' words
 
 
 async def test_a_merchant_sees_its_own_visibility_and_nothing_of_others(client, sold):
@@ -109,10 +109,23 @@ async def test_words_are_kept_only_where_the_deployment_opts_in_and_go_with_forg
     [gap] = (await client.get("/api/ops/gaps", headers=OPS)).json()
     assert gap["text"] == "pneu de trator"
     events = await client.get("/api/ops/events.csv", headers=OPS)
-    assert "pneu" not in events.text  # exports never carry the words
+    gaps_csv = await client.get("/api/ops/gaps", headers=OPS, params={"format": "csv"})
+    assert "pneu" not in events.text and "pneu" not in gaps_csv.text  # exports never do
     await chat(client, text="/esquecer", user="kept")
     [gap] = (await client.get("/api/ops/gaps", headers=OPS)).json()
     assert gap["text"] is None and gap["requests"] == 1  # counted still, words gone
     with Session(demo_runtime.engine) as session:
         assert session.exec(select(ConversionEvent).where(
             ConversionEvent.text.is_not(None))).all() == []  # type: ignore[union-attr]
+
+
+async def test_times_with_a_zone_are_read_in_utc_and_impossible_ones_refused(client, sold):
+    utc = (await client.get("/api/ops/funnel", headers=OPS)).json()
+    shifted = (await client.get("/api/ops/funnel", headers=OPS, params={
+        "from": "1999-12-31T21:00:00-03:00"})).json()
+    assert shifted["stages"] == utc["stages"]
+    for bad in ("9999-12-31T12:00", "1900-01-01"):
+        response = await client.get("/api/ops/funnel", headers=OPS, params={"from": bad})
+        assert response.status_code == 400 and "1970" in response.json()["reason"]
+    cost = await client.get("/api/ops/cost", headers=OPS, params={"merchant": "loja-push"})
+    assert cost.status_code == 400

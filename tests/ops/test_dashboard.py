@@ -37,8 +37,8 @@ async def test_the_dashboard_sends_strangers_to_the_login_and_lets_the_token_in(
     page = await client.get("/ops")
     assert page.status_code == 200 and "<svg" in page.text and "Funnel" in page.text
     assert "script" not in page.headers["content-security-policy"].replace("'none'", "")
-    await client.post("/ops/logout")
-    client.cookies.clear()
+    out = await client.post("/ops/logout")
+    assert out.status_code == 303 and f'{COOKIE}=""' in out.headers["set-cookie"]
     assert (await client.get("/ops")).status_code == 303
 
 
@@ -80,6 +80,11 @@ async def test_filters_narrow_the_page_and_the_exports_follow_them(client, sold)
     assert '<option value="tg" selected>' in page
     shop = (await client.get("/ops", params={"merchant": "loja-push"})).text
     assert "belong to no merchant" in shop and _tile(shop, "paid") == "1"
+    others = (await client.get("/ops", params={"merchant": "jardim-e-cia"})).text
+    assert _tile(others, "paid") == "0" and _tile(others, "revenue") == "—"
+    assert _tile(others, "cost") == "—"
+    huge = await client.get("/ops", params={"from": "0001-01-01", "to": "9999-12-31"})
+    assert huge.status_code == 200 and 'value="2199-12-30"' in huge.text
     export = await client.get("/ops/export/merchants.csv", params={"merchant": "loja-push"})
     assert export.headers["content-type"].startswith("text/csv")
     assert export.text.splitlines()[1].startswith("loja-push,")

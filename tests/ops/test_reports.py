@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -184,3 +184,54 @@ def test_a_day_still_within_its_grace_period_is_not_rolled_up(log, runtime):
     # The 3rd ended at midnight: half an hour later, a late commit may still come.
     assert roll_up(runtime.engine, now=DAY2.replace(hour=0) + timedelta(days=1, minutes=30)) == 1
     assert log.exec(select(RolledUpDay.day)).all() == [DAY1.date()]
+
+
+def test_a_range_given_in_another_time_zone_counts_the_same_before_and_after_roll_up(runtime):
+    with Session(runtime.engine) as session:
+        for hour in range(72):  # one message an hour over three UTC days
+            session.add(_event(EventKind.MESSAGE_RECEIVED,
+                               datetime(2026, 1, 10, tzinfo=UTC) + timedelta(hours=hour)))
+        session.commit()
+        sao_paulo = timezone(timedelta(hours=-3))
+        ranges = [Filters(since=datetime(2026, 1, 11, tzinfo=sao_paulo),
+                          until=datetime(2026, 1, 12, tzinfo=sao_paulo)),
+                  Filters(since=datetime(2026, 1, 10, 20, tzinfo=timezone(timedelta(hours=-5)))),
+                  Filters(until=datetime(2026, 1, 12, 2, tzinfo=timezone(timedelta(hours=5))))]
+        before = [funnel(session=session, since=f.since, until=f.until).stages.messages
+                  for f in ranges]
+        assert before == [24, 47, 45]
+        assert roll_up(runtime.engine, now=datetime(2026, 1, 14, tzinfo=UTC)) == 3
+        assert [funnel(session=session, since=f.since, until=f.until).stages.messages
+                for f in ranges] == before
+
+
+def test_a_merchant_paid_today_for_a_card_clicked_yesterday_is_in_the_funnel_by_merchant(log):
+    log.add(_event(EventKind.ORDER_PAID, DAY2 + timedelta(days=1), merchant="late-shop",
+                   amount=100, currency="BRL"))
+    log.commit()
+    rows = {r.key: r for r in funnel_by(log, Filters(since=DAY2 + timedelta(days=1)),
+                                        "merchant")}
+    assert rows["late-shop"].paid == 1 and rows["late-shop"].recommendations == 0
+
+
+def test_csv_cells_that_look_like_formulas_are_quoted_but_numbers_are_not():
+    from ops.reports import _cell
+
+    assert [_cell(v) for v in ("-2+3+cmd|' /C calc'!A0", "=1", "@x", "ok", -5, 2.5)] == \
+        ["'-2+3+cmd|' /C calc'!A0", "'=1", "'@x", "ok", "-5", "2.5"]
+
+
+def test_the_logs_pseudonyms_are_keyed_so_a_phone_number_cannot_be_tried_back():
+    import hashlib
+
+    from ops import events
+
+    try:
+        events.use_log_key("deployment-key-one")
+        one = events.log_pseudonym("wa:5511987654321")
+        events.use_log_key("deployment-key-two")
+        two = events.log_pseudonym("wa:5511987654321")
+    finally:
+        events.use_log_key("vitrine-log-pseudonyms:" + "test")
+    plain = hashlib.sha256(b"wa:5511987654321").hexdigest()[:32]
+    assert one != two and plain not in (one, two) and len(one) == 32
