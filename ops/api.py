@@ -65,11 +65,16 @@ def as_utc_or_none(moment: datetime | None) -> datetime | None:
     return moment
 
 
+# The filters' query parameters, shared with the dashboard.
+ChannelQuery = Annotated[str | None, Query(max_length=20)]
+MarketQuery = Annotated[str | None, Query(max_length=2)]
+MerchantQuery = Annotated[str | None, Query(max_length=64)]
+
+
 def report_filters(since: Annotated[datetime | None, Query(alias="from")] = None,
                    until: Annotated[datetime | None, Query(alias="to")] = None,
-                   channel: Annotated[str | None, Query(max_length=20)] = None,
-                   market: Annotated[str | None, Query(max_length=2)] = None,
-                   merchant: Annotated[str | None, Query(max_length=64)] = None) -> Filters:
+                   channel: ChannelQuery = None, market: MarketQuery = None,
+                   merchant: MerchantQuery = None) -> Filters:
     """The filters every report takes; `from` inclusive, `to` exclusive."""
     since, until = as_utc_or_none(since), as_utc_or_none(until)
     if since is not None and until is not None and until <= since:

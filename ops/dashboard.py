@@ -18,7 +18,7 @@ from html import escape
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from sqlmodel import Session, select
@@ -30,6 +30,7 @@ from core.errors import SignatureError
 from core.markets import all_markets
 from core.money import Money, format_money
 from ops import charts
+from ops.api import ChannelQuery, MarketQuery, MerchantQuery
 from ops.funnel import Funnel, funnel
 from ops.reports import (
     Filters,
@@ -147,18 +148,24 @@ def page_filters(start: date | None, end: date | None, channel: str | None,
                    merchant=merchant or None), form
 
 
+def page_scope(start: Annotated[date | None, Query(alias="from")] = None,
+               end: Annotated[date | None, Query(alias="to")] = None,
+               channel: ChannelQuery = None, market: MarketQuery = None,
+               merchant: MerchantQuery = None) -> tuple[Filters, dict]:
+    """The page's and the exports' filters, from their query."""
+    return page_filters(start, end, channel, market, merchant, utcnow().date())
+
+
+PageScope = Annotated[tuple[Filters, dict], Depends(page_scope)]
+
+
 @router.get("", response_class=HTMLResponse)
-def dashboard(request: Request,
-              start: Annotated[date | None, Query(alias="from")] = None,
-              end: Annotated[date | None, Query(alias="to")] = None,
-              channel: Annotated[str | None, Query(max_length=20)] = None,
-              market: Annotated[str | None, Query(max_length=2)] = None,
-              merchant: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+def dashboard(request: Request, scope: PageScope) -> Response:
     if not _allowed(request):
         return _to_login()
     runtime = request.app.state.runtime
     settings = runtime.settings
-    filters, form = page_filters(start, end, channel, market, merchant, utcnow().date())
+    filters, form = scope
     with Session(runtime.engine) as session:
         summary = funnel(session=session, since=filters.since, until=filters.until,
                          market=filters.market, channel=filters.channel,
@@ -330,15 +337,10 @@ def _gap_table(rows: list[Any], query: str) -> str:
 # Exports, with the dashboard's own login.
 
 @router.get("/export/{report}.csv")
-def export(request: Request, report: str,
-           start: Annotated[date | None, Query(alias="from")] = None,
-           end: Annotated[date | None, Query(alias="to")] = None,
-           channel: Annotated[str | None, Query(max_length=20)] = None,
-           market: Annotated[str | None, Query(max_length=2)] = None,
-           merchant: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+def export(request: Request, report: str, scope: PageScope) -> Response:
     if not _allowed(request):
         return _to_login()
-    filters, _ = page_filters(start, end, channel, market, merchant, utcnow().date())
+    filters, _ = scope
     headers = {"Content-Disposition": f'attachment; filename="vitrine-{report}.csv"'}
     engine = request.app.state.runtime.engine
     if report == "events":

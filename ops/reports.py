@@ -77,8 +77,9 @@ def funnel_by(session: Session, filters: Filters, by: Dimension) -> list[FunnelR
 
 # Merchants: how visible each one is to the assistant, and what it sold.
 
-class MerchantRow(BaseModel):
-    merchant: str
+class Visibility(BaseModel):
+    """How often cards were shown, where, and what came of them."""
+
     impressions: int
     mean_position: float | None
     clicks: int
@@ -86,6 +87,10 @@ class MerchantRow(BaseModel):
     checkouts: int
     paid_orders: int
     revenue: dict[str, int]
+
+
+class MerchantRow(Visibility):
+    merchant: str
 
 
 def merchant_visibility(session: Session, filters: Filters) -> list[MerchantRow]:
@@ -108,15 +113,8 @@ def _placement_numbers(t: Tally) -> dict[str, Any]:
 
 # Sponsored against organic placements.
 
-class PlacementRow(BaseModel):
+class PlacementRow(Visibility):
     placement: Literal["sponsored", "organic"]
-    impressions: int
-    mean_position: float | None
-    clicks: int
-    click_rate: float | None
-    checkouts: int
-    paid_orders: int
-    revenue: dict[str, int]
 
 
 def sponsored_vs_organic(session: Session, filters: Filters) -> list[PlacementRow]:
@@ -231,14 +229,19 @@ def events_csv(session: Session, filters: Filters, *, batch: int = 5000) -> Iter
 
 
 def rows_csv(rows: Iterable[BaseModel]) -> str:
-    """A report's rows as CSV; a dict column (revenue per currency) becomes one column per
-    key ("revenue_BRL")."""
-    flat = [_flatten(row.model_dump()) for row in rows]
+    """A report's rows as CSV, their key (merchant, placement) first; a dict column (revenue
+    per currency) becomes one column per key ("revenue_BRL")."""
+    flat = [_flatten(_key_first(row.model_dump())) for row in rows]
     columns: list[str] = []
     for row in flat:
         columns += [c for c in row if c not in columns]
     return _csv_line(columns) + "".join(
         _csv_line(_cell(row.get(c)) for c in columns) for row in flat)
+
+
+def _key_first(values: dict[str, Any]) -> dict[str, Any]:
+    keys = [k for k in ("key", "merchant", "placement") if k in values]
+    return {**{k: values[k] for k in keys}, **values}
 
 
 def _flatten(values: dict[str, Any]) -> dict[str, Any]:

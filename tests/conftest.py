@@ -8,7 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.db import session_scope
 from core.settings import Settings, get_settings
+from tests.fake_ucp_server import FakeUcpServer
+from tests.loopback import serve
 from vitrine.app import create_app
 from vitrine.runtime import Runtime, build_runtime, seed_demo
 
@@ -62,3 +65,25 @@ async def client(demo_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app), \
             httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+# A live merchant: its own UCP MCP server, faked on loopback.
+
+@pytest.fixture
+def shop():
+    server = FakeUcpServer()
+    with serve(server.app) as base:
+        server.url = f"{base}/mcp"
+        yield server
+
+
+@pytest.fixture
+def live_runtime(demo_runtime, shop):
+    from catalog.merchants import register_merchant
+    from catalog.models import MerchantCreate, MerchantKind
+
+    with session_scope(demo_runtime.engine) as session:
+        register_merchant(session=session, merchant_in=MerchantCreate(
+            name="Fake Shop", slug="fake-shop", market="US", kind=MerchantKind.MCP,
+            mcp_url=shop.url))
+    return demo_runtime

@@ -3,10 +3,6 @@ buy with a price re-checked at the merchant, confirm, and a server that stops an
 
 import pytest
 
-from core.db import session_scope
-from tests.fake_ucp_server import FakeUcpServer
-from tests.loopback import serve
-
 pytestmark = pytest.mark.anyio
 
 
@@ -15,26 +11,6 @@ def settings(settings):
     # Every cached live price counts as old: buying always asks the merchant again.
     return settings.model_copy(update={"price_max_age_minutes": 0, "live_deadline_ms": 800,
                                        "live_merchant_timeout_ms": 700})
-
-
-@pytest.fixture
-def shop():
-    server = FakeUcpServer()
-    with serve(server.app) as base:
-        server.url = f"{base}/mcp"
-        yield server
-
-
-@pytest.fixture
-def live_runtime(demo_runtime, shop):
-    from catalog.merchants import register_merchant
-    from catalog.models import MerchantCreate, MerchantKind
-
-    with session_scope(demo_runtime.engine) as session:
-        register_merchant(session=session, merchant_in=MerchantCreate(
-            name="Fake Shop", slug="fake-shop", market="US", kind=MerchantKind.MCP,
-            mcp_url=shop.url))
-    return demo_runtime
 
 
 async def chat(client, **payload):

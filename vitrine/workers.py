@@ -8,49 +8,24 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiogram.exceptions import TelegramAPIError
 
-from bot.channels.push import PushLoop
+from bot.channels.push import PushChannel, push_pending
 from bot.channels.telegram import TelegramPolling, publish_commands, register_webhook
 from core.errors import InvalidInput
+from core.periodic import Every
 from ops.tally import roll_up
 from vitrine.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-class Every:
-    """Runs `job` now and then every `interval_s` on a daemon thread, until `stop`; a job
-    that fails is logged and tried again at the next turn."""
-
-    def __init__(self, interval_s: float, job: Callable[[], object], *, name: str) -> None:
-        self.interval_s, self.job = interval_s, job
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.job()
-            except Exception:
-                log.exception("%s failed", self._thread.name)
-            self._stop.wait(self.interval_s)
-
-
 @dataclass
 class ChannelWorkers:
     runtime: Runtime
-    push: PushLoop | None = None
+    push: Every | None = None
     upkeep: Every | None = None
     polling: TelegramPolling | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -85,11 +60,18 @@ class ChannelWorkers:
         self.upkeep.start()
         channels = self.runtime.push_channels()
         if channels and settings.push_interval_seconds > 0:
-            self.push = PushLoop(self.runtime.engine, self.runtime.assistant, channels,
-                                 settings.push_interval_seconds)
+            self.push = Every(settings.push_interval_seconds,
+                              lambda: self._push(channels), name="vitrine-push")
             self.push.start()
             started.append(f"queued messages pushed every {settings.push_interval_seconds:g} s")
         return started
+
+    def _push(self, channels: list[PushChannel]) -> None:
+        assert self.push is not None
+        report = push_pending(self.runtime.engine, self.runtime.assistant, channels,
+                              stopping=self.push.stopping)
+        if report.shoppers:
+            log.info("pushed queued messages: %s", report.as_dict())
 
     def _poll(self) -> None:
         assert self.polling is not None

@@ -14,7 +14,6 @@ simply waits for that turn. A send that fails is tried again on later runs, a fe
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -199,34 +198,3 @@ def _announce(engine: Engine, channel: WindowedChannel, conv: Conversation,
                     update(Notification).where(col(Notification.id) == note.id,
                                                col(Notification.delivered_at).is_(None))
                     .values(delivered_at=utcnow()))
-
-
-class PushLoop:
-    """`push_pending` every `interval_s` on a daemon thread, until `stop`."""
-
-    def __init__(self, engine: Engine, assistant: Assistant, channels: list[PushChannel],
-                 interval_s: float) -> None:
-        self.engine, self.assistant, self.channels = engine, assistant, channels
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="vitrine-push")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop after the shopper being pushed to now; waits for it."""
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                report = push_pending(self.engine, self.assistant, self.channels,
-                                      stopping=self._stop.is_set)
-                if report.shoppers:
-                    log.info("pushed queued messages: %s", report.as_dict())
-            except Exception:
-                # The next run tries again; a broken run must not end the loop.
-                log.exception("pushing queued messages failed")
-            self._stop.wait(self.interval_s)

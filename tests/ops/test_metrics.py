@@ -7,9 +7,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.db import session_scope
-from tests.fake_ucp_server import FakeUcpServer
-from tests.loopback import serve
 from tests.test_end_to_end import signed
 from vitrine.app import create_app
 from vitrine.runtime import build_runtime
@@ -129,26 +126,6 @@ async def test_orders_are_counted_by_status(client):
     assert sample(samples, "vitrine_orders", status="awaiting_payment") == 1
     assert sample(samples, "vitrine_orders", status="awaiting_confirmation") == 1
     assert sample(samples, "vitrine_orders", status="paid") == 0
-
-
-@pytest.fixture
-def shop():
-    server = FakeUcpServer()
-    with serve(server.app) as base:
-        server.url = f"{base}/mcp"
-        yield server
-
-
-@pytest.fixture
-def live_runtime(demo_runtime, shop):
-    from catalog.merchants import register_merchant
-    from catalog.models import MerchantCreate, MerchantKind
-
-    with session_scope(demo_runtime.engine) as session:
-        register_merchant(session=session, merchant_in=MerchantCreate(
-            name="Fake Shop", slug="fake-shop", market="US", kind=MerchantKind.MCP,
-            mcp_url=shop.url))
-    return demo_runtime
 
 
 async def test_a_live_merchants_answers_are_timed(live_runtime, client):

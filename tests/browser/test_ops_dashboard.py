@@ -14,26 +14,13 @@ from sqlmodel import Session, select
 from checkout.models import Order
 from checkout.rails.sandbox import sandbox_event
 from core.db import utcnow
-from core.settings import Settings
+from tests.browser.conftest import CHROMIUM, LAUNCH_ARGS
 from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
-from tests.loopback import free_port, serve
+from tests.loopback import serve
 from vitrine.app import create_app
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Chromium is not installed (.ci/run installs it)")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def settings(settings: Settings, port: int) -> Settings:
-    return settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
 
 
 def _sell(runtime, base: str) -> None:
@@ -60,7 +47,7 @@ def test_ops_signs_in_sees_the_funnel_and_its_numbers_match_the_api(demo_runtime
             playwright_api.sync_playwright() as pw:
         _sell(demo_runtime, base)
         browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-gpu"])
+                                     args=LAUNCH_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             requested: list[str] = []

@@ -4,8 +4,6 @@ it is missing this module is skipped and says why."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -14,27 +12,13 @@ from sqlmodel import Session, select
 
 from checkout.models import Order
 from checkout.rails.sandbox import sandbox_event
-from core.settings import Settings
+from tests.browser.conftest import CHROMIUM, LAUNCH_ARGS
 from tests.conftest import SANDBOX_SECRET
-from tests.loopback import free_port, serve
+from tests.loopback import serve
 from vitrine.app import create_app
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Chromium is not installed (.ci/run installs it)")
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def settings(settings: Settings, port: int) -> Settings:
-    # Links to pictures and QR codes point at where the page is served.
-    return settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
 
 
 @pytest.fixture
@@ -42,7 +26,7 @@ def page(demo_runtime, port):
     with serve(create_app(demo_runtime), port=port) as base, \
             playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-gpu"])
+                                     args=LAUNCH_ARGS)
         context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True,
                                       locale="pt-BR")
         page = context.new_page()
