@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP) $(CATALOGS)
-	$(BIN)/vitrine serve
+	VITRINE_LOG_FORMAT=$${VITRINE_LOG_FORMAT:-text} $(BIN)/vitrine serve
 
 test: lint $(CATALOGS)
 	$(BIN)/python -m pytest
