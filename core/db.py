@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import MetaData, event, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import MetaData, event, inspect
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, create_engine
 
 
@@ -24,8 +26,23 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for `url`, making the folder of a SQLite file if needed."""
+def engine_url(url: str) -> URL:
+    """`url` parsed, with psycopg 3 as the driver of a PostgreSQL URL that names none
+    (SQLAlchemy would pick psycopg2, which Vitrine does not install)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str, *, pool_size: int | None = None, max_overflow: int | None = None,
+                pool_timeout_s: float | None = None, pool_recycle_s: int | None = None
+                ) -> Engine:
+    """Create an engine for `url`, making the folder of a SQLite file if needed.
+
+    The pool settings apply to a server database (PostgreSQL); None leaves SQLAlchemy's
+    default. SQLite ignores them: it is one file, opened per connection.
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -52,7 +69,12 @@ def make_engine(url: str) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    engine = create_engine(url, pool_pre_ping=True)
+    pool: dict[str, Any] = {"pool_size": pool_size, "max_overflow": max_overflow,
+                            "pool_timeout": pool_timeout_s, "pool_recycle": pool_recycle_s}
+    # A connection the server closed (restart, failover, idle timeout) is replaced before
+    # use rather than failing a request.
+    engine = create_engine(engine_url(url), pool_pre_ping=True,
+                           **{k: v for k, v in pool.items() if v is not None})
     if engine.dialect.name == "postgresql":
         @event.listens_for(engine, "connect")
         def _utc(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -104,9 +126,9 @@ def joined_or_own(engine: Engine, session: Session | None) -> Iterator[Session]:
 def add_missing_columns(engine: Engine, metadata: MetaData) -> list[str]:
     """Add columns a newer version declared to tables an older version created.
 
-    Only nullable columns (or ones with a server default) are added, which is all a new
-    optional field needs; anything else is left for a real migration. Returns what was added
-    as "table.column".
+    Only nullable columns, or ones with a server default (NOT NULL too when declared so: the
+    rows already there get the default), are added, which is all a new optional field needs;
+    anything else is left for a real migration. Returns what was added as "table.column".
     """
     inspector = inspect(engine)
     existing_tables = set(inspector.get_table_names())
@@ -119,11 +141,10 @@ def add_missing_columns(engine: Engine, metadata: MetaData) -> list[str]:
             for column in table.columns:
                 if column.name in have or not (column.nullable or column.server_default):
                     continue
-                kind = column.type.compile(dialect=engine.dialect)
-                default = getattr(column.server_default, "arg", None)
-                if default is not None:  # rows already there get it too, not NULL
-                    kind += f" DEFAULT {getattr(default, 'text', default)}"
-                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+                # The column as CREATE TABLE would write it: type, DEFAULT (rows already
+                # there get it too, not NULL), NOT NULL when declared so.
+                spec = CreateColumn(column).compile(dialect=engine.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {spec}')
                 added.append(f"{table.name}.{column.name}")
     return added
 

@@ -26,6 +26,35 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite:///./var/vitrine.db"
     public_url: str = "http://127.0.0.1:8000"
+    # Each process's connection pool (PostgreSQL; SQLite uses one file and ignores these).
+    # Size it so replicas x (pool + overflow) stays under the server's max_connections. An
+    # API process runs up to 40 requests at once on its threads: connections opened past
+    # the pool are closed when returned, so a pool far below that churns connections.
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=5, ge=0, le=500)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_pool_recycle_seconds: int = Field(default=1800, ge=0)
+    # Optional Redis (`redis://host:6379/0`): several processes then share the webhook
+    # de-duplication keys, per-shopper rate limits, the live merchants' answer cache and
+    # circuit breakers. Without it each process keeps them itself (the database still
+    # guards against applying a webhook twice). Conversations live in the database.
+    redis_url: str | None = None
+    # Per shopper and channel: at most this many messages in this many seconds; more are
+    # answered with a request to slow down and not processed.
+    rate_limit_messages: int = Field(default=20, ge=1)
+    rate_limit_window_seconds: float = Field(default=60.0, gt=0)
+    # `vitrine serve`: how many API processes (uvicorn workers), and whether they also run
+    # the background jobs (feed syncs, reminders, merchant webhooks, retention, roll-up,
+    # pushes). In production the API runs with `serve_runs_jobs` off and `vitrine worker`
+    # runs the jobs from the durable queue.
+    api_workers: int = Field(default=1, ge=1, le=64)
+    serve_runs_jobs: bool = True
+    # The job worker (`vitrine worker`, or inside `vitrine serve`): jobs run at once, and how
+    # long a stopping worker lets them finish (one still running is retried elsewhere).
+    worker_concurrency: int = Field(default=2, ge=1, le=32)
+    worker_grace_seconds: float = Field(default=30.0, ge=0)
+    # Gift reminders are queued once a day, at this hour (UTC).
+    reminders_hour_utc: int = Field(default=14, ge=0, le=23)
     default_market: str = "BR"
 
     ops_token: str = "dev-ops-token"
@@ -184,6 +213,14 @@ class Settings(BaseSettings):
         if secret_name.startswith(("stripe", "oxxo")):
             return self.stripe_api_key is not None
         return self.mercadopago_access_token is not None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("VITRINE_REDIS_URL must be a redis:// (or rediss://) URL, "
+                             "like redis://localhost:6379/0")
+        return value or None
 
     @field_validator("llm_base_url")
     @classmethod

@@ -15,12 +15,14 @@ import httpx2
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 from adapters.feed import FeedReport
 from adapters.ucp_mcp import HTTP_TIMEOUT, UcpMcpAdapter
 from bot.channels.push import PushChannel
+from bot.channels.rate_limit import RateLimit
 from bot.channels.telegram import RetryRequests, TelegramChannel
 from bot.channels.whatsapp import WhatsAppPush
 from bot.channels.whatsapp_api import GRAPH_TIMEOUT, WhatsAppApi
@@ -46,8 +48,10 @@ from checkout.rails.sandbox import SandboxRail
 from checkout.rails.sepa_qr import SepaQrRail
 from checkout.rails.stripe import StripeRail
 from checkout.rails.upi import UpiRail
-from core.db import add_missing_columns, add_missing_indexes, make_engine
+from core import schema
+from core.db import make_engine
 from core.settings import PLACEHOLDER_SECRETS, Settings, get_settings
+from core.shared_state import LocalState, SharedState, build_shared_state
 from ops.events import use_log_key
 
 T = TypeVar("T")
@@ -57,8 +61,8 @@ TELEGRAM_TIMEOUT_S = 15.0
 DEMO_DIR = Path(__file__).resolve().parent.parent / "catalog" / "demo"
 
 
-def create_tables(engine: Engine) -> None:
-    """Create every table (idempotent); importing the models registers them."""
+def model_metadata() -> MetaData:
+    """Every model's table; importing the model modules registers them."""
     import bot.channels.telegram
     import bot.channels.whatsapp
     import bot.models  # noqa: F401
@@ -67,15 +71,21 @@ def create_tables(engine: Engine) -> None:
     import checkout.merchant_notices
     import checkout.models
     import checkout.shipping
-    import checkout.spending
+    import checkout.spending  # noqa: F401
+    import core.jobs
     import core.outbox  # noqa: F401
     import ops.events
     import ops.tally  # noqa: F401
 
-    SQLModel.metadata.create_all(engine)
-    add_missing_columns(engine, SQLModel.metadata)
-    add_missing_indexes(engine, SQLModel.metadata)
-    checkout.models.upgrade_order_status(engine)
+    return SQLModel.metadata
+
+
+def create_tables(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent; see core/schema.py)."""
+    import checkout.models
+
+    schema.upgrade(engine, metadata=model_metadata(),
+                   catch_up=checkout.models.upgrade_order_status)
 
 
 def _pix_api(settings: Settings) -> PixApi | None:
@@ -148,7 +158,11 @@ class Runtime:
     # The Telegram Bot API client, when the channel is configured; its HTTP session lives on
     # the live merchants' event loop (`call_live`), where every Bot API call runs.
     telegram: Bot | None = None
+    # Webhook de-duplication, rate limits, live answers and circuits: in Redis when
+    # VITRINE_REDIS_URL is set (every process shares them), else in this process.
+    shared: SharedState = field(default_factory=LocalState)
     onboarding: Onboarding = field(init=False)
+    rate_limit: RateLimit = field(init=False)
     _adapters: dict[tuple[str, str], UcpMcpAdapter] = field(default_factory=dict)
     _telegram_channel: TelegramChannel | None = None
 
@@ -182,6 +196,7 @@ class Runtime:
             close = getattr(rail, "close", None)  # rails with a provider hold a client
             if close is not None:
                 close()
+        self.shared.close()
 
     def telegram_channel(self) -> TelegramChannel | None:
         """The Telegram channel, when configured; one per runtime (its dispatcher and
@@ -191,7 +206,7 @@ class Runtime:
         if self._telegram_channel is None:
             self._telegram_channel = TelegramChannel(
                 bot=self.telegram, engine=self.engine, assistant=self.assistant,
-                run=self.call_live)
+                run=self.call_live, shared=self.shared, rate_limit=self.rate_limit)
         return self._telegram_channel
 
     def push_channels(self) -> list[PushChannel]:
@@ -256,13 +271,17 @@ def build_runtime(settings: Settings | None = None, *,
     """
     settings = settings or get_settings()
     use_log_key(settings.log_hash_key)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                         max_overflow=settings.db_max_overflow,
+                         pool_timeout_s=settings.db_pool_timeout_seconds,
+                         pool_recycle_s=settings.db_pool_recycle_seconds)
     create_tables(engine)
     search = CatalogSearch(engine)
+    shared = build_shared_state(settings.redis_url)
     federated = FederatedSearch(engine=engine, local=search, federation=Federation(
         breaker=CircuitBreaker(failures_to_open=settings.breaker_failures,
-                               cooldown_s=settings.breaker_cooldown_seconds),
-        cache=ResultCache(ttl_s=settings.live_cache_seconds),
+                               cooldown_s=settings.breaker_cooldown_seconds, store=shared),
+        cache=ResultCache(ttl_s=settings.live_cache_seconds, store=shared),
         total_deadline_s=settings.live_deadline_ms / 1000,
         per_merchant_s=settings.live_merchant_timeout_ms / 1000))
     rails = build_rails(settings)
@@ -281,7 +300,9 @@ def build_runtime(settings: Settings | None = None, *,
                       mcp_http=mcp_http or httpx2.AsyncClient(timeout=HTTP_TIMEOUT),
                       llm_http=llm_http, phraser=phraser,
                       whatsapp=build_whatsapp(settings, whatsapp_http),
-                      telegram=build_telegram(settings))
+                      telegram=build_telegram(settings), shared=shared)
+    runtime.rate_limit = RateLimit(state=shared, messages=settings.rate_limit_messages,
+                                   window_s=settings.rate_limit_window_seconds)
     federated.adapter_for = runtime.adapter_for
     runtime.onboarding = Onboarding(engine=engine, run_live=runtime.call_live,
                                     adapter_for_url=runtime.adapter_for_url)

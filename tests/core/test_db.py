@@ -1,10 +1,14 @@
+import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.db import add_missing_columns, make_engine
+from core.settings import Settings
+from vitrine.runtime import build_runtime
 
 
-def test_a_new_optional_column_is_added_to_an_old_table_without_losing_rows(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_a_new_optional_column_is_added_to_an_old_table_without_losing_rows(empty_database_url):
+    engine = make_engine(empty_database_url)
     old = MetaData()
     Table("event", old, Column("id", Integer, primary_key=True), Column("kind", String(20)))
     old.create_all(engine)
@@ -24,8 +28,8 @@ def test_a_new_optional_column_is_added_to_an_old_table_without_losing_rows(tmp_
         assert conn.execute(text("SELECT kind, tokens_in FROM event")).all() == [("shown", None)]
 
 
-def test_a_new_column_with_a_server_default_gives_old_rows_that_value(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_a_new_column_with_a_server_default_gives_old_rows_that_value(empty_database_url):
+    engine = make_engine(empty_database_url)
     old = MetaData()
     Table("note", old, Column("id", Integer, primary_key=True))
     old.create_all(engine)
@@ -37,3 +41,29 @@ def test_a_new_column_with_a_server_default_gives_old_rows_that_value(tmp_path):
     assert add_missing_columns(engine, new) == ["note.attempts"]
     with engine.begin() as conn:
         assert conn.execute(text("SELECT attempts FROM note")).scalar_one() == 0
+
+
+@pytest.mark.parametrize("url", ["postgresql://shop:pw@db.internal/vitrine",
+                                 "postgres://shop:pw@db.internal/vitrine"])
+def test_a_postgresql_url_without_a_driver_uses_psycopg_3(url):
+    """psycopg2, SQLAlchemy's default driver, is not installed: such a URL failed at start."""
+    engine = make_engine(url)
+    assert engine.url.drivername == "postgresql+psycopg"
+    assert engine.url.host == "db.internal" and engine.url.database == "vitrine"
+
+
+@pytest.mark.postgres
+def test_the_pool_is_sized_by_the_settings(database_url):
+    settings = Settings(env="test", database_url=database_url, db_pool_size=1,
+                        db_max_overflow=0, db_pool_timeout_seconds=0.05,
+                        db_pool_recycle_seconds=600)
+    runtime = build_runtime(settings)
+    try:
+        assert runtime.engine.pool.size() == 1  # type: ignore[attr-defined]
+        with runtime.engine.connect() as held:
+            held.execute(text("SELECT 1"))
+            with pytest.raises(PoolTimeout):  # no overflow: the second checkout waits, fails
+                runtime.engine.connect()
+    finally:
+        runtime.close()
+        runtime.engine.dispose()

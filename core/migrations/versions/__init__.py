@@ -1,0 +1,1 @@
+"""Revisions, oldest first; Alembic reads them from this folder, not by import."""
