@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 from aiogram import BaseMiddleware, Bot, Dispatcher, F, Router
@@ -49,12 +50,14 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiohttp import ClientConnectorError
 from anyio import to_thread
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import BigInteger
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel
 
+from bot.channels.rate_limit import Admission, RateLimit, slow_down_message
 from bot.channels.telegram_render import Outgoing, render
 from bot.conversation import Assistant
 from bot.models import Conversation, TelegramButton
@@ -64,6 +67,7 @@ from core.db import insert_once, utcnow
 from core.errors import InvalidInput, NotFound, SignatureError
 from core.i18n import N_, Translator, language_of
 from core.markets import get_market
+from core.shared_state import Claim, LocalState, SharedState, once
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks/telegram", tags=["telegram"])
@@ -73,8 +77,16 @@ STALE_BUTTON = ("That button is no longer valid. Tell me what you are looking fo
                 "show fresh options.")
 
 T = TypeVar("T")
-# What the dispatcher answers for an update it had already applied.
-REDELIVERED = "redelivered"
+# How soon Telegram is asked to deliver again an update another process is applying.
+RETRY_AFTER_S = 5
+
+
+class Delivery(StrEnum):
+    """What became of one update."""
+
+    APPLIED = "applied"
+    REDELIVERED = "redelivered"  # applied before: acknowledged, nothing done
+    IN_FLIGHT = "in_flight"  # another process is applying it now: Telegram sends it again
 
 
 class RunAsync(Protocol):
@@ -153,6 +165,11 @@ def first_time(engine: Engine, update_id: int) -> bool:
     return insert_once(engine, TelegramUpdateSeen(update_id=update_id))
 
 
+def claim_update(engine: Engine, shared: SharedState | None, update_id: int) -> Claim:
+    """Claim an update id across processes (`shared`), then record it in the database."""
+    return once(shared, f"once:tg:{update_id}", lambda: first_time(engine, update_id))
+
+
 def remember_action(engine: Engine, *, user_key: str, action: str) -> str:
     """A new token for a button's action in one chat."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -185,23 +202,38 @@ class TelegramChannel:
     engine: Engine
     assistant: Assistant
     run: RunAsync
+    # Update ids claimed across processes, and the shoppers' rate limit (none when None).
+    shared: SharedState = field(default_factory=LocalState)
+    rate_limit: RateLimit | None = None
     dispatcher: Dispatcher = field(init=False)
 
     def __post_init__(self) -> None:
         self.dispatcher = build_dispatcher(self)
 
-    def apply(self, update: Update) -> bool:
-        """Answer an update not seen before; False for a redelivery."""
+    def apply(self, update: Update) -> Delivery:
+        """Answer an update not seen before."""
         try:
             result = self.run(functools.partial(self.dispatcher.feed_update, self.bot, update))
         except Exception:
             # The update id is recorded: Telegram's redelivery would fail the same way.
             log.exception("telegram update %s could not be answered", update.update_id)
-            return True
-        return result is not REDELIVERED
+            return Delivery.APPLIED
+        if result in (Delivery.REDELIVERED, Delivery.IN_FLIGHT):
+            return Delivery(result)
+        return Delivery.APPLIED
 
     def answer(self, inbound: Inbound, action: str | None = None) -> None:
-        """The assistant's reply to a text or a button's action, sent to the chat."""
+        """The assistant's reply to a text or a button's action, sent to the chat; a request
+        to wait instead when the shopper writes faster than the rate limit."""
+        admission = self._admit(inbound, action)
+        if not admission.allowed:
+            if admission.tell:
+                self.push(inbound.user_key, self._slow_down(inbound),
+                          locale=self._locale(inbound.user_key))
+            return
+        self._reply(inbound, action)
+
+    def _reply(self, inbound: Inbound, action: str | None) -> None:
         reply = self.assistant.handle(user_key=inbound.user_key, text=inbound.text,
                                       action=action, locale=inbound.language_code)
         locale = self._locale(inbound.user_key)
@@ -214,12 +246,22 @@ class TelegramChannel:
         if action is None:
             self._answer_callback(inbound.callback_id or "", self._stale_text(inbound))
             return
+        if not self._admit(inbound, action).allowed:
+            # Told on the button itself (a toast), which has to be answered anyway.
+            self._answer_callback(inbound.callback_id or "", self._slow_down(inbound).text)
+            return
         # Stops the button's spinner before the (slower) answer arrives.
         self._answer_callback(inbound.callback_id or "", None)
-        self.answer(inbound, action)
+        self._reply(inbound, action)
 
     def decline(self, inbound: Inbound) -> None:
         """A photo, a sticker, a voice note: the shopper learns what Vitrine reads."""
+        admission = self._admit(inbound, None)
+        if not admission.allowed:
+            if admission.tell:
+                self.push(inbound.user_key, self._slow_down(inbound),
+                          locale=self._locale(inbound.user_key))
+            return
         conv = self._conversation(inbound.user_key)
         language = conv.language if conv else language_of(inbound.language_code)
         self.push(inbound.user_key, unreadable_message(Translator(language)),
@@ -297,6 +339,15 @@ class TelegramChannel:
             # An answer later than Telegram waits for is refused; the reply still goes out.
             log.warning("telegram callback %s not answered: %s", callback_id, exc)
 
+    def _admit(self, inbound: Inbound, action: str | None) -> Admission:
+        if self.rate_limit is None:
+            return Admission(allowed=True)
+        return self.rate_limit.admit(inbound.user_key, action=action)
+
+    def _slow_down(self, inbound: Inbound) -> Message:
+        return slow_down_message(self.engine, inbound.user_key,
+                                 language=language_of(inbound.language_code))
+
     def _conversation(self, user_key: str) -> Conversation | None:
         with Session(self.engine) as session:
             return session.get(Conversation, user_key)
@@ -320,8 +371,8 @@ def channel_of(request: Request) -> TelegramChannel:
     return channel
 
 
-@router.post("")
-async def receive(request: Request) -> dict[str, bool]:
+@router.post("", response_model=None)
+async def receive(request: Request) -> dict[str, bool] | JSONResponse:
     """Apply one update once and send the replies."""
     secret = request.app.state.runtime.settings.telegram_webhook_secret
     given = request.headers.get(SECRET_HEADER, "")
@@ -332,8 +383,14 @@ async def receive(request: Request) -> dict[str, bool]:
         update = Update.model_validate_json(await request.body())
     except ValidationError as exc:
         raise InvalidInput("not a Telegram update") from exc
+    delivery = await to_thread.run_sync(channel.apply, update)
+    if delivery == Delivery.IN_FLIGHT:
+        # Not acknowledged: should the other process die before recording it, Telegram's
+        # next delivery is applied here or elsewhere.
+        return JSONResponse({"applied": False}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
     # No "method" in the answer: Telegram reads a webhook's answer as a Bot API call.
-    return {"applied": await to_thread.run_sync(channel.apply, update)}
+    return {"applied": delivery == Delivery.APPLIED}
 
 
 async def register_webhook(bot: Bot, *, public_url: str, secret: str | None) -> str:
@@ -391,16 +448,22 @@ class OnceOnly(BaseMiddleware):
     """Lets each update id through once: Telegram delivers an update again when unsure, and
     the webhook and long polling alike must not answer it twice."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, shared: SharedState | None = None) -> None:
         self.engine = engine
+        self.shared = shared
 
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
         update_id = getattr(event, "update_id", None)
-        if update_id is not None and not await to_thread.run_sync(
-                first_time, self.engine, update_id):
+        if update_id is None:
+            return await handler(event, data)
+        claim = await to_thread.run_sync(claim_update, self.engine, self.shared, update_id)
+        if claim == Claim.IN_FLIGHT:
+            log.info("telegram update %s is being applied by another process", update_id)
+            return Delivery.IN_FLIGHT
+        if claim == Claim.DONE:
             log.info("telegram update %s already applied", update_id)
-            return REDELIVERED
+            return Delivery.REDELIVERED
         return await handler(event, data)
 
 
@@ -436,9 +499,11 @@ def build_dispatcher(channel: TelegramChannel) -> Dispatcher:
     messages = Router(name="messages")
     messages.message.register(on_text, F.text, not_for_another_bot)
     messages.message.register(on_other, F.chat.type == "private", ~F.text)
-    # No conversation state lives in aiogram: the assistant keeps it, in the database.
+    # No conversation state lives in aiogram: the assistant keeps it in the database, which
+    # every process shares, so aiogram needs no FSM storage (in memory or in Redis) and its
+    # per-update state lookup is skipped.
     dispatcher = Dispatcher(name="vitrine", disable_fsm=True)
-    dispatcher.update.outer_middleware(OnceOnly(channel.engine))
+    dispatcher.update.outer_middleware(OnceOnly(channel.engine, channel.shared))
     dispatcher.include_routers(commands, buttons, messages)
     return dispatcher
 

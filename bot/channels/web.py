@@ -3,14 +3,20 @@ press) and pending updates."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
+from bot.channels.rate_limit import RateLimit, slow_down_message
 from bot.conversation import Assistant
 from bot.replies import Reply
+from core.errors import UnknownMarket
+from core.i18n import language_of
+from core.markets import get_market
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 page_router = APIRouter(include_in_schema=False)
@@ -18,8 +24,13 @@ page_router = APIRouter(include_in_schema=False)
 PAGE = Path(__file__).with_name("chat.html")
 
 
+# Shoppers' keys are stored as "web:<user>" in columns of 200 characters (PostgreSQL
+# enforces the length; SQLite did not).
+USER_ID_MAX = 200 - len("web:")
+
+
 class ChatRequest(BaseModel):
-    user: str = Field(min_length=1, max_length=200)
+    user: str = Field(min_length=1, max_length=USER_ID_MAX)
     text: str | None = Field(default=None, max_length=100_000)
     action: str | None = Field(default=None, max_length=500)
     market: str | None = Field(default=None, max_length=8)
@@ -37,16 +48,44 @@ def _assistant(request: Request) -> Assistant:
     return request.app.state.runtime.assistant
 
 
-@router.post("", response_model=Reply)
-def chat(body: ChatRequest, request: Request) -> Reply:
+# What a shopper sending too fast gets: 429 with Retry-After, the request to wait as the
+# error's `reason` (the chat page shows it) and as a message (for other clients).
+TOO_MANY: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many messages: wait `Retry-After` seconds."}}
+
+
+@router.post("", response_model=Reply, responses=TOO_MANY)
+def chat(body: ChatRequest, request: Request) -> Reply | JSONResponse:
     """Answer a shopper's message or button press."""
-    return _assistant(request).handle(user_key=f"web:{body.user}", text=body.text,
+    runtime = request.app.state.runtime
+    user_key = f"web:{body.user}"
+    limit: RateLimit = runtime.rate_limit
+    admission = limit.admit(user_key, action=body.action)
+    if not admission.allowed:
+        message = slow_down_message(runtime.engine, user_key, language=_language(
+            body, default_market=runtime.settings.default_market))
+        return JSONResponse(
+            {"error": "rate_limited", "reason": message.text,
+             "messages": [message.model_dump(mode="json")]},
+            status_code=429,
+            headers={"Retry-After": str(max(1, math.ceil(admission.retry_after_s)))})
+    return _assistant(request).handle(user_key=user_key, text=body.text,
                                       action=body.action, market=body.market,
                                       locale=body.locale)
 
 
+def _language(body: ChatRequest, *, default_market: str) -> str:
+    """The language a new shopper is answered in: their locale's, else their market's."""
+    try:
+        default = get_market(body.market or default_market).language
+    except UnknownMarket:
+        default = "en"
+    return language_of(body.locale, default=default)
+
+
 @router.get("/updates", response_model=Reply)
-def updates(request: Request, user: str = Query(min_length=1, max_length=200)) -> Reply:
+def updates(request: Request,
+            user: str = Query(min_length=1, max_length=USER_ID_MAX)) -> Reply:
     """Messages for a shopper produced since their last turn (payment confirmations)."""
     return _assistant(request).pending(user_key=f"web:{user.strip()}")
 

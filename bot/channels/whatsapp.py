@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,7 @@ from sqlmodel import Session, SQLModel
 
 from bot.channels.cards import ELLIPSIS, card_caption, cut, numbered, split_text
 from bot.channels.media import shareable_image
+from bot.channels.rate_limit import RateLimit, slow_down_message
 from bot.channels.whatsapp_api import WhatsAppApi
 from bot.conversation import INBOX_ACTION, Assistant
 from bot.models import Conversation
@@ -33,10 +34,13 @@ from core.errors import InvalidInput, NotFound, SignatureError
 from core.i18n import Translator
 from core.markets import get_market
 from core.settings import Settings
+from core.shared_state import Claim, SharedState, once
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks/whatsapp", tags=["whatsapp"])
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+# How soon Meta is asked to deliver again a message another process is applying.
+RETRY_AFTER_S = 5
 
 # WhatsApp's limits (Cloud API reference, "Messages").
 TEXT_MAX = 4096
@@ -291,6 +295,11 @@ def first_time(engine: Engine, message_id: str) -> bool:
     return insert_once(engine, WhatsAppMessageSeen(message_id=message_id))
 
 
+def claim_message(engine: Engine, shared: SharedState | None, message_id: str) -> Claim:
+    """Claim a message id across processes (`shared`), then record it in the database."""
+    return once(shared, f"once:wa:{message_id}", lambda: first_time(engine, message_id))
+
+
 # Rendering: one bot `Message` becomes one or more WhatsApp messages.
 
 def text_message(text: str) -> dict[str, Any]:
@@ -438,8 +447,8 @@ def verify(request: Request, mode: str = Query("", alias="hub.mode"),
     return PlainTextResponse("forbidden", status_code=403)
 
 
-@router.post("")
-async def receive(request: Request) -> dict[str, int]:
+@router.post("", response_model=None)
+async def receive(request: Request) -> dict[str, int] | JSONResponse:
     """Apply shoppers' messages once each and send the replies."""
     body = await request.body()
     secret = _settings(request).whatsapp_app_secret
@@ -450,29 +459,62 @@ async def receive(request: Request) -> dict[str, int]:
     runtime, api = request.app.state.runtime, _graph(request)
     # The database, the assistant and the Graph API client block: off the event loop.
     await to_thread.run_sync(record_statuses, runtime.engine, statuses)
-    applied = await to_thread.run_sync(lambda: apply_messages(
-        inbound, engine=runtime.engine, assistant=runtime.assistant, api=api))
-    readable = sum(1 for msg in inbound if msg.readable)
-    return {"applied": applied, "duplicates": readable - applied, "skipped": skipped,
-            "statuses": len(statuses)}
+    done = await to_thread.run_sync(lambda: apply_messages(
+        inbound, engine=runtime.engine, assistant=runtime.assistant, api=api,
+        shared=runtime.shared, rate_limit=runtime.rate_limit))
+    answer = {"applied": done.applied, "duplicates": done.duplicates, "skipped": skipped,
+              "statuses": len(statuses)}
+    if done.limited:
+        answer["limited"] = done.limited
+    if done.in_flight:
+        # Not acknowledged: Meta delivers the call again, and whatever of it was applied
+        # meanwhile (here or in the other process) is then a duplicate.
+        return JSONResponse({**answer, "in_flight": done.in_flight}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
+    return answer
+
+
+@dataclass
+class Applied:
+    """What became of one webhook call's messages."""
+
+    applied: int = 0  # answered by the assistant
+    duplicates: int = 0  # readable messages applied before
+    limited: int = 0  # past the shopper's rate limit: not processed
+    in_flight: int = 0  # being applied by another process right now
 
 
 def apply_messages(inbound: list[Inbound], *, engine: Engine, assistant: Assistant,
-                   api: WhatsAppApi) -> int:
-    """Answer each message not seen before; how many were answered."""
-    applied = 0
+                   api: WhatsAppApi, shared: SharedState | None = None,
+                   rate_limit: RateLimit | None = None) -> Applied:
+    """Answer each message not seen before, unless its shopper is past the rate limit."""
+    done = Applied()
     for msg in inbound:
-        if not first_time(engine, msg.message_id):
+        claim = claim_message(engine, shared, msg.message_id)
+        if claim == Claim.IN_FLIGHT:
+            log.info("whatsapp message %s is being applied by another process",
+                     msg.message_id)
+            done.in_flight += 1
+            continue
+        if claim == Claim.DONE:
             log.info("whatsapp message %s already applied", msg.message_id)
+            done.duplicates += int(msg.readable)
             continue
         user_key = f"wa:{msg.sender}"
+        admission = rate_limit.admit(user_key, action=msg.action) if rate_limit else None
+        if admission is not None and not admission.allowed:
+            done.limited += 1
+            if admission.tell:
+                send_reply(api, msg.sender, slow_down_message(
+                    engine, user_key, language=_language_of_number(msg.sender)))
+            continue
         if not msg.readable:
             with Session(engine) as session:
                 conv = session.get(Conversation, user_key)
             send_reply(api, msg.sender, unreadable_message(
                 Translator(conv.language if conv else _language_of_number(msg.sender))))
             continue
-        applied += 1
+        done.applied += 1
         try:
             reply = assistant.handle(user_key=user_key, text=msg.text, action=msg.action,
                                      market=_market_of(engine, user_key, msg.sender))
@@ -485,7 +527,7 @@ def apply_messages(inbound: list[Inbound], *, engine: Engine, assistant: Assista
         locale = get_market(conv.market).locale if conv else "en"
         for message in reply.messages:
             send_reply(api, msg.sender, message, locale=locale)
-    return applied
+    return done
 
 
 def send_reply(api: WhatsAppApi, to: str, message: Message, *, locale: str = "en") -> bool:

@@ -114,3 +114,13 @@ async def test_an_unknown_locale_falls_back_to_the_markets_language(client):
 async def test_a_shared_word_does_not_switch_a_brazilian_to_spanish(client):
     response = await post(client, user="u", market="BR", text="no máximo R$150")
     assert response.json()["messages"][-1]["text"].startswith("Aqui")
+
+
+async def test_the_longest_web_user_id_is_stored_and_a_longer_one_refused(client):
+    # Stored as "web:<user>" in a 200-character column, which PostgreSQL enforces.
+    longest = await post(client, user="u" * 196, text="presente para minha mãe", market="BR")
+    assert longest.status_code == 200
+    updates = await client.get("/api/chat/updates", params={"user": "u" * 196})
+    assert updates.status_code == 200
+    longer = await post(client, user="u" * 197, text="presente", market="BR")
+    assert longer.status_code == 422 and "user" in longer.json()["reason"]
