@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import Session
@@ -21,6 +21,7 @@ from catalog.models import Merchant, MerchantKind, MerchantPublic
 from catalog.onboarding import ConformanceFailed, Onboarding
 from catalog.sponsorship import MAX_SPONSORED, UnknownProducts, set_sponsored, sponsored_ids
 from catalog.store import get_merchant
+from catalog.sync import FeedSyncState, queue_sync, sync_state
 from core.auth import bearer, require_bearer
 from core.db import session_scope
 from core.errors import InvalidInput, SignatureError
@@ -44,6 +45,12 @@ class Registered(BaseModel):
     api_key_note: str = "shown once: store it now, Vitrine keeps only its hash"
     feed: dict[str, Any] | None = None  # the first import: products, rejected rows, reasons
     conformance: dict[str, Any] | None = None  # the MCP server's check, step by step
+    # A feed's first sync, queued for the worker: {"job": id, "status": "queued"}.
+    sync: dict[str, Any] | None = None
+
+
+class MerchantHealthReport(MerchantHealth):
+    sync: FeedSyncState | None = None  # a feed merchant's latest sync job
 
 
 def _runtime(request: Request):
@@ -63,6 +70,16 @@ def _merchant_with_key(session: Session, slug: str, authorization: str | None) -
     return merchant
 
 
+def _merchant_for_admin_or_key(session: Session, slug: str, authorization: str | None,
+                               admin_token: str) -> Merchant:
+    token = bearer(authorization)
+    merchant = get_merchant(session=session, slug=slug)
+    is_admin = token is not None and hmac.compare_digest(token.encode(), admin_token.encode())
+    if not is_admin and not api_key_matches(merchant, token):
+        raise SignatureError("this needs the admin token or the merchant's API key")
+    return merchant
+
+
 def _merchant_for_key(session: Session, slug: str, authorization: str | None) -> Merchant:
     merchant = _merchant_with_key(session, slug, authorization)
     if merchant.kind != MerchantKind.PUSH:
@@ -72,17 +89,19 @@ def _merchant_for_key(session: Session, slug: str, authorization: str | None) ->
 
 
 @router.post("", status_code=201, response_model=Registered,
+             responses={202: {"description": "a feed merchant, its first sync queued"}},
              dependencies=[Depends(require_admin)])
-def register(body: MerchantRegistration, request: Request) -> Registered | JSONResponse:
+def register(body: MerchantRegistration, request: Request,
+             response: Response) -> Registered | JSONResponse:
     """Register a merchant after checking its catalog; the API key is shown only here."""
     onboarding: Onboarding = _runtime(request).onboarding
     if body.kind == MerchantKind.FEED:
-        # A path would read the server's own files: over the API, feeds come by URL.
-        if not (body.feed_url or "").startswith(("https://", "http://")):
-            raise InvalidInput("a feed merchant registered over the API needs feed_url, an "
-                               "http(s) URL")
-        done = onboarding.feed(name=body.name, market=body.market, source=body.feed_url or "",
-                               slug=body.slug, refresh=body.refresh)
+        # A path would read the server's own files: over the API, feeds come by URL. The
+        # download and import are the worker's: their outcome shows in the health report.
+        done = onboarding.queue_feed(name=body.name, market=body.market,
+                                     url=body.feed_url or "", slug=body.slug,
+                                     refresh=body.refresh)
+        response.status_code = 202
     elif body.kind == MerchantKind.MCP:
         try:
             done = onboarding.mcp(name=body.name, market=body.market, url=body.mcp_url or "",
@@ -97,22 +116,33 @@ def register(body: MerchantRegistration, request: Request) -> Registered | JSONR
         merchant=MerchantPublic.model_validate(done.merchant, from_attributes=True),
         api_key=done.api_key,
         feed=done.feed_report.as_dict() if done.feed_report else None,
-        conformance=done.conformance.as_dict() if done.conformance else None)
+        conformance=done.conformance.as_dict() if done.conformance else None,
+        sync={"job": done.sync.id, "status": done.sync.status} if done.sync else None)
 
 
-@router.get("/{slug}/health", response_model=MerchantHealth)
+@router.get("/{slug}/health", response_model=MerchantHealthReport)
 def health(slug: str, request: Request,
-           authorization: Annotated[str | None, Header()] = None) -> MerchantHealth:
+           authorization: Annotated[str | None, Header()] = None) -> MerchantHealthReport:
     """A merchant's status, last sync, product count, error rate and p95 latency."""
     runtime = _runtime(request)
     with Session(runtime.engine) as session:
-        token = bearer(authorization)
-        merchant = get_merchant(session=session, slug=slug)
-        is_admin = token is not None and hmac.compare_digest(
-            token.encode(), runtime.settings.admin_token.encode())
-        if not is_admin and not api_key_matches(merchant, token):
-            raise SignatureError("health needs the admin token or the merchant's API key")
-        return merchant_health(session=session, merchant=merchant)
+        merchant = _merchant_for_admin_or_key(session, slug, authorization,
+                                              runtime.settings.admin_token)
+        report = merchant_health(session=session, merchant=merchant)
+        sync = sync_state(session, slug=slug) if merchant.kind == MerchantKind.FEED else None
+    return MerchantHealthReport(**report.model_dump(), sync=sync)
+
+
+@router.post("/{slug}/sync", status_code=202)
+def sync(slug: str, request: Request,
+         authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    """Queue a sync of a feed merchant's catalog (one already queued or running stands)."""
+    runtime = _runtime(request)
+    with session_scope(runtime.engine) as session:
+        merchant = _merchant_for_admin_or_key(session, slug, authorization,
+                                              runtime.settings.admin_token)
+        job = queue_sync(session, merchant=merchant)
+    return {"job": job.id, "status": job.status}
 
 
 @router.put("/{slug}/products")

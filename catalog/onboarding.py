@@ -1,7 +1,9 @@
 """Onboarding a merchant: check that its catalog works, then register it with an API key.
 
-A feed is downloaded (if it is a URL) and imported together with the registration, so a feed
-that is not usable registers nothing. A UCP MCP server must pass the conformance check first.
+On the command line a feed is downloaded (if it is a URL) and imported together with the
+registration, so a feed that is not usable registers nothing. Over the API the merchant is
+registered with its feed's first sync queued (`queue_feed`), which `vitrine worker` runs: a
+download never holds a request. A UCP MCP server must pass the conformance check first.
 Both the command line and the merchant API onboard through here.
 """
 
@@ -19,13 +21,15 @@ from sqlalchemy.engine import Engine
 from adapters.base import ShopperContext
 from adapters.feed import FeedReport
 from adapters.feed_source import FeedFetch, FeedFetcher, parse_refresh
+from adapters.feed_source import _check_url as check_feed_url
 from adapters.ucp_mcp import ConformanceReport, UcpMcpAdapter, check_conformance
 from catalog.merchants import add_merchant_from_feed, issue_api_key, register_merchant
 from catalog.models import Merchant, MerchantCreate, MerchantKind
 from catalog.store import get_merchant, slugify
-from catalog.sync import is_url
+from catalog.sync import is_url, queue_sync
 from core.db import session_scope
 from core.errors import InvalidInput
+from core.jobs import Job
 from core.markets import get_market
 
 RunLive = Callable[..., Any]  # runs a coroutine function on the live event loop
@@ -37,6 +41,7 @@ class Onboarded:
     api_key: str
     feed_report: FeedReport | None = None
     conformance: ConformanceReport | None = None
+    sync: Job | None = None  # the first sync, queued
 
 
 class ConformanceFailed(InvalidInput):
@@ -80,6 +85,30 @@ class Onboarding:
             current = get_merchant(session=session, slug=merchant.slug)
             key = issue_api_key(current)
         return Onboarded(merchant=merchant, api_key=key, feed_report=report)
+
+    def queue_feed(self, *, name: str, market: str, url: str, slug: str | None = None,
+                   refresh: str | None = None) -> Onboarded:
+        """Register a feed merchant from an http(s) URL, its first import queued as a job.
+
+        What can be told without downloading is checked now: the URL, the refresh interval,
+        name, slug and market. How the import went shows in the merchant's health.
+
+        Raises:
+            InvalidInput: any of those is wrong, or the slug is taken.
+        """
+        if not is_url(url):
+            raise InvalidInput("a feed merchant registered over the API needs feed_url, an "
+                               "http(s) URL")
+        check_feed_url(url)
+        refresh_seconds = int(parse_refresh(refresh).total_seconds()) if refresh else None
+        merchant_in = MerchantCreate(name=name, slug=slug or slugify(name),
+                                     market=get_market(market).code, kind=MerchantKind.FEED,
+                                     feed_source=url, refresh_seconds=refresh_seconds)
+        # The merchant and its first sync commit together: never one without the other.
+        with session_scope(self.engine) as session:
+            merchant, key = register_merchant(session=session, merchant_in=merchant_in)
+            job = queue_sync(session, merchant=merchant)
+        return Onboarded(merchant=merchant, api_key=key, sync=job)
 
     def mcp(self, *, name: str, market: str, url: str, slug: str | None = None,
             force: bool = False) -> Onboarded:

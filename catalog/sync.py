@@ -3,6 +3,9 @@
 A feed URL is fetched with conditional requests (ETag / If-Modified-Since); an unchanged feed
 costs one 304. Whatever happens, the merchant's last error is recorded so its health says
 why a sync failed, and the previous catalog stays in place.
+
+Outside the command line a sync is a job (`queue_sync`) that `vitrine worker` runs, never
+work done inside a request; `sync_state` says how the merchant's latest one went.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -22,9 +26,13 @@ from adapters.feed_source import FeedFetcher, is_due
 from catalog.merchants import import_feed
 from catalog.models import Merchant, MerchantKind
 from catalog.store import get_merchant
-from core.db import session_scope, utcnow
+from core.db import as_utc, session_scope, utcnow
 from core.errors import FeedError, InvalidInput
+from core.jobs import Job, enqueue, job_by_key
 from core.markets import get_market
+
+FEED_SYNC = "feed_sync"  # the job kind; `vitrine.jobs.JOBS` runs it
+SYNC_ATTEMPTS = 3  # a feed server down for a minute or two is tried again
 
 
 @dataclass
@@ -93,6 +101,45 @@ async def sync_merchant(*, engine: Engine, slug: str, client: httpx.AsyncClient,
                 and path.name != Path(source).name else exc.reason
             _finish(engine, slug, error=reason, touch=False)
             return SyncResult(slug, "failed", error=reason)
+
+
+class FeedSyncState(BaseModel):
+    """The merchant's latest sync job: queued, running, done or failed, and why."""
+
+    job: int
+    status: str
+    attempts: int
+    error: str | None
+    run_at: datetime
+    finished_at: datetime | None
+
+
+def sync_key(slug: str) -> str:
+    return f"{FEED_SYNC}:{slug}"
+
+
+def queue_sync(session: Session, *, merchant: Merchant) -> Job:
+    """Queue a sync of the merchant's feed in the caller's transaction; a sync already queued
+    or running is the one returned.
+
+    Raises:
+        InvalidInput: the merchant has no feed.
+    """
+    if merchant.kind != MerchantKind.FEED or not merchant.feed_source:
+        raise InvalidInput(f"merchant {merchant.slug!r} has no feed to sync "
+                           f"({merchant.kind.value})")
+    return enqueue(session, kind=FEED_SYNC, payload={"merchant": merchant.slug},
+                   key=sync_key(merchant.slug), max_attempts=SYNC_ATTEMPTS, again=True)
+
+
+def sync_state(session: Session, *, slug: str) -> FeedSyncState | None:
+    """The merchant's latest queued sync, if it has had one."""
+    job = job_by_key(session, sync_key(slug))
+    if job is None or job.id is None:
+        return None
+    return FeedSyncState(job=job.id, status=job.status, attempts=job.attempts,
+                         error=job.last_error, run_at=as_utc(job.run_at),
+                         finished_at=as_utc(job.finished_at) if job.finished_at else None)
 
 
 def _finish(engine: Engine, slug: str, *, error: str | None, touch: bool) -> None:

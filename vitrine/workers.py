@@ -1,7 +1,9 @@
-"""What `vitrine serve` runs beside the HTTP API: for the channels whose settings are present,
-Telegram long polling (`VITRINE_TELEGRAM_MODE=polling`) or its webhook registered at
-`VITRINE_PUBLIC_URL`, and queued messages pushed to Telegram and WhatsApp shoppers; and the
-hourly roll-up of the conversion log's closed days for the ops reports."""
+"""What `vitrine serve` runs beside the HTTP API when it is one process: for the channels
+whose settings are present, Telegram long polling (`VITRINE_TELEGRAM_MODE=polling`) or its
+webhook registered at `VITRINE_PUBLIC_URL`; and the job worker (`vitrine.worker`) on threads,
+the same one `vitrine worker` runs, so the embedded default needs no second process: queued
+messages pushed to Telegram and WhatsApp shoppers, merchants' order webhooks, feed syncs,
+payment sweeps, reminders, retention and the ops roll-up."""
 
 from __future__ import annotations
 
@@ -12,12 +14,11 @@ from dataclasses import dataclass, field
 
 from aiogram.exceptions import TelegramAPIError
 
-from bot.channels.push import PushChannel, push_pending
 from bot.channels.telegram import TelegramPolling, publish_commands, register_webhook
 from core.errors import InvalidInput
-from core.periodic import Every
-from ops.tally import roll_up
+from vitrine.jobs import schedule
 from vitrine.runtime import Runtime
+from vitrine.worker import JobWorker
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ChannelWorkers:
     runtime: Runtime
-    push: Every | None = None
-    upkeep: Every | None = None
+    jobs: JobWorker | None = None
     polling: TelegramPolling | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -55,23 +55,13 @@ class ChannelWorkers:
             except (InvalidInput, TelegramAPIError) as exc:
                 # The API still serves: the webhook may have been set by hand already.
                 started.append(f"Telegram: webhook not registered ({exc})")
-        # Closed days of the conversion log are rolled up for the reports, hourly.
-        self.upkeep = Every(3600, lambda: roll_up(self.runtime.engine), name="vitrine-rollup")
-        self.upkeep.start()
-        channels = self.runtime.push_channels()
-        if channels and settings.push_interval_seconds > 0:
-            self.push = Every(settings.push_interval_seconds,
-                              lambda: self._push(channels), name="vitrine-push")
-            self.push.start()
+        periodic = schedule(self.runtime)
+        self.jobs = JobWorker(self.runtime, concurrency=settings.worker_concurrency,
+                              schedule=periodic)
+        self.jobs.start()
+        if any(p.kind == "push" for p in periodic):
             started.append(f"queued messages pushed every {settings.push_interval_seconds:g} s")
         return started
-
-    def _push(self, channels: list[PushChannel]) -> None:
-        assert self.push is not None
-        report = push_pending(self.runtime.engine, self.runtime.assistant, channels,
-                              stopping=self.push.stopping)
-        if report.shoppers:
-            log.info("pushed queued messages: %s", report.as_dict())
 
     def _poll(self) -> None:
         assert self.polling is not None
@@ -81,15 +71,13 @@ class ChannelWorkers:
             log.exception("Telegram polling stopped")
 
     def stop(self) -> None:
-        """Stop polling and pushing, and wait for both: the runtime's connections close
-        next."""
+        """Stop polling, and the job worker (jobs under way get the grace period to finish);
+        the runtime's connections close next."""
         try:
             if self.polling is not None:
                 self.runtime.call_live(self.polling.stop)
         finally:
-            if self.upkeep is not None:
-                self.upkeep.stop()
-            if self.push is not None:
-                self.push.stop()
+            if self.jobs is not None:
+                self.jobs.stop(self.runtime.settings.worker_grace_seconds)
             for thread in self._threads:
                 thread.join(timeout=30)

@@ -1,5 +1,9 @@
 """Merchant API: registration with the admin token, pushed products with the merchant's key."""
 
+import functools
+from datetime import timedelta
+
+import anyio
 import pytest
 
 from tests.factories import ucp_product
@@ -50,12 +54,18 @@ async def test_registration_returns_a_key_once_and_stores_only_its_hash(client, 
     ({"market": "ZZ"}, "unknown market"),
     ({"kind": "feed"}, "feed_url"),
     ({"kind": "feed", "feed_url": "file:///etc/passwd"}, "feed_url"),
+    ({"kind": "feed", "feed_url": "http://shop.example/feed.tsv"}, "must be https://"),
+    ({"kind": "feed", "feed_url": "https://shop.example/feed.tsv", "refresh": "soon"},
+     "refresh interval"),
     ({"kind": "mcp"}, "mcp_url"),
     ({"slug": "Not A Slug"}, "slug"),
 ])
 async def test_bad_registrations_get_a_reason(client, body, reason):
     response = await register(client, **body)
     assert 400 <= response.status_code < 500 and reason in response.json()["reason"]
+    # Refused at once, with nothing registered nor queued.
+    assert (await client.get("/api/merchants/loja-push/health",
+                             headers={"Authorization": f"Bearer {ADMIN}"})).status_code == 404
 
 
 async def test_a_duplicate_slug_is_refused(client):
@@ -146,7 +156,24 @@ async def test_health_is_for_the_admin_or_the_merchant(client):
     assert (await client.get("/api/merchants/loja-push/health")).status_code == 401
 
 
-async def test_a_feed_merchant_registers_with_its_first_import(client):
+async def run_jobs(runtime, *, now=None) -> list:
+    """Run the queued jobs as `vitrine worker` would (off the event loop: a feed sync runs
+    its own)."""
+    from vitrine.worker import JobWorker
+
+    worker = JobWorker(runtime)
+    return await anyio.to_thread.run_sync(functools.partial(worker.run_due, now=now))
+
+
+async def health_of(client, slug: str) -> dict:
+    response = await client.get(f"/api/merchants/{slug}/health",
+                                headers={"Authorization": f"Bearer {ADMIN}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_a_feed_merchant_is_registered_at_once_and_imported_by_the_worker(
+        client, demo_runtime):
     from tests.feed_server import running_feed_server
 
     tsv = b"id\ttitle\tprice\tlink\n1\tCaneca\t10.00 BRL\thttps://x.example/1\n2\tX\tfree\t\n"
@@ -154,13 +181,73 @@ async def test_a_feed_merchant_registers_with_its_first_import(client):
         feeds.publish("/catalog.tsv", tsv, {"Content-Type": "text/tab-separated-values"})
         response = await register(client, name="Loja Feed", kind="feed",
                                   feed_url=feeds.url("/catalog.tsv"), refresh="6h")
-        broken = await register(client, name="Loja Quebrada", kind="feed",
-                                feed_url=feeds.url("/missing.tsv"))
-    assert response.status_code == 201, response.text
-    body = response.json()
-    assert body["feed"]["imported"] == 1 and body["feed"]["errors"][0]["line"] == 3
-    assert body["merchant"]["refresh_seconds"] == 6 * 3600
-    assert broken.status_code == 400 and "404" in broken.json()["reason"]
+        assert feeds.requests == []  # nothing is downloaded inside the request
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["merchant"]["refresh_seconds"] == 6 * 3600
+        assert body["merchant"]["product_count"] == 0 and body["feed"] is None
+        assert body["api_key"].startswith("vk_loja-feed_") and body["conformance"] is None
+        assert body["sync"] == {"job": body["sync"]["job"], "status": "queued"}
+        queued = await health_of(client, "loja-feed")
+        assert queued["status"] == "never_synced"
+        assert queued["sync"]["status"] == "queued" and queued["sync"]["job"] == \
+            body["sync"]["job"]
+
+        [(job, status)] = await run_jobs(demo_runtime)
+    assert (job.kind, status) == ("feed_sync", "done")
+    done = await health_of(client, "loja-feed")
+    assert done["status"] == "ok" and done["product_count"] == 1 and done["rejected_count"] == 1
+    assert done["sync"]["status"] == "done" and done["sync"]["error"] is None
+
+
+async def test_a_bad_feed_ends_in_a_clear_failure_reason_in_the_health_report(
+        client, demo_runtime):
+    from core.db import utcnow
+    from tests.feed_server import running_feed_server
+
+    with running_feed_server() as feeds:
+        response = await register(client, name="Loja Quebrada", kind="feed",
+                                  feed_url=feeds.url("/missing.tsv"))
+        assert response.status_code == 202, response.text
+        await run_jobs(demo_runtime)
+        first = await health_of(client, "loja-quebrada")
+        # Tried again after a backoff (a feed server may be down for a minute); the reason
+        # shows at once.
+        assert first["sync"]["status"] == "queued" and first["sync"]["attempts"] == 1
+        assert "404" in first["sync"]["error"] and "404" in first["last_error"]
+        assert await run_jobs(demo_runtime) == []  # not before its backoff
+        later = utcnow()
+        for hours in (1, 2):
+            await run_jobs(demo_runtime, now=later + timedelta(hours=hours))
+    final = await health_of(client, "loja-quebrada")
+    assert final["sync"]["status"] == "failed" and final["sync"]["attempts"] == 3
+    assert "HTTP 404" in final["sync"]["error"] and final["product_count"] == 0
+    assert final["status"] == "never_synced" and "404" in final["last_error"]
+
+
+async def test_a_merchant_or_the_admin_queues_a_sync_once(client, demo_runtime):
+    from tests.feed_server import running_feed_server
+
+    with running_feed_server() as feeds:
+        feeds.publish("/catalog.tsv", b"id\ttitle\tprice\tlink\n1\tCaneca\t10.00 BRL\t"
+                                      b"https://x.example/1\n",
+                      {"Content-Type": "text/tab-separated-values"})
+        registered = (await register(client, name="Loja Feed", kind="feed",
+                                     feed_url=feeds.url("/catalog.tsv"))).json()
+        key, job = registered["api_key"], registered["sync"]["job"]
+        url = "/api/merchants/loja-feed/sync"
+        again = await client.post(url, headers=key_header(key))
+        assert again.status_code == 202 and again.json() == {"job": job, "status": "queued"}
+        await run_jobs(demo_runtime)
+        admin = await client.post(url, headers={"Authorization": f"Bearer {ADMIN}"})
+        assert admin.status_code == 202 and admin.json()["status"] == "queued"
+        [(_, status)] = await run_jobs(demo_runtime)
+    assert status == "done" and len(feeds.requests) == 2
+    assert (await client.post(url, headers=key_header("vk_wrong"))).status_code == 401
+    assert (await client.post(url)).status_code == 401
+    push_key = (await register(client)).json()["api_key"]
+    refused = await client.post("/api/merchants/loja-push/sync", headers=key_header(push_key))
+    assert refused.status_code == 400 and "no feed" in refused.json()["reason"]
 
 
 async def test_an_mcp_merchant_registers_only_after_the_conformance_check(client):
