@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean locales locales-extract locales-update locales-compile
+.PHONY: install demo test test-postgres require-test-database-url lint bench clean \
+	locales locales-extract locales-update locales-compile
 
 # Compiled translations (`.mo`), built from the `.po` files translators edit; not committed.
 CATALOGS := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/messages.po))
@@ -25,6 +26,18 @@ demo: $(STAMP) $(CATALOGS)
 
 test: lint $(CATALOGS)
 	$(BIN)/python -m pytest
+
+# The same suite against PostgreSQL: each test gets a database of its own, made on the server
+# VITRINE_TEST_DATABASE_URL names (its role must be allowed to CREATE DATABASE) and dropped
+# after it. Extra pytest arguments go in PYTEST_ARGS.
+test-postgres: require-test-database-url $(STAMP) $(CATALOGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+require-test-database-url:
+	@test -n "$$VITRINE_TEST_DATABASE_URL" || { \
+		echo "make test-postgres: set VITRINE_TEST_DATABASE_URL to a PostgreSQL server whose" \
+			"role may CREATE DATABASE, e.g." \
+			"postgresql+psycopg://vitrine:vitrine@127.0.0.1:5432/vitrine" >&2; exit 2; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

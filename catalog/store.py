@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypedDict
 
-from sqlalchemy import delete, func
+from sqlalchemy import bindparam, delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -203,12 +203,22 @@ def delete_all_rows(*, session: Session, merchant: Merchant) -> int:
 def catalog_revision(*, session: Session, market: str) -> tuple[int, ...]:
     """A cheap fingerprint of a market's catalogs: changes whenever any of them changes, or
     a merchant starts or stops failing (its health is part of ranking)."""
-    row = session.exec(
-        select(func.count(col(Merchant.id)), func.coalesce(func.sum(Merchant.revision), 0),
-               func.coalesce(func.max(Merchant.id), 0), func.count(col(Merchant.last_error)))
-        .where(Merchant.market == market)
-    ).one()
+    row = session.execute(_REVISION, {"market": market}).one()
     return tuple(int(value or 0) for value in row)
+
+
+# Built once: every chat turn reads it, and building the statement cost more than running it.
+_REVISION = select(
+    func.count(col(Merchant.id)), func.coalesce(func.sum(Merchant.revision), 0),
+    func.coalesce(func.max(Merchant.id), 0), func.count(col(Merchant.last_error))
+).where(Merchant.market == bindparam("market"))
+
+
+# The order products enter the search index in, which decides between products that rank
+# exactly alike: the unique key's, so that it is the same on every database and after every
+# sync (PostgreSQL returns rows in whatever order they sit in its pages, which deletes and
+# updates reshuffle). The unique index on these columns serves it without a sort.
+INDEX_ORDER = (col(CatalogProduct.merchant_id), col(CatalogProduct.product_id))
 
 
 def products_for_market(*, session: Session, market: str) -> list[tuple[CatalogProduct, Merchant]]:
@@ -222,7 +232,7 @@ def products_for_market(*, session: Session, market: str) -> list[tuple[CatalogP
     if not merchants:
         return []
     query = select(CatalogProduct).options(defer(CatalogProduct.document)).where(  # type: ignore[arg-type]
-        CatalogProduct.merchant_id.in_(list(merchants)))  # type: ignore[attr-defined]
+        col(CatalogProduct.merchant_id).in_(list(merchants))).order_by(*INDEX_ORDER)
     return [(p, merchants[p.merchant_id]) for p in session.exec(query)]
 
 
@@ -248,7 +258,7 @@ def iter_products_for_market(*, session: Session, market: str,
     if not merchants:
         return
     query = select(*SEARCH_COLUMNS).where(  # type: ignore[call-overload]
-        col(CatalogProduct.merchant_id).in_(list(merchants)))
+        col(CatalogProduct.merchant_id).in_(list(merchants))).order_by(*INDEX_ORDER)
     rows = session.execute(query.execution_options(yield_per=chunk_size))
     for row in rows:
         yield row, merchants[row.merchant_id]

@@ -1,4 +1,6 @@
-"""Shared fixtures: a real SQLite file per test, the real app over its ASGI transport."""
+"""Shared fixtures: a real database per test (a SQLite file, or a fresh PostgreSQL database
+when VITRINE_TEST_DATABASE_URL is set; see tests/databases.py), the real app over its ASGI
+transport."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 
 from core.db import session_scope
 from core.settings import Settings, get_settings
+from tests.databases import TEST_DATABASE_URL, PostgresDatabases, sqlite_url
 from tests.fake_ucp_server import FakeUcpServer
 from tests.loopback import serve
 from vitrine.app import create_app
@@ -37,9 +40,68 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     get_settings.cache_clear()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "postgres: needs PostgreSQL (skipped unless VITRINE_TEST_DATABASE_URL is set)")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which database the suite runs against."""
+    if TEST_DATABASE_URL is None:
+        return "database: SQLite (set VITRINE_TEST_DATABASE_URL for PostgreSQL)"
+    return f"database: PostgreSQL at {PostgresDatabases.describe(TEST_DATABASE_URL)}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `postgres` are skipped, with the reason, when no server is configured."""
+    if TEST_DATABASE_URL is not None:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set VITRINE_TEST_DATABASE_URL")
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases | None]:
+    """The PostgreSQL server tests create their databases on, or None for SQLite."""
+    if TEST_DATABASE_URL is None:
+        yield None
+        return
+    databases = PostgresDatabases(TEST_DATABASE_URL)
+    yield databases
+    databases.close()
+
+
+def _database(databases: PostgresDatabases | None, tmp_path: Path, *, empty: bool
+              ) -> Iterator[str]:
+    if databases is None:
+        yield sqlite_url(tmp_path, "empty.db" if empty else "vitrine.db")
+        return
+    name = databases.create(empty=empty)
+    yield databases.url_of(name)
+    databases.drop(name)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(env="test", database_url=f"sqlite:///{tmp_path / 'vitrine.db'}",
+def database_url(postgres_databases: PostgresDatabases | None, tmp_path: Path
+                 ) -> Iterator[str]:
+    """The test's own database: a SQLite file, or on PostgreSQL a new database that has every
+    table and no rows."""
+    yield from _database(postgres_databases, tmp_path, empty=False)
+
+
+@pytest.fixture
+def empty_database_url(postgres_databases: PostgresDatabases | None, tmp_path: Path
+                       ) -> Iterator[str]:
+    """The test's own database with no tables at all (for schema upgrades from old
+    versions)."""
+    yield from _database(postgres_databases, tmp_path, empty=True)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(env="test", database_url=database_url,
                     sandbox_secret=SANDBOX_SECRET, ops_token=OPS_TOKEN,
                     public_url="http://testserver")
 

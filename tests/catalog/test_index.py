@@ -309,3 +309,22 @@ def test_a_word_counts_once_however_many_of_its_synonyms_a_product_holds():
         idf * max(part("laptop", 0), SYNONYM_WEIGHT * part("notebook", 0)))
     assert found.scores[1] == pytest.approx(idf * SYNONYM_WEIGHT * part("notebook", 1))
     assert found.hits[0] == found.hits[1] == frozenset({"laptop"})
+
+
+def test_products_enter_the_index_in_merchant_and_product_order_whatever_order_they_were_stored_in(
+        runtime: Runtime):
+    # On PostgreSQL rows came back in the order they sat in the table's pages, so products
+    # that rank exactly alike could swap places between databases and after a sync.
+    with Session(runtime.engine) as session:
+        merchant = create_merchant(session=session, merchant_in=MerchantCreate(
+            slug="loja", name="Loja", market="BR"))
+        session.flush()
+        rows = [{**row.model_dump(exclude={"id", "document"}), "merchant_id": merchant.id,
+                 "document": {}} for row, _ in CATALOG[:3]]
+        replace_catalog(session=session, merchant=merchant, rows=rows[::-1])
+        session.commit()
+    with Session(runtime.engine) as session:
+        listed = [p.product_id for p, _ in products_for_market(session=session, market="BR")]
+        streamed = [p.product_id for p, _ in iter_products_for_market(session=session,
+                                                                      market="BR")]
+    assert listed == streamed == sorted(r["product_id"] for r in rows)

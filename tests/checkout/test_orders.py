@@ -22,14 +22,21 @@ def test_no_status_is_a_dead_end_except_the_final_ones():
     assert OrderStatus.AWAITING_PAYMENT not in TRANSITIONS[OrderStatus.PAID]  # never back
 
 
-def test_statuses_stored_as_enum_names_by_earlier_versions_are_read_again(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_statuses_stored_as_enum_names_by_earlier_versions_are_read_again(database_url):
+    engine = make_engine(database_url)
     create_tables(engine)
     with Session(engine) as session:
         session.add(_order())
         session.commit()
     with engine.begin() as conn:  # how the earlier enum column stored it
-        conn.execute(text("UPDATE \"order\" SET status = 'AWAITING_PAYMENT'"))
+        if engine.dialect.name == "postgresql":
+            # There SQLAlchemy's Enum was a native type of the members' names.
+            names = ", ".join(f"'{s.name}'" for s in OrderStatus)
+            conn.execute(text(f"CREATE TYPE orderstatus AS ENUM ({names})"))
+            conn.execute(text('ALTER TABLE "order" ALTER COLUMN status TYPE orderstatus '
+                              "USING upper(status)::orderstatus"))
+        else:
+            conn.execute(text("UPDATE \"order\" SET status = 'AWAITING_PAYMENT'"))
     upgrade_order_status(engine)
     with Session(engine) as session:
         order = session.get(Order, "ord_1")

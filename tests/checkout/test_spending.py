@@ -26,8 +26,8 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def session(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'spending.db'}")
+def session(database_url):
+    engine = make_engine(database_url)
     SQLModel.metadata.create_all(engine)
     with Session(engine) as s:
         yield s

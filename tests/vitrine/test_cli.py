@@ -14,8 +14,8 @@ CARD_KEYS = {"product_id", "merchant", "title", "price", "price_text", "url", "i
 
 
 @pytest.fixture
-def db(monkeypatch, tmp_path):
-    monkeypatch.setenv("VITRINE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+def db(monkeypatch, database_url):
+    monkeypatch.setenv("VITRINE_DATABASE_URL", database_url)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -263,14 +263,14 @@ def test_a_live_merchant_with_duplicate_ids_can_be_searched_and_removed(db, caps
     assert code == 0, err
 
 
-def test_a_runtime_nobody_closed_does_not_keep_the_process_alive(tmp_path):
+def test_a_runtime_nobody_closed_does_not_keep_the_process_alive(database_url):
     import subprocess
     import sys
 
     script = (
         "from core.settings import Settings\n"
         "from vitrine.runtime import build_runtime\n"
-        f"r = build_runtime(Settings(env='test', database_url='sqlite:///{tmp_path}/x.db'))\n"
+        f"r = build_runtime(Settings(env='test', database_url={database_url!r}))\n"
         "async def nothing():\n    return 1\n"
         "assert r.call_live(nothing) == 1\n"
         "print('done')\n")
@@ -300,14 +300,14 @@ def test_eval_scores_a_feed_against_judgments(db, capsys, tmp_path):
     assert code == 1 and "query,product_id,rating" in err
 
 
-def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path, database_url):
     import os
     import subprocess
     import sys
 
     batch = tmp_path / "queries.txt"
     batch.write_text("presente para minha mãe\n" * 400, encoding="utf-8")
-    env = {**os.environ, "VITRINE_DATABASE_URL": f"sqlite:///{tmp_path / 'pipe.db'}"}
+    env = {**os.environ, "VITRINE_DATABASE_URL": database_url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "vitrine.cli", "recommend", "--batch", str(batch), "--market",
          "BR", "--json"],

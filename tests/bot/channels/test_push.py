@@ -41,8 +41,8 @@ WEBHOOK_SECRET = "test-telegram-webhook-secret-0123"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, fake_api: tuple[FakeBotApi, str]) -> Settings:
-    return Settings(env="test", database_url=f"sqlite:///{tmp_path / 'vitrine.db'}",
+def settings(database_url: str, fake_api: tuple[FakeBotApi, str]) -> Settings:
+    return Settings(env="test", database_url=database_url,
                     sandbox_secret=SANDBOX_SECRET, ops_token=OPS_TOKEN,
                     public_url="http://testserver", telegram_token="123456:TEST-token",
                     telegram_api_base=fake_api[1], telegram_webhook_secret=WEBHOOK_SECRET,

@@ -39,8 +39,8 @@ CHAT = 424242
 
 
 @pytest.fixture
-def settings(tmp_path: Path, fake_api: tuple[FakeBotApi, str]) -> Settings:
-    return Settings(env="test", database_url=f"sqlite:///{tmp_path / 'vitrine.db'}",
+def settings(database_url: str, fake_api: tuple[FakeBotApi, str]) -> Settings:
+    return Settings(env="test", database_url=database_url,
                     sandbox_secret=SANDBOX_SECRET, ops_token=OPS_TOKEN,
                     public_url="http://testserver", telegram_token=TOKEN,
                     telegram_api_base=fake_api[1], telegram_webhook_secret=SECRET)
@@ -210,9 +210,8 @@ async def test_a_photo_telegram_refuses_is_sent_as_text_with_its_buttons(client,
     assert len(cards) == 3 and all("R$" in c.params["text"] for c in cards)
 
 
-async def test_without_telegram_settings_there_is_no_webhook(tmp_path):
-    runtime = build_runtime(Settings(env="test",
-                                     database_url=f"sqlite:///{tmp_path / 'plain.db'}"))
+async def test_without_telegram_settings_there_is_no_webhook(database_url):
+    runtime = build_runtime(Settings(env="test", database_url=database_url))
     try:
         assert runtime.telegram is None
         transport = httpx.ASGITransport(app=create_app(runtime))

@@ -45,8 +45,8 @@ SHOPPER = "5511987654321"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(env="test", database_url=f"sqlite:///{tmp_path / 'vitrine.db'}",
+def settings(database_url: str) -> Settings:
+    return Settings(env="test", database_url=database_url,
                     sandbox_secret=SANDBOX_SECRET, ops_token=OPS_TOKEN,
                     public_url="http://testserver", whatsapp_token="test-graph-token",
                     whatsapp_phone_id=PHONE_ID, whatsapp_app_secret=APP_SECRET,
@@ -280,9 +280,8 @@ async def test_statuses_are_recorded_furthest_first_with_the_reason_of_a_failure
     assert rows["wamid.b"].error_title == "Re-engagement message"
 
 
-async def test_without_whatsapp_settings_there_is_no_webhook(tmp_path):
-    runtime = build_runtime(Settings(env="test",
-                                     database_url=f"sqlite:///{tmp_path / 'plain.db'}"))
+async def test_without_whatsapp_settings_there_is_no_webhook(database_url):
+    runtime = build_runtime(Settings(env="test", database_url=database_url))
     try:
         assert runtime.whatsapp is None
         transport = httpx.ASGITransport(app=create_app(runtime))
