@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from pydantic import BaseModel, Field
 
 from catalog.explain import reason_for
@@ -46,6 +48,14 @@ class Card(BaseModel):
         return f"{self.merchant_id}:{self.product_id}"
 
 
+@lru_cache(maxsize=4096, typed=True)
+def price_text(market: Market, money: Money) -> str:
+    """`market.format_price(money)`, remembered: Babel takes tens of microseconds a price,
+    and a catalog shows the same few hundred prices over and over. The text depends only
+    on the arguments, so it can never be stale."""
+    return market.format_price(money)
+
+
 def build_cards(ranked: list[RankedProduct], request: SearchRequest, market: Market,
                 t: Translator) -> list[Card]:
     """Cards for ranked products, with their buy / more like this / not for me buttons."""
@@ -56,7 +66,7 @@ def build_cards(ranked: list[RankedProduct], request: SearchRequest, market: Mar
         cards.append(Card(
             product_id=p.product_id, merchant=p.merchant_name, merchant_id=p.merchant_slug,
             title=p.title, price=CardPrice(amount=p.price_amount, currency=p.currency),
-            price_text=market.format_price(Money(p.price_amount, p.currency)),
+            price_text=price_text(market, Money(p.price_amount, p.currency)),
             url=p.url, image_url=p.image_url, reason=reason_for(item, request, market, t),
             rating=p.rating_value, rating_count=p.rating_count, position=position,
             sponsored=item.sponsored,

@@ -6,6 +6,8 @@ or from what the shopper said (the budget); nothing is invented.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from babel.numbers import format_decimal
 
 from catalog.search import IndexedProduct, RankedProduct, SearchRequest
@@ -55,19 +57,25 @@ def _tag_value(tags: list[str], family: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096, typed=True)
+def _decimal(value: float | int, pattern: str | None, locale: str) -> str:
+    """Babel's `format_decimal`, remembered (a pure function of its arguments)."""
+    return format_decimal(value, format=pattern, locale=locale)
+
+
 def format_rating(product: IndexedProduct, market: Market, t: Translator) -> str | None:
     if product.rating_value is None or not product.rating_scale:
         return None
-    value = format_decimal(round(product.rating_value, 1), format="0.0", locale=market.locale)
-    scale = format_decimal(product.rating_scale, format="0.#", locale=market.locale)
+    value = _decimal(round(product.rating_value, 1), "0.0", market.locale)
+    scale = _decimal(product.rating_scale, "0.#", market.locale)
     count = product.rating_count or 0
     if count and product.rating_scale == STARS:
         reviews = t.ngettext("{n} review", "{n} reviews", count).format(
-            n=format_decimal(count, locale=market.locale))
+            n=_decimal(count, None, market.locale))
         return t.gettext("{value}★ from {reviews}").format(value=value, reviews=reviews)
     if count:
         reviews = t.ngettext("{n} review", "{n} reviews", count).format(
-            n=format_decimal(count, locale=market.locale))
+            n=_decimal(count, None, market.locale))
         return t.gettext("rated {value} of {scale} ({reviews})").format(
             value=value, scale=scale, reviews=reviews)
     return t.gettext("rated {value} of {scale}").format(value=value, scale=scale)

@@ -175,9 +175,10 @@ class FederatedSearch:
                     stale.in_stock = False
                     session.add(stale)
 
-    def product(self, market: str, ref: str) -> IndexedProduct | None:
+    def product(self, market: str, ref: str,
+                session: Session | None = None) -> IndexedProduct | None:
         """A product shown recently, local or live, by its ref."""
-        found = self.local.index(market).get(ref)
+        found = self.local.index(market, session).get(ref)
         if found is not None:
             return found
         with self._lock:
@@ -186,7 +187,9 @@ class FederatedSearch:
     def search(self, request: SearchRequest, *, language: str,
                session: Session | None = None) -> FederatedResult:
         wide = SearchRequest(**{**request.__dict__, "limit": max(request.limit * 3, 10)})
-        local = self.local.scored(wide)
+        local = self.local.scored(wide, session)
+        if not self.local.merchants(request.market, session).live:
+            return FederatedResult(ranked=choose(local, request))
         with Session(self.engine) as reader:
             live = list(reader.exec(select(Merchant).where(
                 Merchant.market == request.market, Merchant.kind == MerchantKind.MCP)))

@@ -1,4 +1,12 @@
-"""Conversion events: one append-only row per step of the funnel."""
+"""Conversion events: one append-only row per step of the funnel.
+
+A chat turn records several (the message, what was understood, one per card shown). They
+are written as plain rows, all of a transaction's in one batch when it flushes or commits,
+not as ORM objects: each ORM insert cost a round trip of its own and building the object
+cost more than the insert (see docs/benchmarks.md, "Load"). An update or delete of the
+event table (the erasure's) reaches them first. A rollback drops them, a savepoint's only
+those recorded inside it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,11 @@ import hashlib
 import hmac
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Index, text
+from sqlalchemy import Index, event, insert, text
+from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, Session, SQLModel
 
 from core.db import utcnow
@@ -95,21 +105,112 @@ def log_pseudonym(value: str) -> str:
     return hmac.new(_log_key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
+# Every column but the id, in the table's order: each pending row carries all of them, so
+# a transaction's rows go in one executemany.
+_TABLE = ConversionEvent.__table__  # type: ignore[attr-defined]
+_COLUMNS = tuple(c.name for c in _TABLE.columns if c.name != "id")
+_INSERT = insert(_TABLE)
+_PENDING = "vitrine_pending_conversion_events"  # session.info key
+_MARKS = "vitrine_pending_events_at_savepoints"  # session.info key: savepoint -> count
+
+
+class PendingEvent:
+    """A conversion event recorded in a transaction and not written yet. Its fields may
+    still be set (the parser and tokens of the message that started the turn)."""
+
+    __slots__ = _COLUMNS
+
+    def __init__(self, **values: Any) -> None:
+        for name in _COLUMNS:
+            setattr(self, name, values.pop(name, None))
+        if values:
+            raise TypeError(f"not a conversion event field: {', '.join(values)}")
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _COLUMNS}
+
+    if TYPE_CHECKING:  # its attributes are `ConversionEvent`'s columns, made at run time
+        def __getattr__(self, name: str) -> Any: ...
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
+
 def record_event(session: Session, kind: EventKind, *, user_key: str | None = None,
                  text: str | None = None, keep_text: bool = False,
-                 **fields: object) -> ConversionEvent:
+                 **fields: object) -> PendingEvent:
     """Append one conversion event in the caller's transaction. `text` is kept as a hash,
     and as itself too when `keep_text` (the deployment opted in)."""
-    event = ConversionEvent(
-        kind=kind.value,
+    pending = PendingEvent(
+        created_at=utcnow(), kind=kind.value,
         user_hash=log_pseudonym(user_key) if user_key else None,
         text_hash=log_pseudonym(text) if text else None,
         text=text[:2000] if text and keep_text else None,
         channel=(user_key.split(":", 1)[0] if user_key and ":" in user_key else "web"),
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
-    session.add(event)
-    return event
+    if not session.in_transaction():
+        session.begin()  # as `session.add` would: the event belongs to this transaction
+    session.info.setdefault(_PENDING, []).append(pending)
+    return pending
+
+
+def pending_events(session: OrmSession) -> list[PendingEvent]:
+    """The events recorded in this session's transaction and not written yet."""
+    return list(session.info.get(_PENDING, ()))
+
+
+def write_pending_events(session: OrmSession) -> None:
+    """Write the transaction's recorded events, in the order they were recorded."""
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        session.connection().execute(_INSERT, [p.row() for p in pending])
+
+
+@event.listens_for(OrmSession, "before_flush")
+def _before_flush(session: OrmSession, _context: object, _instances: object) -> None:
+    # Written with whatever else the transaction flushes, but never inside a savepoint:
+    # rolled back, it would take with it events recorded before it began.
+    if not session.in_nested_transaction():
+        write_pending_events(session)
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _before_commit(session: OrmSession) -> None:
+    if not session.in_nested_transaction():  # a savepoint's release leaves them pending
+        write_pending_events(session)
+
+
+@event.listens_for(OrmSession, "after_transaction_create")
+def _savepoint_begun(session: OrmSession, transaction: Any) -> None:
+    if transaction.nested:  # what it records from here goes if it rolls back
+        session.info.setdefault(_MARKS, {})[id(transaction)] = \
+            len(session.info.get(_PENDING, ()))
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _after_rollback(session: OrmSession, previous: Any) -> None:
+    # Dropped with what was rolled back, as the ORM drops the objects added there.
+    mark = session.info.get(_MARKS, {}).pop(id(previous), None) if previous.nested else None
+    if mark is None:
+        session.info.pop(_PENDING, None)
+    else:
+        del session.info.get(_PENDING, [])[mark:]
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _after_transaction(session: OrmSession, transaction: Any) -> None:
+    if transaction.parent is None:  # a session closed without committing writes nothing
+        session.info.pop(_PENDING, None)
+        session.info.pop(_MARKS, None)
+
+
+@event.listens_for(OrmSession, "do_orm_execute")
+def _before_changing_events(state: ORMExecuteState) -> None:
+    # An update or delete of events (the erasure's) reaches those recorded before it. This
+    # runs before every statement, so it looks only at what is cheap to see. (Nothing reads
+    # events in a transaction that records them: the reports have sessions of their own.)
+    if _PENDING in state.session.info and (state.is_update or state.is_delete) and \
+            getattr(getattr(state.statement, "table", None), "name", None) == _TABLE.name:
+        write_pending_events(state.session)
 
 
 def understood(intent: Any) -> str | None:

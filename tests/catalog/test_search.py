@@ -1,7 +1,7 @@
 import pytest
 
 from catalog.merchants import add_merchant_from_feed
-from catalog.search import SearchRequest
+from catalog.search import MarketMerchants, SearchRequest
 from tests.factories import ucp_product, write_jsonl
 
 
@@ -319,3 +319,21 @@ def test_a_word_standing_alone_beats_the_same_letters_inside_a_model_code(runtim
     ])
     ranked = search.search(_request(terms=["aa"], limit=2))
     assert [r.product.product_id for r in ranked] == ["Z9", "A1"]
+
+
+def test_a_session_sees_a_catalog_changed_once_its_transaction_ended(runtime, tmp_path):
+    from sqlmodel import Session
+
+    search = _shop(runtime, tmp_path, [ucp_product("A", "Regador azul", 5000)])
+    with Session(runtime.engine) as session:
+        # Read once per transaction (a chat turn needs it three times)...
+        assert [r.product.product_id for r in search.scored(
+            _request(terms=["regador"]), session)] == ["A"]
+        assert search.merchants("BR", session).names == {"loja": "Loja"}
+        session.commit()
+        _shop(runtime, tmp_path, [ucp_product("B", "Regador verde", 4000)], name="Outra")
+        # ... and read again in the next one.
+        assert {r.product.product_id for r in search.scored(
+            _request(terms=["regador"]), session)} == {"A", "B"}
+        assert search.merchants("BR", session) == MarketMerchants(
+            names={"loja": "Loja", "outra": "Outra"}, live=False)
