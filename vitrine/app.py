@@ -27,7 +27,7 @@ from core.errors import (
     SignatureError,
     VitrineError,
 )
-from core.logs import RequestIdMiddleware
+from core.logs import RequestIdMiddleware, configure_logging
 from core.markets import get_market
 from ops import api as ops_api
 from ops import dashboard as ops_dashboard
@@ -36,6 +36,15 @@ from vitrine.runtime import DEMO_DIR, Runtime, build_runtime
 from vitrine.workers import ChannelWorkers
 
 log = logging.getLogger("vitrine")
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one of `vitrine serve --workers N`'s processes (a uvicorn factory): its own
+    runtime from settings, no background jobs, logs in the parent's format."""
+    runtime = build_runtime()
+    # A spawned worker starts with Python's default logging, not the parent's set-up.
+    configure_logging(runtime.settings.log_format)
+    return create_app(runtime, channel_workers=False)
 
 
 def _error(status: int, code: str, reason: str) -> JSONResponse:

@@ -12,8 +12,15 @@ from pathlib import Path
 from core.errors import VitrineError
 from core.markets import get_market
 from core.settings import get_settings
+from vitrine.cli_db import add_parsers as add_db_parsers
 from vitrine.cli_merchants import add_parsers as add_merchant_parsers
+from vitrine.cli_worker import add_parsers as add_worker_parsers
 from vitrine.runtime import Runtime, close_all
+
+# How long a stopping server lets requests under way finish.
+GRACEFUL_SHUTDOWN_S = 30
+# How long an API process may take to start before its supervisor restarts it.
+WORKER_START_S = 60
 
 
 def _runtime() -> Runtime:
@@ -42,16 +49,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from core.logs import configure_logging
+    from vitrine import serving
     from vitrine.app import create_app
 
-    configure_logging(get_settings().log_format)
+    settings = get_settings()
+    configure_logging(settings.log_format)
+    workers = args.workers or settings.api_workers
     runtime = prepare_serve(host=args.host, port=args.port, demo=not args.no_demo)
     print(f"Vitrine on http://{args.host}:{args.port}  (chat API: POST /api/chat)",
           file=sys.stderr)
     # No log config of uvicorn's own: its loggers propagate to the root handler set above,
     # so its access and error lines come out in the same format, with the request id.
-    uvicorn.run(create_app(runtime, channel_workers=True), host=args.host, port=args.port,
-                log_level="info", log_config=None)
+    # On SIGTERM uvicorn stops accepting, lets requests under way finish (a webhook is
+    # answered only after its effect is committed), then the lifespan closes the runtime.
+    common = {"host": args.host, "port": args.port, "log_level": "info", "log_config": None,
+              "http": serving.PROTOCOL,
+              "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S}
+    if workers == 1:
+        uvicorn.run(create_app(runtime, channel_workers=settings.serve_runs_jobs), **common)
+        return 0
+    # Several processes: each builds its own runtime (connections are not shared across a
+    # fork); background jobs are left to `vitrine worker`, so none runs twice.
+    runtime.close()
+    os.environ.setdefault("VITRINE_PUBLIC_URL", runtime.settings.public_url)
+    print(f"{workers} API processes; background jobs run in `vitrine worker`",
+          file=sys.stderr)
+    # uvicorn restarts a worker that has not answered its supervisor within the health-check
+    # timeout (5 s by default); importing Vitrine and building a runtime on a busy machine
+    # takes longer than that, and the workers would be restarted in a loop.
+    uvicorn.run("vitrine.app:create_worker_app", factory=True, workers=workers,
+                timeout_worker_healthcheck=WORKER_START_S, **common)
     return 0
 
 
@@ -334,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-demo", action="store_true", help="do not seed demo merchants")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="API processes (default VITRINE_API_WORKERS, 1); with more than "
+                            "one, run the background jobs with `vitrine worker`")
     serve.set_defaults(func=cmd_serve)
 
     chat = sub.add_parser("chat", help="a conversation in the terminal")
@@ -352,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=cmd_recommend)
 
     add_merchant_parsers(sub)
+    add_db_parsers(sub)
+    add_worker_parsers(sub)
 
     ev = sub.add_parser("eval", help="precision@3 and nDCG@k of a feed against judgments, "
                                      "or of the demo catalog against a gift set or dialogues")
