@@ -16,7 +16,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from checkout.models import Order, OrderStatus
@@ -111,9 +111,23 @@ def spent_this_month(*, session: Session, user_keys: list[str], currency: str,
     return int(session.exec(query).one())
 
 
+def _one_confirmation_at_a_time(session: Session, owner_key: str) -> None:
+    """Make the shopper's other confirmations wait for this transaction to end.
+
+    Two orders confirmed at the same moment would each see the month without the other and
+    both fit under the limit. On PostgreSQL a lock on the shopper, held to commit, makes
+    the second one read the first; SQLite already lets one transaction write at a time.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                        {"key": f"vitrine:spending:{owner_key}"})
+
+
 def check(*, session: Session, order: Order, owner_key: str, user_keys: list[str],
           now: datetime | None = None) -> SpendingCheck:
-    """Whether the order fits the shopper's limits per order and per month."""
+    """Whether the order fits the shopper's limits per order and per month (the caller's
+    transaction then holds the shopper's confirmations until it ends)."""
+    _one_confirmation_at_a_time(session, owner_key)
     per_order, per_month = limits_of(session=session, owner_key=owner_key,
                                      market=order.market, currency=order.currency)
     exceeded = []

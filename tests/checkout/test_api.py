@@ -184,19 +184,23 @@ async def test_a_failure_after_capture_loses_nothing_and_the_retry_pays_once(
 
     # The payment is captured (the provider says so) but the transaction that records it
     # and moves the order fails at commit.
+    shared = demo_runtime.shared  # the event's claim among processes
     event.listen(demo_runtime.engine, "commit", crash)
     try:
         with pytest.raises(RuntimeError):
-            process_webhook(engine=demo_runtime.engine, rail=rail, request=request)
+            process_webhook(engine=demo_runtime.engine, rail=rail, request=request,
+                            shared=shared)
     finally:
         event.remove(demo_runtime.engine, "commit", crash)
     with Session(demo_runtime.engine) as session:
         assert session.get(Order, order_id).status == "awaiting_payment"
         assert not session.exec(select(PaymentEvent)).all()
-    # The provider delivers again: applied once, then a duplicate.
-    assert process_webhook(engine=demo_runtime.engine, rail=rail, request=request) == "applied"
-    assert process_webhook(engine=demo_runtime.engine, rail=rail, request=request) == \
-        "duplicate"
+    # The claim was given up with the transaction: the provider delivers again, and it is
+    # applied once, then a duplicate.
+    assert process_webhook(engine=demo_runtime.engine, rail=rail, request=request,
+                           shared=shared) == "applied"
+    assert process_webhook(engine=demo_runtime.engine, rail=rail, request=request,
+                           shared=shared) == "duplicate"
     with Session(demo_runtime.engine) as session:
         assert session.get(Order, order_id).status == "paid"
         paid_moves = session.exec(select(OrderTransition).where(

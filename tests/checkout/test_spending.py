@@ -1,8 +1,10 @@
 """Spending rules: limits per order and per month, the extra confirmation, instalments."""
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import text as sql_text
 from sqlmodel import Session, SQLModel
 
 from checkout.models import Order
@@ -127,3 +129,54 @@ async def test_limit_commands_show_set_and_clear_in_the_shoppers_words(client):
     assert "did not understand" in bad["text"]
     [cleared] = await chat(client, text="/limit off", market="US")
     assert "$5,000.00 per month" in cleared["text"]  # back to the market's default
+
+
+@pytest.mark.postgres
+def test_two_orders_confirmed_at_once_cannot_both_fit_under_the_month_limit(database_url):
+    """Each confirmation used to read the month without the other: on PostgreSQL both
+    passed a limit only one of them fits."""
+    engine = make_engine(database_url)
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as s:
+        set_limit(session=s, owner_key="ana", currency="BRL", limit=Limit.PER_MONTH,
+                  amount=60000)
+        s.commit()
+    first, second = Session(engine), Session(engine)
+    verdicts: dict[str, object] = {}
+
+    def confirm_second() -> None:
+        verdicts["second"] = check(session=second, order=_order("o2", 40000), owner_key="ana",
+                                   user_keys=["ana"], now=NOW)
+        second.rollback()
+
+    try:
+        verdicts["first"] = check(session=first, order=_order("o1", 40000), owner_key="ana",
+                                  user_keys=["ana"], now=NOW)
+        waiting = threading.Thread(target=confirm_second)
+        waiting.start()
+        # The second confirmation waits for the first, which then commits its order.
+        _wait_for_a_session_blocked_on_a_lock(engine)
+        first.add(_order("o1", 40000, status="awaiting_payment"))
+        first.commit()
+        waiting.join(timeout=30)
+    finally:
+        first.close()
+        second.close()
+        engine.dispose()
+    assert not verdicts["first"].needs_extra_confirmation  # type: ignore[attr-defined]
+    [over] = verdicts["second"].exceeded  # type: ignore[attr-defined]
+    assert over.limit == Limit.PER_MONTH and over.spent == 40000
+
+
+def _wait_for_a_session_blocked_on_a_lock(engine, timeout: float = 30.0) -> None:
+    pause = threading.Event()
+    with engine.connect() as conn:
+        for _ in range(int(timeout / 0.05)):
+            blocked = conn.execute(sql_text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")).scalar_one()
+            conn.rollback()
+            if blocked:
+                return
+            pause.wait(0.05)
+    raise AssertionError("the second confirmation never waited for the first")
