@@ -5,6 +5,7 @@ transport."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -121,11 +122,17 @@ def demo_runtime(runtime: Runtime) -> Runtime:
 
 @pytest.fixture
 async def client(demo_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(demo_runtime)
-    transport = httpx.ASGITransport(app=app)
+    async with app_client(demo_runtime) as c:
+        yield c
+
+
+@asynccontextmanager
+async def app_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app built around `runtime`, through its ASGI transport."""
+    app = create_app(runtime)
     # httpx's ASGI transport sends no lifespan events: run the app's lifespan around it.
-    async with app.router.lifespan_context(app), \
-            httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
         yield c
 
 

@@ -19,9 +19,12 @@ import os
 import queue
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
@@ -44,6 +47,35 @@ DROP_BATCH = 16
 def sqlite_url(tmp_path: Path, name: str = "vitrine.db") -> str:
     """A SQLite file in the test's own folder."""
     return f"sqlite:///{tmp_path / name}"
+
+
+# A fixture over both databases in one run: `@pytest.fixture(params=BOTH_DATABASES)`.
+BOTH_DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def database_of(request: pytest.FixtureRequest, tmp_path: Path, *, empty: bool
+                ) -> Iterator[str]:
+    """The database of a test parametrized over `BOTH_DATABASES`: a SQLite file or a new
+    PostgreSQL database (dropped after), with every table and no rows, or no table if
+    `empty`."""
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path, "both.db")
+        if not empty:
+            from core.db import make_engine
+            from vitrine.runtime import create_tables
+
+            engine = make_engine(url)
+            create_tables(engine)
+            engine.dispose()
+        yield url
+        return
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    name = databases.create(empty=empty)
+    try:
+        yield databases.url_of(name)
+    finally:
+        databases.drop(name)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -12,25 +12,14 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from core.db import make_engine
-from tests.databases import PostgresDatabases, sqlite_url
+from tests.databases import BOTH_DATABASES, database_of
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BOTH_DATABASES)
 def jobs_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database with every table and no rows: a SQLite file, then a PostgreSQL one."""
-    if request.param == "sqlite":
-        from vitrine.runtime import create_tables
-
-        url = sqlite_url(tmp_path, "jobs.db")
-        engine = make_engine(url)
-        create_tables(engine)
-        engine.dispose()
+    with database_of(request, tmp_path, empty=False) as url:
         yield url
-        return
-    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
-    name = databases.create()
-    yield databases.url_of(name)
-    databases.drop(name)
 
 
 @pytest.fixture

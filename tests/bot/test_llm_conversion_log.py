@@ -13,9 +13,8 @@ from bot.llm_intent import LlmIntentParser
 from bot.rules import RuleIntentParser
 from core.settings import Settings
 from ops.events import ConversionEvent, EventKind, record_event
-from tests.conftest import OPS_TOKEN
+from tests.conftest import OPS_TOKEN, app_client
 from tests.fake_llm_server import API_KEY, BASE_URL, MODEL, FakeLlm, understanding
-from vitrine.app import create_app
 from vitrine.runtime import Runtime, build_runtime, seed_demo
 
 pytestmark = pytest.mark.anyio
@@ -43,9 +42,7 @@ def llm_runtime(settings: Settings, fake_llm: FakeLlm) -> Iterator[Runtime]:
 
 @pytest.fixture
 async def llm_client(llm_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(llm_runtime)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+    async with app_client(llm_runtime) as client:
         yield client
 
 

@@ -22,20 +22,15 @@ from sqlalchemy.engine import Engine
 from core import schema
 from core.db import make_engine
 from core.settings import get_settings
-from tests.databases import sqlite_url
+from tests.databases import BOTH_DATABASES, database_of, sqlite_url
 from vitrine.runtime import create_tables, model_metadata
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BOTH_DATABASES)
 def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database with no tables at all: a SQLite file, then a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path, "blank.db")
-        return
-    databases = request.getfixturevalue("postgres_databases")
-    name = databases.create(empty=True)
-    yield databases.url_of(name)
-    databases.drop(name)
+    with database_of(request, tmp_path, empty=True) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,14 +1,12 @@
 """`GET /metrics`: Prometheus' text format, open or behind a token, and what each family counts."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import app_client
 from tests.test_end_to_end import signed
-from vitrine.app import create_app
 from vitrine.runtime import build_runtime
 
 pytestmark = pytest.mark.anyio
@@ -37,13 +35,6 @@ async def chat(client: httpx.AsyncClient, user: str, **payload: str) -> list[dic
     assert response.status_code == 200, response.text
     return response.json()["messages"]
 
-
-@asynccontextmanager
-async def app_client(runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(runtime)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
-        yield client
 
 
 async def test_metrics_are_open_by_default_and_list_every_family(client):

@@ -31,11 +31,10 @@ from tests.bot.channels.test_whatsapp import (
     text_event,
 )
 from tests.bot.channels.test_whatsapp import post as whatsapp_post
-from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
+from tests.conftest import OPS_TOKEN, SANDBOX_SECRET, app_client
 from tests.loopback import free_port
 from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from tests.test_end_to_end import pix_code
-from vitrine.app import create_app
 from vitrine.runtime import Runtime, build_runtime, seed_demo
 
 pytestmark = pytest.mark.anyio
@@ -209,10 +208,8 @@ async def test_with_redis_away_the_chat_the_limit_and_webhooks_keep_working(
                     telegram_webhook_secret=SECRET)
     runtime = build_runtime(down)
     seed_demo(runtime)
-    app = create_app(runtime)
     try:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        async with app_client(runtime) as c:
             assert [(await chat(c, text="oi", market="BR")).status_code
                     for _ in range(LIMIT + 1)] == [200] * LIMIT + [429]  # counted here
             update = telegram_text("oi", update_id=8001)

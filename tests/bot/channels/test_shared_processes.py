@@ -35,10 +35,9 @@ from tests.bot.channels.test_whatsapp import APP_SECRET, GRAPH, PHONE_ID, SHOPPE
 from tests.bot.channels.test_whatsapp import event as wa_event
 from tests.bot.channels.test_whatsapp import post as whatsapp_post
 from tests.checkout.test_api import _bought
-from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
+from tests.conftest import OPS_TOKEN, SANDBOX_SECRET, app_client
 from tests.redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from tests.test_end_to_end import pix_code, signed, tlv
-from vitrine.app import create_app
 from vitrine.runtime import Runtime, build_runtime, seed_demo
 
 pytestmark = pytest.mark.anyio
@@ -76,9 +75,7 @@ def other_runtime(settings: Settings, tmp_path: Path, other_graph: FakeGraphApi
 
 @pytest.fixture
 async def other_client(other_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(other_runtime)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+    async with app_client(other_runtime) as c:
         yield c
 
 
