@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,6 +37,30 @@ def engine_url(url: str) -> URL:
     return parsed
 
 
+# Switching a new SQLite file to WAL: tries, and the pause between them.
+WAL_SWITCH_TRIES = 200
+WAL_SWITCH_PAUSE_S = 0.01
+
+
+def _use_wal(cur: sqlite3.Cursor) -> None:
+    """Put the SQLite file in WAL mode (it stays so, in the file).
+
+    Switching takes an exclusive lock that SQLite does not wait for (no busy handler): when
+    several processes open a new file at once (replicas and the worker at their first
+    start), all but one would fail with "database is locked". They try again briefly.
+    """
+    if cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    for attempt in range(WAL_SWITCH_TRIES):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_SWITCH_TRIES - 1:
+                raise
+            time.sleep(WAL_SWITCH_PAUSE_S)
+
+
 def make_engine(url: str, *, pool_size: int | None = None, max_overflow: int | None = None,
                 pool_timeout_s: float | None = None, pool_recycle_s: int | None = None
                 ) -> Engine:
@@ -53,7 +79,7 @@ def make_engine(url: str, *, pool_size: int | None = None, max_overflow: int | N
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
             # WAL lets readers keep the old catalog while a feed import commits the new one.
-            cur.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()

@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -67,3 +69,30 @@ def test_the_pool_is_sized_by_the_settings(database_url):
     finally:
         runtime.close()
         runtime.engine.dispose()
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_get_it_in_wal_mode(tmp_path):
+    # Switching a file to WAL does not wait for a lock: all but one of the replicas and the
+    # worker starting together failed with "database is locked".
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    engines = [make_engine(url) for _ in range(8)]
+    start = threading.Barrier(len(engines))
+    modes: list[str] = []
+    failures: list[BaseException] = []
+
+    def open_it(engine) -> None:  # type: ignore[no-untyped-def]
+        start.wait(timeout=30)
+        try:
+            with engine.connect() as conn:
+                modes.append(conn.exec_driver_sql("PRAGMA journal_mode").scalar_one())
+        except BaseException as exc:  # reported in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_it, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for engine in engines:
+        engine.dispose()
+    assert failures == [] and modes == ["wal"] * len(engines)
