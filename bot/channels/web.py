@@ -7,8 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
 from bot.channels.rate_limit import RateLimit, slow_down_message
@@ -55,9 +56,14 @@ TOO_MANY: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("", response_model=Reply, responses=TOO_MANY)
-def chat(body: ChatRequest, request: Request) -> Reply | JSONResponse:
+async def chat(body: ChatRequest, request: Request) -> Response:
     """Answer a shopper's message or button press."""
-    runtime = request.app.state.runtime
+    # The turn blocks on the database: it runs on the thread pool, in one hop that also
+    # serialises the answer (FastAPI would validate a returned model again in a second).
+    return await anyio.to_thread.run_sync(_answer, request.app.state.runtime, body)
+
+
+def _answer(runtime: Any, body: ChatRequest) -> Response:
     user_key = f"web:{body.user}"
     limit: RateLimit = runtime.rate_limit
     admission = limit.admit(user_key, action=body.action)
@@ -69,9 +75,14 @@ def chat(body: ChatRequest, request: Request) -> Reply | JSONResponse:
              "messages": [message.model_dump(mode="json")]},
             status_code=429,
             headers={"Retry-After": str(max(1, math.ceil(admission.retry_after_s)))})
-    return _assistant(request).handle(user_key=user_key, text=body.text,
-                                      action=body.action, market=body.market,
-                                      locale=body.locale)
+    return reply_response(runtime.assistant.handle(
+        user_key=user_key, text=body.text, action=body.action, market=body.market,
+        locale=body.locale))
+
+
+def reply_response(reply: Reply) -> Response:
+    """A reply as the API's JSON, serialised once by its own model."""
+    return Response(reply.model_dump_json(), media_type="application/json")
 
 
 def _language(body: ChatRequest, *, default_market: str) -> str:
@@ -84,10 +95,12 @@ def _language(body: ChatRequest, *, default_market: str) -> str:
 
 
 @router.get("/updates", response_model=Reply)
-def updates(request: Request,
-            user: str = Query(min_length=1, max_length=USER_ID_MAX)) -> Reply:
+async def updates(request: Request,
+                  user: str = Query(min_length=1, max_length=USER_ID_MAX)) -> Response:
     """Messages for a shopper produced since their last turn (payment confirmations)."""
-    return _assistant(request).pending(user_key=f"web:{user.strip()}")
+    assistant = _assistant(request)
+    return await anyio.to_thread.run_sync(
+        lambda: reply_response(assistant.pending(user_key=f"web:{user.strip()}")))
 
 
 @page_router.get("/chat", response_class=HTMLResponse)
