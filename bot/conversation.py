@@ -125,6 +125,9 @@ class Assistant:
             with joined_or_own(self.engine, session) as writer:
                 # Linked accounts (Telegram and WhatsApp of one shopper) share one memory.
                 owner = linking.owner_of(writer, user_key)
+                # What memory holds about the people involved, read once for both below.
+                memory.read(session=writer, user_key=owner, subjects=(
+                    said.recipient if said is not None else None, intent.recipient))
                 learned = memory.learn(session=writer, user_key=owner, intent=said,
                                        source=text) if said is not None else []
                 remembered = memory.recall(session=writer, user_key=owner, intent=intent)

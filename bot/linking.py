@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlmodel import Session, col, select
 
 from bot.models import (
@@ -58,8 +58,12 @@ class LinkResult:
 
 def owner_of(session: Session, user_key: str) -> str:
     """The key this account's memory lives under: its own, or the account it was linked to."""
-    link = session.get(ShopperLink, user_key)
-    return link.owner_key if link is not None else user_key
+    owner = session.execute(_OWNER, {"user": user_key}).scalar()
+    return owner if owner is not None else user_key
+
+
+# Built once (every turn asks): building the statement costs more than running it.
+_OWNER = select(ShopperLink.owner_key).where(ShopperLink.user_key == bindparam("user"))
 
 
 def accounts_of(session: Session, owner_key: str) -> list[str]:

@@ -17,11 +17,16 @@ Everything here is the shopper's: `facts`/`gifts` list it for `/memory` and `/ex
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import case
+from sqlalchemy import bindparam, case, event, func, or_
+from sqlalchemy import select as core_select
+from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from bot.birthdays import read_birthday
@@ -64,6 +69,8 @@ PRIORITY = {FactKind.DISLIKE: 0, FactKind.AVOIDS_BRAND: 0, FactKind.AVOIDS_STORE
             FactKind.NAME: 1, FactKind.AGE: 1, FactKind.SIZE: 2, FactKind.LIKES_STORE: 4,
             FactKind.INTEREST: 3, FactKind.LIKES_BRAND: 4, FactKind.BIRTHDAY: 5,
             FactKind.BUDGET: 5, FactKind.TURNED_DOWN: 6}
+
+NO_LIMIT = 2**31 - 1  # a LIMIT both databases read as none
 
 _PRIORITY_ORDER = case({kind.value: rank for kind, rank in PRIORITY.items()},
                        value=col(MemoryFact.kind), else_=9)
@@ -149,24 +156,200 @@ def remember(*, session: Session, user_key: str, subject: str, kind: FactKind, v
     """Store one fact; returns it, or None when it was already known.
 
     A single-valued fact (age, birthday, usual budget) replaces the old value; liking a brand
-    cancels avoiding it and the other way round.
+    cancels avoiding it and the other way round. Nothing is written before the transaction
+    flushes: what this transaction knows is kept with it (`read`), so the rest of the turn
+    sees the fact without holding SQLite's write lock from here to the commit.
     """
     value = value[:100]
     opposite = OPPOSITE.get(kind)
-    rows = session.exec(select(MemoryFact).where(
-        MemoryFact.user_key == user_key, MemoryFact.subject == subject,
-        col(MemoryFact.kind).in_([kind, opposite or kind]))).all()
+    kinds = {kind, opposite or kind}
+    known = _known(session, user_key)
+    known.load(session, [subject])
+    if known.has_all(subject):
+        rows = [f for f in known.of(subject) if f.kind in kinds]
+    else:  # more facts about this person than are read at once: ask the database too
+        rows = [f for f in session.exec(select(MemoryFact).where(
+            MemoryFact.user_key == user_key, MemoryFact.subject == subject,
+            col(MemoryFact.kind).in_(kinds))).all() if not known.dropped(f)]
+        rows += [f for f in session.new if isinstance(f, MemoryFact) and f not in rows and
+                 (f.user_key, f.subject) == (user_key, subject) and f.kind in kinds]
     if any(r.kind == kind and r.value == value for r in rows):
         return None
     for row in rows:
         if (kind in SINGLE_VALUED and row.kind == kind) or \
                 (row.kind == opposite and row.value == value):
-            session.delete(row)
-    fact = MemoryFact(user_key=user_key, subject=subject, kind=kind, value=value,
-                      source=(source or "")[:MAX_SOURCE_CHARS] or None)
-    session.add(fact)
-    session.flush()
+            known.drop(session, row)
+    fact = known.restore(session, subject, kind, value)
+    if fact is None:
+        fact = MemoryFact(user_key=user_key, subject=subject, kind=kind, value=value,
+                          source=(source or "")[:MAX_SOURCE_CHARS] or None, created_at=utcnow())
+        session.add(fact)
+        known.add(fact)
     return fact
+
+
+# -- what a transaction knows ----------------------------------------------------------------
+
+_KNOWN = "vitrine_memory_known"  # session.info key: user key -> _Known
+
+
+class _Known:
+    """A shopper's facts as one transaction sees them, read from the database once.
+
+    For each subject read, its newest `MAX_FACTS_READ` facts in priority order (the order
+    `summarize` takes them in); with them, every name the shopper gave. `remember` changes
+    this copy as it adds and deletes facts, so what a turn learned reaches the rest of the
+    turn without a flush. Dropped when the transaction ends or the facts are changed by a
+    statement (`/forget`).
+    """
+
+    def __init__(self, user_key: str) -> None:
+        self.user_key = user_key
+        self.subjects: dict[str, list[MemoryFact]] = {}
+        self.complete: set[str] = set()  # subjects whose every fact is here
+        self.name_facts: list[MemoryFact] | None = None
+        self.removed: set[int] = set()  # ids of stored facts deleted in this transaction
+
+    def load(self, session: Session, subjects: Iterable[str]) -> None:
+        """Read the subjects not read yet, and the names, in one query."""
+        wanted = sorted({s for s in subjects if s and s not in self.subjects})
+        if not wanted and self.name_facts is not None:
+            return
+        query = _READ_WITH_NAMES if self.name_facts is None else _READ
+        rows = session.execute(query, {"user": self.user_key,
+                                       "subjects": wanted or [""]}).scalars().all()
+        found: dict[str, list[MemoryFact]] = {s: [] for s in wanted}
+        names = []
+        for fact in rows:
+            if fact.subject in found:
+                found[fact.subject].append(fact)
+            if fact.kind == FactKind.NAME:
+                names.append(fact)
+        for subject, facts in found.items():
+            self.subjects[subject] = [f for f in facts if not self.dropped(f)]
+            if len(facts) < MAX_FACTS_READ:
+                self.complete.add(subject)
+        if self.name_facts is None:
+            # A name beyond a subject's first MAX_FACTS_READ (it ranks high, so only with
+            # hundreds of dislikes) is looked for by a query of its own.
+            if all(len(v) < MAX_FACTS_READ for v in found.values()):
+                self.name_facts = [f for f in names if not self.dropped(f)]
+            else:
+                self.name_facts = [f for f in session.exec(select(MemoryFact).where(
+                    MemoryFact.user_key == self.user_key,
+                    MemoryFact.kind == FactKind.NAME)).all() if not self.dropped(f)]
+
+    def of(self, subject: str) -> list[MemoryFact]:
+        return self.subjects[subject]
+
+    def has_all(self, subject: str) -> bool:
+        return subject in self.complete
+
+    def names(self, session: Session) -> list[MemoryFact]:
+        if self.name_facts is None:
+            self.load(session, ())
+        assert self.name_facts is not None
+        return self.name_facts
+
+    def dropped(self, fact: MemoryFact) -> bool:
+        return fact.id is not None and fact.id in self.removed
+
+    def add(self, fact: MemoryFact) -> None:
+        """A fact learned now: the newest of its kind, so the first among its priority."""
+        if fact.subject in self.subjects:
+            facts = self.subjects[fact.subject]
+            rank = _priority(fact.kind)
+            at = next((i for i, f in enumerate(facts) if _priority(f.kind) >= rank),
+                      len(facts))
+            facts.insert(at, fact)
+        if fact.kind == FactKind.NAME and self.name_facts is not None:
+            self.name_facts.append(fact)
+
+    def drop(self, session: Session, fact: MemoryFact) -> None:
+        """Delete a fact: a stored one at the flush, one added in this transaction now."""
+        if fact in session.new:
+            session.expunge(fact)
+        else:
+            session.delete(fact)
+            if fact.id is not None:
+                self.removed.add(fact.id)
+        for facts in (self.subjects.get(fact.subject, []), self.name_facts or []):
+            if fact in facts:
+                facts.remove(fact)
+
+    def restore(self, session: Session, subject: str, kind: str,
+                value: str) -> MemoryFact | None:
+        """A stored fact this transaction deletes and now learns again: kept instead of
+        written anew, which would break the table's uniqueness before the delete ran."""
+        for fact in list(session.deleted):
+            if isinstance(fact, MemoryFact) and fact.user_key == self.user_key and \
+                    (fact.subject, fact.kind, fact.value) == (subject, kind, value):
+                session.add(fact)  # cancels the pending delete
+                self.removed.discard(fact.id or 0)
+                self.add(fact)
+                return fact
+        return None
+
+
+def _known(session: Session, user_key: str) -> _Known:
+    by_user: dict[str, _Known] = session.info.setdefault(_KNOWN, {})
+    if user_key not in by_user:
+        by_user[user_key] = _Known(user_key)
+    return by_user[user_key]
+
+
+def read(*, session: Session, user_key: str, subjects: Iterable[str | None]) -> _Known:
+    """What memory holds about these people and the shopper, and the names the shopper gave,
+    read in one query unless this transaction read them already. A turn calls it before
+    learning and recalling, which then ask the database nothing more."""
+    known = _known(session, user_key)
+    known.load(session, [s for s in (*subjects, SHOPPER) if s and s != "self"])
+    return known
+
+
+def _read_query(*, names: bool) -> Any:
+    """The newest MAX_FACTS_READ facts of each subject asked for, in summarize's order, and
+    with `names` every name the shopper gave, as facts."""
+    table = MemoryFact.__table__  # type: ignore[attr-defined]
+    asked = table.c.subject.in_(bindparam("subjects", expanding=True))
+    rank = func.row_number().over(
+        partition_by=table.c.subject,
+        order_by=(_PRIORITY_ORDER, table.c.created_at.desc(), table.c.id.desc()))
+    ranked = (core_select(table, rank.label("rank"))
+              .where(table.c.user_key == bindparam("user"),
+                     or_(asked, table.c.kind == FactKind.NAME.value) if names else asked)
+              .subquery())
+    in_asked = ranked.c.subject.in_(bindparam("subjects", expanding=True))
+    rows = (core_select(ranked).where(~in_asked | (ranked.c.rank <= MAX_FACTS_READ))
+            .order_by(ranked.c.subject, ranked.c.rank))
+    return core_select(MemoryFact).from_statement(rows)
+
+
+# Built once: a statement costs more to build than SQLite takes to run it.
+_READ, _READ_WITH_NAMES = _read_query(names=False), _read_query(names=True)
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_known(session: OrmSession, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_KNOWN, None)
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_known_on_rollback(session: OrmSession, _previous: Any) -> None:
+    session.info.pop(_KNOWN, None)
+
+
+@event.listens_for(OrmSession, "do_orm_execute")
+def _before_changing_facts(state: ORMExecuteState) -> None:
+    # A statement deleting or changing facts (`/forget`, the retention purge) must reach
+    # those learned but not written yet, and leaves the copy above out of date.
+    if (state.is_update or state.is_delete) and _KNOWN in state.session.info and \
+            getattr(getattr(state.statement, "table", None), "name", None) == "memoryfact":
+        session = state.session
+        if any(isinstance(o, MemoryFact) for o in session.new):
+            session.flush()
+        session.info.pop(_KNOWN, None)
 
 
 def record_gift(*, session: Session, user_key: str, subject: str, order_id: str) -> None:
@@ -191,14 +374,8 @@ def summarize(*, session: Session, user_key: str, subject: str | None) -> Memory
     """
     summary = MemorySummary(subject=subject)
     subjects = [s for s in (subject, SHOPPER) if s and s != "self"]
-    candidates: list[MemoryFact] = []
-    for who in subjects:
-        candidates.extend(session.exec(
-            select(MemoryFact)
-            .where(MemoryFact.user_key == user_key, MemoryFact.subject == who)
-            .order_by(_PRIORITY_ORDER, col(MemoryFact.created_at).desc(),
-                      col(MemoryFact.id).desc())
-            .limit(MAX_FACTS_READ)).all())
+    known = read(session=session, user_key=user_key, subjects=subjects)
+    candidates = [fact for who in subjects for fact in known.of(who)]
     taken: dict[tuple[str, str], int] = {}
     tokens = 0
     for fact in sorted(candidates, key=lambda f: (_priority(f.kind), f.subject == SHOPPER)):
@@ -250,9 +427,7 @@ def _recipient_by_name(session: Session, user_key: str, intent: Intent) -> None:
     """"presente para a Inês" is for the person named Inês. The name must follow a word that
     introduces a person ("para a", "pra", "for", "de"), and a name that is also an ordinary
     word ("Rosa", "Ruby") must be written with a capital, so "uma caneca rosa" stays a mug."""
-    names = session.exec(select(MemoryFact).where(
-        MemoryFact.user_key == user_key, MemoryFact.kind == FactKind.NAME)).all()
-    for fact in names:
+    for fact in _known(session, user_key).names(session):
         written = re.search(rf"(?i:\b(?:para|pra|pro|for|to|de|del|da|do|with|com|con)\s+"
                             rf"(?:a\s+|o\s+|la\s+|el\s+)?)({re.escape(fact.value)})\b",
                             intent.text, flags=re.IGNORECASE)
@@ -280,8 +455,7 @@ def _ordinary_words() -> frozenset[str]:
 def subject_named(session: Session, user_key: str, name: str) -> str | None:
     """The person a remembered name belongs to ("Inês" -> "mother"), if any."""
     wanted = fold(name.strip())
-    for fact in session.exec(select(MemoryFact).where(
-            MemoryFact.user_key == user_key, MemoryFact.kind == FactKind.NAME)).all():
+    for fact in _known(session, user_key).names(session):
         if fold(fact.value) == wanted:
             return fact.subject
     return None
@@ -323,16 +497,27 @@ def apply(summary: MemorySummary, intent: Intent, request: SearchRequest) -> Non
 def gifts(*, session: Session, user_key: str, subject: str | None = None,
           limit: int | None = None) -> list[Gift]:
     """What was bought for people (for one, with `subject`), newest first; at most `limit`."""
-    query = (select(GiftRecord, Order).join(Order, col(Order.id) == GiftRecord.order_id)
-             .where(GiftRecord.user_key == user_key, col(Order.status).in_(GIVEN_STATUSES))
-             .order_by(col(GiftRecord.created_at).desc()))
-    if subject:
-        query = query.where(GiftRecord.subject == subject)
-    if limit is not None:
-        query = query.limit(limit)
-    return [Gift(subject=record.subject, ref=f"{order.merchant_slug}:{order.product_id}",
-                 title=order.title, order_id=order.id, at=record.created_at)
-            for record, order in session.exec(query).all()]
+    query = _GIFTS_OF if subject else _GIFTS
+    rows = session.connection().execute(query, {"user": user_key, "subject": subject,
+                                                "limit": NO_LIMIT if limit is None else limit})
+    return [Gift(subject=row.subject, ref=f"{row.merchant_slug}:{row.product_id}",
+                 title=row.title, order_id=row.id, at=row.created_at) for row in rows]
+
+
+def _gifts_query(*, of_subject: bool) -> Any:
+    gift, order = GiftRecord.__table__.c, Order.__table__.c  # type: ignore[attr-defined]
+    query = (core_select(gift.subject, gift.created_at, order.id, order.merchant_slug,
+                         order.product_id, order.title)
+             .join(Order.__table__, order.id == gift.order_id)  # type: ignore[attr-defined]
+             .where(gift.user_key == bindparam("user"), order.status.in_(GIVEN_STATUSES))
+             .order_by(gift.created_at.desc(), gift.id.desc()))
+    if of_subject:
+        query = query.where(gift.subject == bindparam("subject"))
+    return query.limit(bindparam("limit"))
+
+
+# Built once: a statement costs more to build than SQLite takes to run it.
+_GIFTS, _GIFTS_OF = _gifts_query(of_subject=False), _gifts_query(of_subject=True)
 
 
 def facts(*, session: Session, user_key: str) -> list[MemoryFact]:

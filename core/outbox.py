@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Column, func, update
+from sqlalchemy import JSON, Column, bindparam, func, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from core.db import utcnow
@@ -56,11 +56,14 @@ def notify(session: Session, *, user_key: str, text: str, cards: list[dict] | No
 
 def peek_pending(session: Session, *, user_key: str) -> list[Notification]:
     """The shopper's undelivered messages, oldest first, without taking them (`claim`)."""
-    return list(session.exec(
-        select(Notification)
-        .where(Notification.user_key == user_key, col(Notification.delivered_at).is_(None))
-        .order_by(col(Notification.id))
-    ))
+    return list(session.execute(_PENDING, {"user": user_key}).scalars())
+
+
+# Built once: every turn peeks, and building the statement costs more than running it.
+_PENDING = (select(Notification)
+            .where(Notification.user_key == bindparam("user"),
+                   col(Notification.delivered_at).is_(None))
+            .order_by(col(Notification.id)))
 
 
 def claim(session: Session, notes: list[Notification]) -> list[Notification]:

@@ -398,3 +398,73 @@ def test_purge_leaves_no_personal_row_past_the_retention(demo_runtime):
                               Notification, GiftRecord)}
     assert not any(left.values()), left
 
+
+
+def _stored(engine, user_key):
+    """Facts as another connection sees them: what was written, not what a session holds."""
+    with Session(engine) as other:
+        return sorted((f.subject, f.kind, f.value) for f in other.exec(
+            select(MemoryFact).where(MemoryFact.user_key == user_key)))
+
+
+def test_what_a_turn_learns_is_seen_by_it_and_written_only_at_its_commit(runtime):
+    # A flush mid-turn would take SQLite's write lock through the search that follows.
+    with Session(runtime.engine) as session, session.no_autoflush:
+        memory.read(session=session, user_key="web:ana", subjects=["mother"])
+        learned = memory.learn(session=session, user_key="web:ana", intent=PARSER.parse(
+            "presente para minha mãe de 60 anos que ama jardinagem", market=get_market("BR")))
+        assert {(f.kind, f.value) for f in learned} == {("age", "60"),
+                                                         ("interest", "gardening")}
+        assert _stored(runtime.engine, "web:ana") == []
+        summary = memory.summarize(session=session, user_key="web:ana", subject="mother")
+        assert summary.values(FactKind.AGE, "mother") == ["60"]
+        session.commit()
+    assert _stored(runtime.engine, "web:ana") == [("mother", "age", "60"),
+                                                  ("mother", "interest", "gardening")]
+
+
+def test_a_fact_replaced_and_stated_again_in_one_turn_stays_once(runtime):
+    with Session(runtime.engine) as session:
+        memory.remember(session=session, user_key="web:ana", subject="mother",
+                        kind=FactKind.AGE, value="60")
+        session.commit()
+    with Session(runtime.engine) as session, session.no_autoflush:
+        for age in ("61", "60"):
+            memory.remember(session=session, user_key="web:ana", subject="mother",
+                            kind=FactKind.AGE, value=age)
+        assert memory.summarize(session=session, user_key="web:ana",
+                                subject="mother").values(FactKind.AGE) == ["60"]
+        session.commit()
+    assert _stored(runtime.engine, "web:ana") == [("mother", "age", "60")]
+
+
+def test_forget_in_the_turn_that_learned_reaches_what_was_not_written_yet(runtime):
+    with Session(runtime.engine) as session, session.no_autoflush:
+        memory.remember(session=session, user_key="web:ana", subject="mother",
+                        kind=FactKind.INTEREST, value="gardening")
+        erasure.forget(session=session, user_key="web:ana")
+        assert memory.summarize(session=session, user_key="web:ana",
+                                subject="mother").facts == []
+        session.commit()
+    assert _stored(runtime.engine, "web:ana") == []
+
+
+def test_a_fact_known_past_the_first_facts_read_is_not_stored_twice(runtime):
+    with Session(runtime.engine) as session:
+        old = utcnow() - timedelta(days=30)
+        session.add(MemoryFact(user_key="web:ana", subject="mother", kind="interest",
+                               value="gardening", created_at=old))
+        for i in range(memory.MAX_FACTS_READ + 5):
+            session.add(MemoryFact(user_key="web:ana", subject="mother", kind="dislike",
+                                   value=f"thing {i}"))
+        session.commit()
+    with Session(runtime.engine) as session, session.no_autoflush:
+        assert memory.remember(session=session, user_key="web:ana", subject="mother",
+                               kind=FactKind.INTEREST, value="gardening") is None
+        assert memory.remember(session=session, user_key="web:ana", subject="mother",
+                               kind=FactKind.INTEREST, value="cooking") is not None
+        assert memory.remember(session=session, user_key="web:ana", subject="mother",
+                               kind=FactKind.INTEREST, value="cooking") is None
+        session.commit()
+    interests = [v for s, k, v in _stored(runtime.engine, "web:ana") if k == "interest"]
+    assert interests == ["cooking", "gardening"]
