@@ -8,6 +8,7 @@ conversation, for the `recommend` command.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,6 +96,8 @@ class Assistant:
         self.rails = rails
         self.settings = settings
         self.buying = Buying(search=search, rails=rails, settings=settings)
+        # At most this many turns at once in this process; the channels' threads wait here.
+        self.turns = threading.BoundedSemaphore(settings.turns_at_once)
         # Told the seconds each answer to a request took (the app's metrics listen).
         self.observe_latency: Callable[[float], None] = lambda seconds: None
 
@@ -196,6 +199,11 @@ class Assistant:
             UnknownMarket: `market` is not a configured market.
         """
         chosen_market = get_market(market) if market else None
+        with self.turns:
+            return self._turn(user_key, text, action, chosen_market, locale)
+
+    def _turn(self, user_key: str, text: str | None, action: str | None,
+              chosen_market: Market | None, locale: str | None) -> Reply:
         for attempt in range(TURN_ATTEMPTS):
             try:
                 # Nothing is written until the turn commits: live merchants may be asked during

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=5, ge=0, le=500)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     db_pool_recycle_seconds: int = Field(default=1800, ge=0)
+    # Turns (a shopper's message or button press, on any channel) one process runs at once;
+    # more wait their turn. Turns are database round trips and Python work under one GIL:
+    # past a few, threads only take the GIL from each other (docs/benchmarks.md). Unset:
+    # 2 on SQLite (one writer at a time anyway), 4 on PostgreSQL.
+    turn_concurrency: int | None = Field(default=None, ge=1, le=64)
     # Optional Redis (`redis://host:6379/0`): several processes then share the webhook
     # de-duplication keys, per-shopper rate limits, the live merchants' answer cache and
     # circuit breakers. Without it each process keeps them itself (the database still
@@ -164,6 +169,13 @@ class Settings(BaseSettings):
     llm_price_out_per_mtok: Decimal | None = None
     # Let the model reword the intro line of a reply (off: replies stay deterministic).
     llm_phrase_replies: bool = False
+
+    @property
+    def turns_at_once(self) -> int:
+        """`turn_concurrency`, or its default for the database."""
+        if self.turn_concurrency is not None:
+            return self.turn_concurrency
+        return 2 if self.database_url.startswith("sqlite") else 4
 
     @property
     def llm_enabled(self) -> bool:

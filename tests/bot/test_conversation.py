@@ -1,11 +1,17 @@
 """Conversation v0: memory, refinements from card buttons, and stale prices."""
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlmodel import Session, select
 
 from catalog.models import CatalogProduct
 from checkout.models import Order
 from core.money import Money
+from core.settings import Settings
+from vitrine.runtime import build_runtime, seed_demo
 
 
 def raise_price(runtime, product_id: str, *, by: int) -> None:
@@ -212,3 +218,39 @@ def test_a_shopper_who_moves_to_another_dollar_market_sees_its_symbol_spelled_ou
     with Session(demo_runtime.engine) as session:
         order = session.exec(select(Order).where(Order.user_key == "web:jo")).one()
     assert order.shopper_market().format_price(Money(100, "ARS")).startswith("AR$")
+
+
+@pytest.mark.parametrize(("setting", "database", "expected"), [
+    (None, "sqlite:///x.db", 2), (None, "postgresql+psycopg://h/db", 4), (3, "sqlite://", 3)])
+def test_turns_at_once_default_by_database(setting, database, expected):
+    assert Settings(env="test", database_url=database,
+                    turn_concurrency=setting).turns_at_once == expected
+
+
+def test_a_process_runs_no_more_turns_at_once_than_its_setting(settings):
+    runtime = build_runtime(settings.model_copy(update={"turn_concurrency": 2}))
+    try:
+        seed_demo(runtime)
+        search = runtime.assistant.search.search
+        inside, most, lock = [0], [0], threading.Lock()
+
+        def slow_search(*args, **kwargs):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)  # long enough for every thread to have arrived
+            try:
+                return search(*args, **kwargs)
+            finally:
+                with lock:
+                    inside[0] -= 1
+
+        runtime.assistant.search.search = slow_search
+        with ThreadPoolExecutor(6) as pool:
+            replies = list(pool.map(lambda i: runtime.assistant.handle(
+                user_key=f"web:turn-{i}", text="fone de ouvido bluetooth", market="BR"),
+                range(6)))
+        assert all(m.cards for r in replies for m in r.messages[-1:])
+        assert most[0] == 2
+    finally:
+        runtime.close()
