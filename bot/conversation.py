@@ -8,7 +8,6 @@ conversation, for the `recommend` command.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from core.markets import Market, get_market
 from core.money import Money
 from core.outbox import Notification, claim, peek_pending, take_pending
 from core.settings import Settings
+from core.turns import TurnSlots, working_in
 from ops.events import EventKind, record_event, understood
 
 MAX_REMEMBERED_REFS = 60
@@ -97,7 +97,7 @@ class Assistant:
         self.settings = settings
         self.buying = Buying(search=search, rails=rails, settings=settings)
         # At most this many turns at once in this process; the channels' threads wait here.
-        self.turns = threading.BoundedSemaphore(settings.turns_at_once)
+        self.turns = TurnSlots(settings.turns_at_once)
         # Told the seconds each answer to a request took (the app's metrics listen).
         self.observe_latency: Callable[[float], None] = lambda seconds: None
 
@@ -199,7 +199,7 @@ class Assistant:
             UnknownMarket: `market` is not a configured market.
         """
         chosen_market = get_market(market) if market else None
-        with self.turns:
+        with self.turns.turn():
             return self._turn(user_key, text, action, chosen_market, locale)
 
     def _turn(self, user_key: str, text: str | None, action: str | None,
@@ -210,6 +210,7 @@ class Assistant:
                 # the turn, and on SQLite a written transaction would lock out every other
                 # writer for as long as they take.
                 with session_scope(self.engine) as session, session.no_autoflush:
+                    working_in(session)
                     conv = self._conversation(session, user_key, chosen_market, locale)
                     # What waited for the shopper comes first; taken only as the turn ends.
                     queued = peek_pending(session, user_key=user_key)

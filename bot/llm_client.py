@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from core.turns import waiting
+
 JsonSchema = dict[str, Any]
 MAX_RESPONSE_BYTES = 256 * 1024  # a schema-bound answer is a few hundred bytes
 ERROR_EXCERPT_CHARS = 200
@@ -100,9 +102,10 @@ class ChatCompletions:
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         deadline = time.monotonic() + self.timeout_s
+        # A turn waiting on the model lets another turn work meanwhile (`core.turns`).
         try:
-            with self.http.stream("POST", self.url, json=body, headers=headers,
-                                  timeout=httpx.Timeout(self.timeout_s)) as response:
+            with waiting(), self.http.stream("POST", self.url, json=body, headers=headers,
+                                             timeout=httpx.Timeout(self.timeout_s)) as response:
                 raw = bytearray()
                 for chunk in response.iter_bytes():
                     raw += chunk

@@ -40,6 +40,7 @@ from catalog.store import find_merchant, product_row, upsert_rows
 from core.db import joined_or_own, utcnow
 from core.errors import AdapterError
 from core.markets import get_market
+from core.turns import waiting
 
 T = TypeVar("T")
 FLAKY_PENALTY = 1.5  # score lost by a merchant that failed every recent call
@@ -82,7 +83,9 @@ class LiveLoop:
             if self._portal is None:
                 self._portal = self._start()
             portal = self._portal
-        return portal.call(func, *args)
+        # A turn waiting on merchants lets another turn work meanwhile (`core.turns`).
+        with waiting():
+            return portal.call(func, *args)
 
     @property
     def started(self) -> bool:

@@ -16,6 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, create_engine
 
+from core.turns import watch_writes
+
 
 def utcnow() -> datetime:
     """The current time in UTC, timezone-aware."""
@@ -94,6 +96,7 @@ def make_engine(url: str, *, pool_size: int | None = None, max_overflow: int | N
             if not conn.connection.dbapi_connection.in_transaction:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+        watch_writes(engine)
         return engine
     pool: dict[str, Any] = {"pool_size": pool_size, "max_overflow": max_overflow,
                             "pool_timeout": pool_timeout_s, "pool_recycle": pool_recycle_s}
@@ -108,6 +111,7 @@ def make_engine(url: str, *, pool_size: int | None = None, max_overflow: int | N
             cur = dbapi_conn.cursor()
             cur.execute("SET TIME ZONE 'UTC'")
             cur.close()
+    watch_writes(engine)
     return engine
 
 

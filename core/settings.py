@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     db_pool_recycle_seconds: int = Field(default=1800, ge=0)
     # Turns (a shopper's message or button press, on any channel) one process runs at once;
     # more wait their turn. Turns are database round trips and Python work under one GIL:
-    # past a few, threads only take the GIL from each other (docs/benchmarks.md). Unset:
-    # 2 on SQLite (one writer at a time anyway), 4 on PostgreSQL.
+    # past a few, threads only take the GIL from each other (docs/benchmarks.md). A turn
+    # waiting on the language model or live merchants gives its place meanwhile
+    # (`core/turns.py`). Unset: 2 on SQLite (one writer at a time anyway), 4 on PostgreSQL.
     turn_concurrency: int | None = Field(default=None, ge=1, le=64)
     # Optional Redis (`redis://host:6379/0`): several processes then share the webhook
     # de-duplication keys, per-shopper rate limits, the live merchants' answer cache and

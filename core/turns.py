@@ -1,0 +1,100 @@
+"""How many shoppers' turns one process works on at once.
+
+A turn is Python work and database round trips under one interpreter lock: past a few at
+once, threads only pass the lock to each other (docs/benchmarks.md, "Turns at once"). So a
+process runs at most `VITRINE_TURN_CONCURRENCY` turns; the others wait for a slot.
+
+A turn that waits on an outside service (a language model, live merchants) gives its slot
+back meanwhile (`waiting`), so a slow model does not stall the process: but only while it
+has written nothing. Once it has, others may be waiting on its locks (SQLite's write lock,
+PostgreSQL's row and advisory locks), and a turn that needed its slot back to commit while
+they held every slot would wait for ever.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+WROTE = "vitrine_wrote"  # connection.info key: this transaction wrote or took a lock
+_local = threading.local()
+
+
+class TurnSlots:
+    """At most `size` turns at once in this process."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free = threading.BoundedSemaphore(size)
+
+    @property
+    def free(self) -> int:
+        """Slots no turn holds right now."""
+        return self._free._value  # type: ignore[attr-defined]
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold a slot for the turn run inside (a turn inside a turn uses the same one)."""
+        if getattr(_local, "slots", None) is not None:
+            yield
+            return
+        self._free.acquire()
+        _local.slots, _local.session = self, None
+        try:
+            yield
+        finally:
+            _local.slots = _local.session = None
+            self._free.release()
+
+
+def working_in(session: Session) -> None:
+    """Tell the turn this thread runs which session it writes through."""
+    _local.session = session
+
+
+@contextmanager
+def waiting() -> Iterator[None]:
+    """Around a call to an outside service: the turn's slot is free meanwhile, unless the
+    turn has written (see the module's docstring)."""
+    slots: TurnSlots | None = getattr(_local, "slots", None)
+    if slots is None or _has_written(getattr(_local, "session", None)):
+        yield
+        return
+    session = _local.session
+    _local.slots = None
+    slots._free.release()
+    try:
+        yield
+    finally:
+        slots._free.acquire()
+        _local.slots, _local.session = slots, session
+
+
+def _has_written(session: Session | None) -> bool:
+    if session is None or not session.in_transaction():
+        return False
+    return bool(session.connection().info.get(WROTE))
+
+
+def watch_writes(engine: Engine) -> None:
+    """Mark a connection's transaction once it writes or locks anything: any statement but
+    a plain SELECT (an INSERT, an UPDATE, a BEGIN IMMEDIATE, SELECT ... FOR UPDATE, an
+    advisory lock). Cleared when the transaction ends."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _mark(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if WROTE not in conn.info:
+            head = statement.lstrip()[:6].upper()
+            if head != "SELECT" or "FOR UPDATE" in statement or "pg_advisory" in statement:
+                conn.info[WROTE] = True
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _clear(conn: Connection) -> None:
+        conn.info.pop(WROTE, None)
