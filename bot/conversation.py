@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot import erasure, linking, memory
 from bot.buying import Buying
@@ -47,7 +48,7 @@ from core.db import as_utc, joined_or_own, session_scope, utcnow
 from core.i18n import Translator, language_of
 from core.markets import Market, get_market
 from core.money import Money
-from core.outbox import Notification, claim, peek_pending, take_pending
+from core.outbox import HAS_PENDING, Notification, claim, peek_pending, take_pending
 from core.settings import Settings
 from core.turns import TurnSlots, working_in
 from ops.events import EventKind, record_event, understood
@@ -211,9 +212,10 @@ class Assistant:
                 # writer for as long as they take.
                 with session_scope(self.engine) as session, session.no_autoflush:
                     working_in(session)
-                    conv = self._conversation(session, user_key, chosen_market, locale)
+                    conv, maybe_queued = self._conversation(session, user_key, chosen_market,
+                                                            locale)
                     # What waited for the shopper comes first; taken only as the turn ends.
-                    queued = peek_pending(session, user_key=user_key)
+                    queued = peek_pending(session, user_key=user_key) if maybe_queued else []
                     waiting = _deliver(conv, queued)
                     messages: list[Message] = []
                     if action and action.strip() == INBOX_ACTION:
@@ -262,8 +264,15 @@ class Assistant:
             return list(zip(notes, messages, strict=True))
 
     def _conversation(self, session: Session, user_key: str, market: Market | None,
-                      locale: str | None) -> Conversation:
-        conv = session.get(Conversation, user_key)
+                      locale: str | None) -> tuple[Conversation, bool]:
+        """The shopper's conversation (a new one for a new shopper), and whether messages may
+        be waiting for them."""
+        state = session.execute(_TURN_STATE, {"user": user_key}).first()
+        if state is None:
+            conv, maybe_queued = None, True
+        else:
+            conv, owner, maybe_queued = state
+            linking.knew_owner(session, user_key, owner)
         if conv is None:
             m = market or get_market(self.settings.default_market)
             # Every field with a default factory given: SQLModel's constructor inspects a
@@ -285,7 +294,7 @@ class Assistant:
                 conv.shown, conv.excluded, conv.last_query, conv.quoted = [], [], {}, {}
             if locale and not conv.language_chosen:
                 conv.language = language_of(locale, default=conv.language)
-        return conv
+        return conv, maybe_queued
 
     def _text(self, session: Session, conv: Conversation, text: str,
               locale: str | None) -> list[Message]:
@@ -480,6 +489,13 @@ class Assistant:
         rec.reply = t.gettext("Got it. Some other options:") if rec.cards else \
             t.gettext("Got it. I have no other options for that right now.")
         return self._show(session, conv, rec, started)
+
+
+# What every turn reads first, in one round trip: the conversation, the account its memory
+# lives under, and whether messages wait for the shopper.
+_TURN_STATE = select(Conversation, linking.OWNER_OF.label("owner"),
+                     HAS_PENDING.label("queued")).where(
+    Conversation.user_key == bindparam("user"))
 
 
 def _remember_answer(conv: Conversation, rec: Recommendation,

@@ -19,8 +19,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import bindparam, delete
+from sqlalchemy import bindparam, delete, event
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from bot.models import (
@@ -58,12 +60,37 @@ class LinkResult:
 
 def owner_of(session: Session, user_key: str) -> str:
     """The key this account's memory lives under: its own, or the account it was linked to."""
-    owner = session.execute(_OWNER, {"user": user_key}).scalar()
-    return owner if owner is not None else user_key
+    known: dict[str, str] = session.info.setdefault(_OWNERS, {})
+    if user_key not in known:
+        owner = session.execute(_OWNER, {"user": user_key}).scalar()
+        known[user_key] = owner if owner is not None else user_key
+    return known[user_key]
+
+
+def knew_owner(session: Session, user_key: str, owner_key: str | None) -> None:
+    """Keep for this transaction an owner read with other things (None: not linked), so
+    `owner_of` asks the database nothing."""
+    session.info.setdefault(_OWNERS, {})[user_key] = owner_key or user_key
 
 
 # Built once (every turn asks): building the statement costs more than running it.
 _OWNER = select(ShopperLink.owner_key).where(ShopperLink.user_key == bindparam("user"))
+OWNER_OF = (select(ShopperLink.owner_key)  # for a query of the caller's, by `:user`
+            .where(ShopperLink.user_key == bindparam("user")).scalar_subquery())
+# session.info key: the owners read in this transaction, dropped when it ends or a link
+# changes.
+_OWNERS = "vitrine_link_owners"
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_owners(session: OrmSession, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_OWNERS, None)
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_owners_on_rollback(session: OrmSession, _previous: Any) -> None:
+    session.info.pop(_OWNERS, None)
 
 
 def accounts_of(session: Session, owner_key: str) -> list[str]:
@@ -166,11 +193,13 @@ def _merge(session: Session, *, source: str, into: str) -> None:
         link.owner_key = into
         session.add(link)
     session.add(ShopperLink(user_key=source, owner_key=into))
+    session.info.pop(_OWNERS, None)
 
 
 def unlink_all(session: Session, owner_key: str) -> list[str]:
     """Remove every link to this memory; returns the accounts that shared it."""
     accounts = accounts_of(session, owner_key)
+    session.info.pop(_OWNERS, None)
     session.exec(delete(ShopperLink).where(  # type: ignore[call-overload]
         col(ShopperLink.owner_key) == owner_key))
     session.exec(delete(LinkCode).where(  # type: ignore[call-overload]

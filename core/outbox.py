@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Column, bindparam, func, update
+from sqlalchemy import JSON, Column, bindparam, exists, func, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from core.db import utcnow
@@ -59,6 +59,10 @@ def peek_pending(session: Session, *, user_key: str) -> list[Notification]:
     return list(session.execute(_PENDING, {"user": user_key}).scalars())
 
 
+# Whether anything waits for the shopper `:user`, for a query of the caller's (a turn reads
+# it with the conversation and peeks only then).
+HAS_PENDING = exists().where(col(Notification.user_key) == bindparam("user"),
+                             col(Notification.delivered_at).is_(None))
 # Built once: every turn peeks, and building the statement costs more than running it.
 _PENDING = (select(Notification)
             .where(Notification.user_key == bindparam("user"),
