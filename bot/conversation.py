@@ -50,7 +50,7 @@ from core.markets import Market, get_market
 from core.money import Money
 from core.outbox import HAS_PENDING, Notification, claim, peek_pending, take_pending
 from core.settings import Settings
-from core.turns import TurnSlots, working_in
+from core.turns import TurnSlots, pool_capacity, working_in
 from ops.events import EventKind, record_event, understood
 
 MAX_REMEMBERED_REFS = 60
@@ -98,7 +98,7 @@ class Assistant:
         self.settings = settings
         self.buying = Buying(search=search, rails=rails, settings=settings)
         # At most this many turns at once in this process; the channels' threads wait here.
-        self.turns = TurnSlots(settings.turns_at_once)
+        self.turns = TurnSlots(settings.turns_at_once, in_flight=pool_capacity(engine))
         # Told the seconds each answer to a request took (the app's metrics listen).
         self.observe_latency: Callable[[float], None] = lambda seconds: None
 

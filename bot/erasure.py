@@ -133,6 +133,7 @@ def purge(*, session: Session, retention_days: int, now: datetime | None = None)
     count += session.exec(delete(ShopperProfile).where(  # type: ignore[call-overload]
         col(ShopperProfile.created_at) < cutoff,
         col(ShopperProfile.user_key).not_in(talking))).rowcount
+    linking.forget_owners(session)
     count += session.exec(delete(ShopperLink).where(  # type: ignore[call-overload]
         col(ShopperLink.created_at) < cutoff, col(ShopperLink.user_key).not_in(talking),
         col(ShopperLink.owner_key).not_in(talking))).rowcount

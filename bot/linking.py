@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, delete, event
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
+from bot import memory
 from bot.models import (
     OPPOSITE,
     SINGLE_VALUED,
@@ -158,6 +159,10 @@ def _merge(session: Session, *, source: str, into: str) -> None:
     Where the two memories disagree (two ages for mom, Tramontina liked on one app and
     avoided on the other), the newest statement wins, as it does within one memory.
     """
+    # Facts learned in this transaction are written first, so the merge sees them, and
+    # what the transaction read of memory is read again afterwards.
+    session.flush()
+    memory.drop_read(session)
     facts = list(session.exec(select(MemoryFact).where(
         col(MemoryFact.user_key).in_([source, into]))).all())
     kept: dict[tuple[str, str, str], MemoryFact] = {}
@@ -193,13 +198,18 @@ def _merge(session: Session, *, source: str, into: str) -> None:
         link.owner_key = into
         session.add(link)
     session.add(ShopperLink(user_key=source, owner_key=into))
+    forget_owners(session)
+
+
+def forget_owners(session: Session) -> None:
+    """Forget the owners read in this transaction, after changing links another way."""
     session.info.pop(_OWNERS, None)
 
 
 def unlink_all(session: Session, owner_key: str) -> list[str]:
     """Remove every link to this memory; returns the accounts that shared it."""
     accounts = accounts_of(session, owner_key)
-    session.info.pop(_OWNERS, None)
+    forget_owners(session)
     session.exec(delete(ShopperLink).where(  # type: ignore[call-overload]
         col(ShopperLink.owner_key) == owner_key))
     session.exec(delete(LinkCode).where(  # type: ignore[call-overload]

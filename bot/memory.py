@@ -291,6 +291,12 @@ class _Known:
         return None
 
 
+def drop_read(session: Session) -> None:
+    """Forget what this transaction read of memory, after changing facts another way (a
+    merge of two accounts' memories): the next use reads them again."""
+    session.info.pop(_KNOWN, None)
+
+
 def _known(session: Session, user_key: str) -> _Known:
     by_user: dict[str, _Known] = session.info.setdefault(_KNOWN, {})
     if user_key not in by_user:
@@ -498,8 +504,8 @@ def gifts(*, session: Session, user_key: str, subject: str | None = None,
           limit: int | None = None) -> list[Gift]:
     """What was bought for people (for one, with `subject`), newest first; at most `limit`."""
     query = _GIFTS_OF if subject else _GIFTS
-    rows = session.connection().execute(query, {"user": user_key, "subject": subject,
-                                                "limit": NO_LIMIT if limit is None else limit})
+    rows = session.execute(query, {"user": user_key, "subject": subject,
+                                   "limit": NO_LIMIT if limit is None else limit})
     return [Gift(subject=row.subject, ref=f"{row.merchant_slug}:{row.product_id}",
                  title=row.title, order_id=row.id, at=row.created_at) for row in rows]
 

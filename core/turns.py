@@ -27,11 +27,18 @@ _local = threading.local()
 
 
 class TurnSlots:
-    """At most `size` turns at once in this process."""
+    """At most `size` turns working at once in this process, and at most `in_flight` begun
+    (working, or waiting on an outside service with their slot given back).
 
-    def __init__(self, size: int) -> None:
+    `in_flight` is the connection pool's capacity: a waiting turn keeps its connection, and
+    were more turns begun than there are connections, the working ones could wait on the
+    pool while the waiting ones, holding every connection, waited for a slot.
+    """
+
+    def __init__(self, size: int, *, in_flight: int | None = None) -> None:
         self.size = size
         self._free = threading.BoundedSemaphore(size)
+        self._begun = threading.BoundedSemaphore(max(size, in_flight or size))
 
     @property
     def free(self) -> int:
@@ -42,15 +49,30 @@ class TurnSlots:
     def turn(self) -> Iterator[None]:
         """Hold a slot for the turn run inside (a turn inside a turn uses the same one)."""
         if getattr(_local, "slots", None) is not None:
-            yield
+            outer = getattr(_local, "session", None)
+            try:
+                yield
+            finally:
+                _local.session = outer
             return
-        self._free.acquire()
-        _local.slots, _local.session = self, None
-        try:
-            yield
-        finally:
-            _local.slots = _local.session = None
-            self._free.release()
+        with self._begun:
+            self._free.acquire()
+            _local.slots, _local.session = self, None
+            try:
+                yield
+            finally:
+                _local.slots = _local.session = None
+                self._free.release()
+
+
+def pool_capacity(engine: Engine) -> int | None:
+    """How many connections the engine's pool gives out at most (None: no bound)."""
+    pool = engine.pool
+    size = getattr(pool, "size", None)
+    overflow = getattr(pool, "_max_overflow", None)
+    if not callable(size) or not isinstance(overflow, int) or overflow < 0:
+        return None
+    return int(size()) + overflow
 
 
 def working_in(session: Session) -> None:
@@ -84,14 +106,21 @@ def _has_written(session: Session | None) -> bool:
 
 def watch_writes(engine: Engine) -> None:
     """Mark a connection's transaction once it writes or locks anything: any statement but
-    a plain SELECT (an INSERT, an UPDATE, a BEGIN IMMEDIATE, SELECT ... FOR UPDATE, an
-    advisory lock). Cleared when the transaction ends."""
+    a plain SELECT (an INSERT, an UPDATE, a BEGIN IMMEDIATE, SELECT ... FOR UPDATE or SHARE,
+    an advisory lock; a SELECT merely naming " for " is taken as one too, which only keeps
+    a slot). Cleared when the transaction ends. Statements sent through the engine are
+    seen; a turn writes through its session only (`working_in`)."""
 
     @event.listens_for(engine, "before_cursor_execute")
     def _mark(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
         if WROTE not in conn.info:
             head = statement.lstrip()[:6].upper()
-            if head != "SELECT" or "FOR UPDATE" in statement or "pg_advisory" in statement:
+            if head != "SELECT":
+                conn.info[WROTE] = True
+                return
+            # SELECT ... FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE; advisory locks.
+            upper = statement.upper()
+            if " FOR " in upper or "ADVISORY" in upper:
                 conn.info[WROTE] = True
 
     @event.listens_for(engine, "commit")

@@ -2,14 +2,15 @@
 another work meanwhile, unless it holds locks others may be waiting on."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlmodel import Session
 
 from core.db import make_engine
-from core.turns import TurnSlots, waiting, working_in
+from core.turns import TurnSlots, pool_capacity, waiting, watch_writes, working_in
 from tests.bot.test_llm_conversion_log import with_llm
 from tests.fake_llm_server import FakeLlm, completion, understanding
 from vitrine.runtime import build_runtime, seed_demo
@@ -73,3 +74,38 @@ def test_turns_waiting_on_the_language_model_do_not_hold_the_process(settings):
         assert runtime.assistant.turns.free == 1
     finally:
         runtime.close()
+
+
+def test_turns_waiting_with_their_connections_never_starve_a_working_turn(tmp_path):
+    # Two connections. Two turns wait on an outside service with theirs; a third must not
+    # take the free slot and then wait for a connection the waiting two keep while they
+    # wait for that slot (each side would wait for the other until the pool timed out).
+    engine = create_engine(f"sqlite:///{tmp_path}/t.db", pool_size=2, max_overflow=0,
+                           pool_timeout=5)
+    watch_writes(engine)
+    slots = TurnSlots(1, in_flight=pool_capacity(engine))
+    both_waiting = threading.Barrier(2, timeout=10)
+    waited = threading.Event()
+
+    def waiting_turn() -> str:
+        with slots.turn(), Session(engine) as session:
+            working_in(session)
+            session.execute(text("SELECT 1"))
+            with waiting():
+                both_waiting.wait()
+                waited.set()
+                time.sleep(0.1)  # the third turn arrives meanwhile
+            session.execute(text("SELECT 2"))
+        return "ok"
+
+    def third_turn() -> str:
+        waited.wait(10)
+        with slots.turn(), Session(engine) as session:
+            session.execute(text("SELECT 3"))
+        return "ok"
+
+    with ThreadPoolExecutor(3) as pool:
+        results = [pool.submit(waiting_turn), pool.submit(waiting_turn),
+                   pool.submit(third_turn)]
+        assert [r.result(timeout=30) for r in results] == ["ok", "ok", "ok"]
+    assert pool_capacity(engine) == 2
