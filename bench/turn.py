@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,12 @@ def _steps(shopper: Shopper) -> list[Any]:
     return [s for s in shopper.steps if s.kind in ("say", "press")]
 
 
-def play_direct(assistant: Any, stream: Any, messages: int) -> int:
-    """Play shoppers through the assistant until `messages` turns were taken."""
+Send = Callable[[Shopper, str | None, str | None], Awaitable[list[dict]]]
+
+
+async def play(stream: Any, messages: int, send: Send) -> int:
+    """Play shoppers until `messages` turns were taken; `send(shopper, action, text)`
+    answers one turn with its messages as JSON."""
     done = 0
     while done < messages:
         shopper = next(stream)
@@ -47,41 +52,36 @@ def play_direct(assistant: Any, stream: Any, messages: int) -> int:
             action = Player._action(step, last, last_cards)
             if step.kind == "press" and action is None:
                 break
-            reply = assistant.handle(user_key=f"web:{shopper.user}",
-                                     text=None if action else step.text, action=action,
-                                     market=shopper.market, locale=shopper.locale)
-            last = reply.model_dump(mode="json")["messages"]
+            last = await send(shopper, action, None if action else step.text or "")
             cards = [c for m in last for c in m["cards"]]
             last_cards = cards or last_cards
             done += 1
     return done
 
 
+def direct(assistant: Any) -> Send:
+    """Turns straight through the assistant (nothing awaits: no event loop work)."""
+    async def send(shopper: Shopper, action: str | None, text: str | None) -> list[dict]:
+        reply = assistant.handle(user_key=f"web:{shopper.user}", text=text, action=action,
+                                 market=shopper.market, locale=shopper.locale)
+        return reply.model_dump(mode="json")["messages"]
+    return send
+
+
 async def play_http(app: Any, stream: Any, messages: int) -> int:
     """The same through the ASGI app, one request at a time."""
     import httpx
 
-    done = 0
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-        while done < messages:
-            shopper = next(stream)
-            last: list[dict] = []
-            last_cards: list[dict] = []
-            for step in _steps(shopper):
-                action = Player._action(step, last, last_cards)
-                if step.kind == "press" and action is None:
-                    break
-                body = {"user": shopper.user, "market": shopper.market,
-                        **({"action": action} if action else {"text": step.text or ""}),
-                        **({"locale": shopper.locale} if shopper.locale else {})}
-                response = await client.post("/api/chat", json=body)
-                assert response.status_code == 200, response.text
-                last = response.json()["messages"]
-                cards = [c for m in last for c in m["cards"]]
-                last_cards = cards or last_cards
-                done += 1
-    return done
+        async def send(shopper: Shopper, action: str | None, text: str | None) -> list[dict]:
+            body = {"user": shopper.user, "market": shopper.market,
+                    **({"action": action} if action else {"text": text}),
+                    **({"locale": shopper.locale} if shopper.locale else {})}
+            response = await client.post("/api/chat", json=body)
+            assert response.status_code == 200, response.text
+            return response.json()["messages"]
+        return await play(stream, messages, send)
 
 
 def main() -> int:
@@ -119,8 +119,8 @@ def main() -> int:
     figures: dict[str, list[float]] = {"direct_ms": [], "direct_statements": [],
                                        "http_ms": [], "http_statements": []}
     profile = cProfile.Profile() if args.profile else None
-    play_direct(runtime.assistant, shoppers(dialogues, prefix="warm", seed=1, buy_share=0,
-                                            more_share=0.3), 300)
+    asyncio.run(play(shoppers(dialogues, prefix="warm", seed=1, buy_share=0,
+                              more_share=0.3), 300, direct(runtime.assistant)))
     for round_ in range(args.repeat):
         for kind in args.kinds.split(","):
             stream = shoppers(dialogues, prefix=f"{kind}-{round_}", seed=7, buy_share=0,
@@ -130,7 +130,7 @@ def main() -> int:
             if kind == "direct":
                 if profile:
                     profile.enable()
-                done = play_direct(runtime.assistant, stream, args.messages)
+                done = asyncio.run(play(stream, args.messages, direct(runtime.assistant)))
                 if profile:
                     profile.disable()
             else:

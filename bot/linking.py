@@ -19,10 +19,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import bindparam, delete, event
-from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy import bindparam, delete
 from sqlmodel import Session, col, select
 
 from bot import memory
@@ -37,7 +35,7 @@ from bot.models import (
     ShopperLink,
     ShopperProfile,
 )
-from core.db import as_utc, utcnow
+from core.db import as_utc, forget_with_transaction, utcnow
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 8
@@ -83,15 +81,7 @@ OWNER_OF = (select(ShopperLink.owner_key)  # for a query of the caller's, by `:u
 _OWNERS = "vitrine_link_owners"
 
 
-@event.listens_for(OrmSession, "after_transaction_end")
-def _forget_owners(session: OrmSession, transaction: Any) -> None:
-    if transaction.parent is None:
-        session.info.pop(_OWNERS, None)
-
-
-@event.listens_for(OrmSession, "after_soft_rollback")
-def _forget_owners_on_rollback(session: OrmSession, _previous: Any) -> None:
-    session.info.pop(_OWNERS, None)
+forget_with_transaction(_OWNERS)
 
 
 def accounts_of(session: Session, owner_key: str) -> list[str]:

@@ -43,7 +43,7 @@ from catalog.product_types import product_types
 from catalog.search import SearchRequest
 from catalog.text import fold
 from checkout.models import Order, OrderStatus
-from core.db import utcnow
+from core.db import forget_with_transaction, utcnow
 
 SHOPPER = "shopper"  # the subject of the shopper's own preferences
 MAX_SUMMARY_FACTS = 30
@@ -335,15 +335,7 @@ def _read_query(*, names: bool) -> Any:
 _READ, _READ_WITH_NAMES = _read_query(names=False), _read_query(names=True)
 
 
-@event.listens_for(OrmSession, "after_transaction_end")
-def _forget_known(session: OrmSession, transaction: Any) -> None:
-    if transaction.parent is None:
-        session.info.pop(_KNOWN, None)
-
-
-@event.listens_for(OrmSession, "after_soft_rollback")
-def _forget_known_on_rollback(session: OrmSession, _previous: Any) -> None:
-    session.info.pop(_KNOWN, None)
+forget_with_transaction(_KNOWN)
 
 
 @event.listens_for(OrmSession, "do_orm_execute")

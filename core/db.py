@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import MetaData, event, inspect
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -125,6 +126,20 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def forget_with_transaction(key: str) -> None:
+    """Drop `session.info[key]` when the session's transaction ends or anything in it rolls
+    back: for what one transaction read and keeps, which a later one must read again."""
+
+    @event.listens_for(OrmSession, "after_transaction_end")
+    def _ended(session: OrmSession, transaction: Any) -> None:
+        if transaction.parent is None:
+            session.info.pop(key, None)
+
+    @event.listens_for(OrmSession, "after_soft_rollback")
+    def _rolled_back(session: OrmSession, _previous: Any) -> None:
+        session.info.pop(key, None)
 
 
 def insert_once(engine: Engine, row: SQLModel) -> bool:
