@@ -1,4 +1,3 @@
-import threading
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, text
@@ -6,6 +5,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.db import add_missing_columns, make_engine
 from core.settings import Settings
+from tests.threads import at_once
 from vitrine.runtime import build_runtime
 
 
@@ -76,23 +76,14 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_get_it_in_wal_mode(tmp_
     # worker starting together failed with "database is locked".
     url = f"sqlite:///{tmp_path / 'new.db'}"
     engines = [make_engine(url) for _ in range(8)]
-    start = threading.Barrier(len(engines))
-    modes: list[str] = []
-    failures: list[BaseException] = []
 
-    def open_it(engine) -> None:  # type: ignore[no-untyped-def]
-        start.wait(timeout=30)
-        try:
-            with engine.connect() as conn:
-                modes.append(conn.exec_driver_sql("PRAGMA journal_mode").scalar_one())
-        except BaseException as exc:  # reported in the test's thread
-            failures.append(exc)
+    def open_it(engine) -> str:  # type: ignore[no-untyped-def]
+        with engine.connect() as conn:
+            return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar_one())
 
-    threads = [threading.Thread(target=open_it, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    for engine in engines:
-        engine.dispose()
-    assert failures == [] and modes == ["wal"] * len(engines)
+    try:
+        modes = at_once(*((open_it, e) for e in engines))
+    finally:
+        for engine in engines:
+            engine.dispose()
+    assert modes == ["wal"] * len(engines)

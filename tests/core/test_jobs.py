@@ -4,7 +4,6 @@ once; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -23,6 +22,7 @@ from core.jobs import (
     outstanding,
     prune,
 )
+from tests.threads import at_once
 
 LEASE = timedelta(seconds=60)
 
@@ -181,25 +181,16 @@ def test_concurrent_workers_never_run_one_job_twice(jobs_database_url):
     with session_scope(engines[0]) as session:
         ids = {enqueue(session, kind="push").id for _ in range(60)}
     claimed: list[list[int]] = [[] for _ in engines]
-    ready = threading.Barrier(len(engines))
-    errors: list[BaseException] = []
 
     def work(number: int) -> None:
-        try:
-            ready.wait(timeout=30)
-            while (job := claim(engines[number], worker=f"w{number}", lease=LEASE)) is not None:
-                claimed[number].append(job.id)
-                assert finish(engines[number], job, worker=f"w{number}") == "done"
-        except BaseException as exc:  # reported below, in the test's own thread
-            errors.append(exc)
+        while (job := claim(engines[number], worker=f"w{number}", lease=LEASE)) is not None:
+            claimed[number].append(job.id)
+            assert finish(engines[number], job, worker=f"w{number}") == "done"
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(engines))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    for engine in engines:
-        engine.dispose()
-    assert not errors, errors
+    try:
+        at_once(*((work, n) for n in range(len(engines))), timeout=120)
+    finally:
+        for engine in engines:
+            engine.dispose()
     every = [job_id for ids_of_one in claimed for job_id in ids_of_one]
     assert sorted(every) == sorted(ids)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import fnmatch
 import shutil
-import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from core import schema
 from core.db import make_engine
 from core.settings import get_settings
 from tests.databases import BOTH_DATABASES, database_of, sqlite_url
+from tests.threads import at_once
 from vitrine.runtime import create_tables, model_metadata
 
 
@@ -171,24 +171,8 @@ def test_processes_starting_together_upgrade_one_after_the_other(blank_url):
     """N API replicas and the worker all upgrade at start; each must succeed, the schema be
     built once."""
     engines = [make_engine(blank_url) for _ in range(4)]
-    start = threading.Barrier(len(engines))
-    failures: list[BaseException] = []
-
-    def start_up(engine: Engine) -> None:
-        start.wait(timeout=30)
-        try:
-            create_tables(engine)
-        except BaseException as exc:  # reported below, in the test's thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=start_up, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
     try:
-        assert not any(t.is_alive() for t in threads)
-        assert failures == []
+        at_once(*((create_tables, e) for e in engines), timeout=120)
         assert schema.current(engines[0]) == schema.head()
         assert _differences(engines[0]) == []
         with engines[0].connect() as conn:

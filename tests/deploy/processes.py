@@ -92,30 +92,6 @@ def api_process(env: dict[str, str], log: Path) -> Iterator[tuple[str, subproces
                 process.wait()
 
 
-def at_once(*calls: tuple) -> list:
-    """Run each `(function, *args)` on its own thread, released at the same moment; their
-    results in order (an exception is re-raised)."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-    errors: list[BaseException] = []
-
-    def run(i: int, function, *args) -> None:  # type: ignore[no-untyped-def]
-        barrier.wait(timeout=30)
-        try:
-            results[i] = function(*args)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, *call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    if errors:
-        raise errors[0]
-    return results
-
-
 class GraphRecorder:
     """Meta's Graph API on loopback: records every message sent and answers with an id.
     Cleared `flowing`, each send waits until it is set again (a slow Graph API)."""

@@ -14,7 +14,8 @@ from core.db import make_engine
 from core.settings import Settings
 from ops.events import ConversionEvent, EventKind
 from tests.bot.channels.test_whatsapp import SHOPPER, signed, text_event
-from tests.deploy.processes import api_process, at_once, vitrine_env, whatsapp_settings
+from tests.deploy.processes import api_process, vitrine_env, whatsapp_settings
+from tests.threads import at_once
 from vitrine.runtime import build_runtime, seed_demo
 
 

@@ -19,9 +19,10 @@ from core.settings import Settings
 from ops.events import ConversionEvent, EventKind
 from tests.bot.channels.test_whatsapp import SHOPPER, signed, text_event
 from tests.conftest import SANDBOX_SECRET
-from tests.deploy.processes import api_process, at_once, vitrine_env, whatsapp_settings
+from tests.deploy.processes import api_process, vitrine_env, whatsapp_settings
 from tests.test_end_to_end import pix_code, tlv
 from tests.test_end_to_end import signed as sandbox_signed
+from tests.threads import at_once
 from vitrine.runtime import build_runtime, seed_demo
 
 
