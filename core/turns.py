@@ -1,8 +1,9 @@
 """How many shoppers' turns one process works on at once.
 
 A turn is Python work and database round trips under one interpreter lock: past a few at
-once, threads only pass the lock to each other (docs/benchmarks.md, "Turns at once"). So a
-process runs at most `VITRINE_TURN_CONCURRENCY` turns; the others wait for a slot.
+once, threads only pass the lock to each other (docs/production.md, "Turns at once";
+measured in docs/benchmarks.md, "Second round"). So a process runs at most
+`VITRINE_TURN_CONCURRENCY` turns; the others wait for a slot.
 
 A turn that waits on an outside service (a language model, live merchants) gives its slot
 back meanwhile (`waiting`), so a slow model does not stall the process: but only while it
