@@ -225,13 +225,17 @@ class TelegramChannel:
     def answer(self, inbound: Inbound, action: str | None = None) -> None:
         """The assistant's reply to a text or a button's action, sent to the chat; a request
         to wait instead when the shopper writes faster than the rate limit."""
-        admission = self._admit(inbound, action)
-        if not admission.allowed:
-            if admission.tell:
-                self.push(inbound.user_key, self._slow_down(inbound),
-                          locale=self._locale(inbound.user_key))
+        if self._refused(inbound, action):
             return
         self._reply(inbound, action)
+
+    def _refused(self, inbound: Inbound, action: str | None) -> bool:
+        """Whether the shopper is past the rate limit; told so once a window, in the chat."""
+        admission = self._admit(inbound, action)
+        if not admission.allowed and admission.tell:
+            self.push(inbound.user_key, self._slow_down(inbound),
+                      locale=self._locale(inbound.user_key))
+        return not admission.allowed
 
     def _reply(self, inbound: Inbound, action: str | None) -> None:
         reply = self.assistant.handle(user_key=inbound.user_key, text=inbound.text,
@@ -256,11 +260,7 @@ class TelegramChannel:
 
     def decline(self, inbound: Inbound) -> None:
         """A photo, a sticker, a voice note: the shopper learns what Vitrine reads."""
-        admission = self._admit(inbound, None)
-        if not admission.allowed:
-            if admission.tell:
-                self.push(inbound.user_key, self._slow_down(inbound),
-                          locale=self._locale(inbound.user_key))
+        if self._refused(inbound, None):
             return
         conv = self._conversation(inbound.user_key)
         language = conv.language if conv else language_of(inbound.language_code)
