@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import String, bindparam, func, literal
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot import erasure, linking, memory
 from bot.buying import Buying
@@ -42,6 +42,7 @@ from catalog.cards import Card, build_cards
 from catalog.live import FederatedSearch
 from catalog.product_types import product_types
 from catalog.search import SearchRequest
+from catalog.store import revision_from, revision_of
 from checkout import service as checkout
 from checkout.rails import PaymentRail
 from core.db import as_utc, joined_or_own, session_scope, utcnow
@@ -265,16 +266,20 @@ class Assistant:
 
     def _conversation(self, session: Session, user_key: str, market: Market | None,
                       locale: str | None) -> tuple[Conversation, bool]:
-        """The shopper's conversation (a new one for a new shopper), and whether messages may
-        be waiting for them."""
-        state = session.execute(_TURN_STATE, {"user": user_key}).first()
-        if state is None:
-            conv, maybe_queued = None, True
-        else:
-            conv, owner, maybe_queued = state
-            linking.knew_owner(session, user_key, owner)
+        """The shopper's conversation (a new one for a new shopper), and whether messages
+        wait for them."""
+        default = get_market(self.settings.default_market).code
+        conv, owner, maybe_queued, gifted, *revision = session.execute(_TURN_STATE, {
+            "user": user_key, "market": market.code if market else None,
+            "default_market": default}).one()
+        linking.knew_owner(session, user_key, owner)
+        if not gifted:
+            memory.knew_no_gifts(session, owner or user_key)
+        self.search.local.knew_revision(
+            session, market.code if market else conv.market if conv else default,
+            revision_from(revision))
         if conv is None:
-            m = market or get_market(self.settings.default_market)
+            m = market or get_market(default)
             # Every field with a default factory given: SQLModel's constructor inspects a
             # factory's signature on each call (`list` and `dict` through an exception),
             # which made a new shopper's first turn 0.2 ms slower.
@@ -491,11 +496,20 @@ class Assistant:
         return self._show(session, conv, rec, started)
 
 
-# What every turn reads first, in one round trip: the conversation, the account its memory
-# lives under, and whether messages wait for the shopper.
-_TURN_STATE = select(Conversation, linking.OWNER_OF.label("owner"),
-                     HAS_PENDING.label("queued")).where(
-    Conversation.user_key == bindparam("user"))
+# What every turn reads first, in one round trip, a new shopper's too (one row, whatever
+# it finds): the conversation, the account its memory lives under, whether messages wait
+# for the shopper, whether that account has any gift on record, and the revision of the
+# catalogs of the market the turn is in (the one asked for, else the conversation's, else
+# the default).
+_OWNER = func.coalesce(linking.OWNER_OF, bindparam("user"))
+_MARKET = func.coalesce(bindparam("market", type_=String), Conversation.market,
+                        bindparam("default_market", type_=String))
+_TURN_STATE = (
+    select(Conversation, linking.OWNER_OF.label("owner"), HAS_PENDING.label("queued"),
+           memory.has_gifts(_OWNER).label("gifts"),
+           *(part.label(f"revision_{i}") for i, part in enumerate(revision_of(_MARKET))))
+    .select_from(select(literal(1).label("one")).subquery("turn"))
+    .outerjoin(Conversation, col(Conversation.user_key) == bindparam("user")))
 
 
 def _remember_answer(conv: Conversation, rec: Recommendation,

@@ -23,7 +23,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, case, event, func, or_
+from sqlalchemy import bindparam, case, event, exists, func, or_
 from sqlalchemy import select as core_select
 from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.orm import Session as OrmSession
@@ -209,6 +209,8 @@ class _Known:
         self.complete: set[str] = set()  # subjects whose every fact is here
         self.name_facts: list[MemoryFact] | None = None
         self.removed: set[int] = set()  # ids of stored facts deleted in this transaction
+        # Known (`knew_no_gifts`) to have no gift on record: `gifts` asks nothing.
+        self.no_gifts = False
 
     def load(self, session: Session, subjects: Iterable[str]) -> None:
         """Read the subjects not read yet, and the names, in one query."""
@@ -297,6 +299,13 @@ def drop_read(session: Session) -> None:
     session.info.pop(_KNOWN, None)
 
 
+def knew_no_gifts(session: Session, user_key: str) -> None:
+    """Keep for this transaction that the shopper had no gift on record when it read that
+    with other things (a chat turn does), so `gifts` asks the database nothing until one is
+    recorded."""
+    _known(session, user_key).no_gifts = True
+
+
 def _known(session: Session, user_key: str) -> _Known:
     by_user: dict[str, _Known] = session.info.setdefault(_KNOWN, {})
     if user_key not in by_user:
@@ -354,6 +363,7 @@ def record_gift(*, session: Session, user_key: str, subject: str, order_id: str)
     """Remember an order as a gift for `subject` (once per order)."""
     if session.exec(select(GiftRecord).where(GiftRecord.order_id == order_id)).first():
         return
+    _known(session, user_key).no_gifts = False
     session.add(GiftRecord(user_key=user_key, subject=subject, order_id=order_id))
 
 
@@ -495,11 +505,20 @@ def apply(summary: MemorySummary, intent: Intent, request: SearchRequest) -> Non
 def gifts(*, session: Session, user_key: str, subject: str | None = None,
           limit: int | None = None) -> list[Gift]:
     """What was bought for people (for one, with `subject`), newest first; at most `limit`."""
+    known = session.info.get(_KNOWN, {}).get(user_key)
+    if known is not None and known.no_gifts:
+        return []
     query = _GIFTS_OF if subject else _GIFTS
     rows = session.execute(query, {"user": user_key, "subject": subject,
                                    "limit": NO_LIMIT if limit is None else limit})
     return [Gift(subject=row.subject, ref=f"{row.merchant_slug}:{row.product_id}",
                  title=row.title, order_id=row.id, at=row.created_at) for row in rows]
+
+
+def has_gifts(owner: Any) -> Any:
+    """Whether the shopper `owner` (an expression of the caller's query) has any gift on
+    record (see `knew_no_gifts`)."""
+    return exists().where(GiftRecord.user_key == owner)
 
 
 def _gifts_query(*, of_subject: bool) -> Any:

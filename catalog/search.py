@@ -67,6 +67,12 @@ class CatalogSearch:
             revision = seen[market] = catalog_revision(session=session, market=market)
         return revision
 
+    @staticmethod
+    def knew_revision(session: Session, market: str, revision: tuple[int, ...]) -> None:
+        """Keep for this transaction a revision read with other things
+        (`catalog.store.revision_of`), so `revision` asks the database nothing."""
+        session.info.setdefault(_REVISIONS, {})[market] = revision
+
     def merchants(self, market: str, session: Session | None = None) -> MarketMerchants:
         """The market's merchants, read again only when its catalogs change (a merchant added
         or removed changes the revision's count and largest id)."""

@@ -203,15 +203,28 @@ def delete_all_rows(*, session: Session, merchant: Merchant) -> int:
 def catalog_revision(*, session: Session, market: str) -> tuple[int, ...]:
     """A cheap fingerprint of a market's catalogs: changes whenever any of them changes, or
     a merchant starts or stops failing (its health is part of ranking)."""
-    row = session.execute(_REVISION, {"market": market}).one()
-    return tuple(int(value or 0) for value in row)
+    return revision_from(session.execute(_REVISION, {"market": market}).one())
+
+
+def revision_of(market: Any) -> list[Any]:
+    """`catalog_revision` as scalar subqueries for a query of the caller's, for the market
+    `market` (an expression of that query): read with other things in one round trip, and
+    turned back into the revision by `revision_from`."""
+    return [select(part).where(Merchant.market == market).scalar_subquery()
+            for part in _revision_parts()]
+
+
+def revision_from(values: Iterable[Any]) -> tuple[int, ...]:
+    return tuple(int(value or 0) for value in values)
+
+
+def _revision_parts() -> list[Any]:
+    return [func.count(col(Merchant.id)), func.coalesce(func.sum(Merchant.revision), 0),
+            func.coalesce(func.max(Merchant.id), 0), func.count(col(Merchant.last_error))]
 
 
 # Built once: every chat turn reads it, and building the statement cost more than running it.
-_REVISION = select(
-    func.count(col(Merchant.id)), func.coalesce(func.sum(Merchant.revision), 0),
-    func.coalesce(func.max(Merchant.id), 0), func.count(col(Merchant.last_error))
-).where(Merchant.market == bindparam("market"))
+_REVISION = select(*_revision_parts()).where(Merchant.market == bindparam("market"))
 
 
 # The order products enter the search index in, which decides between products that rank

@@ -13,7 +13,7 @@ from bot.models import Conversation, GiftRecord, MemoryFact, ShopperProfile
 from bot.privacy import read_command
 from bot.rules import RuleIntentParser
 from catalog.text import fold
-from checkout.models import Order
+from checkout.models import Order, OrderStatus
 from core.db import utcnow
 from core.markets import get_market
 from core.outbox import Notification
@@ -468,3 +468,30 @@ def test_a_fact_known_past_the_first_facts_read_is_not_stored_twice(runtime):
         session.commit()
     interests = [v for s, k, v in _stored(runtime.engine, "web:ana") if k == "interest"]
     assert interests == ["cooking", "gardening"]
+
+
+def test_the_next_request_for_a_person_recalls_what_they_were_given(demo_runtime):
+    # A turn reads "any gift on record?" with its conversation, and asks for the gifts
+    # only then: the next turn about her must still find the one bought.
+    bot = demo_runtime.assistant
+    card = _cards(bot.handle(user_key="web:ana", text="presente para minha mãe que ama "
+                             "jardinagem", market="BR"))[0]
+    _buy_and_confirm(bot, "web:ana", card)
+    reply = bot.handle(user_key="web:ana", text="outro presente para minha mãe")
+    assert f"{card.title}, então deixei de fora" in _texts(reply)
+    assert card.ref not in {c.ref for c in _cards(reply)}
+
+
+def test_a_gift_recorded_after_none_was_known_is_found_in_the_same_transaction(runtime):
+    with Session(runtime.engine) as session:
+        memory.knew_no_gifts(session, "web:ana")
+        assert memory.gifts(session=session, user_key="web:ana") == []
+        order = Order(id="ord_1", user_key="web:ana", conversation_id="c", market="BR",
+                      language="pt", merchant_slug="m", merchant_name="M", product_id="p",
+                      title="Regador", amount=10, total=10, currency="BRL", rail="pix",
+                      status=OrderStatus.AWAITING_PAYMENT)
+        session.add(order)
+        memory.record_gift(session=session, user_key="web:ana", subject="mother",
+                           order_id="ord_1")
+        assert [g.title for g in memory.gifts(session=session, user_key="web:ana")] == \
+            ["Regador"]
