@@ -3,7 +3,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from core.db import add_missing_columns, make_engine
+from core.db import add_missing_columns, check_before_use, make_engine
 from core.settings import Settings
 from tests.threads import at_once
 from vitrine.runtime import build_runtime
@@ -87,3 +87,46 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_get_it_in_wal_mode(tmp_
         for engine in engines:
             engine.dispose()
     assert modes == ["wal"] * len(engines)
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_closed_is_replaced_before_use(database_url, monkeypatch):
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    pings = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping",
+                        lambda conn: pings.append(conn) or real_ping(conn))
+    try:
+        with engine.connect() as conn:
+            backend = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as conn:  # a busy pool's connection is used as it is
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == backend
+        assert pings == []
+        admin = make_engine(database_url)
+        with admin.connect() as conn:  # as a restart or a failover would, and waits for it
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"),
+                                {"pid": backend}).scalar()
+        admin.dispose()
+        with engine.connect() as conn:
+            replaced = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        assert replaced != backend
+        assert len(pings) == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_idle_for_long_is_pinged_before_use(database_url, monkeypatch):
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    check_before_use(engine, ping_after_idle_s=0.0)  # now every reuse counts as idle
+    pings = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping",
+                        lambda conn: pings.append(conn) or real_ping(conn))
+    try:
+        for _ in range(3):
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        assert len(pings) >= 2
+    finally:
+        engine.dispose()
