@@ -30,6 +30,7 @@ from checkout.spending import SpendingCheck
 from core.db import utcnow
 from core.errors import InvalidInput, NotFound, PayerRefused, PaymentProviderError
 from core.markets import Market
+from core.turns import waiting
 from ops.events import EventKind, record_event
 
 log = logging.getLogger("vitrine.payments")
@@ -225,7 +226,8 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
         # finds the order even if a later try replaced it.
         session.add(PaymentAttempt(txid=txid, order_id=order.id, rail=order.rail))
     try:
-        instructions = rail.initiate(order, txid=txid)
+        with waiting():  # a provider's API may take seconds: other turns work meanwhile
+            instructions = rail.initiate(order, txid=txid)
     except PayerRefused:
         # The provider refused the name or e-mail given: asked again, not a dead end.
         order.payer_name = order.payer_email = None

@@ -5,11 +5,12 @@ once, threads only pass the lock to each other (docs/production.md, "Turns at on
 measured in docs/benchmarks.md, "Second round"). So a process runs at most
 `VITRINE_TURN_CONCURRENCY` turns; the others wait for a slot.
 
-A turn that waits on an outside service (a language model, live merchants) gives its slot
-back meanwhile (`waiting`), so a slow model does not stall the process: but only while it
-has written nothing. Once it has, others may be waiting on its locks (SQLite's write lock,
-PostgreSQL's row and advisory locks), and a turn that needed its slot back to commit while
-they held every slot would wait for ever.
+A turn that waits on an outside service (a language model, live merchants, a payment
+provider) gives its slot back meanwhile (`waiting`), so a slow service does not stall the
+process. Back from it, a turn that has written anything goes on at once, past the limit if
+every slot is taken: others may be waiting on its locks (SQLite's write lock, PostgreSQL's
+row and advisory locks), and were it to wait for a slot they hold, each would wait for the
+other for ever. A turn that has written nothing waits for a slot as a new turn does.
 """
 
 from __future__ import annotations
@@ -58,12 +59,14 @@ class TurnSlots:
             return
         with self._begun:
             self._free.acquire()
-            _local.slots, _local.session = self, None
+            _local.slots, _local.session, _local.holding = self, None, True
             try:
                 yield
             finally:
+                holding = _local.holding
                 _local.slots = _local.session = None
-                self._free.release()
+                if holding:  # a turn back from `waiting` past the limit holds none
+                    self._free.release()
 
 
 def pool_capacity(engine: Engine) -> int | None:
@@ -83,20 +86,22 @@ def working_in(session: Session) -> None:
 
 @contextmanager
 def waiting() -> Iterator[None]:
-    """Around a call to an outside service: the turn's slot is free meanwhile, unless the
-    turn has written (see the module's docstring)."""
+    """Around a call to an outside service: the turn's slot is free meanwhile; back from it,
+    a turn that has written goes on at once (see the module's docstring)."""
     slots: TurnSlots | None = getattr(_local, "slots", None)
-    if slots is None or _has_written(getattr(_local, "session", None)):
+    if slots is None:
         yield
         return
-    session = _local.session
+    session, holding = _local.session, _local.holding
     _local.slots = None
-    slots._free.release()
+    if holding:
+        slots._free.release()
     try:
         yield
     finally:
-        slots._free.acquire()
-        _local.slots, _local.session = slots, session
+        # Without a slot only while others may wait on this turn's locks.
+        holding = slots._free.acquire(blocking=not _has_written(session))
+        _local.slots, _local.session, _local.holding = slots, session, holding
 
 
 def _has_written(session: Session | None) -> bool:

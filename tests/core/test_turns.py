@@ -28,22 +28,64 @@ def test_a_turn_waiting_before_it_wrote_gives_its_slot_back_meanwhile(tmp_path):
     assert slots.free == 1
 
 
-def test_a_turn_that_wrote_keeps_its_slot_while_it_waits(tmp_path):
+def test_a_turn_that_wrote_goes_on_at_once_after_waiting_even_past_the_limit(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path}/t.db")
     with Session(engine) as session:
         session.execute(text("CREATE TABLE t (x INTEGER)"))
         session.commit()
-    slots = TurnSlots(1)
-    with slots.turn(), Session(engine) as session:
+    slots = TurnSlots(1, in_flight=2)
+    other_has_it, other_may_go = threading.Event(), threading.Event()
+
+    def other_turn() -> None:
+        with slots.turn():
+            other_has_it.set()
+            other_may_go.wait(10)
+
+    with ThreadPoolExecutor(1) as pool, slots.turn(), Session(engine) as session:
         working_in(session)
         session.execute(text("INSERT INTO t VALUES (1)"))
         with waiting():
-            assert slots.free == 0  # another turn could wait on SQLite's write lock
-        session.commit()
-        # A new transaction has written nothing yet.
-        session.execute(text("SELECT x FROM t"))
-        with waiting():
             assert slots.free == 1
+            other = pool.submit(other_turn)
+            assert other_has_it.wait(10)
+        # Back without a slot: the other turn keeps the only one.
+        assert slots.free == 0 and not other.done()
+        session.commit()
+        other_may_go.set()
+        other.result(timeout=10)
+        assert slots.free == 1
+    assert slots.free == 1  # the turn gave back no slot it did not hold
+
+
+def test_a_turn_holding_the_write_lock_and_one_waiting_for_it_both_finish(tmp_path):
+    # One slot. The first turn writes, then waits on a provider; the second takes the slot
+    # and waits for SQLite's write lock. Back from the provider, the first must commit
+    # without waiting for the slot the second holds, or neither would ever finish.
+    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    with Session(engine) as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+        session.commit()
+    slots = TurnSlots(1, in_flight=2)
+    second_started = threading.Event()
+
+    def writing_turn(value: int, provider_call: bool) -> int:
+        with slots.turn(), Session(engine) as session:
+            working_in(session)
+            if not provider_call:
+                second_started.set()
+            session.execute(text("INSERT INTO t VALUES (:x)"), {"x": value})
+            if provider_call:
+                with waiting():
+                    assert second_started.wait(10)
+                    time.sleep(0.2)  # the second is blocked on the write lock by now
+            session.commit()
+        return value
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(writing_turn, 1, True)
+        second = pool.submit(writing_turn, 2, False)
+        assert (first.result(timeout=20), second.result(timeout=20)) == (1, 2)
+    assert slots.free == 1
 
 
 def test_waiting_outside_a_turn_changes_nothing():
@@ -109,3 +151,23 @@ def test_turns_waiting_with_their_connections_never_starve_a_working_turn(tmp_pa
                    pool.submit(third_turn)]
         assert [r.result(timeout=30) for r in results] == ["ok", "ok", "ok"]
     assert pool_capacity(engine) == 2
+
+
+def test_a_turn_waiting_on_the_payment_provider_lets_others_work(demo_runtime, monkeypatch):
+    bot = demo_runtime.assistant
+    card = next(c for m in bot.handle(user_key="web:ana", text="presente para minha mãe",
+                                      market="BR").messages for c in m.cards)
+    confirm = bot.handle(user_key="web:ana", action=f"buy:{card.ref}").messages[0].buttons[0]
+    rail = bot.rails["pix"]
+    free_during_call = []
+    initiate = rail.initiate
+
+    def slow_provider(order, *, txid):
+        free_during_call.append(bot.turns.free)
+        return initiate(order, txid=txid)
+
+    monkeypatch.setattr(rail, "initiate", slow_provider)
+    reply = bot.handle(user_key="web:ana", action=confirm.action)
+    assert "Pix" in " ".join(m.text for m in reply.messages)
+    assert free_during_call == [bot.turns.size]
+    assert bot.turns.free == bot.turns.size
