@@ -29,10 +29,7 @@ def test_a_turn_waiting_before_it_wrote_gives_its_slot_back_meanwhile(tmp_path):
 
 
 def test_a_turn_that_wrote_goes_on_at_once_after_waiting_even_past_the_limit(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
-    with Session(engine) as session:
-        session.execute(text("CREATE TABLE t (x INTEGER)"))
-        session.commit()
+    engine = _with_a_table(tmp_path)
     slots = TurnSlots(1, in_flight=2)
     other_has_it, other_may_go = threading.Event(), threading.Event()
 
@@ -61,10 +58,7 @@ def test_a_turn_holding_the_write_lock_and_one_waiting_for_it_both_finish(tmp_pa
     # One slot. The first turn writes, then waits on a provider; the second takes the slot
     # and waits for SQLite's write lock. Back from the provider, the first must commit
     # without waiting for the slot the second holds, or neither would ever finish.
-    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
-    with Session(engine) as session:
-        session.execute(text("CREATE TABLE t (x INTEGER)"))
-        session.commit()
+    engine = _with_a_table(tmp_path)
     slots = TurnSlots(1, in_flight=2)
     second_started = threading.Event()
 
@@ -86,6 +80,14 @@ def test_a_turn_holding_the_write_lock_and_one_waiting_for_it_both_finish(tmp_pa
         second = pool.submit(writing_turn, 2, False)
         assert (first.result(timeout=20), second.result(timeout=20)) == (1, 2)
     assert slots.free == 1
+
+
+def _with_a_table(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    with Session(engine) as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+        session.commit()
+    return engine
 
 
 def test_waiting_outside_a_turn_changes_nothing():
