@@ -74,8 +74,7 @@ def knew_owner(session: Session, user_key: str, owner_key: str | None) -> None:
 
 # Built once (every turn asks): building the statement costs more than running it.
 _OWNER = select(ShopperLink.owner_key).where(ShopperLink.user_key == bindparam("user"))
-OWNER_OF = (select(ShopperLink.owner_key)  # for a query of the caller's, by `:user`
-            .where(ShopperLink.user_key == bindparam("user")).scalar_subquery())
+OWNER_OF = _OWNER.scalar_subquery()  # for a query of the caller's, by `:user`
 # session.info key: the owners read in this transaction, dropped when it ends or a link
 # changes.
 _OWNERS = "vitrine_link_owners"

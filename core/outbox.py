@@ -59,15 +59,14 @@ def peek_pending(session: Session, *, user_key: str) -> list[Notification]:
     return list(session.execute(_PENDING, {"user": user_key}).scalars())
 
 
+# The shopper `:user`'s undelivered messages.
+_WAITING = (col(Notification.user_key) == bindparam("user"),
+            col(Notification.delivered_at).is_(None))
 # Whether anything waits for the shopper `:user`, for a query of the caller's (a turn reads
 # it with the conversation and peeks only then).
-HAS_PENDING = exists().where(col(Notification.user_key) == bindparam("user"),
-                             col(Notification.delivered_at).is_(None))
+HAS_PENDING = exists().where(*_WAITING)
 # Built once: every turn peeks, and building the statement costs more than running it.
-_PENDING = (select(Notification)
-            .where(Notification.user_key == bindparam("user"),
-                   col(Notification.delivered_at).is_(None))
-            .order_by(col(Notification.id)))
+_PENDING = select(Notification).where(*_WAITING).order_by(col(Notification.id))
 
 
 def claim(session: Session, notes: list[Notification]) -> list[Notification]:
