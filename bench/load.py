@@ -25,10 +25,12 @@ paid shopper's next message without the confirmation.
 
 The load generator is one asyncio process with a small HTTP/1.1 keep-alive client (no HTTP
 library: it must not take the CPU it measures); the shoppers and the client are in
-`bench/load_shoppers.py`. CPU is read from /proc: the server's processes (the uvicorn
-supervisor and its workers), the generator itself, PostgreSQL's backends serving the bench
-database, and the whole machine, so "messages per server core" divides by the CPU seconds
-the server really used, whatever else the shared machine ran.
+`bench/load_shoppers.py`. Its connections are spread evenly over the workers, each traced to
+the worker that accepted it: opened all at once, they would all land on one. CPU is read
+from /proc: the server's processes (the uvicorn supervisor and its workers), the generator
+itself, PostgreSQL's backends serving the bench database, and the whole machine, so
+"messages per server core" divides by the CPU seconds the server really used, whatever else
+the shared machine ran.
 """
 
 from __future__ import annotations
@@ -229,6 +231,72 @@ class Server:
         self.log.close()
 
 
+def worker_pids(server_pid: int) -> list[int]:
+    """The API workers under uvicorn's supervisor (spawned processes)."""
+    return [p for p in _descendants(server_pid) if p != server_pid
+            and b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def _socket_owners(pids: list[int]) -> dict[str, int]:
+    """Socket inode -> the process among `pids` holding it."""
+    owners = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owners[target[8:-1]] = pid
+    return owners
+
+
+def _accepted_inode(server_port: int, client_port: int) -> str | None:
+    """The inode of the server's side of a loopback connection from `client_port`."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (int(fields[1].rsplit(":", 1)[1], 16) == server_port
+                and int(fields[2].rsplit(":", 1)[1], 16) == client_port):
+            return fields[9]
+    return None
+
+
+async def spread_connections(port: int, count: int,
+                             pids: list[int]) -> tuple[list[HttpConnection], dict[int, int]]:
+    """`count` keep-alive connections, as evenly spread over the workers `pids` as can be.
+
+    The workers share one listening socket, and whichever is awake first accepts: 8
+    connections opened at once all land on one worker, and "2 workers" would measure one.
+    So connections open one at a time, each is traced to the worker that accepted it
+    (/proc/net/tcp and the workers' file descriptors), and one that lands on a worker that
+    has its share already is closed and tried again.
+
+    Returns:
+        The connections, and how many each worker holds.
+    """
+    share = -(-count // len(pids))
+    held: dict[int, int] = dict.fromkeys(pids, 0)
+    kept: list[HttpConnection] = []
+    for _ in range(count * 20):
+        if len(kept) == count:
+            break
+        conn = HttpConnection("127.0.0.1", port)
+        await conn.request("GET", "/healthz")
+        assert conn.writer is not None
+        inode = _accepted_inode(port, conn.writer.get_extra_info("sockname")[1])
+        owner = _socket_owners(pids).get(inode or "")
+        if owner is not None and held[owner] < share:
+            held[owner] += 1
+            kept.append(conn)
+        else:
+            conn.close()
+    while len(kept) < count:  # the kernel kept choosing the same worker: go on unevenly
+        conn = HttpConnection("127.0.0.1", port)
+        await conn.request("GET", "/healthz")
+        kept.append(conn)
+    return kept, held
+
+
 def _start_profilers(server_pid: int, args: argparse.Namespace,
                      name: str) -> list[subprocess.Popen]:
     """With `--profile DIR`: py-spy on every API worker while the load runs, sampling only
@@ -238,12 +306,10 @@ def _start_profilers(server_pid: int, args: argparse.Namespace,
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out = Path(args.profile)
     out.mkdir(parents=True, exist_ok=True)
-    workers = [p for p in _descendants(server_pid) if p != server_pid
-               and b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
     return [subprocess.Popen([spy, "record", "--gil", "-r", "200", "-f", "raw", "-p", str(p),
                               "-o", str(out / f"{name}-{p}.txt")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for p in workers]
+            for p in worker_pids(server_pid)]
 
 
 # -- one database ----------------------------------------------------------------------------
@@ -263,19 +329,22 @@ async def run_one(name: str, url: str, args: argparse.Namespace, workdir: Path) 
         ready_s = time.perf_counter() - started
         dialogues = load_dialogues()
         # Warm-up: every worker builds each market's index and fills its caches.
+        workers = worker_pids(server.process.pid)
         warm = Player(port=server.port, stream=shoppers(
             dialogues, prefix=f"warm-{name}", seed=args.seed + 1, buy_share=args.buy_share,
             more_share=args.more_share), requests=args.warmup, seconds=60,
-            concurrency=args.concurrency)
+            connections=(await spread_connections(server.port, args.concurrency, workers))[0])
         warm_tally = await warm.run()
         await asyncio.sleep(2 if pg.url else 0)  # idle backends report their statistics
         pg_before = pg.totals()
         before = CpuSnapshot.take(server.process.pid, pg)
+        connections, per_worker = await spread_connections(server.port, args.concurrency,
+                                                           workers)
         profilers = _start_profilers(server.process.pid, args, name)
         load = Player(port=server.port, stream=shoppers(
             dialogues, prefix=f"load-{name}", seed=args.seed, buy_share=args.buy_share,
             more_share=args.more_share), requests=args.requests, seconds=args.seconds,
-            concurrency=args.concurrency)
+            connections=connections)
         tally = await load.run()
         after = CpuSnapshot.take(server.process.pid, pg)
         for profiler in profilers:
@@ -302,6 +371,9 @@ async def run_one(name: str, url: str, args: argparse.Namespace, workdir: Path) 
         "error_samples": tally.error_samples, "warmup_errors": sum(warm_tally.errors.values()),
         "chat_per_s": round(chats / wall, 1),
         "server_cpu_s": round(server_cpu, 2), "server_cores": round(server_cpu / wall, 2),
+        "connections_per_worker": sorted(per_worker.values(), reverse=True),
+        "worker_cpu_s": sorted((round((after.server.get(p, 0) - before.server.get(p, 0))
+                                      / TICK, 2) for p in workers), reverse=True),
         "chat_per_server_core_s": round(chats / server_cpu, 1) if server_cpu else None,
         "pg_cpu_s": round(pg_cpu, 2),
         "pg_sessions_opened": pg_after[0] - pg_before[0],
@@ -329,6 +401,8 @@ def _table(results: list[dict]) -> str:
         ("wall s", lambda r: r["wall_s"]),
         ("chat msgs/s", lambda r: r["chat_per_s"]),
         ("server CPU (cores busy)", lambda r: f"{r['server_cpu_s']} s ({r['server_cores']})"),
+        ("workers: connections; CPU s",
+         lambda r: f"{r['connections_per_worker']}; {r['worker_cpu_s']}"),
         ("chat msgs/s per server core", lambda r: r["chat_per_server_core_s"]),
         ("PostgreSQL: backends' CPU s; statements' active s; sessions opened",
          lambda r: f"{r['pg_cpu_s']}; {r['pg_active_s']}; {r['pg_sessions_opened']}"),

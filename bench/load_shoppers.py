@@ -173,13 +173,16 @@ class Tally:
 
 
 class Player:
-    """Plays shoppers over `concurrency` connections until the budget is spent."""
+    """Plays shoppers over `concurrency` new connections, or over the open `connections`
+    given, until the budget is spent."""
 
     def __init__(self, *, port: int, stream: Iterator[Shopper], requests: int,
-                 seconds: float, concurrency: int) -> None:
+                 seconds: float, concurrency: int = 0,
+                 connections: list[HttpConnection] | None = None) -> None:
         self.port, self.stream = port, stream
         self.budget, self.deadline = requests, time.monotonic() + seconds
-        self.concurrency = concurrency
+        self.connections = connections or [HttpConnection("127.0.0.1", port)
+                                            for _ in range(concurrency)]
         self.tally = Tally()
         self.sent = 0
 
@@ -187,11 +190,10 @@ class Player:
         return self.sent < self.budget and time.monotonic() < self.deadline
 
     async def run(self) -> Tally:
-        await asyncio.gather(*(self._connection() for _ in range(self.concurrency)))
+        await asyncio.gather(*(self._connection(conn) for conn in self.connections))
         return self.tally
 
-    async def _connection(self) -> None:
-        conn = HttpConnection("127.0.0.1", self.port)
+    async def _connection(self, conn: HttpConnection) -> None:
         try:
             while self._may_send():
                 await self._play(conn, next(self.stream))
