@@ -269,12 +269,13 @@ class Assistant:
         """The shopper's conversation (a new one for a new shopper), and whether messages
         wait for them."""
         default = get_market(self.settings.default_market).code
-        conv, owner, maybe_queued, gifted, *revision = session.execute(_TURN_STATE, {
+        conv, owner, maybe_queued, gifted, told, *revision = session.execute(_TURN_STATE, {
             "user": user_key, "market": market.code if market else None,
             "default_market": default}).one()
         linking.knew_owner(session, user_key, owner)
         if not gifted:
             memory.knew_no_gifts(session, owner or user_key)
+        memory.knew_notice(session, owner or user_key, told)
         self.search.local.knew_revision(
             session, market.code if market else conv.market if conv else default,
             revision_from(revision))
@@ -498,16 +499,18 @@ class Assistant:
 
 # What every turn reads first, in one round trip, a new shopper's too (one row, whatever
 # it finds): the conversation, the account its memory lives under, whether messages wait
-# for the shopper, whether that account has any gift on record, and the revision of the
-# catalogs of the market the turn is in (the one asked for, else the conversation's, else
-# the default).
+# for the shopper, whether that account has any gift on record and was told how memory
+# works, and the revision of the catalogs of the market the turn is in (the one asked for,
+# else the conversation's, else the default).
 _OWNER = func.coalesce(linking.OWNER_OF, bindparam("user"))
 _MARKET = func.coalesce(bindparam("market", type_=String), Conversation.market,
                         bindparam("default_market", type_=String))
+_TURN_COLUMNS: list[Any] = [
+    linking.OWNER_OF.label("owner"), HAS_PENDING.label("queued"),
+    memory.has_gifts(_OWNER).label("gifts"), memory.notice_state(_OWNER).label("told"),
+    *(part.label(f"revision_{i}") for i, part in enumerate(revision_of(_MARKET)))]
 _TURN_STATE = (
-    select(Conversation, linking.OWNER_OF.label("owner"), HAS_PENDING.label("queued"),
-           memory.has_gifts(_OWNER).label("gifts"),
-           *(part.label(f"revision_{i}") for i, part in enumerate(revision_of(_MARKET))))
+    select(Conversation, *_TURN_COLUMNS)
     .select_from(select(literal(1).label("one")).subquery("turn"))
     .outerjoin(Conversation, col(Conversation.user_key) == bindparam("user")))
 

@@ -211,6 +211,10 @@ class _Known:
         self.removed: set[int] = set()  # ids of stored facts deleted in this transaction
         # Known (`knew_no_gifts`) to have no gift on record: `gifts` asks nothing.
         self.no_gifts = False
+        # What the turn's first statement read of the memory notice (`knew_notice`): True
+        # given, False not given, None not read here.
+        self.notice_given: bool | None = None
+        self.has_profile = True  # False: known to have no ShopperProfile row
 
     def load(self, session: Session, subjects: Iterable[str]) -> None:
         """Read the subjects not read yet, and the names, in one query."""
@@ -304,6 +308,15 @@ def knew_no_gifts(session: Session, user_key: str) -> None:
     with other things (a chat turn does), so `gifts` asks the database nothing until one is
     recorded."""
     _known(session, user_key).no_gifts = True
+
+
+def knew_notice(session: Session, user_key: str, state: int | None) -> None:
+    """Keep for this transaction what a query of the caller's read with `notice_state`, so
+    `should_tell_about_memory` asks the database nothing more unless a profile exists
+    without the notice."""
+    known = _known(session, user_key)
+    known.notice_given = bool(state)
+    known.has_profile = state is not None
 
 
 def _known(session: Session, user_key: str) -> _Known:
@@ -549,10 +562,36 @@ def facts(*, session: Session, user_key: str) -> list[MemoryFact]:
 def should_tell_about_memory(*, session: Session, user_key: str) -> bool:
     """True once: the first time something is remembered, the shopper is told how to see
     and delete it. Marks the notice as given."""
-    profile = session.get(ShopperProfile, user_key)
+    known = session.info.get(_KNOWN, {}).get(user_key)
+    if known is not None and known.notice_given:
+        return False
+    if known is not None and not known.has_profile:
+        profile = _profile_in_session(session, user_key)  # one made since it was read
+    else:
+        profile = session.get(ShopperProfile, user_key)
     if profile is not None and profile.memory_notice_at is not None:
         return False
-    profile = profile or ShopperProfile(user_key=user_key)
-    profile.memory_notice_at = utcnow()
+    now = utcnow()
+    profile = profile or ShopperProfile(user_key=user_key, created_at=now)
+    profile.memory_notice_at = now
     session.add(profile)
+    if known is not None:
+        known.notice_given, known.has_profile = True, True
     return True
+
+
+def notice_state(owner: Any) -> Any:
+    """Whether the shopper `owner` (an expression of the caller's query) was told how memory
+    works: 1, 0 for a profile without the notice, NULL for no profile (see `knew_notice`)."""
+    return (core_select(case((col(ShopperProfile.memory_notice_at).is_(None), 0), else_=1))
+            .where(col(ShopperProfile.user_key) == owner).scalar_subquery())
+
+
+def _profile_in_session(session: Session, user_key: str) -> ShopperProfile | None:
+    """The shopper's profile if this session holds it already, without a query."""
+    key = session.identity_key(ShopperProfile, (user_key,))
+    held = session.identity_map.get(key)
+    if isinstance(held, ShopperProfile):
+        return held
+    return next((o for o in session.new
+                 if isinstance(o, ShopperProfile) and o.user_key == user_key), None)

@@ -258,14 +258,15 @@ def test_a_process_runs_no_more_turns_at_once_than_its_setting(settings):
 
 @pytest.mark.parametrize("returning", [False, True])
 def test_a_turn_reads_what_it_starts_from_in_its_first_statement(demo_runtime, returning):
-    # The conversation, the linked account, the queue, the gift history and the catalog's
-    # revision come in one round trip, for a new shopper as for one coming back.
+    # The conversation, the linked account, the queue, the gift history, the memory notice
+    # and the catalog's revision come in one round trip, for a new shopper as for one coming
+    # back.
     from sqlalchemy import event
 
     bot = demo_runtime.assistant
     # The first search after start builds the market's index, reading on its own.
     bot.handle(user_key="web:bia" if not returning else "web:ana",
-               text="presente para minha mãe", market="BR")
+               text="presente para minha mãe que ama jardinagem", market="BR")
     statements: list[str] = []
 
     def seen(conn, cursor, statement, *_):
@@ -273,12 +274,15 @@ def test_a_turn_reads_what_it_starts_from_in_its_first_statement(demo_runtime, r
 
     event.listen(demo_runtime.engine, "before_cursor_execute", seen)
     try:
-        reply = bot.handle(user_key="web:ana", text="um presente para o meu pai", market="BR")
+        reply = bot.handle(user_key="web:ana", text="um presente para o meu pai que ama "
+                           "churrasco", market="BR")
     finally:
         event.remove(demo_runtime.engine, "before_cursor_execute", seen)
     assert _cards(reply)
     first, *rest = [s for s in statements if s.startswith("SELECT")]
+    # A fact learned: the notice is given now, or was given in the shopper's last turn.
+    assert ("/memoria" in " ".join(m.text for m in reply.messages)) != returning
     for table in ("FROM shopperlink", "FROM notification", "FROM giftrecord",
-                  "count(merchant.id)"):
+                  "FROM shopperprofile", "count(merchant.id)"):
         assert table in first
         assert not [s for s in rest if table in s]

@@ -113,6 +113,26 @@ def test_the_memory_notice_is_given_once(demo_runtime):
     assert "/memoria" not in _texts(second)
 
 
+def test_a_shopper_whose_profile_has_no_notice_yet_is_told_once(demo_runtime):
+    # A profile can exist before anything is remembered (wrong link codes make one).
+    from sqlmodel import Session
+
+    from bot.models import ShopperProfile
+
+    with Session(demo_runtime.engine) as session:
+        session.add(ShopperProfile(user_key="web:ana", link_failures=1))
+        session.commit()
+    bot = demo_runtime.assistant
+    first = bot.handle(user_key="web:ana", text="minha mãe ama jardinagem", market="BR")
+    second = bot.handle(user_key="web:ana", text="meu pai ama churrasco")
+    assert "/memoria" in _texts(first)
+    assert "/memoria" not in _texts(second)
+    with Session(demo_runtime.engine) as session:
+        profile = session.get(ShopperProfile, "web:ana")
+        assert profile is not None and profile.link_failures == 1
+        assert profile.memory_notice_at is not None
+
+
 def test_a_remembered_dislike_rules_products_out_until_the_shopper_asks_for_them(demo_runtime):
     bot = demo_runtime.assistant
     bot.handle(user_key="web:ana", text="nada de sabonete pra minha mãe", market="BR")
