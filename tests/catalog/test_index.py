@@ -102,6 +102,22 @@ def test_text_scores_are_bit_for_bit_those_of_a_dictionary_per_product():
         assert found.candidates == set(found.scores)
 
 
+@pytest.mark.parametrize("at_once", [True, False])
+def test_words_past_the_sixty_fourth_keep_their_scores_and_the_products_they_reach(
+        monkeypatch, at_once):
+    # 64 words to a bit array: "inox" is the 72nd word, its bit in the second array. Bits
+    # are set in one call for few products per word, word by word for many: both ways.
+    monkeypatch.setattr("catalog.index.BITS_AT_ONCE_UNDER", 10**9 if at_once else 0)
+    index = CatalogIndex(CATALOG)
+    words = ["caneca"] + [f"zzpalavra{n}" for n in range(70)] + ["inox"]
+    found = index.match(words, [], 0.6, [])
+    assert found.scores == _reference_scores(CATALOG, words)
+    mugs, steel = _reference_scores(CATALOG, ["caneca"]), _reference_scores(CATALOG, ["inox"])
+    assert mugs and steel and set(mugs) != set(steel)
+    assert found.hits == {doc: frozenset(w for w, docs in (("caneca", mugs), ("inox", steel))
+                                         if doc in docs) for doc in set(mugs) | set(steel)}
+
+
 def test_views_expose_what_the_catalog_row_says():
     index = CatalogIndex(CATALOG, sponsored=frozenset({"outra:B2"}))
     mug, sleeve, laptop, pans, flask = (index.products[i] for i in range(5))
