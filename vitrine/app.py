@@ -33,6 +33,7 @@ from ops import api as ops_api
 from ops import dashboard as ops_dashboard
 from ops import metrics as ops_metrics
 from vitrine.runtime import DEMO_DIR, Runtime, build_runtime
+from vitrine.serving import settle_heap
 from vitrine.workers import ChannelWorkers
 
 log = logging.getLogger("vitrine")
@@ -44,7 +45,9 @@ def create_worker_app() -> FastAPI:
     runtime = build_runtime()
     # A spawned worker starts with Python's default logging, not the parent's set-up.
     configure_logging(runtime.settings.log_format)
-    return create_app(runtime, channel_workers=False)
+    app = create_app(runtime, channel_workers=False)
+    settle_heap()
+    return app
 
 
 def _error(status: int, code: str, reason: str) -> JSONResponse:

@@ -66,7 +66,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "http": serving.PROTOCOL,
               "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S}
     if workers == 1:
-        uvicorn.run(create_app(runtime, channel_workers=settings.serve_runs_jobs), **common)
+        app = create_app(runtime, channel_workers=settings.serve_runs_jobs)
+        serving.settle_heap()
+        uvicorn.run(app, **common)
         return 0
     # Several processes: each builds its own runtime (connections are not shared across a
     # fork); background jobs are left to `vitrine worker`, so none runs twice.

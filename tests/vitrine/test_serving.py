@@ -1,9 +1,12 @@
-"""`vitrine serve`'s HTTP protocol: responses leave at once, whoever bound the socket."""
+"""`vitrine serve`'s HTTP protocol: responses leave at once, whoever bound the socket; and
+its heap, settled once the process is ready."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import weakref
 
 import pytest
 from uvicorn import Config, Server
@@ -55,3 +58,19 @@ def test_a_unix_socket_is_left_as_it_is():
     one, other = socket.socketpair(socket.AF_UNIX)
     with one, other:
         serving.no_delay(Transport(one))  # no TCP option on a Unix socket: no error
+
+
+def test_settling_the_heap_collects_startup_garbage_and_freezes_the_rest():
+    class Node:
+        other: object = None
+
+    left_over = Node()
+    left_over.other = left_over  # a cycle: only the collector frees it
+    gone = weakref.ref(left_over)
+    del left_over
+    try:
+        serving.settle_heap()
+        assert gone() is None  # collected, not frozen for the process's life
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
