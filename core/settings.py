@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     # more wait their turn. Turns are database round trips and Python work under one GIL:
     # past a few, threads only take the GIL from each other (docs/benchmarks.md). A turn
     # waiting on the language model or live merchants gives its place meanwhile
-    # (`core/turns.py`). Unset: 2 on SQLite (one writer at a time anyway), 4 on PostgreSQL.
+    # (`core/turns.py`). Unset: 1 on SQLite (its statements take microseconds and it has one
+    # writer at a time: a second turn only waits on the lock), 4 on PostgreSQL.
     turn_concurrency: int | None = Field(default=None, ge=1, le=64)
     # Optional Redis (`redis://host:6379/0`): several processes then share the webhook
     # de-duplication keys, per-shopper rate limits, the live merchants' answer cache and
@@ -176,7 +177,7 @@ class Settings(BaseSettings):
         """`turn_concurrency`, or its default for the database."""
         if self.turn_concurrency is not None:
             return self.turn_concurrency
-        return 2 if self.database_url.startswith("sqlite") else 4
+        return 1 if self.database_url.startswith("sqlite") else 4
 
     @property
     def llm_enabled(self) -> bool:

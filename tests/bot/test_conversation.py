@@ -221,7 +221,7 @@ def test_a_shopper_who_moves_to_another_dollar_market_sees_its_symbol_spelled_ou
 
 
 @pytest.mark.parametrize(("setting", "database", "expected"), [
-    (None, "sqlite:///x.db", 2), (None, "postgresql+psycopg://h/db", 4), (3, "sqlite://", 3)])
+    (None, "sqlite:///x.db", 1), (None, "postgresql+psycopg://h/db", 4), (3, "sqlite://", 3)])
 def test_turns_at_once_default_by_database(setting, database, expected):
     assert Settings(env="test", database_url=database,
                     turn_concurrency=setting).turns_at_once == expected
