@@ -269,12 +269,14 @@ class Assistant:
         """The shopper's conversation (a new one for a new shopper), and whether messages
         wait for them."""
         default = get_market(self.settings.default_market).code
-        conv, owner, maybe_queued, gifted, told, *revision = session.execute(_TURN_STATE, {
-            "user": user_key, "market": market.code if market else None,
-            "default_market": default}).one()
+        conv, owner, maybe_queued, gifted, remembers, told, *revision = session.execute(
+            _TURN_STATE, {"user": user_key, "market": market.code if market else None,
+                          "default_market": default}).one()
         linking.knew_owner(session, user_key, owner)
         if not gifted:
             memory.knew_no_gifts(session, owner or user_key)
+        if not remembers:
+            memory.knew_no_facts(session, owner or user_key)
         memory.knew_notice(session, owner or user_key, told)
         self.search.local.knew_revision(
             session, market.code if market else conv.market if conv else default,
@@ -499,15 +501,16 @@ class Assistant:
 
 # What every turn reads first, in one round trip, a new shopper's too (one row, whatever
 # it finds): the conversation, the account its memory lives under, whether messages wait
-# for the shopper, whether that account has any gift on record and was told how memory
-# works, and the revision of the catalogs of the market the turn is in (the one asked for,
-# else the conversation's, else the default).
+# for the shopper, whether that account has any gift on record or fact remembered and was
+# told how memory works, and the revision of the catalogs of the market the turn is in (the
+# one asked for, else the conversation's, else the default).
 _OWNER = func.coalesce(linking.OWNER_OF, bindparam("user"))
 _MARKET = func.coalesce(bindparam("market", type_=String), Conversation.market,
                         bindparam("default_market", type_=String))
 _TURN_COLUMNS: list[Any] = [
     linking.OWNER_OF.label("owner"), HAS_PENDING.label("queued"),
-    memory.has_gifts(_OWNER).label("gifts"), memory.notice_state(_OWNER).label("told"),
+    memory.has_gifts(_OWNER).label("gifts"), memory.has_facts(_OWNER).label("facts"),
+    memory.notice_state(_OWNER).label("told"),
     *(part.label(f"revision_{i}") for i, part in enumerate(revision_of(_MARKET)))]
 _TURN_STATE = (
     select(Conversation, *_TURN_COLUMNS)

@@ -211,6 +211,9 @@ class _Known:
         self.removed: set[int] = set()  # ids of stored facts deleted in this transaction
         # Known (`knew_no_gifts`) to have no gift on record: `gifts` asks nothing.
         self.no_gifts = False
+        # Known (`knew_no_facts`) to have had no fact when the transaction began: `load`
+        # asks nothing, what the transaction learns is added here as it is learned.
+        self.no_facts = False
         # What the turn's first statement read of the memory notice (`knew_notice`): True
         # given, False not given, None not read here.
         self.notice_given: bool | None = None
@@ -220,6 +223,13 @@ class _Known:
         """Read the subjects not read yet, and the names, in one query."""
         wanted = sorted({s for s in subjects if s and s not in self.subjects})
         if not wanted and self.name_facts is not None:
+            return
+        if self.no_facts:
+            for subject in wanted:
+                self.subjects[subject] = []
+                self.complete.add(subject)
+            if self.name_facts is None:
+                self.name_facts = []
             return
         query = _READ_WITH_NAMES if self.name_facts is None else _READ
         rows = session.execute(query, {"user": self.user_key,
@@ -308,6 +318,19 @@ def knew_no_gifts(session: Session, user_key: str) -> None:
     with other things (a chat turn does), so `gifts` asks the database nothing until one is
     recorded."""
     _known(session, user_key).no_gifts = True
+
+
+def knew_no_facts(session: Session, user_key: str) -> None:
+    """Keep for this transaction that the shopper had no fact remembered when it read that
+    with other things (a chat turn does, see `has_facts`), so reading memory asks the
+    database nothing."""
+    _known(session, user_key).no_facts = True
+
+
+def has_facts(owner: Any) -> Any:
+    """Whether the shopper `owner` (an expression of the caller's query) has any fact
+    remembered (see `knew_no_facts`)."""
+    return exists().where(MemoryFact.user_key == owner)
 
 
 def knew_notice(session: Session, user_key: str, state: int | None) -> None:

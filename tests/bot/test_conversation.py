@@ -286,3 +286,6 @@ def test_a_turn_reads_what_it_starts_from_in_its_first_statement(demo_runtime, r
                   "FROM shopperprofile", "count(merchant.id)"):
         assert table in first
         assert not [s for s in rest if table in s]
+    # Memory is read only when there is some: a new shopper's is not.
+    assert "FROM memoryfact" in first
+    assert bool([s for s in rest if "FROM memoryfact" in s]) == returning
