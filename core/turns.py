@@ -2,7 +2,7 @@
 
 A turn is Python work and database round trips under one interpreter lock: past a few at
 once, threads only pass the lock to each other (docs/production.md, "Turns at once";
-measured in docs/benchmarks.md, "Second round" and "Third round"). So a process runs at most
+measured in docs/benchmarks.md, "Second round" to "Fourth round"). So a process runs at most
 `VITRINE_TURN_CONCURRENCY` turns; the others wait for a slot.
 
 A turn that waits on an outside service (a language model, live merchants, a payment
