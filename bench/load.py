@@ -232,9 +232,10 @@ class Server:
 
 
 def worker_pids(server_pid: int) -> list[int]:
-    """The API workers under uvicorn's supervisor (spawned processes)."""
+    """The processes serving requests: the API workers under uvicorn's supervisor (spawned
+    processes), or the server itself with `--workers 1`."""
     return [p for p in _descendants(server_pid) if p != server_pid
-            and b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+            and b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()] or [server_pid]
 
 
 def _socket_owners(pids: list[int]) -> dict[str, int]:

@@ -4,6 +4,7 @@ it is missing this module is skipped and says why."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,6 +20,18 @@ from vitrine.app import create_app
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 PHONE = {"width": 390, "height": 844}
+
+
+def _wait_drawn(images, timeout_s: float = 15.0) -> None:
+    """Until every image the locator finds is loaded and drawn.
+
+    Polled from here: `wait_for_function` polls with a function it compiles inside the page
+    once a first check fails, which the chat page's Content-Security-Policy (no
+    'unsafe-eval') refuses, so it failed whenever a picture was still loading."""
+    deadline = time.monotonic() + timeout_s
+    while not images.evaluate_all("els => els.every(i => i.complete && i.naturalWidth > 0)"):
+        assert time.monotonic() < deadline, "pictures not drawn"
+        images.page.wait_for_timeout(50)
 
 
 @pytest.fixture
@@ -56,15 +69,13 @@ def test_a_shopper_asks_buys_and_sees_the_payment_confirmed_on_a_phone(
     assert all("R$" in cards.nth(i).locator(".price").inner_text() for i in range(3))
     # Usable on a phone: nothing wider than the screen, the cards' pictures drawn.
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    page.wait_for_function("[...document.querySelectorAll('.card img')]"
-                           ".every(img => img.complete && img.naturalWidth > 0)")
+    _wait_drawn(page.locator(".card img"))
 
     cards.first.get_by_role("button", name="Comprar").click()
     page.get_by_role("button", name="Confirmar").last.click()
     qr = page.locator("img.qr").last
     qr.wait_for()
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
-                           arg=qr.element_handle())
+    _wait_drawn(qr)
 
     with Session(demo_runtime.engine) as session:
         order = session.exec(select(Order)).one()
