@@ -258,9 +258,9 @@ def test_a_process_runs_no_more_turns_at_once_than_its_setting(settings):
 
 @pytest.mark.parametrize("returning", [False, True])
 def test_a_turn_reads_what_it_starts_from_in_its_first_statement(demo_runtime, returning):
-    # The conversation, the linked account, the queue, the gift history, the memory notice
-    # and the catalog's revision come in one round trip, for a new shopper as for one coming
-    # back.
+    # The conversation, the linked account, the queue, whether there are gifts or facts on
+    # record, the memory notice and the catalog's revision come in one round trip, for a new
+    # shopper as for one coming back.
     from sqlalchemy import event
 
     bot = demo_runtime.assistant
