@@ -273,11 +273,8 @@ class Assistant:
             _TURN_STATE, {"user": user_key, "market": market.code if market else None,
                           "default_market": default}).one()
         linking.knew_owner(session, user_key, owner)
-        if not gifted:
-            memory.knew_no_gifts(session, owner or user_key)
-        if not remembers:
-            memory.knew_no_facts(session, owner or user_key)
-        memory.knew_notice(session, owner or user_key, told)
+        memory.knew_at_start(session, owner or user_key, has_gifts=bool(gifted),
+                             has_facts=bool(remembers), notice=told)
         self.search.local.knew_revision(
             session, market.code if market else conv.market if conv else default,
             revision_from(revision))

@@ -209,12 +209,12 @@ class _Known:
         self.complete: set[str] = set()  # subjects whose every fact is here
         self.name_facts: list[MemoryFact] | None = None
         self.removed: set[int] = set()  # ids of stored facts deleted in this transaction
-        # Known (`knew_no_gifts`) to have no gift on record: `gifts` asks nothing.
+        # Known (`knew_at_start`) to have no gift on record: `gifts` asks nothing.
         self.no_gifts = False
-        # Known (`knew_no_facts`) to have had no fact when the transaction began: `load`
+        # Known (`knew_at_start`) to have had no fact when the transaction began: `load`
         # asks nothing, what the transaction learns is added here as it is learned.
         self.no_facts = False
-        # What the turn's first statement read of the memory notice (`knew_notice`): True
+        # What the turn's first statement read of the memory notice (`knew_at_start`): True
         # given, False not given, None not read here.
         self.notice_given: bool | None = None
         self.has_profile = True  # False: known to have no ShopperProfile row
@@ -313,33 +313,25 @@ def drop_read(session: Session) -> None:
     session.info.pop(_KNOWN, None)
 
 
-def knew_no_gifts(session: Session, user_key: str) -> None:
-    """Keep for this transaction that the shopper had no gift on record when it read that
-    with other things (a chat turn does), so `gifts` asks the database nothing until one is
-    recorded."""
-    _known(session, user_key).no_gifts = True
-
-
-def knew_no_facts(session: Session, user_key: str) -> None:
-    """Keep for this transaction that the shopper had no fact remembered when it read that
-    with other things (a chat turn does, see `has_facts`), so reading memory asks the
-    database nothing."""
-    _known(session, user_key).no_facts = True
+def knew_at_start(session: Session, user_key: str, *, has_gifts: bool, has_facts: bool,
+                  notice: int | None) -> None:
+    """Keep for this transaction what a query of the caller's read of the shopper with other
+    things (a chat turn's first statement does): whether any gift is on record and any fact
+    remembered (`has_gifts`, `has_facts`), and `notice_state`. Then `gifts` asks nothing
+    until a gift is recorded, reading memory asks nothing when there was none (what the
+    transaction learns is kept as it is learned), and `should_tell_about_memory` asks
+    nothing unless a profile exists without the notice."""
+    known = _known(session, user_key)
+    known.no_gifts = not has_gifts
+    known.no_facts = not has_facts
+    known.notice_given = bool(notice)
+    known.has_profile = notice is not None
 
 
 def has_facts(owner: Any) -> Any:
     """Whether the shopper `owner` (an expression of the caller's query) has any fact
-    remembered (see `knew_no_facts`)."""
+    remembered (see `knew_at_start`)."""
     return exists().where(MemoryFact.user_key == owner)
-
-
-def knew_notice(session: Session, user_key: str, state: int | None) -> None:
-    """Keep for this transaction what a query of the caller's read with `notice_state`, so
-    `should_tell_about_memory` asks the database nothing more unless a profile exists
-    without the notice."""
-    known = _known(session, user_key)
-    known.notice_given = bool(state)
-    known.has_profile = state is not None
 
 
 def _known(session: Session, user_key: str) -> _Known:
@@ -553,7 +545,7 @@ def gifts(*, session: Session, user_key: str, subject: str | None = None,
 
 def has_gifts(owner: Any) -> Any:
     """Whether the shopper `owner` (an expression of the caller's query) has any gift on
-    record (see `knew_no_gifts`)."""
+    record (see `knew_at_start`)."""
     return exists().where(GiftRecord.user_key == owner)
 
 
@@ -605,7 +597,7 @@ def should_tell_about_memory(*, session: Session, user_key: str) -> bool:
 
 def notice_state(owner: Any) -> Any:
     """Whether the shopper `owner` (an expression of the caller's query) was told how memory
-    works: 1, 0 for a profile without the notice, NULL for no profile (see `knew_notice`)."""
+    works: 1, 0 for a profile without the notice, NULL for no profile (see `knew_at_start`)."""
     return (core_select(case((col(ShopperProfile.memory_notice_at).is_(None), 0), else_=1))
             .where(col(ShopperProfile.user_key) == owner).scalar_subquery())
 

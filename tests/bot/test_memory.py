@@ -493,7 +493,8 @@ def test_a_fact_known_past_the_first_facts_read_is_not_stored_twice(runtime):
 
 def test_a_gift_recorded_after_none_was_known_is_found_in_the_same_transaction(runtime):
     with Session(runtime.engine) as session:
-        memory.knew_no_gifts(session, "web:ana")
+        memory.knew_at_start(session, "web:ana", has_gifts=False, has_facts=True,
+                             notice=None)
         assert memory.gifts(session=session, user_key="web:ana") == []
         order = Order(id="ord_1", user_key="web:ana", conversation_id="c", market="BR",
                       language="pt", merchant_slug="m", merchant_name="M", product_id="p",
