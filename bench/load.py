@@ -53,6 +53,8 @@ from pathlib import Path
 
 from load_shoppers import ROOT, SECRET, HttpConnection, Player, load_dialogues, shoppers
 
+LOOP_HELD = "held the event loop"  # core/turns.py's warning
+
 DEFAULT_PG = "postgresql+psycopg://vitrine:vitrine@127.0.0.1:5432/bench_load"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -353,6 +355,9 @@ async def run_one(name: str, url: str, args: argparse.Namespace, workdir: Path) 
             profiler.wait(60)
     finally:
         server.stop()
+    # A turn that held a worker's event loop too long sent its turns to threads for a while
+    # (`core/turns.py`): the figures are then partly the threads'.
+    loop_back_offs = log.read_text(errors="replace").count(LOOP_HELD)
     # Every session has ended and reported by now.
     pg_after = pg.totals()
     if pg.url and not args.keep:
@@ -370,7 +375,7 @@ async def run_one(name: str, url: str, args: argparse.Namespace, workdir: Path) 
         "chat_messages": chats, "webhooks": len(tally.webhook_ms),
         "purchases": tally.purchases, "errors": errors, "error_kinds": tally.errors,
         "error_samples": tally.error_samples, "warmup_errors": sum(warm_tally.errors.values()),
-        "chat_per_s": round(chats / wall, 1),
+        "chat_per_s": round(chats / wall, 1), "loop_back_offs": loop_back_offs,
         "server_cpu_s": round(server_cpu, 2), "server_cores": round(server_cpu / wall, 2),
         "connections_per_worker": sorted(per_worker.values(), reverse=True),
         "worker_cpu_s": sorted((round((after.server.get(p, 0) - before.server.get(p, 0))
@@ -389,6 +394,9 @@ async def run_one(name: str, url: str, args: argparse.Namespace, workdir: Path) 
                     "p95": round(percentile(tally.chat_ms, 0.95), 1),
                     "p99": round(percentile(tally.chat_ms, 0.99), 1),
                     "mean": round(statistics.fmean(tally.chat_ms), 1) if chats else None},
+        "chat_ms_by_kind": {kind: {"n": len(ms), "p50": round(percentile(ms, 0.50), 1),
+                                   "p99": round(percentile(ms, 0.99), 1)}
+                            for kind, ms in sorted(tally.chat_ms_by_kind.items())},
         "webhook_ms": {"p50": round(percentile(tally.webhook_ms, 0.50), 1),
                        "p99": round(percentile(tally.webhook_ms, 0.99), 1)},
         "load_average": os.getloadavg(),

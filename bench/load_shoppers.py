@@ -158,6 +158,8 @@ def shoppers(dialogues: list[dict], *, prefix: str, seed: int, buy_share: float,
 @dataclass
 class Tally:
     chat_ms: list[float] = field(default_factory=list)
+    # The same by what was sent: "text", "command" ("/forget"), or a button's verb ("buy").
+    chat_ms_by_kind: dict[str, list[float]] = field(default_factory=dict)
     webhook_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
@@ -167,6 +169,12 @@ class Tally:
         self.errors[what] = self.errors.get(what, 0) + 1
         if len(self.error_samples) < 8:
             self.error_samples.append(f"{what}: {detail[:300]}")
+
+
+def _kind(payload: dict[str, str]) -> str:
+    if "action" in payload:
+        return payload["action"].partition(":")[0]
+    return "command" if payload.get("text", "").startswith("/") else "text"
 
 
 # -- playing ---------------------------------------------------------------------------------
@@ -212,7 +220,9 @@ class Player:
         except (OSError, asyncio.IncompleteReadError) as exc:
             self.tally.error("connection", repr(exc))
             return None
-        self.tally.chat_ms.append((time.perf_counter() - start) * 1000)
+        spent_ms = (time.perf_counter() - start) * 1000
+        self.tally.chat_ms.append(spent_ms)
+        self.tally.chat_ms_by_kind.setdefault(_kind(payload), []).append(spent_ms)
         if not 200 <= status < 300:
             self.tally.error(f"http {status}", data.decode("utf-8", "replace"))
             return None

@@ -91,7 +91,7 @@ def main() -> int:
     parser.add_argument("--database-url", help="default: a new SQLite file")
     parser.add_argument("--profile", help="write a cProfile of the direct rounds here")
     parser.add_argument("--kinds", default="direct,http",
-                        help="which rounds to play: direct, http or both")
+                        help="which rounds to play, comma-separated: direct, http")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
