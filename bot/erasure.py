@@ -28,6 +28,7 @@ from bot.models import (
 from checkout.models import Order
 from core.db import utcnow
 from core.outbox import Notification
+from core.turns import needs_a_thread
 from ops.events import ConversionEvent, log_pseudonym
 
 FORGOTTEN = "forgotten_accounts"  # session.info key: accounts whose rows `forget` deleted
@@ -48,6 +49,7 @@ def forget(*, session: Session, user_key: str, subject: str | None = None) -> in
 
     Returns how many facts and gifts were deleted.
     """
+    needs_a_thread()  # it rewrites every event the shopper left: many, after years
     owner = linking.owner_of(session, user_key)
     accounts = linking.accounts_of(session, owner)
     if user_key not in accounts:

@@ -24,6 +24,7 @@ from catalog.ranking import RankedProduct, SearchRequest, choose, diversify, ran
 from catalog.sponsorship import sponsored_refs
 from catalog.store import catalog_revision, iter_products_for_market
 from core.db import joined_or_own
+from core.turns import needs_a_thread
 
 # From this many products, building an index is followed by `_settle_memory`.
 SETTLE_AFTER = 10_000
@@ -93,6 +94,7 @@ class CatalogSearch:
         cached = self._indexes.get(market)
         if cached and cached[0] == self.revision(market, session):
             return cached[1]
+        needs_a_thread()  # a big catalog's index takes seconds to build
         with Session(self._engine) as own:
             # Keyed by what its own connection reads, never by a caller's uncommitted change.
             revision = catalog_revision(session=own, market=market)

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     # (`core/turns.py`). Unset: 1 on SQLite (its statements take microseconds and it has one
     # writer at a time: a second turn only waits on the lock), 4 on PostgreSQL.
     turn_concurrency: int | None = Field(default=None, ge=1, le=64)
+    # Web chat turns run on the API process's event loop, and move to a thread when they
+    # reach an outside service (`core/turns.py`): less CPU per message, measured with the
+    # database on the same host. Turn it off where each database round trip takes
+    # milliseconds: the loop would wait through them.
+    turns_on_loop: bool = True
     # Optional Redis (`redis://host:6379/0`): several processes then share the webhook
     # de-duplication keys, per-shopper rate limits, the live merchants' answer cache and
     # circuit breakers. Without it each process keeps them itself (the database still

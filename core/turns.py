@@ -11,21 +11,51 @@ process. Back from it, a turn that has written anything goes on at once, past th
 every slot is taken: others may be waiting on its locks (SQLite's write lock, PostgreSQL's
 row and advisory locks), and were it to wait for a slot they hold, each would wait for the
 other for ever. A turn that has written nothing waits for a slot as a new turn does.
+
+A web chat turn runs on the event loop itself when it can (`LoopTurns`): handing it to a
+thread and passing the interpreter lock between that thread and the loop on every database
+round trip cost a fifth of a message's CPU (docs/benchmarks.md, "Fifth round"). It can
+unless a turn of the process is waiting on an outside service, and it stays there only
+while it does short work: reaching an outside service or other long work
+(`needs_a_thread`), it is rolled back and runs again from the start on a thread, as turns
+already run again after a conflict. Turns of the kind that reached an outside service then
+go straight to threads for a while; turns for the loop let those on threads finish first.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 WROTE = "vitrine_wrote"  # connection.info key: this transaction wrote or took a lock
 _local = threading.local()
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A turn that held the event loop longer than this (a slow database, a lock to wait for)
+# sends the process's turns to threads for `LOOP_BACK_OFF_S`: meanwhile, the loop serves
+# other requests while a turn waits.
+LOOP_HOLD_LIMIT_S = 0.25
+LOOP_BACK_OFF_S = 60.0
+# A kind of turn that reached an outside service runs on threads this long: the next such
+# turn most likely reaches it too, and each one sent back wastes the work done before.
+CALLS_OUT_FOR_S = 300.0
+# A turn for the loop first lets the turns sent to threads finish, this long at most: run
+# beside them, it would take the interpreter lock and the slot from them at every step, and
+# they would take many times longer (a "Confirm" on a thread: 42 ms at the median instead of
+# 18, on the load test). Past it, the turn goes to a thread too.
+THREADS_FIRST_S = 0.2
+_THREADS_CHECKED_EVERY_S = 0.005  # meanwhile: one of them may start waiting on a service
+_KINDS_KEPT = 1024  # kinds of turn remembered as calling out, at most
 
 
 class TurnSlots:
@@ -41,11 +71,22 @@ class TurnSlots:
         self.size = size
         self._free = threading.BoundedSemaphore(size)
         self._begun = threading.BoundedSemaphore(max(size, in_flight or size))
+        self._calling_out = 0
+        self._calling_out_lock = threading.Lock()
 
     @property
     def free(self) -> int:
         """Slots no turn holds right now."""
         return self._free._value  # type: ignore[attr-defined]
+
+    @property
+    def calling_out(self) -> int:
+        """Turns waiting on an outside service right now."""
+        return self._calling_out
+
+    def _count_calling_out(self, change: int) -> None:
+        with self._calling_out_lock:
+            self._calling_out += change
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -84,21 +125,131 @@ def working_in(session: Session) -> None:
     _local.session = session
 
 
+class LeaveTheLoop(BaseException):
+    """Raised in a turn running on the event loop as it reaches work that may take long. A
+    BaseException, so that no `except Exception` on its way (a live merchant's failure, a
+    language model's) takes it for the outside service failing."""
+
+    def __init__(self, *, outside: bool) -> None:
+        super().__init__("outside service" if outside else "long work")
+        self.outside = outside
+
+
+def needs_a_thread(*, outside: bool = False) -> None:
+    """Called before work that may hold the thread long: a turn running on the event loop
+    leaves it here, to run again on a thread. Elsewhere, nothing happens.
+
+    `outside`: the work is a call to an outside service, which the next turn of the same
+    kind most likely makes too. Other long work (building a search index, erasing a
+    shopper) happens once."""
+    if getattr(_local, "on_loop", False):
+        raise LeaveTheLoop(outside=outside)
+
+
+class LoopTurns:
+    """Runs a turn on the event loop when it can, else on a thread (the module's docstring).
+
+    It runs on the loop when enabled, unless a turn of this process is waiting on an outside
+    service (it may hold locks the turn would wait for, as long as the service takes), this
+    kind of turn reached an outside service within `CALLS_OUT_FOR_S`, or a turn held the
+    loop past `LOOP_HOLD_LIMIT_S` within `LOOP_BACK_OFF_S`. Turns this sent to threads and
+    still working do not send it to a thread: were they to, turns arriving meanwhile would
+    go to threads, and keep the next ones there. It lets them finish first instead
+    (`THREADS_FIRST_S`). A kind is the caller's to choose: what tells turns that call out
+    from those that do not (the market and the button's verb).
+    """
+
+    def __init__(self, slots: TurnSlots, *, enabled: bool,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.slots = slots
+        self.enabled = enabled
+        self._clock = clock
+        self._calls_out: dict[Hashable, float] = {}  # kind -> on threads until
+        self._threads_until = 0.0
+        self._on_threads = 0  # turns this sent to threads, not finished
+        self._threads_done: anyio.Event | None = None
+
+    def on_loop(self, kind: Hashable) -> bool:
+        """Whether a turn of this kind would run on the event loop now."""
+        if not self.enabled or self.slots.calling_out:
+            return False
+        now = self._clock()
+        return now >= self._threads_until and now >= self._calls_out.get(kind, now)
+
+    async def run(self, kind: Hashable, work: Callable[[], T]) -> T:
+        """`work()`, on the loop or on a thread; run again on a thread if it left the loop.
+
+        `work` must be a turn that can run again from the start: nothing it did before
+        `needs_a_thread` outlives its rolled-back transaction."""
+        if self.on_loop(kind) and await self._threads_finished() and self.on_loop(kind):
+            started = self._clock()
+            _local.on_loop = True
+            try:
+                return work()
+            except LeaveTheLoop as leaving:
+                if leaving.outside:
+                    self._called_out(kind)
+            finally:
+                _local.on_loop = False
+                self._held(self._clock() - started)
+        return await self._on_thread(work)
+
+    async def _threads_finished(self) -> bool:
+        """Wait, the loop serving meanwhile, until the turns sent to threads are done; False
+        if they took longer than `THREADS_FIRST_S`."""
+        with anyio.move_on_after(THREADS_FIRST_S):
+            while self._on_threads and not self.slots.calling_out:
+                if self._threads_done is None:
+                    self._threads_done = anyio.Event()
+                with anyio.move_on_after(_THREADS_CHECKED_EVERY_S):
+                    await self._threads_done.wait()
+            return True
+        return False
+
+    async def _on_thread(self, work: Callable[[], T]) -> T:
+        self._on_threads += 1
+        try:
+            return await anyio.to_thread.run_sync(work)
+        finally:
+            self._on_threads -= 1
+            if not self._on_threads and self._threads_done is not None:
+                self._threads_done.set()
+                self._threads_done = None
+
+    def _called_out(self, kind: Hashable) -> None:
+        now = self._clock()
+        if len(self._calls_out) >= _KINDS_KEPT:  # kinds come from requests: keep them few
+            self._calls_out = {k: t for k, t in self._calls_out.items() if t > now}
+            if len(self._calls_out) >= _KINDS_KEPT:
+                self._calls_out.clear()
+        self._calls_out[kind] = now + CALLS_OUT_FOR_S
+
+    def _held(self, seconds: float) -> None:
+        if seconds > LOOP_HOLD_LIMIT_S:
+            self._threads_until = self._clock() + LOOP_BACK_OFF_S
+            log.warning("a turn held the event loop %.2f s: turns run on threads for %.0f s",
+                        seconds, LOOP_BACK_OFF_S)
+
+
 @contextmanager
 def waiting() -> Iterator[None]:
     """Around a call to an outside service: the turn's slot is free meanwhile; back from it,
-    a turn that has written goes on at once (see the module's docstring)."""
+    a turn that has written goes on at once (see the module's docstring). A turn on the
+    event loop leaves it first (`needs_a_thread`)."""
+    needs_a_thread(outside=True)
     slots: TurnSlots | None = getattr(_local, "slots", None)
     if slots is None:
         yield
         return
     session, holding = _local.session, _local.holding
     _local.slots = None
+    slots._count_calling_out(1)
     if holding:
         slots._free.release()
     try:
         yield
     finally:
+        slots._count_calling_out(-1)
         # Without a slot only while others may wait on this turn's locks.
         holding = slots._free.acquire(blocking=not _has_written(session))
         _local.slots, _local.session, _local.holding = slots, session, holding

@@ -52,6 +52,7 @@ from core import schema
 from core.db import make_engine
 from core.settings import PLACEHOLDER_SECRETS, Settings, get_settings
 from core.shared_state import LocalState, SharedState, build_shared_state
+from core.turns import LoopTurns
 from ops.events import use_log_key
 
 T = TypeVar("T")
@@ -163,6 +164,8 @@ class Runtime:
     shared: SharedState = field(default_factory=LocalState)
     onboarding: Onboarding = field(init=False)
     rate_limit: RateLimit = field(init=False)
+    # Where web chat turns run: on the event loop when they can (`core/turns.py`).
+    loop_turns: LoopTurns = field(init=False)
     _adapters: dict[tuple[str, str], UcpMcpAdapter] = field(default_factory=dict)
     _telegram_channel: TelegramChannel | None = None
 
@@ -303,6 +306,7 @@ def build_runtime(settings: Settings | None = None, *,
                       telegram=build_telegram(settings), shared=shared)
     runtime.rate_limit = RateLimit(state=shared, messages=settings.rate_limit_messages,
                                    window_s=settings.rate_limit_window_seconds)
+    runtime.loop_turns = LoopTurns(assistant.turns, enabled=settings.turns_on_loop)
     federated.adapter_for = runtime.adapter_for
     runtime.onboarding = Onboarding(engine=engine, run_live=runtime.call_live,
                                     adapter_for_url=runtime.adapter_for_url)

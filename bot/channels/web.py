@@ -7,12 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
-from bot.channels.rate_limit import RateLimit, slow_down_message
+from bot.channels.rate_limit import Admission, slow_down_message
 from bot.conversation import Assistant
 from bot.replies import Reply
 from core.errors import UnknownMarket
@@ -58,26 +57,43 @@ TOO_MANY: dict[int | str, dict[str, Any]] = {
 @router.post("", response_model=Reply, responses=TOO_MANY)
 async def chat(body: ChatRequest, request: Request) -> Response:
     """Answer a shopper's message or button press."""
-    # The turn blocks on the database: it runs on the thread pool, in one hop that also
-    # serialises the answer (FastAPI would validate a returned model again in a second).
-    return await anyio.to_thread.run_sync(_answer, request.app.state.runtime, body)
-
-
-def _answer(runtime: Any, body: ChatRequest) -> Response:
+    runtime = request.app.state.runtime
     user_key = f"web:{body.user}"
-    limit: RateLimit = runtime.rate_limit
-    admission = limit.admit(user_key, action=body.action)
-    if not admission.allowed:
-        message = slow_down_message(runtime.engine, user_key, language=_language(
-            body, default_market=runtime.settings.default_market))
-        return JSONResponse(
-            {"error": "rate_limited", "reason": message.text,
-             "messages": [message.model_dump(mode="json")]},
-            status_code=429,
-            headers={"Retry-After": str(max(1, math.ceil(admission.retry_after_s)))})
-    return reply_response(runtime.assistant.handle(
-        user_key=user_key, text=body.text, action=body.action, market=body.market,
-        locale=body.locale))
+    admission: Admission | None = None
+
+    def answer() -> Response:
+        # Counted once, even when the turn leaves the event loop and runs again on a thread.
+        nonlocal admission
+        if admission is None:
+            admission = runtime.rate_limit.admit(user_key, action=body.action)
+        if not admission.allowed:
+            return _refusal(runtime, body, user_key, admission)
+        # Serialised here, in the same hop: FastAPI would validate a returned model again.
+        return reply_response(runtime.assistant.handle(
+            user_key=user_key, text=body.text, action=body.action, market=body.market,
+            locale=body.locale))
+
+    # The turn blocks on the database: on the event loop when it can, else on a thread.
+    return await runtime.loop_turns.run(_kind(body), answer)
+
+
+def _kind(body: ChatRequest) -> tuple[str, str]:
+    """What tells turns that reach an outside service from those that do not: the market
+    (live merchants are a market's) and the button's verb (confirming calls a provider)."""
+    verb = body.action.partition(":")[0].strip() if body.action else "text"
+    return body.market or "", verb
+
+
+def _refusal(runtime: Any, body: ChatRequest, user_key: str, admission: Admission
+             ) -> Response:
+    """The 429 for a shopper past the rate limit, with the request to wait."""
+    message = slow_down_message(runtime.engine, user_key, language=_language(
+        body, default_market=runtime.settings.default_market))
+    return JSONResponse(
+        {"error": "rate_limited", "reason": message.text,
+         "messages": [message.model_dump(mode="json")]},
+        status_code=429,
+        headers={"Retry-After": str(max(1, math.ceil(admission.retry_after_s)))})
 
 
 def reply_response(reply: Reply) -> Response:
@@ -99,8 +115,8 @@ async def updates(request: Request,
                   user: str = Query(min_length=1, max_length=USER_ID_MAX)) -> Response:
     """Messages for a shopper produced since their last turn (payment confirmations)."""
     assistant = _assistant(request)
-    return await anyio.to_thread.run_sync(
-        lambda: reply_response(assistant.pending(user_key=f"web:{user.strip()}")))
+    return await request.app.state.runtime.loop_turns.run(
+        ("", "updates"), lambda: reply_response(assistant.pending(user_key=f"web:{user.strip()}")))
 
 
 @page_router.get("/chat", response_class=HTMLResponse)
