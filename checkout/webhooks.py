@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
@@ -122,8 +122,9 @@ async def provider_webhook(rail_name: str, request: Request) -> JSONResponse:
                               headers={k.lower(): v for k, v in request.headers.items()},
                               query=dict(request.query_params), received_at=time.time())
     try:
-        outcome = await run_in_threadpool(process_webhook, engine=runtime.engine, rail=rail,
-                                          request=received, shared=runtime.shared)
+        outcome = await runtime.loop_turns.on_thread(partial(
+            process_webhook, engine=runtime.engine, rail=rail, request=received,
+            shared=runtime.shared))
     except EventInFlight as exc:
         log.info("%s event %s is being applied by another process", rail_name,
                  exc.context.get("event"))

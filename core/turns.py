@@ -192,7 +192,7 @@ class LoopTurns:
             finally:
                 _local.on_loop = False
                 self._held(self._clock() - started)
-        return await self._on_thread(work)
+        return await self.on_thread(work)
 
     async def _threads_finished(self) -> bool:
         """Wait, the loop serving meanwhile, until the turns sent to threads are done; False
@@ -206,7 +206,10 @@ class LoopTurns:
             return True
         return False
 
-    async def _on_thread(self, work: Callable[[], T]) -> T:
+    async def on_thread(self, work: Callable[[], T]) -> T:
+        """`work()` on a thread, among the work turns for the loop let finish first: for the
+        process's other short work (a payment provider's webhook), which would otherwise
+        take the interpreter lock between the loop's turns only."""
         self._on_threads += 1
         try:
             return await anyio.to_thread.run_sync(work)

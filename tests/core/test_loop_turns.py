@@ -280,3 +280,32 @@ async def test_a_turn_for_the_loop_waits_no_longer_once_a_thread_calls_out(loop_
             await done.wait()
         assert work.runs == ["thread"]
         assert other.calling.is_set() and not other.finish.is_set()
+
+
+async def test_a_turn_for_the_loop_lets_other_work_on_threads_finish_first(loop_turns):
+    # A payment provider's webhook, applied on a thread.
+    started, finish = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def webhook() -> None:
+        started.set()
+        finish.wait(10)
+        order.append("webhook")
+
+    work = Work()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(loop_turns.on_thread, webhook)
+            await anyio.to_thread.run_sync(started.wait, 10)
+
+            async def turn() -> None:
+                await loop_turns.run(("BR", "text"), work)
+                order.append("turn")
+
+            tg.start_soon(turn)
+            await anyio.sleep(0.02)
+            finish.set()
+    finally:
+        finish.set()
+    assert order == ["webhook", "turn"]
+    assert work.runs == ["loop"]
