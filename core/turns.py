@@ -14,7 +14,7 @@ other for ever. A turn that has written nothing waits for a slot as a new turn d
 
 A web chat turn runs on the event loop itself when it can (`LoopTurns`): handing it to a
 thread and passing the interpreter lock between that thread and the loop on every database
-round trip cost a fifth of a message's CPU (docs/benchmarks.md, "Fifth round"). It can
+round trip cost a sixth of a message's CPU (docs/benchmarks.md, "Fifth round"). It can
 unless a turn of the process is waiting on an outside service, and it stays there only
 while it does short work: reaching an outside service or other long work
 (`needs_a_thread`), it is rolled back and runs again from the start on a thread, as turns

@@ -3,8 +3,8 @@ long work, it leaves the loop and runs again from the start on a thread."""
 
 import logging
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 import pytest
@@ -119,9 +119,9 @@ async def test_a_turn_holding_the_loop_too_long_sends_turns_to_threads_for_a_whi
     assert work.runs == ["loop"]
 
 
-def another_turn(slots: TurnSlots, *, calling_out: bool):
-    """A turn on a thread of its own, working or waiting on an outside service until
-    `finish` is set."""
+@contextmanager
+def another_turn(slots: TurnSlots, *, calling_out: bool) -> Iterator[None]:
+    """A turn on a thread of its own, working or waiting on an outside service meanwhile."""
     started, finish = threading.Event(), threading.Event()
 
     def turn() -> None:
@@ -136,34 +136,31 @@ def another_turn(slots: TurnSlots, *, calling_out: bool):
 
     thread = threading.Thread(target=turn)
     thread.start()
-    assert started.wait(10)
-    return finish, thread
+    try:
+        assert started.wait(10)
+        yield
+    finally:
+        finish.set()
+        thread.join(10)
+
+
+async def runs_of(loop_turns: LoopTurns) -> list[str]:
+    """Where a turn of short work ran."""
+    work = Work()
+    await loop_turns.run(("BR", "text"), work)
+    return work.runs
 
 
 async def test_turns_run_on_threads_while_another_waits_on_an_outside_service(loop_turns):
-    finish, other = another_turn(loop_turns.slots, calling_out=True)
-    try:
-        work = Work()
-        await loop_turns.run(("BR", "text"), work)
-        assert work.runs == ["thread"]
-    finally:
-        finish.set()
-        other.join(10)
-    work = Work()
-    await loop_turns.run(("BR", "text"), work)
-    assert work.runs == ["loop"]
+    with another_turn(loop_turns.slots, calling_out=True):
+        assert await runs_of(loop_turns) == ["thread"]
+    assert await runs_of(loop_turns) == ["loop"]
 
 
 async def test_a_turn_working_on_a_thread_keeps_no_other_off_the_loop(loop_turns):
     # Were it to, turns arriving meanwhile would go to threads, and keep the next ones there.
-    finish, other = another_turn(loop_turns.slots, calling_out=False)
-    try:
-        work = Work()
-        await loop_turns.run(("BR", "text"), work)
-        assert work.runs == ["loop"]
-    finally:
-        finish.set()
-        other.join(10)
+    with another_turn(loop_turns.slots, calling_out=False):
+        assert await runs_of(loop_turns) == ["loop"]
 
 
 async def test_turned_off_every_turn_runs_on_a_thread(clock):
