@@ -30,6 +30,7 @@ from checkout.service import record_order_event
 from core.db import as_utc, utcnow
 from core.errors import PaymentProviderError
 from core.markets import Market
+from core.turns import waiting
 from ops.events import EventKind
 
 # Orders the shopper may still withdraw from, while the window is open.
@@ -131,7 +132,8 @@ def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRai
             # Its page, voucher or charge can no longer be paid, where the provider allows;
             # a static code cannot be stopped, and money that still arrives is refunded.
             try:
-                stopped = rail.cancel(order)
+                with waiting():  # the provider's API: other turns work meanwhile
+                    stopped = rail.cancel(order)
             except PaymentProviderError:
                 # Unreachable, or paid a moment ago: nothing changes until the provider says.
                 return Withdrawal(WithdrawalOutcome.PROVIDER_DOWN, order, ends)
@@ -141,8 +143,9 @@ def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRai
         record_order_event(session, EventKind.CHECKOUT_CANCELED, order)
         return Withdrawal(WithdrawalOutcome.CANCELED, order, ends, stopped=stopped)
     try:
-        refund = rail.refund(order) if rail is not None \
-            else RefundResult(RefundOutcome.NOT_SUPPORTED)
+        with waiting():
+            refund = rail.refund(order) if rail is not None \
+                else RefundResult(RefundOutcome.NOT_SUPPORTED)
     except PaymentProviderError:
         return Withdrawal(WithdrawalOutcome.PROVIDER_DOWN, order, ends)
     by_rail = refund.outcome == RefundOutcome.REFUNDED

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, create_engine
 
-from core.turns import watch_writes
+from core.turns import LOOP_LOCK_WAIT_MS, on_the_loop, watch_writes
 
 
 def utcnow() -> datetime:
@@ -44,6 +44,10 @@ def engine_url(url: str) -> URL:
 # Switching a new SQLite file to WAL: tries, and the pause between them.
 WAL_SWITCH_TRIES = 200
 WAL_SWITCH_PAUSE_S = 0.01
+# How long a SQLite statement waits for another connection's write lock before "database is
+# locked" (a turn on the event loop waits less: `wait_briefly_on_the_loop`).
+SQLITE_LOCK_WAIT_S = 30.0
+_BRIEF_WAIT = "vitrine_brief_lock_wait"  # connection.info key: busy_timeout lowered
 
 
 def _use_wal(cur: sqlite3.Cursor) -> None:
@@ -77,7 +81,8 @@ def make_engine(url: str, *, pool_size: int | None = None, max_overflow: int | N
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "timeout": SQLITE_LOCK_WAIT_S})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -99,6 +104,7 @@ def make_engine(url: str, *, pool_size: int | None = None, max_overflow: int | N
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         watch_writes(engine)
+        wait_briefly_on_the_loop(engine)
         return engine
     pool: dict[str, Any] = {"pool_size": pool_size, "max_overflow": max_overflow,
                             "pool_timeout": pool_timeout_s, "pool_recycle": pool_recycle_s}
@@ -150,6 +156,28 @@ def check_before_use(engine: Engine, *, ping_after_idle_s: float = PING_AFTER_ID
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as error:
             raise DisconnectionError(f"pooled connection is gone: {error}") from error
+
+
+def wait_briefly_on_the_loop(engine: Engine) -> None:
+    """A SQLite transaction begun by a turn on the event loop waits `LOOP_LOCK_WAIT_MS` for
+    the write lock, not `SQLITE_LOCK_WAIT_S`: the loop serves no one meanwhile, and a feed
+    import holds the lock for its whole length. Past it, the turn runs again on a thread
+    (`core.turns.LoopTurns`), which waits the usual time."""
+
+    @event.listens_for(engine, "begin")
+    def _brief(conn: Any) -> None:
+        if on_the_loop():
+            conn.connection.dbapi_connection.execute(
+                f"PRAGMA busy_timeout = {LOOP_LOCK_WAIT_MS}")
+            conn.info[_BRIEF_WAIT] = True
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _usual(conn: Any) -> None:
+        # Before COMMIT itself, which in WAL mode takes no lock the writes did not hold.
+        if conn.info.pop(_BRIEF_WAIT, False):
+            conn.connection.dbapi_connection.execute(
+                f"PRAGMA busy_timeout = {int(SQLITE_LOCK_WAIT_S * 1000)}")
 
 
 def _has_news(dbapi_conn: Any) -> bool:

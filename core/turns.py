@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import anyio
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 WROTE = "vitrine_wrote"  # connection.info key: this transaction wrote or took a lock
@@ -56,6 +57,9 @@ CALLS_OUT_FOR_S = 300.0
 THREADS_FIRST_S = 0.2
 _THREADS_CHECKED_EVERY_S = 0.005  # meanwhile: one of them may start waiting on a service
 _KINDS_KEPT = 1024  # kinds of turn remembered as calling out, at most
+# How long a turn on the loop waits for SQLite's write lock (`core.db`) before it runs again
+# on a thread: a feed import or another process's write may hold it for long.
+LOOP_LOCK_WAIT_MS = 50
 
 
 class TurnSlots:
@@ -142,8 +146,18 @@ def needs_a_thread(*, outside: bool = False) -> None:
     `outside`: the work is a call to an outside service, which the next turn of the same
     kind most likely makes too. Other long work (building a search index, erasing a
     shopper) happens once."""
-    if getattr(_local, "on_loop", False):
+    if on_the_loop():
         raise LeaveTheLoop(outside=outside)
+
+
+def on_the_loop() -> bool:
+    """Whether the work running here is a turn on the event loop."""
+    return bool(getattr(_local, "on_loop", False))
+
+
+def _lock_busy(error: OperationalError) -> bool:
+    """SQLite's write lock stayed taken past the connection's wait."""
+    return getattr(error.orig, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 
 class LoopTurns:
@@ -189,6 +203,9 @@ class LoopTurns:
             except LeaveTheLoop as leaving:
                 if leaving.outside:
                     self._called_out(kind)
+            except OperationalError as error:
+                if not _lock_busy(error):  # waited briefly for the lock: on a thread now
+                    raise
             finally:
                 _local.on_loop = False
                 self._held(self._clock() - started)

@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 import pytest
+from sqlalchemy import text
 
 from catalog.search import CatalogSearch
 from core import turns
+from core.db import make_engine, session_scope
 from core.turns import LoopTurns, TurnSlots, needs_a_thread, waiting
 
 pytestmark = pytest.mark.anyio
@@ -235,7 +237,9 @@ async def a_turn_on_a_thread(loop_turns) -> AsyncIterator[OnThread]:
             turn.finish.set()
 
 
-async def test_a_turn_for_the_loop_lets_the_turns_on_threads_finish_first(loop_turns):
+async def test_a_turn_for_the_loop_lets_the_turns_on_threads_finish_first(loop_turns,
+                                                                          monkeypatch):
+    monkeypatch.setattr(turns, "THREADS_FIRST_S", 30.0)  # no slow machine runs past it
     work = Work()
     async with a_turn_on_a_thread(loop_turns) as other, anyio.create_task_group() as tg:
         waiting_turn = anyio.Event()
@@ -261,7 +265,9 @@ async def test_past_a_while_a_turn_for_the_loop_goes_to_a_thread(loop_turns, mon
         assert not other.finish.is_set()
 
 
-async def test_a_turn_for_the_loop_waits_no_longer_once_a_thread_calls_out(loop_turns):
+async def test_a_turn_for_the_loop_waits_no_longer_once_a_thread_calls_out(loop_turns,
+                                                                           monkeypatch):
+    monkeypatch.setattr(turns, "THREADS_FIRST_S", 30.0)  # only the call may end the wait
     async with a_turn_on_a_thread(loop_turns) as other, anyio.create_task_group() as tg:
         work = Work()
         done = anyio.Event()
@@ -273,13 +279,15 @@ async def test_a_turn_for_the_loop_waits_no_longer_once_a_thread_calls_out(loop_
         tg.start_soon(run)
         await anyio.sleep(0.02)
         other.call.set()  # it may hold locks the turn would wait for, for seconds
-        with anyio.fail_after(turns.THREADS_FIRST_S / 2):
+        with anyio.fail_after(5):
             await done.wait()
         assert work.runs == ["thread"]
         assert other.calling.is_set() and not other.finish.is_set()
 
 
-async def test_a_turn_for_the_loop_lets_other_work_on_threads_finish_first(loop_turns):
+async def test_a_turn_for_the_loop_lets_other_work_on_threads_finish_first(loop_turns,
+                                                                            monkeypatch):
+    monkeypatch.setattr(turns, "THREADS_FIRST_S", 30.0)
     # A payment provider's webhook, applied on a thread.
     started, finish = threading.Event(), threading.Event()
     order: list[str] = []
@@ -306,3 +314,51 @@ async def test_a_turn_for_the_loop_lets_other_work_on_threads_finish_first(loop_
         finish.set()
     assert order == ["webhook", "turn"]
     assert work.runs == ["loop"]
+
+
+async def test_a_turn_on_the_loop_waits_for_sqlites_write_lock_only_briefly(tmp_path,
+                                                                            loop_turns):
+    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    holding, release, on_thread = threading.Event(), threading.Event(), threading.Event()
+
+    def import_holding_the_lock() -> None:  # a feed import: one long transaction
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            holding.set()
+            release.wait(10)
+
+    loop_thread = threading.current_thread()
+    runs: list[str] = []
+
+    def turn() -> str:
+        runs.append("loop" if threading.current_thread() is loop_thread else "thread")
+        if runs[-1] == "thread":
+            on_thread.set()
+        with session_scope(engine) as session:  # waits the usual time for the lock here
+            session.execute(text("INSERT INTO t VALUES (2)"))
+        return "written"
+
+    importer = threading.Thread(target=import_holding_the_lock)
+    importer.start()
+    try:
+        assert holding.wait(10)
+        with anyio.fail_after(5):  # the loop waiting SQLite's usual 30 s would fail this
+            async with anyio.create_task_group() as tg:
+                result: list[str] = []
+
+                async def run() -> None:
+                    result.append(await loop_turns.run(("BR", "text"), turn))
+
+                tg.start_soon(run)
+                await anyio.to_thread.run_sync(on_thread.wait, 10)
+                release.set()  # the import commits while the thread's try waits for it
+        assert result == ["written"] and runs == ["loop", "thread"]
+    finally:
+        release.set()
+        importer.join(10)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT x FROM t ORDER BY x").scalars().all() == [1, 2]
+        # The connection the loop used waits the usual time again.
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000

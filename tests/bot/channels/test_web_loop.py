@@ -135,3 +135,34 @@ async def test_with_turns_on_the_loop_off_every_turn_runs_on_a_thread(settings, 
         assert ran == ["thread"]
     finally:
         runtime.close()
+
+
+async def test_withdrawing_leaves_the_loop_before_the_provider_is_asked(
+        demo_runtime, client, tmp_path, monkeypatch):
+    from tests.checkout.test_rails_in_chat import _shop
+    from tests.checkout.test_withdrawal import _withdraw_action
+
+    _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")  # the sandbox's hosted page
+    messages = await chat(client, text="watering can", market="MX")
+    [confirmation] = await chat(client, action=messages[-1]["cards"][0]["buttons"][0]["action"])
+    order_id = next(b["action"] for b in confirmation["buttons"]
+                    if b["action"].startswith("confirm:")).split(":", 1)[1]
+    [payment] = await chat(client, action=f"confirm:{order_id}")
+    loop_thread = threading.current_thread()
+    asked_from: list[bool] = []
+    with Session(demo_runtime.engine) as session:
+        rail = demo_runtime.rails[session.get(Order, order_id).rail]
+    cancel = rail.cancel
+
+    def recording_cancel(order):
+        asked_from.append(threading.current_thread() is loop_thread)
+        return cancel(order)
+
+    monkeypatch.setattr(rail, "cancel", recording_cancel)
+    ran = record_where_turns_run(demo_runtime, monkeypatch)
+
+    [reply] = await chat(client, action=_withdraw_action([payment]))
+
+    assert "No se cobró nada" in reply["text"]
+    assert ran == ["loop", "thread"]
+    assert asked_from == [False]  # once, from the thread: the loop never waits on it
