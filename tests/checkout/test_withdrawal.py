@@ -74,6 +74,20 @@ def _withdraw_action(messages) -> str:
                 if b["action"].startswith("withdraw:"))
 
 
+async def paying_in_mexico(client, runtime, tmp_path) -> tuple[str, dict]:
+    """A Mexican order confirmed and waiting on the sandbox's hosted page: its id, and the
+    message with the payment."""
+    from tests.checkout.test_rails_in_chat import _shop
+
+    _shop(runtime, tmp_path, "MX", "MXN", "jardin-mx")  # Mexico pays on the sandbox here
+    messages = await chat(client, text="watering can", market="MX")
+    [confirmation] = await chat(client, action=messages[-1]["cards"][0]["buttons"][0]["action"])
+    order_id = next(b["action"] for b in confirmation["buttons"]
+                    if b["action"].startswith("confirm:")).split(":", 1)[1]
+    [payment] = await chat(client, action=f"confirm:{order_id}")
+    return order_id, payment
+
+
 async def test_argentinas_cancel_button_comes_with_the_order_and_cancels_cash_on_delivery(
         client):
     order_id, done = await _bought(client, "AR", "regalo para mi papá que le gusta el asado")
@@ -147,14 +161,7 @@ async def test_the_delivery_starts_the_window_and_only_the_merchant_reports_it(
 
 async def test_a_paid_order_withdrawn_is_refunded_through_its_rail(client, demo_runtime,
                                                                     tmp_path):
-    from tests.checkout.test_rails_in_chat import _shop
-
-    _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")  # Mexico pays on the sandbox here
-    messages = await chat(client, text="watering can", market="MX")
-    [confirmation] = await chat(client, action=messages[-1]["cards"][0]["buttons"][0]["action"])
-    order_id = next(b["action"] for b in confirmation["buttons"]
-                    if b["action"].startswith("confirm:")).split(":", 1)[1]
-    [payment] = await chat(client, action=f"confirm:{order_id}")
+    order_id, payment = await paying_in_mexico(client, demo_runtime, tmp_path)
     txid = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()["txid"]
     body, headers = signed({"event_id": "paid", "txid": txid, "status": "paid"})
     await client.post("/api/payments/sandbox/webhook", content=body, headers=headers)
@@ -173,14 +180,7 @@ async def test_a_paid_order_withdrawn_is_refunded_through_its_rail(client, demo_
 
 async def test_withdrawing_an_unpaid_order_stops_its_payment_where_the_provider_can(
         client, demo_runtime, tmp_path):
-    from tests.checkout.test_rails_in_chat import _shop
-
-    _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")  # the sandbox's hosted page
-    messages = await chat(client, text="watering can", market="MX")
-    [confirmation] = await chat(client, action=messages[-1]["cards"][0]["buttons"][0]["action"])
-    order_id = next(b["action"] for b in confirmation["buttons"]
-                    if b["action"].startswith("confirm:")).split(":", 1)[1]
-    [payment] = await chat(client, action=f"confirm:{order_id}")
+    order_id, payment = await paying_in_mexico(client, demo_runtime, tmp_path)
     [reply] = await chat(client, action=_withdraw_action([payment]))
     assert "No se cobró nada" in reply["text"]
     shown = (await client.get(f"/api/orders/{order_id}", headers=OPS)).json()

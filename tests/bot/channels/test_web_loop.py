@@ -139,15 +139,10 @@ async def test_with_turns_on_the_loop_off_every_turn_runs_on_a_thread(settings, 
 
 async def test_withdrawing_leaves_the_loop_before_the_provider_is_asked(
         demo_runtime, client, tmp_path, monkeypatch):
-    from tests.checkout.test_rails_in_chat import _shop
-    from tests.checkout.test_withdrawal import _withdraw_action
+    from tests.checkout.test_withdrawal import _withdraw_action, paying_in_mexico
+    from tests.test_end_to_end import chat as shopper_chat  # the shopper who ordered
 
-    _shop(demo_runtime, tmp_path, "MX", "MXN", "jardin-mx")  # the sandbox's hosted page
-    messages = await chat(client, text="watering can", market="MX")
-    [confirmation] = await chat(client, action=messages[-1]["cards"][0]["buttons"][0]["action"])
-    order_id = next(b["action"] for b in confirmation["buttons"]
-                    if b["action"].startswith("confirm:")).split(":", 1)[1]
-    [payment] = await chat(client, action=f"confirm:{order_id}")
+    order_id, payment = await paying_in_mexico(client, demo_runtime, tmp_path)
     loop_thread = threading.current_thread()
     asked_from: list[bool] = []
     with Session(demo_runtime.engine) as session:
@@ -161,7 +156,7 @@ async def test_withdrawing_leaves_the_loop_before_the_provider_is_asked(
     monkeypatch.setattr(rail, "cancel", recording_cancel)
     ran = record_where_turns_run(demo_runtime, monkeypatch)
 
-    [reply] = await chat(client, action=_withdraw_action([payment]))
+    [reply] = await shopper_chat(client, action=_withdraw_action([payment]))
 
     assert "No se cobró nada" in reply["text"]
     assert ran == ["loop", "thread"]
