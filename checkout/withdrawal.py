@@ -143,9 +143,11 @@ def withdraw(*, session: Session, order: Order, market: Market, rail: PaymentRai
         record_order_event(session, EventKind.CHECKOUT_CANCELED, order)
         return Withdrawal(WithdrawalOutcome.CANCELED, order, ends, stopped=stopped)
     try:
-        with waiting():
-            refund = rail.refund(order) if rail is not None \
-                else RefundResult(RefundOutcome.NOT_SUPPORTED)
+        if rail is None:
+            refund = RefundResult(RefundOutcome.NOT_SUPPORTED)
+        else:
+            with waiting():  # the provider's API
+                refund = rail.refund(order)
     except PaymentProviderError:
         return Withdrawal(WithdrawalOutcome.PROVIDER_DOWN, order, ends)
     by_rail = refund.outcome == RefundOutcome.REFUNDED
