@@ -28,7 +28,6 @@ from bot.models import (
 from checkout.models import Order
 from core.db import utcnow
 from core.outbox import Notification
-from core.turns import needs_a_thread
 from ops.events import ConversionEvent, log_pseudonym
 
 FORGOTTEN = "forgotten_accounts"  # session.info key: accounts whose rows `forget` deleted
@@ -49,7 +48,6 @@ def forget(*, session: Session, user_key: str, subject: str | None = None) -> in
 
     Returns how many facts and gifts were deleted.
     """
-    needs_a_thread()  # it rewrites every event the shopper left: many, after years
     owner = linking.owner_of(session, user_key)
     accounts = linking.accounts_of(session, owner)
     if user_key not in accounts:
@@ -75,14 +73,12 @@ def forget(*, session: Session, user_key: str, subject: str | None = None) -> in
         session.exec(delete(model).where(  # type: ignore[call-overload]
             col(key).in_(accounts)))
     # The conversion log keeps its counts, but not a word the shopper wrote: neither in
-    # events stored nor in this turn's, not written yet.
-    hashes = [log_pseudonym(a) for a in accounts]
+    # events stored nor in this turn's, which the update writes first (`ops.events`). It
+    # reads only their rows that kept a text (`ix_conversionevent_erasable`), as every
+    # statement here reads only the shopper's: erasing runs like any other turn.
     session.exec(update(ConversionEvent).where(  # type: ignore[call-overload]
-        col(ConversionEvent.user_hash).in_(hashes),
+        col(ConversionEvent.user_hash).in_([log_pseudonym(a) for a in accounts]),
         col(ConversionEvent.text).is_not(None)).values(text=None))
-    for pending in session.new:
-        if isinstance(pending, ConversionEvent) and pending.user_hash in hashes:
-            pending.text = None
     for order in session.exec(select(Order).where(col(Order.user_key).in_(accounts))).all():
         order.user_key = forgotten_key()
         order.payer_name = order.payer_email = None  # kept orders lead back to no one

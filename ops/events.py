@@ -50,6 +50,12 @@ class ConversionEvent(SQLModel, table=True):
         Index("ix_conversionevent_gaps", "created_at",
               sqlite_where=text("kind = 'cards_shown' AND position IS NULL"),
               postgresql_where=text("kind = 'cards_shown' AND position IS NULL")),
+        # A shopper's /forget erases the words they wrote (`bot.erasure`): only rows that
+        # kept them are indexed, none unless the deployment stores texts, so writing an
+        # event costs nothing more and the erasure reads no other shopper's rows.
+        Index("ix_conversionevent_erasable", "user_hash",
+              sqlite_where=text("text IS NOT NULL"),
+              postgresql_where=text("text IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)

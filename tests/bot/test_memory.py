@@ -4,6 +4,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from bot import erasure, memory
@@ -14,10 +15,11 @@ from bot.privacy import read_command
 from bot.rules import RuleIntentParser
 from catalog.text import fold
 from checkout.models import Order, OrderStatus
-from core.db import utcnow
+from core.db import make_engine, session_scope, utcnow
 from core.markets import get_market
 from core.outbox import Notification
 from ops.events import ConversionEvent
+from tests.databases import BOTH_DATABASES, database_of
 
 PARSER = RuleIntentParser()
 
@@ -199,6 +201,39 @@ def test_forget_leaves_no_personal_rows_and_events_keep_no_text(demo_runtime):
     assert not {o.user_key.partition(":")[2] for o in kept} & {e.user_hash for e in events}
     dumped = json.dumps([e.model_dump(mode="json") for e in events])
     assert "ana" not in dumped and "jardinagem" not in dumped
+
+
+@pytest.fixture(params=BOTH_DATABASES)
+def both_url(request, tmp_path):
+    with database_of(request, tmp_path, empty=False) as url:
+        yield url
+
+
+def test_forget_reads_only_the_shoppers_events_that_kept_words(both_url):
+    """The event table is the largest: erasing one shopper's words must not read it all."""
+    engine = make_engine(both_url)
+    updates = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _keep(_conn, _cursor, statement, parameters, _context, _many):
+        if statement.lstrip().upper().startswith("UPDATE CONVERSIONEVENT"):
+            updates.append((statement, parameters))
+
+    try:
+        with session_scope(engine) as session:
+            erasure.forget(session=session, user_key="web:ana")
+        [(statement, parameters)] = updates
+        with engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            if engine.dialect.name == "postgresql":
+                cursor.execute("SET enable_seqscan = off")  # the table is empty here
+                cursor.execute("EXPLAIN " + statement, parameters)
+            else:
+                cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            plan = " ".join(str(row) for row in cursor.fetchall())
+    finally:
+        engine.dispose()
+    assert "ix_conversionevent_erasable" in plan, plan
 
 
 def test_a_first_message_of_forget_writes_nothing(demo_runtime):

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 from sqlmodel import Session, select
 
+from bot.models import MemoryFact
 from catalog.merchants import register_merchant
 from catalog.models import MerchantCreate, MerchantKind
 from checkout.models import Order, OrderTransition, PaymentAttempt
@@ -62,6 +63,17 @@ async def test_a_message_is_answered_on_the_event_loop(demo_runtime, client, mon
     messages = await chat(client, text="uma caneca para o meu pai", market="BR")
     assert any(m["cards"] for m in messages)
     assert ran == ["loop", "thread", "loop"]
+
+
+async def test_forgetting_everything_is_answered_on_the_event_loop(demo_runtime, client,
+                                                                  monkeypatch):
+    await chat(client, text="presente para minha mãe que ama jardinagem", market="BR")
+    ran = record_where_turns_run(demo_runtime, monkeypatch)
+    [answer] = await chat(client, text="/forget")
+    assert ran == ["loop"]  # every statement of it reads only the shopper's rows
+    assert answer["text"]
+    with Session(demo_runtime.engine) as session:
+        assert not session.exec(select(MemoryFact)).all()
 
 
 async def test_a_confirmed_purchase_leaves_the_loop_and_starts_one_payment(
