@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Column, bindparam, exists, func, update
+from sqlalchemy import JSON, Column, Index, bindparam, exists, func, text, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from core.db import utcnow
@@ -24,6 +24,13 @@ class Notification(SQLModel, table=True):
     this moment (WhatsApp, 24 hours after the shopper last wrote); without one, the message
     waits there for the shopper's next turn.
     """
+
+    __table_args__ = (
+        # The pushes in flight, looked for every few seconds: few rows, never the history.
+        Index("ix_notification_sending", "sending_until",
+              sqlite_where=text("sending_until IS NOT NULL"),
+              postgresql_where=text("sending_until IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     user_key: str = Field(index=True, max_length=200)
@@ -42,6 +49,10 @@ class Notification(SQLModel, table=True):
     # each tried again no sooner than `not_before`.
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     not_before: datetime | None = None
+    # Taken by a push and not known to be sent yet (`delivered_at` is set too): a process
+    # that died sending it left this, and past it the message is pending again
+    # (`requeue_abandoned`). Cleared once the channel took it.
+    sending_until: datetime | None = None
 
 
 def notify(session: Session, *, user_key: str, text: str, cards: list[dict] | None = None,
@@ -69,19 +80,23 @@ HAS_PENDING = exists().where(*_WAITING)
 _PENDING = select(Notification).where(*_WAITING).order_by(col(Notification.id))
 
 
-def claim(session: Session, notes: list[Notification]) -> list[Notification]:
+def claim(session: Session, notes: list[Notification], *,
+          sending_for: timedelta | None = None) -> list[Notification]:
     """Mark messages delivered, each by a conditional update; the ones this caller got.
 
     A push and the shopper's own turn racing for the same message deliver it once. On SQLite
     the update takes the database's write lock until commit: claim at the end of a turn.
+    A push claims for `sending_for`: unless it says the message went out (`sent`) or gives
+    it back by then, the message is pending again (`requeue_abandoned`).
     """
     now = utcnow()
+    lease = {"sending_until": now + sending_for} if sending_for is not None else {}
     taken = []
     for note in notes:
         claimed = session.connection().execute(
             update(Notification).where(col(Notification.id) == note.id,
                                        col(Notification.delivered_at).is_(None))
-            .values(delivered_at=now)).rowcount
+            .values(delivered_at=now, **lease)).rowcount
         if claimed:
             taken.append(note)
     for note in notes:  # written above or by someone else: never again from this session
@@ -90,9 +105,19 @@ def claim(session: Session, notes: list[Notification]) -> list[Notification]:
     return taken
 
 
-def take_pending(session: Session, *, user_key: str) -> list[Notification]:
-    """The shopper's undelivered messages, oldest first, marked delivered."""
-    return claim(session, peek_pending(session, user_key=user_key))
+def take_pending(session: Session, *, user_key: str,
+                 sending_for: timedelta | None = None) -> list[Notification]:
+    """The shopper's undelivered messages, oldest first, marked delivered (for a push, until
+    `sending_for` has passed: see `claim`)."""
+    return claim(session, peek_pending(session, user_key=user_key), sending_for=sending_for)
+
+
+def sent(session: Session, ids: list[int]) -> None:
+    """Messages a push took that went out: delivered for good."""
+    if ids:
+        session.connection().execute(
+            update(Notification).where(col(Notification.id).in_(ids))
+            .values(sending_until=None))
 
 
 def give_back(session: Session, ids: list[int], *, retry_in: timedelta) -> None:
@@ -101,5 +126,16 @@ def give_back(session: Session, ids: list[int], *, retry_in: timedelta) -> None:
     if ids:
         session.connection().execute(
             update(Notification).where(col(Notification.id).in_(ids))
-            .values(delivered_at=None, not_before=utcnow() + retry_in,
+            .values(delivered_at=None, sending_until=None, not_before=utcnow() + retry_in,
                     attempts=func.coalesce(col(Notification.attempts), 0) + 1))
+
+
+def requeue_abandoned(session: Session, *, now: datetime) -> int:
+    """Messages a push took and never said were sent, by `now` past their time: the process
+    sending them died (killed, its machine lost). Pending again, one attempt more, so the
+    next push or the shopper's next turn delivers them; how many. A push that did send one
+    before dying sends it twice: once too often rather than never."""
+    return int(session.connection().execute(
+        update(Notification).where(col(Notification.sending_until) < now)
+        .values(delivered_at=None, sending_until=None,
+                attempts=func.coalesce(col(Notification.attempts), 0) + 1)).rowcount)

@@ -9,6 +9,9 @@ WhatsApp allows free text only within 24 hours of the shopper's last message. Pa
 a message that names a pre-approved template is announced by it, and the message itself
 (the reminder's cards) follows with the shopper's next turn; a message without a template
 simply waits for that turn. A send that fails is tried again on later runs, a few times.
+A process killed while sending (SIGKILL, a lost machine) leaves the messages it took marked
+as being sent; after `SENDING_LEASE` they are pending again, so none is lost, and one it
+did send before dying goes out twice.
 """
 
 from __future__ import annotations
@@ -29,12 +32,17 @@ from bot.models import Conversation
 from bot.replies import Message
 from core.db import as_utc, session_scope, utcnow
 from core.markets import get_market
-from core.outbox import Notification, give_back
+from core.outbox import Notification, give_back, requeue_abandoned, sent
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 FIRST_RETRY = timedelta(seconds=30)
 BATCH = 200  # shoppers per run
+# How long a push may take to send a shopper's messages before they count as abandoned (its
+# process died) and are pending again. Far longer than a live one takes: a message is tried
+# three times, each waiting at most 10 s for Telegram's flood control and a minute for the
+# API, and a shopper rarely has more than a few waiting.
+SENDING_LEASE = timedelta(minutes=15)
 
 
 class PushChannel(Protocol):
@@ -115,6 +123,10 @@ def push_pending(engine: Engine, assistant: Assistant, channels: list[PushChanne
     report = PushReport()
     by_prefix = {c.prefix: c for c in channels}
     moment = now or utcnow()
+    with session_scope(engine) as session:
+        if abandoned := requeue_abandoned(session, now=moment):
+            log.warning("%d queued messages taken by a push that never sent them are "
+                        "pending again", abandoned)
     for user_key in waiting_shoppers(engine, list(by_prefix), now=moment, limit=limit):
         if stopping():
             break
@@ -129,13 +141,15 @@ def push_pending(engine: Engine, assistant: Assistant, channels: list[PushChanne
             _announce(engine, channel, conv, report)
             continue
         locale = get_market(conv.market).locale
+        went_out: list[Notification] = []
         failed: list[Notification] = []
-        for note, message in assistant.take_queued(user_key=user_key):
+        for note, message in assistant.take_queued(user_key=user_key,
+                                                   sending_for=SENDING_LEASE):
             if _sent(partial(channel.push, user_key, message, locale=locale), user_key):
-                report.sent += 1
+                went_out.append(note)
             else:
                 failed.append(note)
-        _failed(engine, failed, report)
+        _settle(engine, went_out, failed, report)
     return report
 
 
@@ -148,13 +162,17 @@ def _sent(send: Callable[[], bool], user_key: str) -> bool:
         return False
 
 
-def _failed(engine: Engine, notes: list[Notification], report: PushReport) -> None:
-    """Messages taken for a push that did not go out: queued again, after a while."""
-    if not notes:
+def _settle(engine: Engine, went_out: list[Notification], failed: list[Notification],
+            report: PushReport) -> None:
+    """Messages a push took: those that went out delivered for good, the others queued
+    again, after a while."""
+    report.sent += len(went_out)
+    report.failed += len(failed)
+    if not went_out and not failed:
         return
-    report.failed += len(notes)
     with session_scope(engine) as session:
-        for note in notes:
+        sent(session, [note.id or 0 for note in went_out])
+        for note in failed:
             give_back(session, [note.id or 0], retry_in=retry_in((note.attempts or 0) + 1))
 
 

@@ -15,7 +15,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from sqlmodel import Session, select
 
-from bot.channels.push import MAX_ATTEMPTS, push_pending, retry_in
+from bot.channels.push import MAX_ATTEMPTS, SENDING_LEASE, push_pending, retry_in
 from bot.channels.telegram import RetryRequests, TelegramChannel, register_webhook
 from bot.conversation import INBOX_ACTION
 from bot.models import Conversation
@@ -108,8 +108,13 @@ async def test_a_payment_confirmed_by_webhook_reaches_the_telegram_chat_once(
     assert "Pagamento confirmado" in sent.params["text"] and order.id in sent.params["text"]
     assert report.as_dict() == {"sent": 1, "announced": 0, "held": 0, "failed": 0,
                                 "shoppers": 1}
-    # Not again: neither on the next run nor with the shopper's next message.
+    # Not again: neither on the next run, nor once a push that died would be given up on,
+    # nor with the shopper's next message.
     assert push(demo_runtime).as_dict()["shoppers"] == 0
+    past_the_lease = utcnow() + SENDING_LEASE + timedelta(seconds=1)
+    assert push(demo_runtime, now=past_the_lease).as_dict()["shoppers"] == 0
+    [note] = notes(demo_runtime, TG_USER)
+    assert note.delivered_at is not None and note.sending_until is None
     reply = demo_runtime.assistant.handle(user_key=TG_USER, text="obrigada")
     assert not any("Pagamento confirmado" in m.text for m in reply.messages)
 
@@ -152,6 +157,45 @@ def test_a_push_that_raises_gives_every_message_back(demo_runtime):
     assert report.failed == 2
     assert [(n.delivered_at, n.attempts) for n in notes(demo_runtime, TG_USER)] == \
         [(None, 1), (None, 1)]
+
+
+class ProcessKilled(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no handler sees it."""
+
+
+def test_a_push_killed_before_its_send_loses_no_message(demo_runtime, bot_api):
+    """A process killed between taking a shopper's messages and sending them left them
+    marked delivered: they were never seen again."""
+    demo_runtime.assistant.handle(user_key=TG_USER, text="oi", market="BR")
+    with Session(demo_runtime.engine) as session:
+        session.add(Notification(user_key=TG_USER, text="Pagamento confirmado"))
+        session.commit()
+
+    class Dying:
+        prefix = "tg:"
+
+        def push(self, user_key: str, message: Message, *, locale: str) -> bool:
+            raise ProcessKilled
+
+    with pytest.raises(ProcessKilled):
+        push_pending(demo_runtime.engine, demo_runtime.assistant, [Dying()])
+    [note] = notes(demo_runtime, TG_USER)
+    assert note.delivered_at is not None and note.sending_until is not None
+
+    # While another process may still be sending it, nobody takes it a second time...
+    assert push(demo_runtime).as_dict()["shoppers"] == 0
+    reply = demo_runtime.assistant.handle(user_key=TG_USER, text="obrigada")
+    assert not any("Pagamento confirmado" in m.text for m in reply.messages)
+    # ...and past the lease it is pending again, and pushed once.
+    bot_api.clear()
+    past_the_lease = utcnow() + SENDING_LEASE + timedelta(seconds=1)
+    assert push(demo_runtime, now=past_the_lease).sent == 1
+    [sent] = bot_api.sent("sendMessage")
+    assert sent.params["text"] == "Pagamento confirmado"
+    [note] = notes(demo_runtime, TG_USER)
+    assert note.delivered_at is not None and note.sending_until is None
+    assert note.attempts == 1
+    assert push(demo_runtime, now=past_the_lease + SENDING_LEASE).as_dict()["shoppers"] == 0
 
 
 def test_whoever_claims_a_message_first_delivers_it_and_the_other_gets_nothing(
