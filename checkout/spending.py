@@ -20,7 +20,7 @@ from sqlalchemy import func, text
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from checkout.models import Order, OrderStatus
-from core.db import hold_sqlite_write_lock, utcnow
+from core.db import utcnow
 from core.errors import InvalidInput
 
 # What counts as spent: money paid, promised at the door, or asked for and not yet failed.
@@ -116,16 +116,11 @@ def _one_confirmation_at_a_time(session: Session, owner_key: str) -> None:
 
     Two orders confirmed at the same moment would each see the month without the other and
     both fit under the limit. On PostgreSQL a lock on the shopper, held to commit, makes
-    the second one read the first. SQLite locks nothing smaller than the database: its
-    write lock is taken here and held to commit, through the payment provider's call, so
-    every other write waits for that call too (SQLite is the single-machine default).
+    the second one read the first; SQLite already lets one transaction write at a time.
     """
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                     {"key": f"vitrine:spending:{owner_key}"})
-    else:
-        hold_sqlite_write_lock(conn)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                        {"key": f"vitrine:spending:{owner_key}"})
 
 
 def check(*, session: Session, order: Order, owner_key: str, user_keys: list[str],
