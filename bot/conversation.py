@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, bindparam, func, literal
@@ -251,13 +251,13 @@ class Assistant:
         """Messages queued for a shopper since their last turn."""
         return Reply(messages=[message for _, message in self.take_queued(user_key=user_key)])
 
-    def take_queued(self, *, user_key: str, sending_for: timedelta | None = None
+    def take_queued(self, *, user_key: str, sending_until: datetime | None = None
                     ) -> list[tuple[Notification, Message]]:
         """Messages queued for a shopper since their last turn, each with its queue entry,
-        now taken: nobody else delivers them (a push's, for `sending_for`: see
+        now taken: nobody else delivers them (a push's, under its lease: see
         `core.outbox.claim`)."""
         with session_scope(self.engine) as session:
-            notes = take_pending(session, user_key=user_key, sending_for=sending_for)
+            notes = take_pending(session, user_key=user_key, sending_until=sending_until)
             conv = session.get(Conversation, user_key)
             if conv is None:
                 messages = [_delivered(n) for n in notes]

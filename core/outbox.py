@@ -3,12 +3,15 @@
 Any part of Vitrine may queue one; each channel delivers them its own way: the web chat with
 the shopper's next request or by polling, the terminal before its next prompt, Telegram and
 WhatsApp by push (`bot.channels.push`). Every message is also delivered with the shopper's
-next turn, whichever comes first; taking one is a conditional update, so it goes out once.
+next turn, whichever comes first; taking one is a conditional update, so it goes out once,
+except that a push that dies after sending one and before saying so sends it again later
+(`requeue_abandoned`): once too often rather than never.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import JSON, Column, Index, bindparam, exists, func, text, update
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -81,16 +84,17 @@ _PENDING = select(Notification).where(*_WAITING).order_by(col(Notification.id))
 
 
 def claim(session: Session, notes: list[Notification], *,
-          sending_for: timedelta | None = None) -> list[Notification]:
+          sending_until: datetime | None = None) -> list[Notification]:
     """Mark messages delivered, each by a conditional update; the ones this caller got.
 
     A push and the shopper's own turn racing for the same message deliver it once. On SQLite
     the update takes the database's write lock until commit: claim at the end of a turn.
-    A push claims for `sending_for`: unless it says the message went out (`sent`) or gives
-    it back by then, the message is pending again (`requeue_abandoned`).
+    A push claims until `sending_until`, its lease, which also names its claim: unless it
+    says by then that the message went out (`sent`) or gives it back, the message is
+    pending again (`requeue_abandoned`).
     """
+    lease = {"sending_until": sending_until} if sending_until is not None else {}
     now = utcnow()
-    lease = {"sending_until": now + sending_for} if sending_for is not None else {}
     taken = []
     for note in notes:
         claimed = session.connection().execute(
@@ -106,36 +110,68 @@ def claim(session: Session, notes: list[Notification], *,
 
 
 def take_pending(session: Session, *, user_key: str,
-                 sending_for: timedelta | None = None) -> list[Notification]:
-    """The shopper's undelivered messages, oldest first, marked delivered (for a push, until
-    `sending_for` has passed: see `claim`)."""
-    return claim(session, peek_pending(session, user_key=user_key), sending_for=sending_for)
+                 sending_until: datetime | None = None) -> list[Notification]:
+    """The shopper's undelivered messages, oldest first, marked delivered (for a push, under
+    its lease: see `claim`)."""
+    return claim(session, peek_pending(session, user_key=user_key),
+                 sending_until=sending_until)
 
 
-def sent(session: Session, ids: list[int]) -> None:
-    """Messages a push took that went out: delivered for good."""
+def hold(session: Session, note_id: int, *, sending_until: datetime | None = None) -> bool:
+    """Take a message a push channel will not deliver now (past WhatsApp's window): held for
+    the shopper's next turn, and under the push's lease while it sends the message's
+    template (see `claim`). Whether this caller got it."""
+    lease = {"sending_until": sending_until} if sending_until is not None else {}
+    return bool(session.connection().execute(
+        update(Notification).where(col(Notification.id) == note_id,
+                                   col(Notification.delivered_at).is_(None),
+                                   col(Notification.held_at).is_(None))
+        .values(held_at=utcnow(), **lease)).rowcount)
+
+
+def _under(lease: datetime) -> Any:
+    """Still taken under this lease: not run out and taken again by another."""
+    return col(Notification.sending_until) == lease
+
+
+def sent(session: Session, ids: list[int], *, lease: datetime, delivered: bool = True
+         ) -> None:
+    """Messages a push took under `lease` that went out: done with for good. `delivered`:
+    the message itself went out, not only a template announcing it (held for the shopper's
+    next turn). Nothing for one the lease no longer holds."""
+    if ids:
+        done = {"delivered_at": func.coalesce(col(Notification.delivered_at), utcnow())} \
+            if delivered else {}
+        session.connection().execute(
+            update(Notification).where(col(Notification.id).in_(ids), _under(lease))
+            .values(sending_until=None, **done))
+
+
+def give_back(session: Session, ids: list[int], *, lease: datetime,
+              retry_in: timedelta) -> None:
+    """Messages taken for a push under `lease` that could not be sent: pending again after
+    `retry_in`, one attempt more. Nothing for one the lease no longer holds: whoever took
+    it since has it."""
     if ids:
         session.connection().execute(
-            update(Notification).where(col(Notification.id).in_(ids))
-            .values(sending_until=None))
-
-
-def give_back(session: Session, ids: list[int], *, retry_in: timedelta) -> None:
-    """Messages taken for a push that could not be sent: pending again after `retry_in`,
-    one attempt more."""
-    if ids:
-        session.connection().execute(
-            update(Notification).where(col(Notification.id).in_(ids))
-            .values(delivered_at=None, sending_until=None, not_before=utcnow() + retry_in,
+            update(Notification).where(col(Notification.id).in_(ids), _under(lease))
+            .values(delivered_at=None, held_at=None, sending_until=None,
+                    not_before=utcnow() + retry_in,
                     attempts=func.coalesce(col(Notification.attempts), 0) + 1))
 
 
 def requeue_abandoned(session: Session, *, now: datetime) -> int:
-    """Messages a push took and never said were sent, by `now` past their time: the process
+    """Messages a push took and never said were sent, by `now` past their lease: the process
     sending them died (killed, its machine lost). Pending again, one attempt more, so the
-    next push or the shopper's next turn delivers them; how many. A push that did send one
-    before dying sends it twice: once too often rather than never."""
+    next push, or the shopper's next turn, delivers them; how many. A push that did send
+    one before dying sends it twice: once too often rather than never. Looked for first, so
+    that a run with nothing to put back writes nothing (on SQLite, takes no write lock)."""
+    expired = col(Notification.sending_until) < now
+    ids = list(session.connection().execute(
+        select(col(Notification.id)).where(expired)).scalars())
+    if not ids:
+        return 0
     return int(session.connection().execute(
-        update(Notification).where(col(Notification.sending_until) < now)
-        .values(delivered_at=None, sending_until=None,
+        update(Notification).where(col(Notification.id).in_(ids), expired)
+        .values(delivered_at=None, held_at=None, sending_until=None,
                 attempts=func.coalesce(col(Notification.attempts), 0) + 1)).rowcount)

@@ -144,8 +144,7 @@ def needs_a_thread(*, outside: bool = False) -> None:
     leaves it here, to run again on a thread. Elsewhere, nothing happens.
 
     `outside`: the work is a call to an outside service, which the next turn of the same
-    kind most likely makes too. Other long work (building a search index, erasing a
-    shopper) happens once."""
+    kind most likely makes too. Other long work (building a search index) happens once."""
     if on_the_loop():
         raise LeaveTheLoop(outside=outside)
 

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -32,16 +32,18 @@ from bot.models import Conversation
 from bot.replies import Message
 from core.db import as_utc, session_scope, utcnow
 from core.markets import get_market
-from core.outbox import Notification, give_back, requeue_abandoned, sent
+from core.outbox import Notification, give_back, hold, requeue_abandoned, sent
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 FIRST_RETRY = timedelta(seconds=30)
 BATCH = 200  # shoppers per run
 # How long a push may take to send a shopper's messages before they count as abandoned (its
-# process died) and are pending again. Far longer than a live one takes: a message is tried
-# three times, each waiting at most 10 s for Telegram's flood control and a minute for the
-# API, and a shopper rarely has more than a few waiting.
+# process died) and are pending again. Far longer than a live one takes: a message is a few
+# API calls (its text, a photo per card), each tried three times with 15 s timeouts and at
+# most 10 s of Telegram's flood control between tries, and a shopper rarely has more than a
+# few waiting. Each message's outcome is written as soon as it is known, and only while
+# the lease is the push's own: one that outlived it changes nothing.
 SENDING_LEASE = timedelta(minutes=15)
 
 
@@ -123,10 +125,7 @@ def push_pending(engine: Engine, assistant: Assistant, channels: list[PushChanne
     report = PushReport()
     by_prefix = {c.prefix: c for c in channels}
     moment = now or utcnow()
-    with session_scope(engine) as session:
-        if abandoned := requeue_abandoned(session, now=moment):
-            log.warning("%d queued messages taken by a push that never sent them are "
-                        "pending again", abandoned)
+    _requeue_abandoned(engine, moment)
     for user_key in waiting_shoppers(engine, list(by_prefix), now=moment, limit=limit):
         if stopping():
             break
@@ -141,16 +140,29 @@ def push_pending(engine: Engine, assistant: Assistant, channels: list[PushChanne
             _announce(engine, channel, conv, report)
             continue
         locale = get_market(conv.market).locale
-        went_out: list[Notification] = []
-        failed: list[Notification] = []
-        for note, message in assistant.take_queued(user_key=user_key,
-                                                   sending_for=SENDING_LEASE):
+        lease = utcnow() + SENDING_LEASE
+        for note, message in assistant.take_queued(user_key=user_key, sending_until=lease):
             if _sent(partial(channel.push, user_key, message, locale=locale), user_key):
-                went_out.append(note)
+                report.sent += 1
+                _record(engine, note, lease, went_out=True)
             else:
-                failed.append(note)
-        _settle(engine, went_out, failed, report)
+                report.failed += 1
+                _record(engine, note, lease, went_out=False)
     return report
+
+
+def _requeue_abandoned(engine: Engine, now: datetime) -> None:
+    """Put back what pushes that died took (`requeue_abandoned`); a failure here leaves it
+    for the next run and does not stop this one."""
+    try:
+        with session_scope(engine) as session:
+            abandoned = requeue_abandoned(session, now=now)
+    except Exception:
+        log.exception("could not look for messages abandoned by a push")
+        return
+    if abandoned:
+        log.warning("%d queued messages taken by a push that never sent them are pending "
+                    "again", abandoned)
 
 
 def _sent(send: Callable[[], bool], user_key: str) -> bool:
@@ -162,18 +174,21 @@ def _sent(send: Callable[[], bool], user_key: str) -> bool:
         return False
 
 
-def _settle(engine: Engine, went_out: list[Notification], failed: list[Notification],
-            report: PushReport) -> None:
-    """Messages a push took: those that went out delivered for good, the others queued
-    again, after a while."""
-    report.sent += len(went_out)
-    report.failed += len(failed)
-    if not went_out and not failed:
-        return
-    with session_scope(engine) as session:
-        sent(session, [note.id or 0 for note in went_out])
-        for note in failed:
-            give_back(session, [note.id or 0], retry_in=retry_in((note.attempts or 0) + 1))
+def _record(engine: Engine, note: Notification, lease: datetime, *, went_out: bool,
+            delivered: bool = True) -> None:
+    """What became of a message the push took under `lease`, written as soon as it is known:
+    sent (`delivered`: the message itself, not only its template), or queued again after a
+    while. Unwritten (the database failing now), the lease settles it: the message is
+    pending again once it runs out, and goes out again if it had gone."""
+    try:
+        with session_scope(engine) as session:
+            if went_out:
+                sent(session, [note.id or 0], lease=lease, delivered=delivered)
+            else:
+                give_back(session, [note.id or 0], lease=lease,
+                          retry_in=retry_in((note.attempts or 0) + 1))
+    except Exception:
+        log.exception("could not record a push's outcome; its lease will settle it")
 
 
 def _announce(engine: Engine, channel: WindowedChannel, conv: Conversation,
@@ -185,34 +200,24 @@ def _announce(engine: Engine, channel: WindowedChannel, conv: Conversation,
             Notification.user_key == conv.user_key, col(Notification.delivered_at).is_(None),
             col(Notification.held_at).is_(None)).order_by(col(Notification.id))).all()
     for note in notes:
+        # Under a lease only while its template is sent: one without stays held, no push
+        # in flight.
+        lease = utcnow() + SENDING_LEASE if note.template else None
         with session_scope(engine) as session:
-            claimed = session.connection().execute(
-                update(Notification).where(col(Notification.id) == note.id,
-                                           col(Notification.delivered_at).is_(None),
-                                           col(Notification.held_at).is_(None))
-                .values(held_at=utcnow())).rowcount
+            claimed = hold(session, note.id or 0, sending_until=lease)
         if not claimed:
             continue
-        if not note.template:
+        if not note.template or lease is None:
             report.held += 1
             continue
-        sent = _sent(partial(
+        went_out = _sent(partial(
             channel.push_template, conv.user_key, name=note.template,
             params=list(note.template_params or []), language=conv.language,
             with_button=bool(note.cards)), conv.user_key)
-        with session_scope(engine) as session:
-            if not sent:
-                report.failed += 1
-                session.connection().execute(
-                    update(Notification).where(col(Notification.id) == note.id)
-                    .values(held_at=None, not_before=utcnow() + retry_in(
-                        (note.attempts or 0) + 1),
-                        attempts=func.coalesce(col(Notification.attempts), 0) + 1))
-            elif note.cards:
-                report.announced += 1  # the cards come with the shopper's answer
-            else:
-                report.sent += 1  # the template said it all
-                session.connection().execute(
-                    update(Notification).where(col(Notification.id) == note.id,
-                                               col(Notification.delivered_at).is_(None))
-                    .values(delivered_at=utcnow()))
+        if not went_out:
+            report.failed += 1
+        elif note.cards:
+            report.announced += 1  # the cards come with the shopper's answer
+        else:
+            report.sent += 1  # the template said it all
+        _record(engine, note, lease, went_out=went_out, delivered=not note.cards)

@@ -24,9 +24,17 @@ from bot.replies import Message
 from checkout.models import Order
 from checkout.notices import ORDER_TEMPLATE
 from checkout.rails.sandbox import sandbox_event
-from core.db import utcnow
+from core.db import session_scope, utcnow
 from core.errors import InvalidInput
-from core.outbox import Notification, claim, peek_pending, take_pending
+from core.outbox import (
+    Notification,
+    claim,
+    give_back,
+    peek_pending,
+    requeue_abandoned,
+    sent,
+    take_pending,
+)
 from core.settings import Settings
 from tests.bot.channels.fakes import FakeBotApi, with_public_pictures
 from tests.conftest import OPS_TOKEN, SANDBOX_SECRET
@@ -196,6 +204,64 @@ def test_a_push_killed_before_its_send_loses_no_message(demo_runtime, bot_api):
     assert note.delivered_at is not None and note.sending_until is None
     assert note.attempts == 1
     assert push(demo_runtime, now=past_the_lease + SENDING_LEASE).as_dict()["shoppers"] == 0
+
+
+def test_a_push_that_outlived_its_lease_changes_nothing_others_did_since(demo_runtime):
+    """Its message was put back and delivered with the shopper's turn: the late push's
+    failure must not queue it again, nor its success touch it."""
+    demo_runtime.assistant.handle(user_key=TG_USER, text="oi", market="BR")
+    with Session(demo_runtime.engine) as session:
+        session.add(Notification(user_key=TG_USER, text="Pagamento confirmado"))
+        session.commit()
+    lease = utcnow() + SENDING_LEASE
+    with session_scope(demo_runtime.engine) as session:
+        [taken] = take_pending(session, user_key=TG_USER, sending_until=lease)
+    with session_scope(demo_runtime.engine) as session:
+        assert requeue_abandoned(session, now=lease + timedelta(seconds=1)) == 1
+    reply = demo_runtime.assistant.handle(user_key=TG_USER, text="obrigada")
+    assert reply.messages[0].text == "Pagamento confirmado"
+
+    with session_scope(demo_runtime.engine) as session:
+        give_back(session, [taken.id], lease=lease, retry_in=timedelta(0))
+        sent(session, [taken.id], lease=lease)
+    [note] = notes(demo_runtime, TG_USER)
+    assert note.delivered_at is not None and note.attempts == 1
+    assert push(demo_runtime, now=lease + SENDING_LEASE).as_dict()["shoppers"] == 0
+
+
+def test_a_template_push_killed_before_its_send_announces_the_message_later(
+        demo_runtime, graph):
+    """Past WhatsApp's window the message is held while its template goes out: a process
+    killed in between left it held with no template sent, for a shopper who may not write
+    again."""
+    demo_runtime.assistant.handle(user_key=WA_USER, text="oi", market="BR")
+    last_wrote(demo_runtime, WA_USER, hours_ago=25)
+    with Session(demo_runtime.engine) as session:
+        session.add(Notification(user_key=WA_USER, text="Pagamento confirmado",
+                                 template=ORDER_TEMPLATE, template_params=["o1", "pago"]))
+        session.commit()
+    [whatsapp] = [c for c in demo_runtime.push_channels() if c.prefix == "wa:"]
+
+    class Dying:
+        prefix, window = "wa:", whatsapp.window
+
+        def push(self, user_key: str, message: Message, *, locale: str) -> bool:
+            raise AssertionError("past the window only templates go out")
+
+        def push_template(self, user_key: str, **_: object) -> bool:
+            raise ProcessKilled
+
+    with pytest.raises(ProcessKilled):
+        push_pending(demo_runtime.engine, demo_runtime.assistant, [Dying()])
+    graph.requests.clear()
+    assert push(demo_runtime).as_dict()["shoppers"] == 0  # it may still be going out
+
+    past_the_lease = utcnow() + SENDING_LEASE + timedelta(seconds=1)
+    assert push(demo_runtime, now=past_the_lease).sent == 1
+    [template] = graph.sent
+    assert template["template"]["name"] == ORDER_TEMPLATE
+    [note] = notes(demo_runtime, WA_USER)
+    assert note.delivered_at is not None and note.sending_until is None
 
 
 def test_whoever_claims_a_message_first_delivers_it_and_the_other_gets_nothing(
