@@ -91,16 +91,17 @@ def claim(session: Session, notes: list[Notification], *,
     the update takes the database's write lock until commit: claim at the end of a turn.
     A push claims until `sending_until`, its lease, which also names its claim: unless it
     says by then that the message went out (`sent`) or gives it back, the message is
-    pending again (`requeue_abandoned`).
+    pending again (`requeue_abandoned`). Any claim replaces an earlier push's lease (a
+    message held while its template went out, which the shopper's turn delivers), so
+    that push can no longer give back what was delivered since.
     """
-    lease = {"sending_until": sending_until} if sending_until is not None else {}
     now = utcnow()
     taken = []
     for note in notes:
         claimed = session.connection().execute(
             update(Notification).where(col(Notification.id) == note.id,
                                        col(Notification.delivered_at).is_(None))
-            .values(delivered_at=now, **lease)).rowcount
+            .values(delivered_at=now, sending_until=sending_until)).rowcount
         if claimed:
             taken.append(note)
     for note in notes:  # written above or by someone else: never again from this session
@@ -127,6 +128,13 @@ def hold(session: Session, note_id: int, *, sending_until: datetime | None = Non
                                    col(Notification.delivered_at).is_(None),
                                    col(Notification.held_at).is_(None))
         .values(held_at=utcnow(), **lease)).rowcount)
+
+
+def renew(session: Session, note_id: int, *, lease: datetime, until: datetime) -> bool:
+    """Extend a push's lease on a message it still holds under `lease`; whether it did."""
+    return bool(session.connection().execute(
+        update(Notification).where(col(Notification.id) == note_id, _under(lease))
+        .values(sending_until=until)).rowcount)
 
 
 def _under(lease: datetime) -> Any:

@@ -32,7 +32,7 @@ from bot.models import Conversation
 from bot.replies import Message
 from core.db import as_utc, session_scope, utcnow
 from core.markets import get_market
-from core.outbox import Notification, give_back, hold, requeue_abandoned, sent
+from core.outbox import Notification, give_back, hold, renew, requeue_abandoned, sent
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -140,8 +140,12 @@ def push_pending(engine: Engine, assistant: Assistant, channels: list[PushChanne
             _announce(engine, channel, conv, report)
             continue
         locale = get_market(conv.market).locale
-        lease = utcnow() + SENDING_LEASE
-        for note, message in assistant.take_queued(user_key=user_key, sending_until=lease):
+        taken_until = utcnow() + SENDING_LEASE
+        for note, message in assistant.take_queued(user_key=user_key,
+                                                   sending_until=taken_until):
+            lease = _still_held(engine, note, taken_until)
+            if lease is None:
+                continue  # its lease ran out meanwhile and it was taken again
             if _sent(partial(channel.push, user_key, message, locale=locale), user_key):
                 report.sent += 1
                 _record(engine, note, lease, went_out=True)
@@ -149,6 +153,17 @@ def push_pending(engine: Engine, assistant: Assistant, channels: list[PushChanne
                 report.failed += 1
                 _record(engine, note, lease, went_out=False)
     return report
+
+
+def _still_held(engine: Engine, note: Notification, lease: datetime) -> datetime | None:
+    """The lease to send `note` under: `lease` while less than half of it has gone, else a
+    new one, so that slow sends before it (a channel's retries and flood control) cannot
+    make it run out mid-send. None when it already ran out and someone took the message."""
+    if utcnow() < lease - SENDING_LEASE / 2:
+        return lease
+    until = utcnow() + SENDING_LEASE
+    with session_scope(engine) as session:
+        return until if renew(session, note.id or 0, lease=lease, until=until) else None
 
 
 def _requeue_abandoned(engine: Engine, now: datetime) -> None:

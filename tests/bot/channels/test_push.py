@@ -30,6 +30,7 @@ from core.outbox import (
     Notification,
     claim,
     give_back,
+    hold,
     peek_pending,
     requeue_abandoned,
     sent,
@@ -227,6 +228,66 @@ def test_a_push_that_outlived_its_lease_changes_nothing_others_did_since(demo_ru
     [note] = notes(demo_runtime, TG_USER)
     assert note.delivered_at is not None and note.attempts == 1
     assert push(demo_runtime, now=lease + SENDING_LEASE).as_dict()["shoppers"] == 0
+
+
+def test_a_message_the_shoppers_turn_took_from_a_template_push_is_not_given_back(
+        demo_runtime):
+    """Held while its template went out, the message was delivered by the shopper's turn:
+    the push's failure, or its death, must not make it pending again."""
+    demo_runtime.assistant.handle(user_key=WA_USER, text="oi", market="BR")
+    with Session(demo_runtime.engine) as session:
+        session.add(Notification(user_key=WA_USER, text="Pagamento confirmado",
+                                 template=ORDER_TEMPLATE))
+        session.commit()
+    [note] = notes(demo_runtime, WA_USER)
+    lease = utcnow() + SENDING_LEASE
+    with session_scope(demo_runtime.engine) as session:
+        assert hold(session, note.id, sending_until=lease)
+    reply = demo_runtime.assistant.handle(user_key=WA_USER, text="oi de novo")
+    assert reply.messages[0].text == "Pagamento confirmado"
+    with session_scope(demo_runtime.engine) as session:
+        give_back(session, [note.id], lease=lease, retry_in=timedelta(0))
+        assert requeue_abandoned(session, now=lease + timedelta(seconds=1)) == 0
+    [note] = notes(demo_runtime, WA_USER)
+    assert note.delivered_at is not None and note.attempts == 0
+
+
+def test_a_slow_push_renews_its_lease_and_leaves_what_another_took(demo_runtime,
+                                                                     monkeypatch):
+    """A shopper's messages are taken together and sent one by one: past half the lease the
+    next is sent under a new one, and one whose lease ran out and that another push took
+    meanwhile is not sent a second time."""
+    demo_runtime.assistant.handle(user_key=TG_USER, text="oi", market="BR")
+    with Session(demo_runtime.engine) as session:
+        session.add_all([Notification(user_key=TG_USER, text=text)
+                         for text in ("um", "dois", "três")])
+        session.commit()
+    clock = [utcnow()]
+    monkeypatch.setattr("bot.channels.push.utcnow", lambda: clock[0])
+    sent_texts: list[str] = []
+    leases: dict[str, object] = {}
+
+    class Slow:
+        prefix = "tg:"
+
+        def push(self, user_key: str, message: Message, *, locale: str) -> bool:
+            leases[message.text] = next(n.sending_until for n in notes(demo_runtime, TG_USER)
+                                        if n.text == message.text)
+            sent_texts.append(message.text)
+            if message.text == "um":  # 10 minutes of a channel's retries: past half
+                clock[0] += timedelta(minutes=10)
+            elif message.text == "dois":  # past the first lease: another run puts back "três"
+                clock[0] += timedelta(minutes=6)
+                with session_scope(demo_runtime.engine) as session:
+                    assert requeue_abandoned(session, now=clock[0]) == 1
+            return True
+
+    report = push_pending(demo_runtime.engine, demo_runtime.assistant, [Slow()])
+    assert sent_texts == ["um", "dois"] and report.sent == 2
+    assert leases["dois"] > leases["um"]  # type: ignore[operator]
+    by_text = {n.text: n for n in notes(demo_runtime, TG_USER)}
+    assert by_text["um"].delivered_at and by_text["dois"].delivered_at
+    assert by_text["três"].delivered_at is None  # pending, for the run that put it back
 
 
 def test_a_template_push_killed_before_its_send_announces_the_message_later(
