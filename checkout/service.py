@@ -214,8 +214,8 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
         return Confirmation(ConfirmOutcome.RAIL_REFUSED, order)
     if getattr(rail, "needs_payer", False) and not (order.payer_name and order.payer_email):
         return Confirmation(ConfirmOutcome.PAYER_NEEDED, order)
+    payer = spender or Spender(order.user_key, [order.user_key])
     if not over_limit_ok:
-        payer = spender or Spender(order.user_key, [order.user_key])
         verdict = spending.check(session=session, order=order, owner_key=payer.owner_key,
                                  user_keys=payer.user_keys)
         if verdict.needs_extra_confirmation:
@@ -244,6 +244,13 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
         # tap again once the provider is back.
         _next_attempt(session, order)
         return Confirmation(ConfirmOutcome.PROVIDER_DOWN, order)
+    if not over_limit_ok:
+        # Where nothing held the shopper's other confirmations off while the provider was
+        # asked (SQLite), one of them may have committed meanwhile: checked again, and the
+        # turn runs again if together they pass a limit. The payment just started was never
+        # shown to the shopper, and the next try starts this same one again.
+        spending.check_again(session=session, order=order, owner_key=payer.owner_key,
+                             user_keys=payer.user_keys)
     if not move(session, order, OrderStatus(instructions.status), actor="shopper",
                 txid=instructions.txid or txid, payment=instructions.as_dict(),
                 confirmed_at=utcnow()):

@@ -20,8 +20,8 @@ from sqlalchemy import func, text
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from checkout.models import Order, OrderStatus
-from core.db import utcnow
-from core.errors import InvalidInput
+from core.db import hold_sqlite_write_lock, utcnow
+from core.errors import ConcurrentChange, InvalidInput
 
 # What counts as spent: money paid, promised at the door, or asked for and not yet failed.
 SPENT = (OrderStatus.AWAITING_PAYMENT, OrderStatus.PENDING_COLLECTION, OrderStatus.PAID)
@@ -116,11 +116,39 @@ def _one_confirmation_at_a_time(session: Session, owner_key: str) -> None:
 
     Two orders confirmed at the same moment would each see the month without the other and
     both fit under the limit. On PostgreSQL a lock on the shopper, held to commit, makes
-    the second one read the first; SQLite already lets one transaction write at a time.
+    the second one read the first. SQLite locks nothing smaller than the database, which a
+    confirmation cannot hold through the payment provider's call: there the caller checks
+    again once the call is over (`check_again`).
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if held_to_commit(session):
         session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
                         {"key": f"vitrine:spending:{owner_key}"})
+
+
+def held_to_commit(session: Session) -> bool:
+    """Whether `check` holds the shopper's confirmations until this transaction ends."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def check_again(*, session: Session, order: Order, owner_key: str, user_keys: list[str],
+                now: datetime | None = None) -> None:
+    """Where `check` could not hold other confirmations off (SQLite), check once more, with
+    the database's write lock taken and kept to commit, so that no other confirmation can
+    commit between this check and this one's commit.
+
+    Raises:
+        ConcurrentChange: another confirmation of the shopper committed since the first
+            check, and together they pass a limit. The caller's transaction must run again
+            from the start; its first check then sees the other order.
+    """
+    if held_to_commit(session):
+        return
+    hold_sqlite_write_lock(session.connection())
+    verdict = check(session=session, order=order, owner_key=owner_key, user_keys=user_keys,
+                    now=now)
+    if verdict.needs_extra_confirmation:
+        raise ConcurrentChange("another confirmation of the shopper passed a limit with it",
+                               order=order.id)
 
 
 def check(*, session: Session, order: Order, owner_key: str, user_keys: list[str],

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, event, inspect
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.schema import CreateColumn
@@ -98,10 +98,9 @@ def make_engine(url: str, *, pool_size: int | None = None, max_overflow: int | N
             # The sqlite3 module opens a transaction only before a write, not before a
             # SAVEPOINT; a savepoint opened outside one starts a transaction of its own that
             # its RELEASE commits, so "exactly once" (the provider event stored with the
-            # order's change) would be two commits. Open the transaction first; IMMEDIATE
-            # because a savepoint is taken to write.
-            if not conn.connection.dbapi_connection.in_transaction:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # order's change) would be two commits. Open the transaction first, with the
+            # write lock, because a savepoint is taken to write.
+            hold_sqlite_write_lock(conn)
 
         watch_writes(engine)
         wait_briefly_on_the_loop(engine)
@@ -156,6 +155,17 @@ def check_before_use(engine: Engine, *, ping_after_idle_s: float = PING_AFTER_ID
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as error:
             raise DisconnectionError(f"pooled connection is gone: {error}") from error
+
+
+def hold_sqlite_write_lock(conn: Connection) -> None:
+    """On SQLite, take the database's write lock now (`BEGIN IMMEDIATE`) unless this
+    transaction holds it already, and keep it to the end of the transaction: from here on
+    the transaction reads the last committed state, and no other writer commits before it
+    ends. The sqlite3 module would take the lock only at the transaction's first write.
+    Nothing on other databases."""
+    if conn.dialect.name == "sqlite" and \
+            not getattr(conn.connection.dbapi_connection, "in_transaction", False):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def wait_briefly_on_the_loop(engine: Engine) -> None:

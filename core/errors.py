@@ -9,7 +9,8 @@
     ├── SignatureError          a webhook whose signature does not verify
     ├── AdapterError            a merchant's catalog could not be reached or answered badly
     │   └── AdapterTimeout      ... or did not answer before the deadline
-    └── PaymentProviderError    a payment provider could not be reached or refused a request
+    ├── PaymentProviderError    a payment provider could not be reached or refused a request
+    └── ConcurrentChange        another transaction committed what this one decided on
 """
 
 from __future__ import annotations
@@ -60,3 +61,8 @@ class AdapterTimeout(AdapterError):
 
 class PaymentProviderError(VitrineError):
     """A payment provider could not be reached, or refused a request it should take."""
+
+
+class ConcurrentChange(VitrineError):
+    """Another transaction committed, meanwhile, something this one had decided on: it must
+    roll back and run again from the start (a chat turn does, as after a conflict)."""
