@@ -46,7 +46,6 @@ from catalog.store import revision_from, revision_of
 from checkout import service as checkout
 from checkout.rails import PaymentRail
 from core.db import as_utc, joined_or_own, session_scope, utcnow
-from core.errors import ConcurrentChange
 from core.i18n import Translator, language_of
 from core.markets import Market, get_market
 from core.money import Money
@@ -241,11 +240,9 @@ class Assistant:
                     messages = [m for n, m in zip(queued, waiting, strict=True)
                                 if id(n) in taken] + messages
                 return Reply(messages=messages)
-            except (IntegrityError, ConcurrentChange):
-                # Two first messages of a new shopper raced to create the conversation, or
-                # another turn committed what this one decided on (a confirmation of the
-                # same shopper, see `checkout.spending.check_again`): the whole turn was
-                # rolled back, so running it again is safe.
+            except IntegrityError:
+                # Two first messages of a new shopper raced to create the conversation; the
+                # whole turn was rolled back, so running it again is safe.
                 if attempt == TURN_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")

@@ -247,10 +247,13 @@ def confirm_order(*, session: Session, order: Order, rails: dict[str, PaymentRai
     if not over_limit_ok:
         # Where nothing held the shopper's other confirmations off while the provider was
         # asked (SQLite), one of them may have committed meanwhile: checked again, and the
-        # turn runs again if together they pass a limit. The payment just started was never
-        # shown to the shopper, and the next try starts this same one again.
-        spending.check_again(session=session, order=order, owner_key=payer.owner_key,
-                             user_keys=payer.user_keys)
+        # limit's second tap asked for if together they pass it. The payment just started
+        # stays on record (its attempt, written above): the second tap starts this same one
+        # again, and money paid on it (an e-mailed voucher) finds the order.
+        again = spending.check_again(session=session, order=order, owner_key=payer.owner_key,
+                                     user_keys=payer.user_keys)
+        if again is not None and again.needs_extra_confirmation:
+            return Confirmation(ConfirmOutcome.OVER_LIMIT, order, spending=again)
     if not move(session, order, OrderStatus(instructions.status), actor="shopper",
                 txid=instructions.txid or txid, payment=instructions.as_dict(),
                 confirmed_at=utcnow()):

@@ -21,7 +21,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from checkout.models import Order, OrderStatus
 from core.db import hold_sqlite_write_lock, utcnow
-from core.errors import ConcurrentChange, InvalidInput
+from core.errors import InvalidInput
 
 # What counts as spent: money paid, promised at the door, or asked for and not yet failed.
 SPENT = (OrderStatus.AWAITING_PAYMENT, OrderStatus.PENDING_COLLECTION, OrderStatus.PAID)
@@ -131,24 +131,16 @@ def held_to_commit(session: Session) -> bool:
 
 
 def check_again(*, session: Session, order: Order, owner_key: str, user_keys: list[str],
-                now: datetime | None = None) -> None:
+                now: datetime | None = None) -> SpendingCheck | None:
     """Where `check` could not hold other confirmations off (SQLite), check once more, with
-    the database's write lock taken and kept to commit, so that no other confirmation can
-    commit between this check and this one's commit.
-
-    Raises:
-        ConcurrentChange: another confirmation of the shopper committed since the first
-            check, and together they pass a limit. The caller's transaction must run again
-            from the start; its first check then sees the other order.
+    the database's write lock taken and kept to commit: what it reads is final, since no
+    other confirmation can commit before this one ends. None where `check` held them off.
     """
     if held_to_commit(session):
-        return
+        return None
     hold_sqlite_write_lock(session.connection())
-    verdict = check(session=session, order=order, owner_key=owner_key, user_keys=user_keys,
-                    now=now)
-    if verdict.needs_extra_confirmation:
-        raise ConcurrentChange("another confirmation of the shopper passed a limit with it",
-                               order=order.id)
+    return check(session=session, order=order, owner_key=owner_key, user_keys=user_keys,
+                 now=now)
 
 
 def check(*, session: Session, order: Order, owner_key: str, user_keys: list[str],

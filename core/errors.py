@@ -9,8 +9,7 @@
     ├── SignatureError          a webhook whose signature does not verify
     ├── AdapterError            a merchant's catalog could not be reached or answered badly
     │   └── AdapterTimeout      ... or did not answer before the deadline
-    ├── PaymentProviderError    a payment provider could not be reached or refused a request
-    └── ConcurrentChange        another transaction committed what this one decided on
+    └── PaymentProviderError    a payment provider could not be reached or refused a request
 """
 
 from __future__ import annotations
@@ -61,8 +60,3 @@ class AdapterTimeout(AdapterError):
 
 class PaymentProviderError(VitrineError):
     """A payment provider could not be reached, or refused a request it should take."""
-
-
-class ConcurrentChange(VitrineError):
-    """Another transaction committed, meanwhile, something this one had decided on: it must
-    roll back and run again from the start (a chat turn does, as after a conflict)."""

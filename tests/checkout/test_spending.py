@@ -1,5 +1,6 @@
 """Spending rules: limits per order and per month, the extra confirmation, instalments."""
 
+import sqlite3
 import threading
 from datetime import UTC, datetime
 
@@ -7,10 +8,11 @@ import pytest
 from sqlalchemy import text as sql_text
 from sqlmodel import Session, SQLModel, select
 
-from checkout.models import Order
+from checkout.models import Order, PaymentAttempt
 from checkout.spending import (
     Limit,
     check,
+    check_again,
     instalment_choices,
     limits_of,
     market_rules,
@@ -221,6 +223,7 @@ def test_on_sqlite_a_confirmation_committed_during_the_providers_call_is_counted
                                          kwargs={"user_key": user, "action": confirms[0]})
                 other.start()
                 other.join(timeout=30)
+                assert not other.is_alive()
             return real.initiate(order, **kwargs)
 
     demo_runtime.assistant.buying.rails[rail_name] = Meanwhile()
@@ -230,4 +233,34 @@ def test_on_sqlite_a_confirmation_committed_during_the_providers_call_is_counted
     with Session(demo_runtime.engine) as s:
         assert s.get(Order, first).status == "awaiting_payment"
         assert s.get(Order, second).status == "awaiting_confirmation"
-    assert started == [second, first]  # asked once for each; the turn ran again without it
+        # The payment started for it stays on record: paid anyway, it finds the order.
+        [attempt] = s.exec(select(PaymentAttempt).where(PaymentAttempt.order_id == second))
+    assert started == [second, first]
+    # The second tap the message asks for starts that same payment.
+    [paying] = bot.handle(user_key=user, action=next(
+        b.action for b in answer.buttons if b.action.startswith("confirm")),
+        ).messages
+    with Session(demo_runtime.engine) as s:
+        assert s.get(Order, second).txid == attempt.txid
+    assert started == [second, first, second]
+
+
+def test_on_sqlite_the_second_check_holds_other_writers_off_until_commit(tmp_path):
+    """What the check after the provider's call reads stays true until the commit: no other
+    confirmation can commit in between."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'limits.db'}")
+    SQLModel.metadata.create_all(engine)
+    other = sqlite3.connect(tmp_path / "limits.db", timeout=0.1)
+    try:
+        with Session(engine) as confirming:
+            verdict = check_again(session=confirming, order=_order("o1", 40000),
+                                  owner_key="ana", user_keys=["ana"], now=NOW)
+            assert verdict is not None and not verdict.needs_extra_confirmation
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            confirming.commit()
+        other.execute("BEGIN IMMEDIATE")
+        other.rollback()
+    finally:
+        other.close()
+        engine.dispose()
