@@ -146,12 +146,12 @@ def push_pending(engine: Engine, assistant: Assistant, channels: list[PushChanne
             lease = _still_held(engine, note, taken_until)
             if lease is None:
                 continue  # its lease ran out meanwhile and it was taken again
-            if _sent(partial(channel.push, user_key, message, locale=locale), user_key):
+            went_out = _sent(partial(channel.push, user_key, message, locale=locale), user_key)
+            if went_out:
                 report.sent += 1
-                _record(engine, note, lease, went_out=True)
             else:
                 report.failed += 1
-                _record(engine, note, lease, went_out=False)
+            _record(engine, note, lease, went_out=went_out)
     return report
 
 
