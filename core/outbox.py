@@ -155,6 +155,12 @@ def sent(session: Session, ids: list[int], *, lease: datetime, delivered: bool =
             .values(sending_until=None, **done))
 
 
+def _pending_again(**values: Any) -> dict[str, Any]:
+    """The values that make a taken message pending again, one attempt more."""
+    return {"delivered_at": None, "held_at": None, "sending_until": None,
+            "attempts": func.coalesce(col(Notification.attempts), 0) + 1, **values}
+
+
 def give_back(session: Session, ids: list[int], *, lease: datetime,
               retry_in: timedelta) -> None:
     """Messages taken for a push under `lease` that could not be sent: pending again after
@@ -163,9 +169,7 @@ def give_back(session: Session, ids: list[int], *, lease: datetime,
     if ids:
         session.connection().execute(
             update(Notification).where(col(Notification.id).in_(ids), _under(lease))
-            .values(delivered_at=None, held_at=None, sending_until=None,
-                    not_before=utcnow() + retry_in,
-                    attempts=func.coalesce(col(Notification.attempts), 0) + 1))
+            .values(**_pending_again(not_before=utcnow() + retry_in)))
 
 
 def requeue_abandoned(session: Session, *, now: datetime) -> int:
@@ -181,5 +185,4 @@ def requeue_abandoned(session: Session, *, now: datetime) -> int:
         return 0
     return int(session.connection().execute(
         update(Notification).where(col(Notification.id).in_(ids), expired)
-        .values(delivered_at=None, held_at=None, sending_until=None,
-                attempts=func.coalesce(col(Notification.attempts), 0) + 1)).rowcount)
+        .values(**_pending_again())).rowcount)
