@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, literal
+from sqlalchemy import String, bindparam, func, inspect, literal, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from bot import erasure, linking, memory
 from bot.buying import Buying
@@ -46,13 +46,14 @@ from catalog.store import revision_from, revision_of
 from checkout import service as checkout
 from checkout.rails import PaymentRail
 from core.db import as_utc, joined_or_own, session_scope, utcnow
+from core.driver import DriverStatement, loaded
 from core.i18n import Translator, language_of
 from core.markets import Market, get_market
 from core.money import Money
 from core.outbox import HAS_PENDING, Notification, claim, peek_pending, take_pending
 from core.settings import Settings
 from core.turns import TurnSlots, pool_capacity, working_in
-from ops.events import EventKind, record_event, understood
+from ops.events import EventKind, record_event, understood, write_pending_events
 
 MAX_REMEMBERED_REFS = 60
 # The action of a template's button that brings up what waited for the shopper.
@@ -231,12 +232,12 @@ class Assistant:
                         messages += self._text(session, conv, text, locale)
                     else:
                         messages.append(help_message(conv.language, Translator(conv.language)))
+                    # A push may have delivered some meanwhile: those are not shown twice.
+                    taken = {id(n) for n in claim(session, queued)}
                     # "/forget" deleted the conversation itself: nothing of it is written back.
                     if conv.user_key not in session.info.get(erasure.FORGOTTEN, ()):
                         conv.updated_at = utcnow()
-                        session.add(conv)
-                    # A push may have delivered some meanwhile: those are not shown twice.
-                    taken = {id(n) for n in claim(session, queued)}
+                        _write_back(session, conv)
                     messages = [m for n, m in zip(queued, waiting, strict=True)
                                 if id(n) in taken] + messages
                 return Reply(messages=messages)
@@ -271,9 +272,13 @@ class Assistant:
         """The shopper's conversation (a new one for a new shopper), and whether messages
         wait for them."""
         default = get_market(self.settings.default_market).code
-        conv, owner, maybe_queued, gifted, remembers, told, *revision = session.execute(
-            _TURN_STATE, {"user": user_key, "market": market.code if market else None,
-                          "default_market": default}).one()
+        row = _TURN_STATE.one(session, {"user": user_key,
+                                        "market": market.code if market else None,
+                                        "default_market": default})
+        stored = row[:len(_CONVERSATION)]
+        owner, maybe_queued, gifted, remembers, told, *revision = row[len(_CONVERSATION):]
+        conv = None if stored[0] is None else \
+            loaded(session, Conversation, dict(zip(_CONVERSATION, stored, strict=True)))
         linking.knew_owner(session, user_key, owner)
         memory.knew_at_start(session, owner or user_key, has_gifts=bool(gifted),
                              has_facts=bool(remembers), notice=told)
@@ -511,10 +516,38 @@ _TURN_COLUMNS: list[Any] = [
     memory.has_gifts(_OWNER).label("gifts"), memory.has_facts(_OWNER).label("facts"),
     memory.notice_state(_OWNER).label("told"),
     *(part.label(f"revision_{i}") for i, part in enumerate(revision_of(_MARKET)))]
-_TURN_STATE = (
-    select(Conversation, *_TURN_COLUMNS)
+_TABLE = Conversation.__table__  # type: ignore[attr-defined]
+_CONVERSATION = [c.key for c in _TABLE.columns]
+# Through the driver (`core.driver`): SQLAlchemy's execution of this statement, its cache key
+# and the ORM's loading of the conversation, cost more than the round trip.
+_TURN_STATE = DriverStatement(
+    select(*_TABLE.columns, *_TURN_COLUMNS)
     .select_from(select(literal(1).label("one")).subquery("turn"))
-    .outerjoin(Conversation, col(Conversation.user_key) == bindparam("user")))
+    .outerjoin(_TABLE, _TABLE.c.user_key == bindparam("user")))
+
+
+def _write_back(session: Session, conv: Conversation) -> None:
+    """Write the conversation as the turn leaves it, with the turn's conversion events: one
+    statement on PostgreSQL (`ops.events.write_pending_events`), where the ORM's flush of it
+    cost more than the round trip. A new shopper's is inserted by the ORM at the commit."""
+    state = inspect(conv)
+    if not state.persistent:
+        session.add(conv)
+        return
+    changed = tuple(sorted(state.committed_state))
+    statement = _UPDATES.get(changed)
+    if statement is None:
+        statement = _UPDATES[changed] = DriverStatement(
+            update(_TABLE).where(_TABLE.c.user_key == bindparam("conversation_key")),
+            column_keys=changed)
+    values = {name: getattr(conv, name) for name in changed}
+    write_pending_events(session, along=(statement, {**values, "conversation_key":
+                                                     conv.user_key}))
+    session.expunge(conv)  # written: the commit's flush has nothing of it to do
+
+
+# By the columns a turn changed: a handful of combinations.
+_UPDATES: dict[tuple[str, ...], DriverStatement] = {}
 
 
 def _remember_answer(conv: Conversation, rec: Recommendation,

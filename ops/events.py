@@ -5,13 +5,17 @@ are written as plain rows, all of a transaction's in one batch when it flushes o
 not as ORM objects: each ORM insert cost a round trip of its own and building the object
 cost more than the insert (see docs/benchmarks.md, "Load"). An update or delete of the
 event table (the erasure's) reaches them first. A rollback drops them, a savepoint's only
-those recorded inside it.
+those recorded inside it. A chat turn writes them with its conversation
+(`write_pending_events(along=...)`): on PostgreSQL both go in one statement.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import math
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -22,6 +26,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, Session, SQLModel
 
 from core.db import utcnow
+from core.driver import DriverStatement, run
 
 
 class EventKind(StrEnum):
@@ -164,11 +169,55 @@ def pending_events(session: OrmSession) -> list[PendingEvent]:
     return list(session.info.get(_PENDING, ()))
 
 
-def write_pending_events(session: OrmSession) -> None:
-    """Write the transaction's recorded events, in the order they were recorded."""
+def write_pending_events(session: OrmSession, *,
+                         along: tuple[DriverStatement, Mapping[str, Any]] | None = None
+                         ) -> None:
+    """Write the transaction's recorded events, in the order they were recorded; with
+    `along` (a statement that changes other rows, and its values), that statement too.
+
+    On PostgreSQL the events then go in a `WITH` clause of that statement: one round trip
+    for both. Elsewhere the events are written first, then the statement.
+    """
     pending = session.info.pop(_PENDING, None)
+    conn = session.connection()
+    if along is None:
+        if pending:
+            conn.execute(_INSERT, [p.row() for p in pending])
+        return
+    statement, values = along
+    compiled = statement.compiled(conn.dialect)
+    if pending and conn.dialect.name == "postgresql" and compiled.positional is None:
+        parameters = compiled.parameters(values)
+        assert isinstance(parameters, dict)
+        parameters[_ROWS_PARAMETER] = json.dumps([_json_row(p) for p in pending])
+        run(conn, f"WITH {_ROWS_PARAMETER} AS ({_INSERT_FROM_JSON}) {compiled.sql}",
+            parameters)
+        return
     if pending:
-        session.connection().execute(_INSERT, [p.row() for p in pending])
+        conn.execute(_INSERT, [p.row() for p in pending])
+    run(conn, compiled.sql, compiled.parameters(values))
+
+
+# PostgreSQL: a transaction's events as one parameter, a JSON array of rows, which the
+# server reads into the table's own row type (so each value gets its column's type).
+_ROWS_PARAMETER = "conversion_events"
+_INSERT_FROM_JSON = (
+    f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "
+    f"FROM json_populate_recordset(NULL::{_TABLE.name}, %({_ROWS_PARAMETER})s) "
+    "WITH ORDINALITY AS recorded ORDER BY recorded.ordinality")  # ids in recording order
+
+
+def _json_row(pending: PendingEvent) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name in _COLUMNS:
+        value = getattr(pending, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, float) and not math.isfinite(value):
+            value = str(value)  # "nan", "inf": PostgreSQL reads them, JSON has no such number
+        if value is not None:
+            row[name] = value
+    return row
 
 
 @event.listens_for(OrmSession, "before_flush")

@@ -28,6 +28,41 @@ def _cards(reply):
     return [c for m in reply.messages for c in m.cards]
 
 
+def test_a_turn_writes_back_only_what_it_changed_with_its_events(demo_runtime):
+    # A returning shopper's conversation is updated, not flushed by the ORM: the columns the
+    # turn changed (what a concurrent writer set in others stays), and on PostgreSQL the
+    # turn's conversion events in the same statement.
+    from sqlalchemy import event
+
+    from bot.models import Conversation
+
+    bot = demo_runtime.assistant
+    first = _cards(bot.handle(user_key="web:ana", market="BR",
+                              text="presente para minha mãe que ama jardinagem"))
+    writes: list[str] = []
+
+    def seen(conn, cursor, statement, *_):
+        if not statement.lstrip().startswith("SELECT"):
+            writes.append(" ".join(statement.split()))
+
+    event.listen(demo_runtime.engine, "before_cursor_execute", seen)
+    try:
+        more = _cards(bot.handle(user_key="web:ana", action=f"more:{first[0].ref}"))
+    finally:
+        event.remove(demo_runtime.engine, "before_cursor_execute", seen)
+    assert more
+    [update] = [w for w in writes if "UPDATE conversation SET" in w]
+    assert "shown=" in update and "updated_at=" in update
+    for untouched in ("awaiting_payer", "language_chosen", "home_market", "conversation_id"):
+        assert f"{untouched}=" not in update
+    if demo_runtime.engine.dialect.name == "postgresql":
+        assert update.startswith("WITH conversion_events AS (INSERT INTO conversionevent")
+        assert len(writes) == 1
+    with Session(demo_runtime.engine) as session:
+        shown = session.get(Conversation, "web:ana").shown
+    assert {c.ref for c in first + more} <= set(shown)
+
+
 def test_what_the_shopper_says_about_mom_is_used_later(demo_runtime):
     bot = demo_runtime.assistant
     first = bot.handle(user_key="web:ana", text="minha mãe tem 60 anos e adora jardinagem",

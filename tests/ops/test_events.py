@@ -74,3 +74,60 @@ def test_events_recorded_before_a_savepoint_stay_when_it_rolls_back(runtime):
 def test_an_unknown_field_is_refused():
     with pytest.raises(TypeError, match="colour"):
         record_event(Session(), EventKind.CARDS_SHOWN, colour="blue")
+
+
+def _record_every_kind_of_value(session: Session) -> None:
+    record_event(session, EventKind.MESSAGE_RECEIVED, user_key="web:ana", market="BR",
+                 language="pt", text='presente "da" mãe, 30% d\'água 🌱', keep_text=True,
+                 conversation_id="c1")
+    record_event(session, EventKind.INTENT_UNDERSTOOD, user_key="web:ana", parser="llm",
+                 tokens_in=812, tokens_out=64, understood="kind:plant for:mother")
+    for position, score in ((1, 0.731), (2, float("inf"))):
+        record_event(session, EventKind.CARDS_SHOWN, user_key="web:ana", merchant="loja",
+                     product_id=f"P{position}", position=position, score=score,
+                     sponsored=position == 2, amount=9990, currency="BRL", latency_ms=41)
+
+
+def _stored(engine) -> list[dict]:
+    return [e.model_dump(exclude={"id"}) for e in _events(engine)]
+
+
+def test_events_written_along_a_statement_are_the_events_written_alone(runtime):
+    from bot.models import Conversation
+    from core.driver import DriverStatement
+    from ops.events import write_pending_events
+
+    table = Conversation.__table__
+    rename = DriverStatement(update(table).where(table.c.user_key == "web:ana"),
+                             column_keys=["language"])
+    with Session(runtime.engine) as session:
+        session.add(Conversation(user_key="web:ana", conversation_id="c1", market="BR",
+                                 language="pt"))
+        session.commit()
+        _record_every_kind_of_value(session)
+        session.commit()
+    alone = _stored(runtime.engine)
+    statements: list[str] = []
+
+    @event.listens_for(runtime.engine, "before_cursor_execute")
+    def _count(conn, cursor, statement, *_):
+        statements.append(statement)
+
+    with Session(runtime.engine) as session:
+        _record_every_kind_of_value(session)
+        write_pending_events(session, along=(rename, {"language": "es"}))
+        assert pending_events(session) == []
+        session.commit()
+    event.remove(runtime.engine, "before_cursor_execute", _count)
+    along = _stored(runtime.engine)[len(alone):]
+    created = [(e.pop("created_at"), a.pop("created_at"))
+               for e, a in zip(along, alone, strict=True)]
+    assert along == alone  # every value, in recording order
+    assert all(later >= earlier for later, earlier in created)
+    with Session(runtime.engine) as session:
+        assert session.get(Conversation, "web:ana").language == "es"
+    if runtime.engine.dialect.name == "postgresql":  # one round trip for both
+        [statement] = statements
+        assert statement.startswith("WITH conversion_events AS (INSERT INTO conversionevent")
+    else:
+        assert [s.split()[0] for s in statements] == ["INSERT", "UPDATE"]

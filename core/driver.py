@@ -1,0 +1,154 @@
+"""Statements run straight through the database driver, on a session's own connection and in
+its transaction: for the few that every chat turn makes, where SQLAlchemy's execution (the
+cache key of a statement with subqueries, a result's metadata, the ORM's loading and flush)
+cost more than the round trip itself (`docs/benchmarks.md`, seventh round).
+
+A `DriverStatement` is a SQLAlchemy Core statement compiled once per database. What goes in
+and comes out is converted by the same column types SQLAlchemy would use (JSON, timestamps,
+booleans on SQLite); the engine's `before_cursor_execute` listeners see the statement as any
+other; a driver's error comes out as SQLAlchemy's own exception (`IntegrityError`,
+`OperationalError`), and a connection the server dropped is invalidated, not pooled again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.sql import ClauseElement
+
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A statement as one database takes it: its SQL, and how values are passed and read."""
+
+    sql: str
+    positional: tuple[str, ...] | None  # bind names in order, for a positional paramstyle
+    defaults: Mapping[str, Any]  # values the statement carries itself (literals)
+    binds: Mapping[str, Processor]  # by bind name, where the type converts the value
+    results: tuple[Processor | None, ...]  # by result column
+
+    def parameters(self, values: Mapping[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+        """`values` by bind name, converted, in the form the driver takes."""
+        merged = {**self.defaults, **values}
+        for name, process in self.binds.items():
+            if name in merged:
+                merged[name] = process(merged[name])
+        if self.positional is None:
+            return merged
+        return tuple(merged[name] for name in self.positional)
+
+    def row(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(value if process is None or value is None else process(value)
+                     for process, value in zip(self.results, row, strict=True))
+
+
+class DriverStatement:
+    """A Core statement compiled once per database and run through the driver.
+
+    `column_keys` names the columns an INSERT or UPDATE sets (binds named after them), as
+    SQLAlchemy's own `compile(column_keys=...)`. Only plain binds are supported: no
+    expanding `IN`, no values computed by Python defaults.
+    """
+
+    def __init__(self, statement: ClauseElement, *,
+                 column_keys: Iterable[str] | None = None) -> None:
+        self.statement = statement
+        self.column_keys = list(column_keys) if column_keys is not None else None
+        self._compiled: dict[tuple[type, str], Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> Compiled:
+        key = (type(dialect), dialect.paramstyle)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = self._compile(dialect)
+        return found
+
+    def _compile(self, dialect: Dialect) -> Compiled:
+        compiled: Any = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
+        if compiled.post_compile_params:
+            raise ValueError("an expanding IN cannot be compiled once: "
+                             f"{sorted(p.key for p in compiled.post_compile_params)}")
+        escaped = compiled.escaped_bind_names or {}
+        binds: dict[str, Processor] = {}
+        defaults: dict[str, Any] = {}
+        for bind, bind_name in compiled.bind_names.items():
+            name = escaped.get(bind_name, bind_name)
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                binds[name] = process
+            if not bind.required:
+                defaults[name] = bind.effective_value
+        columns = getattr(self.statement, "selected_columns", None)
+        returning = getattr(compiled, "returning", None) or []
+        results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)
+                        for c in (list(columns) if columns is not None else returning))
+        return Compiled(sql=compiled.string,
+                        positional=tuple(compiled.positiontup) if compiled.positional
+                        else None,
+                        defaults=defaults, binds=binds, results=results)
+
+    def rows(self, session: Session, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows the statement reads, in the session's transaction."""
+        conn = session.connection()
+        compiled = self.compiled(conn.dialect)
+        rows = run(conn, compiled.sql, compiled.parameters(values), fetch=True)
+        return [compiled.row(r) for r in rows]
+
+    def one(self, session: Session, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The one row the statement reads (a `LookupError` for none or several)."""
+        found = self.rows(session, values)
+        if len(found) != 1:
+            raise LookupError(f"expected one row, got {len(found)}")
+        return found[0]
+
+    def execute(self, session: Session, values: Mapping[str, Any]) -> int:
+        """Run the statement in the session's transaction; the rows it changed."""
+        conn = session.connection()
+        compiled = self.compiled(conn.dialect)
+        return run(conn, compiled.sql, compiled.parameters(values))
+
+
+def run(conn: Connection, sql: str, parameters: Any, *, fetch: bool = False) -> Any:
+    """Execute `sql` on `conn`'s driver connection, as SQLAlchemy would for listeners and
+    errors. Returns the rows when `fetch`, else the count of rows changed."""
+    dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None, "the session's connection is closed"
+    cursor = dbapi_conn.cursor()
+    try:
+        conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, False)
+        cursor.execute(sql, parameters)
+        return cursor.fetchall() if fetch else cursor.rowcount
+    except conn.dialect.loaded_dbapi.Error as error:
+        invalidated = conn.dialect.is_disconnect(error, dbapi_conn, cursor)
+        if invalidated:
+            conn.invalidate(error)
+        raise DBAPIError.instance(sql, parameters, error, conn.dialect.loaded_dbapi.Error,
+                                  connection_invalidated=invalidated,
+                                  dialect=conn.dialect) from error
+    finally:
+        cursor.close()
+
+
+def loaded(session: Session, model: type, values: Mapping[str, Any]) -> Any:
+    """An object of the mapped class `model` made from a row the caller read, in `session`
+    as if the ORM had loaded it: persistent, unchanged, in the identity map. One the
+    session holds already is returned as it is."""
+    mapper: Any = inspect(model)
+    key = mapper.identity_key_from_primary_key(
+        tuple(values[c.key] for c in mapper.primary_key))
+    held = session.identity_map.get(key)
+    if held is not None:
+        return held
+    instance = mapper.class_manager.new_instance()
+    instance.__dict__.update(values)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance

@@ -1,0 +1,121 @@
+"""Statements run through the driver (`core.driver`): the same values in and out as through
+SQLAlchemy, on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, event, func, insert, inspect, literal, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from bot.models import Conversation
+from core.db import make_engine, session_scope
+from core.driver import DriverStatement, loaded
+from tests.databases import BOTH_DATABASES, database_of
+
+TABLE = Conversation.__table__  # type: ignore[attr-defined]
+READ = DriverStatement(select(*TABLE.columns, literal(7).label("seven"),
+                              func.coalesce(bindparam("fallback"), "none").label("fallback"))
+                       .where(TABLE.c.user_key == bindparam("user")))
+WRITE = DriverStatement(update(TABLE).where(TABLE.c.user_key == bindparam("key")),
+                        column_keys=["shown", "quoted", "language_chosen", "updated_at"])
+ADD = DriverStatement(insert(TABLE), column_keys=[c.key for c in TABLE.columns])
+
+
+@pytest.fixture(params=BOTH_DATABASES)
+def engine(request, tmp_path):
+    with database_of(request, tmp_path, empty=False) as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+
+
+def _conversation(**changes) -> dict:
+    values = dict(user_key="web:ana", conversation_id="c1", market="BR", language="pt",
+                  last_query={"text": "presente", "max": 20000}, shown=["loja:P1"],
+                  quoted={"loja:P1": 9990}, excluded=[], sponsored_shown=None,
+                  language_chosen=None, awaiting_payer=None, home_market="BR",
+                  updated_at=datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
+    return {**values, **changes}
+
+
+def test_values_go_in_and_come_out_as_through_sqlalchemy(engine):
+    with session_scope(engine) as session:
+        ADD.execute(session, _conversation())
+    with Session(engine) as session:
+        through_orm = session.get(Conversation, "web:ana")
+        *row, seven, fallback = READ.one(session, {"user": "web:ana", "fallback": None})
+    stored = dict(zip([c.key for c in TABLE.columns], row, strict=True))
+    assert stored == through_orm.model_dump()
+    assert stored["last_query"] == {"text": "presente", "max": 20000}  # JSON, read back
+    assert stored["updated_at"].replace(tzinfo=UTC) == datetime(2026, 11, 30, 12, 0,
+                                                                 tzinfo=UTC)
+    assert (seven, fallback) == (7, "none")  # the statement's own literals were sent
+
+
+def test_an_update_sets_only_the_named_columns(engine):
+    with session_scope(engine) as session:
+        ADD.execute(session, _conversation(awaiting_payer="ord_1"))
+    later = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    with session_scope(engine) as session:
+        changed = WRITE.execute(session, {"key": "web:ana", "shown": ["loja:P2"],
+                                          "quoted": {"loja:P2": 5000},
+                                          "language_chosen": True, "updated_at": later})
+    assert changed == 1
+    with Session(engine) as session:
+        conv = session.get(Conversation, "web:ana")
+    assert (conv.shown, conv.quoted, conv.language_chosen) == (["loja:P2"],
+                                                               {"loja:P2": 5000}, True)
+    assert conv.updated_at.replace(tzinfo=UTC) == later
+    assert conv.awaiting_payer == "ord_1" and conv.last_query["text"] == "presente"
+
+
+def test_the_engines_listeners_see_the_statement(engine):
+    seen = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _seen(_conn, _cursor, statement, parameters, _context, _many):
+        seen.append((statement, parameters))
+
+    with Session(engine) as session:
+        assert READ.rows(session, {"user": "web:nobody", "fallback": "x"}) == []
+    [(statement, parameters)] = seen
+    assert statement.startswith("SELECT conversation.user_key")
+    assert "web:nobody" in (parameters.values() if isinstance(parameters, dict)
+                            else parameters)
+
+
+def test_a_drivers_error_comes_out_as_sqlalchemys_and_the_session_rolls_back(engine):
+    with session_scope(engine) as session:
+        ADD.execute(session, _conversation())
+    with pytest.raises(IntegrityError), session_scope(engine) as session:
+        ADD.execute(session, _conversation(conversation_id="c2"))
+    with Session(engine) as session:
+        [row] = READ.rows(session, {"user": "web:ana", "fallback": None})
+    assert row[1] == "c1"
+
+
+def test_a_loaded_row_is_in_the_session_as_the_orm_would_have_it(engine):
+    with session_scope(engine) as session:
+        ADD.execute(session, _conversation())
+    names = [c.key for c in TABLE.columns]
+    with session_scope(engine) as session:
+        *row, _, _ = READ.one(session, {"user": "web:ana", "fallback": None})
+        conv = loaded(session, Conversation, dict(zip(names, row, strict=True)))
+        assert inspect(conv).persistent and not session.dirty
+        assert session.get(Conversation, "web:ana") is conv  # no second copy, no query
+        assert loaded(session, Conversation, dict(zip(names, row, strict=True))) is conv
+        conv.shown = ["loja:P9"]
+        conv.updated_at = conv.updated_at + timedelta(hours=1)
+        assert set(inspect(conv).committed_state) == {"shown", "updated_at"}
+    with Session(engine) as session:
+        assert session.get(Conversation, "web:ana").shown == ["loja:P9"]  # the ORM wrote it
+
+
+def test_an_expanding_in_is_refused_when_compiled():
+    statement = DriverStatement(select(TABLE.c.user_key).where(
+        TABLE.c.user_key.in_(bindparam("keys", expanding=True))))
+    with pytest.raises(ValueError, match="expanding"):
+        statement.compiled(make_engine("sqlite://").dialect)
