@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, inspect, literal, update
+from sqlalchemy import String, bindparam, func, insert, inspect, literal, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -529,25 +529,31 @@ _TURN_STATE = DriverStatement(
 def _write_back(session: Session, conv: Conversation) -> None:
     """Write the conversation as the turn leaves it, with the turn's conversion events: one
     statement on PostgreSQL (`ops.events.write_pending_events`), where the ORM's flush of it
-    cost more than the round trip. A new shopper's is inserted by the ORM at the commit."""
+    cost more than the round trip. A returning shopper's is updated in the columns the turn
+    changed, a new shopper's inserted (two first messages racing: `IntegrityError`, and the
+    turn runs again)."""
     state = inspect(conv)
-    if not state.persistent:
+    if state.persistent:
+        changed = tuple(sorted(state.committed_state))
+        statement = _UPDATES.get(changed)
+        if statement is None:
+            statement = _UPDATES[changed] = DriverStatement(
+                update(_TABLE).where(_TABLE.c.user_key == bindparam("conversation_key")),
+                column_keys=changed)
+        values = {name: getattr(conv, name) for name in changed}
+        values["conversation_key"] = conv.user_key
+        write_pending_events(session, along=(statement, values))
+        session.expunge(conv)  # written: the commit's flush has nothing of it to do
+    elif state.transient:
+        write_pending_events(session, along=(_INSERT, {name: getattr(conv, name)
+                                                       for name in _CONVERSATION}))
+    else:  # in the session already, not yet written: the ORM inserts it
         session.add(conv)
-        return
-    changed = tuple(sorted(state.committed_state))
-    statement = _UPDATES.get(changed)
-    if statement is None:
-        statement = _UPDATES[changed] = DriverStatement(
-            update(_TABLE).where(_TABLE.c.user_key == bindparam("conversation_key")),
-            column_keys=changed)
-    values = {name: getattr(conv, name) for name in changed}
-    write_pending_events(session, along=(statement, {**values, "conversation_key":
-                                                     conv.user_key}))
-    session.expunge(conv)  # written: the commit's flush has nothing of it to do
 
 
 # By the columns a turn changed: a handful of combinations.
 _UPDATES: dict[tuple[str, ...], DriverStatement] = {}
+_INSERT = DriverStatement(insert(_TABLE), column_keys=_CONVERSATION)
 
 
 def _remember_answer(conv: Conversation, rec: Recommendation,

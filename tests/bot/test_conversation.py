@@ -29,16 +29,16 @@ def _cards(reply):
 
 
 def test_a_turn_writes_back_only_what_it_changed_with_its_events(demo_runtime):
-    # A returning shopper's conversation is updated, not flushed by the ORM: the columns the
-    # turn changed (what a concurrent writer set in others stays), and on PostgreSQL the
-    # turn's conversion events in the same statement.
+    # The conversation is written by the turn, not flushed by the ORM: a new shopper's
+    # inserted, a returning shopper's updated in the columns the turn changed (what a
+    # concurrent writer set in others stays); on PostgreSQL with the turn's conversion
+    # events in the same statement.
     from sqlalchemy import event
 
     from bot.models import Conversation
 
     bot = demo_runtime.assistant
-    first = _cards(bot.handle(user_key="web:ana", market="BR",
-                              text="presente para minha mãe que ama jardinagem"))
+    bot.handle(user_key="web:bia", text="oi", market="BR")  # the market's index is built
     writes: list[str] = []
 
     def seen(conn, cursor, statement, *_):
@@ -47,17 +47,23 @@ def test_a_turn_writes_back_only_what_it_changed_with_its_events(demo_runtime):
 
     event.listen(demo_runtime.engine, "before_cursor_execute", seen)
     try:
+        first = _cards(bot.handle(user_key="web:ana", market="BR",
+                                  text="um presente de aniversário"))
+        written_first, writes[:] = list(writes), []
         more = _cards(bot.handle(user_key="web:ana", action=f"more:{first[0].ref}"))
     finally:
         event.remove(demo_runtime.engine, "before_cursor_execute", seen)
-    assert more
+    assert first and more
+    [insert] = [w for w in written_first if "INSERT INTO conversation " in w]
     [update] = [w for w in writes if "UPDATE conversation SET" in w]
     assert "shown=" in update and "updated_at=" in update
     for untouched in ("awaiting_payer", "language_chosen", "home_market", "conversation_id"):
         assert f"{untouched}=" not in update
     if demo_runtime.engine.dialect.name == "postgresql":
-        assert update.startswith("WITH conversion_events AS (INSERT INTO conversionevent")
-        assert len(writes) == 1
+        for statement in (insert, update):
+            assert statement.startswith("WITH conversion_events AS (INSERT INTO "
+                                        "conversionevent")
+        assert (len(written_first), len(writes)) == (1, 1)
     with Session(demo_runtime.engine) as session:
         shown = session.get(Conversation, "web:ana").shown
     assert {c.ref for c in first + more} <= set(shown)
