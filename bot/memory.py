@@ -44,6 +44,7 @@ from catalog.search import SearchRequest
 from catalog.text import fold
 from checkout.models import Order, OrderStatus
 from core.db import forget_with_transaction, utcnow
+from core.driver import DriverStatement, loaded
 
 SHOPPER = "shopper"  # the subject of the shopper's own preferences
 MAX_SUMMARY_FACTS = 30
@@ -231,12 +232,14 @@ class _Known:
             if self.name_facts is None:
                 self.name_facts = []
             return
-        query = _READ_WITH_NAMES if self.name_facts is None else _READ
-        rows = session.execute(query, {"user": self.user_key,
-                                       "subjects": wanted or [""]}).scalars().all()
+        asked = wanted or [""]
+        query = _read_query(names=self.name_facts is None, subjects=len(asked))
         found: dict[str, list[MemoryFact]] = {s: [] for s in wanted}
         names = []
-        for fact in rows:
+        for row in query.rows(session, {"user": self.user_key,
+                                        **{f"subject_{i}": s for i, s in enumerate(asked)}}):
+            fact = loaded(session, MemoryFact,
+                          dict(zip(_FACT_COLUMNS, row[:len(_FACT_COLUMNS)], strict=True)))
             if fact.subject in found:
                 found[fact.subject].append(fact)
             if fact.kind == FactKind.NAME:
@@ -350,11 +353,19 @@ def read(*, session: Session, user_key: str, subjects: Iterable[str | None]) -> 
     return known
 
 
-def _read_query(*, names: bool) -> Any:
-    """The newest MAX_FACTS_READ facts of each subject asked for, in summarize's order, and
-    with `names` every name the shopper gave, as facts."""
-    table = MemoryFact.__table__  # type: ignore[attr-defined]
-    asked = table.c.subject.in_(bindparam("subjects", expanding=True))
+_FACTS = MemoryFact.__table__  # type: ignore[attr-defined]
+_FACT_COLUMNS = [c.key for c in _FACTS.columns]
+
+
+@lru_cache(maxsize=64)
+def _read_query(*, names: bool, subjects: int) -> DriverStatement:
+    """The newest MAX_FACTS_READ facts of each of `subjects` subjects asked for (binds
+    `subject_0`...), in summarize's order, and with `names` every name the shopper gave:
+    the facts' columns, then their rank. Through the driver (`core.driver`): a turn reads
+    memory after its first statement, and the ORM's execution and loading cost more than
+    the round trip."""
+    table = _FACTS
+    asked = table.c.subject.in_([bindparam(f"subject_{i}") for i in range(subjects)])
     rank = func.row_number().over(
         partition_by=table.c.subject,
         order_by=(_PRIORITY_ORDER, table.c.created_at.desc(), table.c.id.desc()))
@@ -362,14 +373,10 @@ def _read_query(*, names: bool) -> Any:
               .where(table.c.user_key == bindparam("user"),
                      or_(asked, table.c.kind == FactKind.NAME.value) if names else asked)
               .subquery())
-    in_asked = ranked.c.subject.in_(bindparam("subjects", expanding=True))
-    rows = (core_select(ranked).where(~in_asked | (ranked.c.rank <= MAX_FACTS_READ))
-            .order_by(ranked.c.subject, ranked.c.rank))
-    return core_select(MemoryFact).from_statement(rows)
-
-
-# Built once: a statement costs more to build than SQLite takes to run it.
-_READ, _READ_WITH_NAMES = _read_query(names=False), _read_query(names=True)
+    in_asked = ranked.c.subject.in_([bindparam(f"subject_{i}") for i in range(subjects)])
+    return DriverStatement(
+        core_select(ranked).where(~in_asked | (ranked.c.rank <= MAX_FACTS_READ))
+        .order_by(ranked.c.subject, ranked.c.rank))
 
 
 forget_with_transaction(_KNOWN)
