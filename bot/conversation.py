@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, func, insert, inspect, literal, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, select
 
 from bot import erasure, linking, memory
@@ -241,9 +242,10 @@ class Assistant:
                     messages = [m for n, m in zip(queued, waiting, strict=True)
                                 if id(n) in taken] + messages
                 return Reply(messages=messages)
-            except IntegrityError:
-                # Two first messages of a new shopper raced to create the conversation; the
-                # whole turn was rolled back, so running it again is safe.
+            except (IntegrityError, StaleDataError):
+                # Two first messages of a new shopper raced to create the conversation, or
+                # the shopper's `/forget` deleted it meanwhile; the whole turn was rolled
+                # back, so running it again is safe.
                 if attempt == TURN_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
@@ -534,7 +536,10 @@ def _write_back(session: Session, conv: Conversation) -> None:
     turn runs again)."""
     state = inspect(conv)
     if state.persistent:
-        changed = tuple(sorted(state.committed_state))
+        # As the ORM's flush: a column set to the value it had is not written, so that it
+        # does not undo what another turn set there meanwhile (a `/language` choice).
+        changed = tuple(sorted(name for name in state.committed_state
+                               if state.attrs[name].history.has_changes()))
         statement = _UPDATES.get(changed)
         if statement is None:
             statement = _UPDATES[changed] = DriverStatement(
@@ -542,7 +547,11 @@ def _write_back(session: Session, conv: Conversation) -> None:
                 column_keys=changed)
         values = {name: getattr(conv, name) for name in changed}
         values["conversation_key"] = conv.user_key
-        write_pending_events(session, along=(statement, values))
+        if write_pending_events(session, along=(statement, values)) != 1:
+            # Deleted since the turn read it (the shopper's `/forget` on another worker):
+            # nothing of this turn is kept; it runs again, as the ORM's flush would have had
+            # it fail.
+            raise StaleDataError(f"conversation {conv.user_key!r} was deleted meanwhile")
         session.expunge(conv)  # written: the commit's flush has nothing of it to do
     elif state.transient:
         write_pending_events(session, along=(_INSERT, {name: getattr(conv, name)

@@ -6,8 +6,10 @@ cost more than the round trip itself (`docs/benchmarks.md`, seventh round).
 A `DriverStatement` is a SQLAlchemy Core statement compiled once per database. What goes in
 and comes out is converted by the same column types SQLAlchemy would use (JSON, timestamps,
 booleans on SQLite); the engine's `before_cursor_execute` listeners see the statement as any
-other; a driver's error comes out as SQLAlchemy's own exception (`IntegrityError`,
-`OperationalError`), and a connection the server dropped is invalidated, not pooled again.
+other (with no execution context: `after_cursor_execute`, `handle_error` and echo logging
+are not run); a driver's error comes out as SQLAlchemy's own exception (`IntegrityError`,
+`OperationalError`), and a connection the server dropped is invalidated, not pooled again
+(the pool's other connections are checked when next taken: `core.db.check_before_use`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,14 @@ class Compiled:
     defaults: Mapping[str, Any]  # values the statement carries itself (literals)
     binds: Mapping[str, Processor]  # by bind name, where the type converts the value
     results: tuple[Processor | None, ...]  # by result column
+    # A bind whose name the SQL cannot carry as it is (a column "unit price", say) has
+    # another there: the caller's name -> the SQL's.
+    escaped: Mapping[str, str]
 
     def parameters(self, values: Mapping[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
         """`values` by bind name, converted, in the form the driver takes."""
+        if self.escaped:
+            values = {self.escaped.get(name, name): value for name, value in values.items()}
         merged = {**self.defaults, **values}
         for name, process in self.binds.items():
             if name in merged:
@@ -62,10 +69,13 @@ class DriverStatement:
                  column_keys: Iterable[str] | None = None) -> None:
         self.statement = statement
         self.column_keys = list(column_keys) if column_keys is not None else None
-        self._compiled: dict[tuple[type, str], Compiled] = {}
+        self._compiled: dict[tuple[Any, ...], Compiled] = {}
 
     def compiled(self, dialect: Dialect) -> Compiled:
-        key = (type(dialect), dialect.paramstyle)
+        # The conversions depend on the dialect's settings too (an engine's own JSON
+        # serializer); the SQL only on its kind and paramstyle.
+        key = (type(dialect), dialect.paramstyle, getattr(dialect, "_json_serializer", None),
+               getattr(dialect, "_json_deserializer", None))
         found = self._compiled.get(key)
         if found is None:
             found = self._compiled[key] = self._compile(dialect)
@@ -76,7 +86,8 @@ class DriverStatement:
         if compiled.post_compile_params:
             raise ValueError("an expanding IN cannot be compiled once: "
                              f"{sorted(p.key for p in compiled.post_compile_params)}")
-        escaped = compiled.escaped_bind_names or {}
+        # A positional statement names its binds as the caller does.
+        escaped = {} if compiled.positional else dict(compiled.escaped_bind_names or {})
         binds: dict[str, Processor] = {}
         defaults: dict[str, Any] = {}
         for bind, bind_name in compiled.bind_names.items():
@@ -93,7 +104,7 @@ class DriverStatement:
         return Compiled(sql=compiled.string,
                         positional=tuple(compiled.positiontup) if compiled.positional
                         else None,
-                        defaults=defaults, binds=binds, results=results)
+                        defaults=defaults, binds=binds, results=results, escaped=escaped)
 
     def rows(self, session: Session, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows the statement reads, in the session's transaction."""
@@ -121,20 +132,23 @@ def run(conn: Connection, sql: str, parameters: Any, *, fetch: bool = False) -> 
     errors. Returns the rows when `fetch`, else the count of rows changed."""
     dbapi_conn = conn.connection.dbapi_connection
     assert dbapi_conn is not None, "the session's connection is closed"
-    cursor = dbapi_conn.cursor()
+    cursor = None
     try:
+        cursor = dbapi_conn.cursor()
         conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, False)
         cursor.execute(sql, parameters)
-        return cursor.fetchall() if fetch else cursor.rowcount
+        found = cursor.fetchall() if fetch else cursor.rowcount
     except conn.dialect.loaded_dbapi.Error as error:
         invalidated = conn.dialect.is_disconnect(error, dbapi_conn, cursor)
         if invalidated:
             conn.invalidate(error)
+        elif cursor is not None:
+            cursor.close()
         raise DBAPIError.instance(sql, parameters, error, conn.dialect.loaded_dbapi.Error,
                                   connection_invalidated=invalidated,
                                   dialect=conn.dialect) from error
-    finally:
-        cursor.close()
+    cursor.close()
+    return found
 
 
 def loaded(session: Session, model: type, values: Mapping[str, Any]) -> Any:

@@ -171,31 +171,32 @@ def pending_events(session: OrmSession) -> list[PendingEvent]:
 
 def write_pending_events(session: OrmSession, *,
                          along: tuple[DriverStatement, Mapping[str, Any]] | None = None
-                         ) -> None:
+                         ) -> int | None:
     """Write the transaction's recorded events, in the order they were recorded; with
-    `along` (a statement that changes other rows, and its values), that statement too.
+    `along` (a statement that changes other rows, and its values), that statement too, and
+    return the count of rows it changed.
 
     On PostgreSQL the events then go in a `WITH` clause of that statement: one round trip
     for both. Elsewhere the events are written first, then the statement.
     """
     pending = session.info.pop(_PENDING, None)
-    conn = session.connection()
     if along is None:
         if pending:
-            conn.execute(_INSERT, [p.row() for p in pending])
-        return
+            session.connection().execute(_INSERT, [p.row() for p in pending])
+        return None
+    conn = session.connection()
     statement, values = along
     compiled = statement.compiled(conn.dialect)
-    if pending and conn.dialect.name == "postgresql" and compiled.positional is None:
+    if pending and conn.dialect.name == "postgresql" and compiled.positional is None and \
+            not compiled.sql.startswith("WITH"):
         parameters = compiled.parameters(values)
         assert isinstance(parameters, dict)
         parameters[_ROWS_PARAMETER] = json.dumps([_json_row(p) for p in pending])
-        run(conn, f"WITH {_ROWS_PARAMETER} AS ({_INSERT_FROM_JSON}) {compiled.sql}",
-            parameters)
-        return
+        return run(conn, f"WITH {_ROWS_PARAMETER} AS ({_INSERT_FROM_JSON}) {compiled.sql}",
+                   parameters)
     if pending:
         conn.execute(_INSERT, [p.row() for p in pending])
-    run(conn, compiled.sql, compiled.parameters(values))
+    return run(conn, compiled.sql, compiled.parameters(values))
 
 
 # PostgreSQL: a transaction's events as one parameter, a JSON array of rows, which the
@@ -203,7 +204,7 @@ def write_pending_events(session: OrmSession, *,
 _ROWS_PARAMETER = "conversion_events"
 _INSERT_FROM_JSON = (
     f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "
-    f"FROM json_populate_recordset(NULL::{_TABLE.name}, %({_ROWS_PARAMETER})s) "
+    f"FROM json_populate_recordset(NULL::{_TABLE.name}, %({_ROWS_PARAMETER})s::json) "
     "WITH ORDINALITY AS recorded ORDER BY recorded.ordinality")  # ids in recording order
 
 

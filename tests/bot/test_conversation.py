@@ -50,14 +50,16 @@ def test_a_turn_writes_back_only_what_it_changed_with_its_events(demo_runtime):
         first = _cards(bot.handle(user_key="web:ana", market="BR",
                                   text="um presente de aniversário"))
         written_first, writes[:] = list(writes), []
-        more = _cards(bot.handle(user_key="web:ana", action=f"more:{first[0].ref}"))
+        more = _cards(bot.handle(user_key="web:ana", action=f"more:{first[0].ref}",
+                                 locale="pt-BR"))  # the language it has: not written
     finally:
         event.remove(demo_runtime.engine, "before_cursor_execute", seen)
     assert first and more
     [insert] = [w for w in written_first if "INSERT INTO conversation " in w]
     [update] = [w for w in writes if "UPDATE conversation SET" in w]
     assert "shown=" in update and "updated_at=" in update
-    for untouched in ("awaiting_payer", "language_chosen", "home_market", "conversation_id"):
+    for untouched in ("awaiting_payer", "language_chosen", "home_market", "conversation_id",
+                      "language"):
         assert f"{untouched}=" not in update
     if demo_runtime.engine.dialect.name == "postgresql":
         for statement in (insert, update):
@@ -67,6 +69,41 @@ def test_a_turn_writes_back_only_what_it_changed_with_its_events(demo_runtime):
     with Session(demo_runtime.engine) as session:
         shown = session.get(Conversation, "web:ana").shown
     assert {c.ref for c in first + more} <= set(shown)
+
+
+def test_a_turn_whose_conversation_was_deleted_meanwhile_runs_again(demo_runtime):
+    # The shopper's /forget on another worker deleted the conversation after the turn read
+    # it: its write-back changes no row, so nothing of it is kept and it runs again, for a
+    # shopper with no conversation.
+    from sqlalchemy import event, text
+
+    from bot.models import Conversation
+
+    engine = demo_runtime.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: a transaction that read before another's commit cannot write")
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:ana", text="presente para minha mãe", market="BR")
+    with Session(engine) as session:
+        before = session.get(Conversation, "web:ana").conversation_id
+    deleted: list[int] = []
+
+    def forget_meanwhile(conn, cursor, statement, *_):
+        if statement.startswith("WITH conversion_events") and "UPDATE conversation" in \
+                statement and not deleted:
+            with engine.connect() as other:
+                deleted.append(other.execute(text(
+                    "DELETE FROM conversation WHERE user_key = 'web:ana'")).rowcount)
+                other.commit()
+
+    event.listen(engine, "before_cursor_execute", forget_meanwhile)
+    try:
+        reply = bot.handle(user_key="web:ana", text="agora um fone de ouvido")
+    finally:
+        event.remove(engine, "before_cursor_execute", forget_meanwhile)
+    assert deleted == [1] and _cards(reply)
+    with Session(engine) as session:
+        assert session.get(Conversation, "web:ana").conversation_id != before
 
 
 def test_what_the_shopper_says_about_mom_is_used_later(demo_runtime):

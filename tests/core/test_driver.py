@@ -119,3 +119,17 @@ def test_an_expanding_in_is_refused_when_compiled():
         TABLE.c.user_key.in_(bindparam("keys", expanding=True))))
     with pytest.raises(ValueError, match="expanding"):
         statement.compiled(make_engine("sqlite://").dialect)
+
+
+def test_a_column_whose_name_the_sql_cannot_carry_as_a_bind(engine):
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    prices = Table("unit_prices", MetaData(), Column("id", Integer, primary_key=True),
+                   Column("unit price.brl", String(20)))
+    prices.create(engine)
+    add = DriverStatement(insert(prices), column_keys=["id", "unit price.brl"])
+    read = DriverStatement(select(prices.c["unit price.brl"]).where(
+        prices.c.id == bindparam("id")))
+    with session_scope(engine) as session:
+        add.execute(session, {"id": 1, "unit price.brl": "99,90"})
+        assert read.one(session, {"id": 1}) == ("99,90",)

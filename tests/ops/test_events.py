@@ -131,3 +131,11 @@ def test_events_written_along_a_statement_are_the_events_written_alone(runtime):
         assert statement.startswith("WITH conversion_events AS (INSERT INTO conversionevent")
     else:
         assert [s.split()[0] for s in statements] == ["INSERT", "UPDATE"]
+
+
+def test_a_commit_with_no_events_takes_no_connection(runtime):
+    taken: list[object] = []
+    event.listen(runtime.engine, "checkout", lambda *args: taken.append(args))
+    with Session(runtime.engine) as session:
+        session.commit()
+    assert taken == []
