@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, insert, inspect, literal, update
+from sqlalchemy import Integer, String, bindparam, func, insert, inspect, literal, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
@@ -25,7 +25,7 @@ from bot.buying import Buying
 from bot.follow_ups import ActiveRequest, plan
 from bot.intent import Intent, IntentParser
 from bot.llm_replies import ReplyPhraser
-from bot.models import Conversation, MemoryFact
+from bot.models import Conversation, MemoryFact, ShopperProfile
 from bot.notes import recommendation_notes
 from bot.privacy import Command, read_command, run_command
 from bot.replies import (
@@ -47,14 +47,14 @@ from catalog.store import revision_from, revision_of
 from checkout import service as checkout
 from checkout.rails import PaymentRail
 from core.db import as_utc, joined_or_own, session_scope, utcnow
-from core.driver import DriverStatement, loaded
+from core.driver import DriverStatement, loaded, write_together
 from core.i18n import Translator, language_of
 from core.markets import Market, get_market
 from core.money import Money
 from core.outbox import HAS_PENDING, Notification, claim, peek_pending, take_pending
 from core.settings import Settings
 from core.turns import TurnSlots, pool_capacity, working_in
-from ops.events import EventKind, record_event, understood, write_pending_events
+from ops.events import EVENTS, EventKind, record_event, take_pending_rows, understood
 
 MAX_REMEMBERED_REFS = 60
 # The action of a template's button that brings up what waited for the shopper.
@@ -529,11 +529,12 @@ _TURN_STATE = DriverStatement(
 
 
 def _write_back(session: Session, conv: Conversation) -> None:
-    """Write the conversation as the turn leaves it, with the turn's conversion events: one
-    statement on PostgreSQL (`ops.events.write_pending_events`), where the ORM's flush of it
-    cost more than the round trip. A returning shopper's is updated in the columns the turn
-    changed, a new shopper's inserted (two first messages racing: `IntegrityError`, and the
-    turn runs again)."""
+    """Write the conversation as the turn leaves it, with what the turn appended (its
+    conversion events, facts it learned, a new privacy profile): one statement on
+    PostgreSQL (`core.driver.write_together`), where the ORM's flush cost more than the
+    round trip. A returning shopper's conversation is updated in the columns the turn
+    changed, a new shopper's inserted (two first messages racing: `IntegrityError`, and
+    the turn runs again)."""
     state = inspect(conv)
     if state.persistent:
         # As the ORM's flush: a column set to the value it had is not written, so that it
@@ -547,17 +548,42 @@ def _write_back(session: Session, conv: Conversation) -> None:
                 column_keys=changed)
         values = {name: getattr(conv, name) for name in changed}
         values["conversation_key"] = conv.user_key
-        if write_pending_events(session, along=(statement, values)) != 1:
+        if write_together(session, statement, values, _appended(session)) != 1:
             # Deleted since the turn read it (the shopper's `/forget` on another worker):
             # nothing of this turn is kept; it runs again, as the ORM's flush would have had
             # it fail.
             raise StaleDataError(f"conversation {conv.user_key!r} was deleted meanwhile")
         session.expunge(conv)  # written: the commit's flush has nothing of it to do
     elif state.transient:
-        write_pending_events(session, along=(_INSERT, {name: getattr(conv, name)
-                                                       for name in _CONVERSATION}))
+        write_together(session, _INSERT, {name: getattr(conv, name) for name in _CONVERSATION},
+                       _appended(session))
     else:  # in the session already, not yet written: the ORM inserts it
         session.add(conv)
+
+
+def _appended(session: Session) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """The rows the turn appended and has not written, taken from the session: its
+    conversion events, and the new rows of tables nothing else refers to."""
+    appended: list[tuple[Any, list[dict[str, Any]]]] = [(EVENTS, take_pending_rows(session))]
+    new = [o for o in session.new if type(o) in _APPENDED]
+    for model, columns in _APPENDED.items():
+        objects = [o for o in new if type(o) is model]
+        table = model.__table__  # type: ignore[attr-defined]
+        appended.append((table, [{key: getattr(o, key) for key in columns} for o in objects]))
+        for o in objects:
+            session.expunge(o)  # written with the conversation, not by the commit's flush
+    return appended
+
+
+def _columns_to_write(model: Any) -> tuple[str, ...]:
+    # A database-made id is left to the database.
+    return tuple(c.key for c in model.__table__.columns
+                 if not (c.primary_key and c.autoincrement is not False
+                         and isinstance(c.type, Integer)))
+
+
+_APPENDED: dict[type, tuple[str, ...]] = {model: _columns_to_write(model)
+                                          for model in (MemoryFact, ShopperProfile)}
 
 
 # By the columns a turn changed: a handful of combinations.

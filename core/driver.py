@@ -14,11 +14,15 @@ are not run); a driver's error comes out as SQLAlchemy's own exception (`Integri
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import JSON, Table, insert, inspect
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -149,6 +153,65 @@ def run(conn: Connection, sql: str, parameters: Any, *, fetch: bool = False) -> 
                                   dialect=conn.dialect) from error
     cursor.close()
     return found
+
+
+def write_together(session: Session, statement: DriverStatement, values: Mapping[str, Any],
+                   appended: Iterable[tuple[Table, Sequence[Mapping[str, Any]]]]) -> int:
+    """Insert `appended`, rows of tables (by column key, in the order given), and run
+    `statement` with `values`, in the session's transaction; the count of rows `statement`
+    changed.
+
+    On PostgreSQL that is one statement: each table's rows go in a `WITH` clause of
+    `statement` as one JSON parameter, read into the table's own row type (so every value
+    gets its column's type), ids given in the rows' order. Elsewhere each table's rows are
+    inserted first (one executemany), then `statement` runs. A column a row leaves out, or
+    gives as None, is NULL (not its default); JSON columns cannot be appended so (their
+    None would not be JSON's null).
+    """
+    conn = session.connection()
+    compiled = statement.compiled(conn.dialect)
+    batches = [(table, rows) for table, rows in appended if rows]
+    if batches and conn.dialect.name == "postgresql" and compiled.positional is None and \
+            not compiled.sql.startswith("WITH"):
+        parameters = compiled.parameters(values)
+        assert isinstance(parameters, dict)
+        clauses = []
+        for number, (table, rows) in enumerate(batches):
+            name = f"appended_{number}"
+            columns = tuple(c.key for c in table.columns if any(c.key in r for r in rows))
+            clauses.append(f"{name} AS ({_insert_from_json(conn.dialect, table, columns, name)})")
+            parameters[name] = json.dumps([{key: _json_value(row.get(key)) for key in columns}
+                                           for row in rows])
+        return run(conn, f"WITH {', '.join(clauses)} {compiled.sql}", parameters)
+    for table, rows in batches:
+        conn.execute(insert(table), list(rows))
+    return run(conn, compiled.sql, compiled.parameters(values))
+
+
+@lru_cache(maxsize=128)
+def _insert_from_json(dialect: Dialect, table: Table, columns: tuple[str, ...],
+                      parameter: str) -> str:
+    """PostgreSQL: INSERT the rows of a JSON array parameter into `table`, in order."""
+    quote = dialect.identifier_preparer.quote
+    names = []
+    for key in columns:
+        column = table.c[key]
+        if isinstance(column.type, JSON):
+            raise ValueError(f"{table.name}.{column.name}: a JSON column is not appended")
+        names.append(quote(column.name))
+    listed = ", ".join(names)
+    row_type = dialect.identifier_preparer.format_table(table)
+    return (f"INSERT INTO {row_type} ({listed}) SELECT {listed} "
+            f"FROM json_populate_recordset(NULL::{row_type}, %({parameter})s::json) "
+            "WITH ORDINALITY AS appended ORDER BY appended.ordinality")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, date):  # datetimes too, with their offset
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf": PostgreSQL reads them, JSON has no such number
+    return value
 
 
 def loaded(session: Session, model: type, values: Mapping[str, Any]) -> Any:

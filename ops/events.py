@@ -6,16 +6,13 @@ not as ORM objects: each ORM insert cost a round trip of its own and building th
 cost more than the insert (see docs/benchmarks.md, "Load"). An update or delete of the
 event table (the erasure's) reaches them first. A rollback drops them, a savepoint's only
 those recorded inside it. A chat turn writes them with its conversation
-(`write_pending_events(along=...)`): on PostgreSQL both go in one statement.
+(`take_pending_rows`): on PostgreSQL both go in one statement.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import math
-from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -26,7 +23,6 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, Session, SQLModel
 
 from core.db import utcnow
-from core.driver import DriverStatement, run
 
 
 class EventKind(StrEnum):
@@ -118,7 +114,7 @@ def log_pseudonym(value: str) -> str:
 
 # Every column but the id, in the table's order: each pending row carries all of them, so
 # a transaction's rows go in one executemany.
-_TABLE = ConversionEvent.__table__  # type: ignore[attr-defined]
+_TABLE = EVENTS = ConversionEvent.__table__  # type: ignore[attr-defined]
 _COLUMNS = tuple(c.name for c in _TABLE.columns if c.name != "id")
 _INSERT = insert(_TABLE)
 _PENDING = "vitrine_pending_conversion_events"  # session.info key
@@ -169,56 +165,17 @@ def pending_events(session: OrmSession) -> list[PendingEvent]:
     return list(session.info.get(_PENDING, ()))
 
 
-def write_pending_events(session: OrmSession, *,
-                         along: tuple[DriverStatement, Mapping[str, Any]] | None = None
-                         ) -> int | None:
-    """Write the transaction's recorded events, in the order they were recorded; with
-    `along` (a statement that changes other rows, and its values), that statement too, and
-    return the count of rows it changed.
-
-    On PostgreSQL the events then go in a `WITH` clause of that statement: one round trip
-    for both. Elsewhere the events are written first, then the statement.
-    """
-    pending = session.info.pop(_PENDING, None)
-    if along is None:
-        if pending:
-            session.connection().execute(_INSERT, [p.row() for p in pending])
-        return None
-    conn = session.connection()
-    statement, values = along
-    compiled = statement.compiled(conn.dialect)
-    if pending and conn.dialect.name == "postgresql" and compiled.positional is None and \
-            not compiled.sql.startswith("WITH"):
-        parameters = compiled.parameters(values)
-        assert isinstance(parameters, dict)
-        parameters[_ROWS_PARAMETER] = json.dumps([_json_row(p) for p in pending])
-        return run(conn, f"WITH {_ROWS_PARAMETER} AS ({_INSERT_FROM_JSON}) {compiled.sql}",
-                   parameters)
-    if pending:
-        conn.execute(_INSERT, [p.row() for p in pending])
-    return run(conn, compiled.sql, compiled.parameters(values))
+def write_pending_events(session: OrmSession) -> None:
+    """Write the transaction's recorded events, in the order they were recorded."""
+    rows = take_pending_rows(session)
+    if rows:
+        session.connection().execute(_INSERT, rows)
 
 
-# PostgreSQL: a transaction's events as one parameter, a JSON array of rows, which the
-# server reads into the table's own row type (so each value gets its column's type).
-_ROWS_PARAMETER = "conversion_events"
-_INSERT_FROM_JSON = (
-    f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "
-    f"FROM json_populate_recordset(NULL::{_TABLE.name}, %({_ROWS_PARAMETER})s::json) "
-    "WITH ORDINALITY AS recorded ORDER BY recorded.ordinality")  # ids in recording order
-
-
-def _json_row(pending: PendingEvent) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for name in _COLUMNS:
-        value = getattr(pending, name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, float) and not math.isfinite(value):
-            value = str(value)  # "nan", "inf": PostgreSQL reads them, JSON has no such number
-        if value is not None:
-            row[name] = value
-    return row
+def take_pending_rows(session: OrmSession) -> list[dict[str, Any]]:
+    """The transaction's recorded events as rows of `EVENTS`, in recording order, taken:
+    the caller writes them in this transaction (`core.driver.write_together`)."""
+    return [p.row() for p in session.info.pop(_PENDING, ())]
 
 
 @event.listens_for(OrmSession, "before_flush")

@@ -63,12 +63,47 @@ def test_a_turn_writes_back_only_what_it_changed_with_its_events(demo_runtime):
         assert f"{untouched}=" not in update
     if demo_runtime.engine.dialect.name == "postgresql":
         for statement in (insert, update):
-            assert statement.startswith("WITH conversion_events AS (INSERT INTO "
-                                        "conversionevent")
+            assert statement.startswith("WITH appended_0 AS (INSERT INTO conversionevent")
         assert (len(written_first), len(writes)) == (1, 1)
     with Session(demo_runtime.engine) as session:
         shown = session.get(Conversation, "web:ana").shown
     assert {c.ref for c in first + more} <= set(shown)
+
+
+def test_what_a_first_message_teaches_is_written_with_the_conversation(demo_runtime):
+    # The facts learned and the shopper's privacy profile (told how memory works) are new
+    # rows the turn appends: written with the conversation, on PostgreSQL in its statement.
+    from sqlalchemy import event
+
+    from bot.models import MemoryFact, ShopperProfile
+
+    engine = demo_runtime.engine
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:bia", text="oi", market="BR")  # the market's index is built
+    writes: list[str] = []
+
+    def seen(conn, cursor, statement, *_):
+        if not statement.lstrip().startswith("SELECT"):
+            writes.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        reply = bot.handle(user_key="web:ana", market="BR",
+                           text="presente para minha mãe que ama jardinagem")
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert _cards(reply)
+    if engine.dialect.name == "postgresql":
+        [statement] = writes
+        for table in ("conversionevent", "memoryfact", "shopperprofile"):
+            assert f"INSERT INTO {table} " in statement
+        assert "INSERT INTO conversation " in statement
+    with Session(engine) as session:
+        facts = session.exec(select(MemoryFact).where(MemoryFact.user_key == "web:ana")).all()
+        profile = session.get(ShopperProfile, "web:ana")
+    assert ("mother", "interest", "gardening") in {(f.subject, f.kind, f.value) for f in facts}
+    assert all(f.id and f.created_at for f in facts)
+    assert profile is not None and profile.memory_notice_at is not None
 
 
 def test_a_turn_whose_conversation_was_deleted_meanwhile_runs_again(demo_runtime):
@@ -89,7 +124,7 @@ def test_a_turn_whose_conversation_was_deleted_meanwhile_runs_again(demo_runtime
     deleted: list[int] = []
 
     def forget_meanwhile(conn, cursor, statement, *_):
-        if statement.startswith("WITH conversion_events") and "UPDATE conversation" in \
+        if statement.startswith("WITH appended_0") and "UPDATE conversation" in \
                 statement and not deleted:
             with engine.connect() as other:
                 deleted.append(other.execute(text(

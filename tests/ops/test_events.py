@@ -94,8 +94,8 @@ def _stored(engine) -> list[dict]:
 
 def test_events_written_along_a_statement_are_the_events_written_alone(runtime):
     from bot.models import Conversation
-    from core.driver import DriverStatement
-    from ops.events import write_pending_events
+    from core.driver import DriverStatement, write_together
+    from ops.events import EVENTS, take_pending_rows
 
     table = Conversation.__table__
     rename = DriverStatement(update(table).where(table.c.user_key == "web:ana"),
@@ -115,7 +115,8 @@ def test_events_written_along_a_statement_are_the_events_written_alone(runtime):
 
     with Session(runtime.engine) as session:
         _record_every_kind_of_value(session)
-        write_pending_events(session, along=(rename, {"language": "es"}))
+        assert write_together(session, rename, {"language": "es"},
+                              [(EVENTS, take_pending_rows(session))]) == 1
         assert pending_events(session) == []
         session.commit()
     event.remove(runtime.engine, "before_cursor_execute", _count)
@@ -128,7 +129,7 @@ def test_events_written_along_a_statement_are_the_events_written_alone(runtime):
         assert session.get(Conversation, "web:ana").language == "es"
     if runtime.engine.dialect.name == "postgresql":  # one round trip for both
         [statement] = statements
-        assert statement.startswith("WITH conversion_events AS (INSERT INTO conversionevent")
+        assert statement.startswith("WITH appended_0 AS (INSERT INTO conversionevent")
     else:
         assert [s.split()[0] for s in statements] == ["INSERT", "UPDATE"]
 
