@@ -22,7 +22,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, Table, insert, inspect
+from sqlalchemy import JSON, Column, Table, insert, inspect
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -164,13 +164,17 @@ def write_together(session: Session, statement: DriverStatement, values: Mapping
     On PostgreSQL that is one statement: each table's rows go in a `WITH` clause of
     `statement` as one JSON parameter, read into the table's own row type (so every value
     gets its column's type), ids given in the rows' order. Elsewhere each table's rows are
-    inserted first (one executemany), then `statement` runs. A column a row leaves out, or
-    gives as None, is NULL (not its default); JSON columns cannot be appended so (their
-    None would not be JSON's null).
+    inserted first (one executemany), then `statement` runs. Every row of a table gives
+    the same columns, each one that has a default in Python (only the database's own, an
+    id's sequence, applies here); JSON columns cannot be appended so (their None would not
+    be JSON's null).
     """
     conn = session.connection()
     compiled = statement.compiled(conn.dialect)
     batches = [(table, rows) for table, rows in appended if rows]
+    for table, rows in batches:
+        if any(row.keys() != rows[0].keys() for row in rows):
+            raise ValueError(f"rows appended to {table.name} give different columns")
     if batches and conn.dialect.name == "postgresql" and compiled.positional is None and \
             not compiled.sql.startswith("WITH"):
         parameters = compiled.parameters(values)
@@ -178,10 +182,12 @@ def write_together(session: Session, statement: DriverStatement, values: Mapping
         clauses = []
         for number, (table, rows) in enumerate(batches):
             name = f"appended_{number}"
-            columns = tuple(c.key for c in table.columns if any(c.key in r for r in rows))
-            clauses.append(f"{name} AS ({_insert_from_json(conn.dialect, table, columns, name)})")
-            parameters[name] = json.dumps([{key: _json_value(row.get(key)) for key in columns}
-                                           for row in rows])
+            columns = tuple(c for c in table.columns if c.key in rows[0])
+            sql, processors = _insert_from_json(conn.dialect, table, columns, name)
+            clauses.append(f"{name} AS ({sql})")
+            parameters[name] = json.dumps([
+                {c.name: _json_value(row[c.key], process)
+                 for c, process in zip(columns, processors, strict=True)} for row in rows])
         return run(conn, f"WITH {', '.join(clauses)} {compiled.sql}", parameters)
     for table, rows in batches:
         conn.execute(insert(table), list(rows))
@@ -189,24 +195,28 @@ def write_together(session: Session, statement: DriverStatement, values: Mapping
 
 
 @lru_cache(maxsize=128)
-def _insert_from_json(dialect: Dialect, table: Table, columns: tuple[str, ...],
-                      parameter: str) -> str:
-    """PostgreSQL: INSERT the rows of a JSON array parameter into `table`, in order."""
+def _insert_from_json(dialect: Dialect, table: Table, columns: tuple[Column[Any], ...],
+                      parameter: str) -> tuple[str, tuple[Processor | None, ...]]:
+    """PostgreSQL: INSERT the rows of a JSON array parameter (keyed by column name) into
+    `table`, in order; with each column's conversion of a value in Python (a naive datetime
+    refused, an aware one made UTC, as the ORM does)."""
     quote = dialect.identifier_preparer.quote
-    names = []
-    for key in columns:
-        column = table.c[key]
+    for column in columns:
         if isinstance(column.type, JSON):
             raise ValueError(f"{table.name}.{column.name}: a JSON column is not appended")
-        names.append(quote(column.name))
-    listed = ", ".join(names)
+    listed = ", ".join(quote(column.name) for column in columns)
     row_type = dialect.identifier_preparer.format_table(table)
     return (f"INSERT INTO {row_type} ({listed}) SELECT {listed} "
             f"FROM json_populate_recordset(NULL::{row_type}, %({parameter})s::json) "
-            "WITH ORDINALITY AS appended ORDER BY appended.ordinality")
+            "WITH ORDINALITY AS appended ORDER BY appended.ordinality",
+            tuple(column.type.dialect_impl(dialect).bind_processor(dialect)
+                  for column in columns))
 
 
-def _json_value(value: Any) -> Any:
+def _json_value(value: Any, process: Processor | None) -> Any:
+    """A value as JSON carries it to PostgreSQL."""
+    if process is not None and value is not None:
+        value = process(value)
     if isinstance(value, date):  # datetimes too, with their offset
         return value.isoformat()
     if isinstance(value, float) and not math.isfinite(value):

@@ -540,3 +540,29 @@ def test_a_gift_recorded_after_none_was_known_is_found_in_the_same_transaction(r
                            order_id="ord_1")
         assert [g.title for g in memory.gifts(session=session, user_key="web:ana")] == \
             ["Regador"]
+
+
+def test_memory_is_read_newest_first_by_priority_with_every_name(runtime):
+    # What a turn reads of memory: for each subject asked, its facts in the order summaries
+    # take them (priority, then newest first), at most MAX_FACTS_READ; and the names the
+    # shopper gave, whoever they are about.
+    now = utcnow()
+    rows = [("mother", FactKind.INTEREST, "jardinagem", 3), ("mother", FactKind.INTEREST,
+                                                            "leitura", 1),
+            ("mother", FactKind.DISLIKE, "perfume", 5), ("mother", FactKind.AGE, "60", 2),
+            ("sister", FactKind.NAME, "Inês", 4), ("sister", FactKind.INTEREST, "yoga", 1)]
+    with session_scope(runtime.engine) as session:
+        session.add_all([MemoryFact(user_key="web:ana", subject=subject, kind=kind,
+                                    value=value, created_at=now - timedelta(days=days_ago))
+                         for subject, kind, value, days_ago in rows])
+        session.add(MemoryFact(user_key="web:bia", subject="mother", kind=FactKind.INTEREST,
+                               value="golfe", created_at=now))
+    with Session(runtime.engine) as session:
+        known = memory.read(session=session, user_key="web:ana", subjects=["mother"])
+        assert [f.value for f in known.of("mother")] == ["perfume", "60", "leitura",
+                                                         "jardinagem"]
+        assert [(f.subject, f.value) for f in known.name_facts] == [("sister", "Inês")]
+        assert all(f.id and f.created_at.tzinfo for f in known.of("mother"))
+        # The objects are the session's: read again through it, the same ones.
+        again = session.get(MemoryFact, known.of("mother")[0].id)
+        assert again is known.of("mother")[0]

@@ -3,16 +3,16 @@ SQLAlchemy, on both databases."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, event, func, insert, inspect, literal, select, update
+from sqlalchemy import bindparam, event, func, insert, inspect, literal, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.models import Conversation
 from core.db import make_engine, session_scope
-from core.driver import DriverStatement, loaded
+from core.driver import DriverStatement, loaded, write_together
 from tests.databases import BOTH_DATABASES, database_of
 
 TABLE = Conversation.__table__  # type: ignore[attr-defined]
@@ -133,3 +133,73 @@ def test_a_column_whose_name_the_sql_cannot_carry_as_a_bind(engine):
     with session_scope(engine) as session:
         add.execute(session, {"id": 1, "unit price.brl": "99,90"})
         assert read.one(session, {"id": 1}) == ("99,90",)
+
+
+def _fact_and_profile(user_key: str) -> tuple[dict, dict]:
+    at = datetime(2026, 11, 30, 9, 15, 42, 123456, tzinfo=timezone(timedelta(hours=-3)))
+    fact = dict(user_key=user_key, subject="mother", kind="interest", value="jardinagem",
+                source='"presente" p/ mãe \\ d\'água 🌱', created_at=at)
+    profile = dict(user_key=user_key, memory_notice_at=at, link_failures=2_000_000_000,
+                   link_failed_at=None, created_at=at + timedelta(seconds=1))
+    return fact, profile
+
+
+def test_rows_appended_are_the_rows_the_orm_writes(engine):
+    from bot.models import MemoryFact, ShopperProfile
+
+    with session_scope(engine) as session:
+        ADD.execute(session, _conversation())
+        orm_fact, orm_profile = _fact_and_profile("web:orm")
+        session.add_all([MemoryFact(**orm_fact), ShopperProfile(**orm_profile)])
+    fact, profile = _fact_and_profile("web:ana")
+    with session_scope(engine) as session:
+        assert write_together(session, WRITE, {"key": "web:ana", "shown": [], "quoted": {},
+                                               "language_chosen": None,
+                                               "updated_at": fact["created_at"]},
+                              [(MemoryFact.__table__, [fact]),
+                               (ShopperProfile.__table__, [profile])]) == 1
+
+    def stored(user_key):
+        with Session(engine) as session:
+            facts = session.exec(select(MemoryFact).where(MemoryFact.user_key == user_key))
+            [stored_fact] = [f.model_dump(exclude={"id", "user_key"}) for f in facts]
+            return stored_fact, session.get(ShopperProfile, user_key).model_dump(
+                exclude={"user_key"})
+
+    assert stored("web:ana") == stored("web:orm")
+    assert stored("web:ana")[0]["created_at"] == fact["created_at"]  # the same instant, UTC
+
+
+def test_a_naive_time_is_refused_as_the_orm_refuses_it(engine):
+    from sqlalchemy.exc import StatementError
+
+    from bot.models import ShopperProfile
+
+    with session_scope(engine) as session:
+        ADD.execute(session, _conversation())
+    _, profile = _fact_and_profile("web:ana")
+    with pytest.raises((ValueError, StatementError), match="timezone"), \
+            session_scope(engine) as session:
+        write_together(session, WRITE, {"key": "web:ana", "shown": [], "quoted": {},
+                                        "language_chosen": None,
+                                        "updated_at": profile["created_at"]},
+                       [(ShopperProfile.__table__,
+                         [{**profile, "created_at": datetime(2026, 11, 30, 9, 0)}])])
+
+
+def test_an_appended_column_keyed_apart_from_its_name(engine):
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    notes = Table("price_notes", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("unit price", String(20), key="unit_price"))
+    notes.create(engine)
+    with session_scope(engine) as session:
+        ADD.execute(session, _conversation())
+    with session_scope(engine) as session:
+        write_together(session, WRITE, {"key": "web:ana", "shown": [], "quoted": {},
+                                        "language_chosen": True,
+                                        "updated_at": datetime(2026, 12, 1, tzinfo=UTC)},
+                       [(notes, [{"unit_price": "99,90"}, {"unit_price": "5,00"}])])
+    with Session(engine) as session:
+        rows = session.execute(select(notes.c.id, notes.c.unit_price).order_by(notes.c.id))
+        assert [price for _, price in rows] == ["99,90", "5,00"]
