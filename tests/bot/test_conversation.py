@@ -3,6 +3,7 @@
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from sqlmodel import Session, select
@@ -28,32 +29,39 @@ def _cards(reply):
     return [c for m in reply.messages for c in m.cards]
 
 
-def test_a_turn_writes_back_only_what_it_changed_with_its_events(demo_runtime):
-    # The conversation is written by the turn, not flushed by the ORM: a new shopper's
-    # inserted, a returning shopper's updated in the columns the turn changed (what a
-    # concurrent writer set in others stays); on PostgreSQL with the turn's conversion
-    # events in the same statement.
+@contextmanager
+def _writes(engine):
+    """Every statement but a SELECT sent meanwhile, whitespace folded."""
     from sqlalchemy import event
 
-    from bot.models import Conversation
-
-    bot = demo_runtime.assistant
-    bot.handle(user_key="web:bia", text="oi", market="BR")  # the market's index is built
     writes: list[str] = []
 
     def seen(conn, cursor, statement, *_):
         if not statement.lstrip().startswith("SELECT"):
             writes.append(" ".join(statement.split()))
 
-    event.listen(demo_runtime.engine, "before_cursor_execute", seen)
+    event.listen(engine, "before_cursor_execute", seen)
     try:
+        yield writes
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_a_turn_writes_back_only_what_it_changed_with_its_events(demo_runtime):
+    # The conversation is written by the turn, not flushed by the ORM: a new shopper's
+    # inserted, a returning shopper's updated in the columns the turn changed (what a
+    # concurrent writer set in others stays); on PostgreSQL with the turn's conversion
+    # events in the same statement.
+    from bot.models import Conversation
+
+    bot = demo_runtime.assistant
+    bot.handle(user_key="web:bia", text="oi", market="BR")  # the market's index is built
+    with _writes(demo_runtime.engine) as writes:
         first = _cards(bot.handle(user_key="web:ana", market="BR",
                                   text="um presente de aniversário"))
         written_first, writes[:] = list(writes), []
         more = _cards(bot.handle(user_key="web:ana", action=f"more:{first[0].ref}",
                                  locale="pt-BR"))  # the language it has: not written
-    finally:
-        event.remove(demo_runtime.engine, "before_cursor_execute", seen)
     assert first and more
     [insert] = [w for w in written_first if "INSERT INTO conversation " in w]
     [update] = [w for w in writes if "UPDATE conversation SET" in w]
@@ -73,25 +81,14 @@ def test_a_turn_writes_back_only_what_it_changed_with_its_events(demo_runtime):
 def test_what_a_first_message_teaches_is_written_with_the_conversation(demo_runtime):
     # The facts learned and the shopper's privacy profile (told how memory works) are new
     # rows the turn appends: written with the conversation, on PostgreSQL in its statement.
-    from sqlalchemy import event
-
     from bot.models import MemoryFact, ShopperProfile
 
     engine = demo_runtime.engine
     bot = demo_runtime.assistant
     bot.handle(user_key="web:bia", text="oi", market="BR")  # the market's index is built
-    writes: list[str] = []
-
-    def seen(conn, cursor, statement, *_):
-        if not statement.lstrip().startswith("SELECT"):
-            writes.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with _writes(engine) as writes:
         reply = bot.handle(user_key="web:ana", market="BR",
                            text="presente para minha mãe que ama jardinagem")
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     assert _cards(reply)
     if engine.dialect.name == "postgresql":
         [statement] = writes
