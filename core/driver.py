@@ -165,9 +165,9 @@ def write_together(session: Session, statement: DriverStatement, values: Mapping
     `statement` as one JSON parameter, read into the table's own row type (so every value
     gets its column's type), ids given in the rows' order. Elsewhere each table's rows are
     inserted first (one executemany), then `statement` runs. Every row of a table gives
-    the same columns, each one that has a default in Python (only the database's own, an
-    id's sequence, applies here); JSON columns cannot be appended so (their None would not
-    be JSON's null).
+    the same columns, among them every column whose default is made in Python: only the
+    database's own defaults (an id's sequence) apply here. JSON columns cannot be appended
+    so (their None would not be JSON's null).
     """
     conn = session.connection()
     compiled = statement.compiled(conn.dialect)
