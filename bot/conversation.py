@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, func, insert, inspect, literal, update
@@ -541,14 +542,9 @@ def _write_back(session: Session, conv: Conversation) -> None:
         # does not undo what another turn set there meanwhile (a `/language` choice).
         changed = tuple(sorted(name for name in state.committed_state
                                if state.attrs[name].history.has_changes()))
-        statement = _UPDATES.get(changed)
-        if statement is None:
-            statement = _UPDATES[changed] = DriverStatement(
-                update(_TABLE).where(_TABLE.c.user_key == bindparam("conversation_key")),
-                column_keys=changed)
         values = {name: getattr(conv, name) for name in changed}
         values["conversation_key"] = conv.user_key
-        if write_together(session, statement, values, _appended(session)) != 1:
+        if write_together(session, _update_of(changed), values, _appended(session)) != 1:
             # Deleted since the turn read it (the shopper's `/forget` on another worker):
             # nothing of this turn is kept; it runs again, as the ORM's flush would have had
             # it fail.
@@ -586,8 +582,15 @@ _APPENDED: dict[type, tuple[str, ...]] = {model: _columns_to_write(model)
                                           for model in (MemoryFact, ShopperProfile)}
 
 
-# By the columns a turn changed: a handful of combinations.
-_UPDATES: dict[tuple[str, ...], DriverStatement] = {}
+@lru_cache(maxsize=64)
+def _update_of(changed: tuple[str, ...]) -> DriverStatement:
+    """The UPDATE of these columns of a conversation: the columns a turn changes come in a
+    handful of combinations, each compiled once."""
+    return DriverStatement(
+        update(_TABLE).where(_TABLE.c.user_key == bindparam("conversation_key")),
+        column_keys=changed)
+
+
 _INSERT = DriverStatement(insert(_TABLE), column_keys=_CONVERSATION)
 
 
