@@ -77,6 +77,8 @@ BUILD_CHUNK = 32_768  # products whose postings are computed together
 # Up to this many products per query word on average, a query's match bits are set in one
 # `ufunc.at` call, past it word by word (measured crossover: ~500 at 19k products).
 BITS_AT_ONCE_UNDER = 400
+# What the reaches of query word lists an index remembers may hold (see `CatalogIndex._reach`).
+REACH_CACHE_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -99,9 +101,13 @@ class _Reach:
     """The products some query words reach: a score per product and, per product, one bit
     for each distinct word matched (64 words per array)."""
 
-    words: list[str]
+    words: tuple[str, ...]
     scores: np.ndarray | None = None
     bits: list[np.ndarray] = field(default_factory=list)
+
+    def nbytes(self) -> int:
+        return (0 if self.scores is None else self.scores.nbytes) + \
+            sum(bits.nbytes for bits in self.bits) + 64 * (len(self.words) + 1)
 
     def reached(self, n: int) -> np.ndarray:
         """Whether each of the `n` products was reached by any word."""
@@ -217,6 +223,8 @@ class CatalogIndex:
         if len(columns) <= keep_views:
             self.products.keep_views()
         self._fuzzy_cache: dict[str, list[tuple[str, float]]] = {}
+        self._reaches: dict[tuple[tuple[str, ...], float], _Reach] = {}
+        self._reach_bytes = 0
         # (letter position, letter) -> the words with that letter there, and their numbers.
         self._fuzzy_buckets: dict[tuple[int, str], tuple[tuple[str, ...], array[int]]] | None \
             = None
@@ -460,8 +468,32 @@ class CatalogIndex:
 
     def _reach(self, words: list[str], weight: float) -> _Reach:
         """Add up the weights of `words` per product; each word counts once, as the best of
-        itself, its close spellings and its synonyms that the product holds."""
-        reach = _Reach(list(dict.fromkeys(words)))
+        itself, its close spellings and its synonyms that the product holds.
+
+        Remembered by the index, which never changes, for lists of words seen before: a
+        gift request's soft words (the kinds gift knowledge suggests, in every language the
+        data knows) are a hundred or more, the same for every request about the same
+        recipient and interests, and reaching them was a quarter of a search. The memory
+        is bounded by `REACH_CACHE_BYTES` (a reach holds a few numbers per product), and
+        starts again empty when full. What is handed out is never changed."""
+        key = (tuple(words), weight)
+        reach = self._reaches.get(key)
+        if reach is None:
+            reach = self._reach_anew(key[0], weight)
+            for array_ in (reach.scores, *reach.bits):
+                if array_ is not None:
+                    array_.flags.writeable = False
+            size = reach.nbytes()
+            if self._reach_bytes + size > REACH_CACHE_BYTES:
+                self._reaches.clear()
+                self._reach_bytes = 0
+            if size <= REACH_CACHE_BYTES:
+                self._reaches[key] = reach
+                self._reach_bytes += size
+        return reach
+
+    def _reach_anew(self, words: tuple[str, ...], weight: float) -> _Reach:
+        reach = _Reach(tuple(dict.fromkeys(words)))
         n = len(self._columns)
         reached: list[int] = []  # the words that reach some product, in order
         all_docs: list[np.ndarray] = []

@@ -266,6 +266,40 @@ def test_a_misspelt_word_finds_the_same_words_in_letter_buckets_as_in_a_full_sca
     assert [w for w, _ in full.expand("tecaldo")] == ["teclado"]
 
 
+def test_word_lists_seen_before_reach_the_same_products_from_memory(monkeypatch):
+    lists = [(["caneca"], ["cozinhar", "cafe"]), ([], ["cozinhar", "cafe"]),
+             (["notebok", "capa"], ["inox"]), ([], ["cafe", "cozinhar"]), ([], [])]
+    fresh = []
+    for terms, soft in lists:  # each list on an index that has seen nothing
+        found = CatalogIndex(CATALOG).match(terms, soft, 0.6, [])
+        fresh.append((found.candidates, found.scores, found.hits, found.soft_scores,
+                      found.soft_hits))
+    index = CatalogIndex(CATALOG)
+    for _ in range(2):  # the second time from memory
+        for (terms, soft), expected in zip(lists, fresh, strict=True):
+            found = index.match(list(terms), list(soft), 0.6, [])
+            assert (found.candidates, found.scores, found.hits, found.soft_scores,
+                    found.soft_hits) == expected
+    remembered = index._reach(["cozinhar", "cafe"], 0.6)
+    assert remembered is index._reach(["cozinhar", "cafe"], 0.6)
+    with pytest.raises(ValueError):  # handed out to every request: nobody may change it
+        remembered.scores[0] = 1.0
+
+
+def test_remembered_reaches_stay_within_their_memory(monkeypatch):
+    index = CatalogIndex(CATALOG)
+    one = index._reach(["caneca"], 1.0).nbytes()
+    monkeypatch.setattr("catalog.index.REACH_CACHE_BYTES", 2 * one)
+    for word in ("caneca", "inox", "cafe", "panelas", "notebook", "capa", "caneca"):
+        index._reach([word], 1.0)
+        assert sum(r.nbytes() for r in index._reaches.values()) <= 2 * one
+    assert len(index._reaches) in (1, 2)
+    monkeypatch.setattr("catalog.index.REACH_CACHE_BYTES", 0)
+    index = CatalogIndex(CATALOG)
+    assert index.match(["caneca"], [], 0.6, []).candidates == {0, 4}
+    assert not index._reaches  # nothing fits: each request reaches its words anew
+
+
 def test_an_empty_catalog_matches_nothing():
     index = CatalogIndex([])
     assert len(index.products) == 0 and index.get("loja:A1") is None
