@@ -183,11 +183,13 @@ def write_together(session: Session, statement: DriverStatement, values: Mapping
         for number, (table, rows) in enumerate(batches):
             name = f"appended_{number}"
             columns = tuple(c for c in table.columns if c.key in rows[0])
-            sql, processors = _insert_from_json(conn.dialect, table, columns, name)
+            sql, spec = _insert_from_json(conn.dialect, table, columns, name)
             clauses.append(f"{name} AS ({sql})")
+            # A value JSON carries as it is (most are: None, text, numbers) skips the call.
             parameters[name] = json.dumps([
-                {c.name: _json_value(row[c.key], process)
-                 for c, process in zip(columns, processors, strict=True)} for row in rows])
+                {column: value if (value := row[key]) is None or (
+                    process is None and type(value) in _AS_IS) else _json_value(value, process)
+                 for column, key, process in spec} for row in rows])
         return run(conn, f"WITH {', '.join(clauses)} {compiled.sql}", parameters)
     for table, rows in batches:
         conn.execute(insert(table), list(rows))
@@ -196,10 +198,11 @@ def write_together(session: Session, statement: DriverStatement, values: Mapping
 
 @lru_cache(maxsize=128)
 def _insert_from_json(dialect: Dialect, table: Table, columns: tuple[Column[Any], ...],
-                      parameter: str) -> tuple[str, tuple[Processor | None, ...]]:
+                      parameter: str
+                      ) -> tuple[str, tuple[tuple[str, str, Processor | None], ...]]:
     """PostgreSQL: INSERT the rows of a JSON array parameter (keyed by column name) into
-    `table`, in order; with each column's conversion of a value in Python (a naive datetime
-    refused, an aware one made UTC, as the ORM does)."""
+    `table`, in order; with each column's name, key, and conversion of a value in Python (a
+    naive datetime refused, an aware one made UTC, as the ORM does)."""
     quote = dialect.identifier_preparer.quote
     for column in columns:
         if isinstance(column.type, JSON):
@@ -209,8 +212,14 @@ def _insert_from_json(dialect: Dialect, table: Table, columns: tuple[Column[Any]
     return (f"INSERT INTO {row_type} ({listed}) SELECT {listed} "
             f"FROM json_populate_recordset(NULL::{row_type}, %({parameter})s::json) "
             "WITH ORDINALITY AS appended ORDER BY appended.ordinality",
-            tuple(column.type.dialect_impl(dialect).bind_processor(dialect)
+            tuple((column.name, column.key,
+                   column.type.dialect_impl(dialect).bind_processor(dialect))
                   for column in columns))
+
+
+# Values JSON carries as they are, with no conversion of their column's (the type itself:
+# a subclass of `int` or `str`, an enum, goes through `_json_value`).
+_AS_IS = frozenset({str, int, bool})
 
 
 def _json_value(value: Any, process: Processor | None) -> Any:
