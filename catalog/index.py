@@ -484,12 +484,13 @@ class CatalogIndex:
                 if array_ is not None:
                     array_.flags.writeable = False
             size = reach.nbytes()
+            if size > REACH_CACHE_BYTES:
+                return reach  # it would push out everything kept, and not fit itself
             if self._reach_bytes + size > REACH_CACHE_BYTES:
                 self._reaches.clear()
                 self._reach_bytes = 0
-            if size <= REACH_CACHE_BYTES:
-                self._reaches[key] = reach
-                self._reach_bytes += size
+            self._reaches[key] = reach
+            self._reach_bytes += size
         return reach
 
     def _reach_anew(self, words: tuple[str, ...], weight: float) -> _Reach:

@@ -282,6 +282,10 @@ def test_word_lists_seen_before_reach_the_same_products_from_memory(monkeypatch)
                     found.soft_hits) == expected
     remembered = index._reach(["cozinhar", "cafe"], 0.6)
     assert remembered is index._reach(["cozinhar", "cafe"], 0.6)
+    # The same words required weigh more than soft: remembered apart.
+    required = index._reach(["cozinhar", "cafe"], 1.0)
+    assert required is not remembered and list(required.scores) == pytest.approx(
+        [score / 0.6 for score in remembered.scores])
     with pytest.raises(ValueError):  # handed out to every request: nobody may change it
         remembered.scores[0] = 1.0
 
@@ -292,8 +296,13 @@ def test_remembered_reaches_stay_within_their_memory(monkeypatch):
     monkeypatch.setattr("catalog.index.REACH_CACHE_BYTES", 2 * one)
     for word in ("caneca", "inox", "cafe", "panelas", "notebook", "capa", "caneca"):
         index._reach([word], 1.0)
-        assert sum(r.nbytes() for r in index._reaches.values()) <= 2 * one
+        assert index._reach_bytes == sum(r.nbytes() for r in index._reaches.values()) \
+            <= 2 * one
     assert len(index._reaches) in (1, 2)
+    # A reach too big to keep is handed out without pushing out what is kept.
+    kept = dict(index._reaches)
+    assert index._reach([f"zzpalavra{n}" for n in range(200)], 1.0).nbytes() > 2 * one
+    assert index._reaches == kept
     monkeypatch.setattr("catalog.index.REACH_CACHE_BYTES", 0)
     index = CatalogIndex(CATALOG)
     assert index.match(["caneca"], [], 0.6, []).candidates == {0, 4}
